@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "nsfd/unique_fd.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "error.hpp"
+
+namespace nsfd {
+
+void UniqueFd::reset(int fd) noexcept {
+    int savedErrno = errno;
+    if (fd_ >= 0) {
+        // Linux closes the fd even when close() fails (EINTR included): never retry.
+        ::close(fd_);
+    }
+    fd_ = fd;
+    errno = savedErrno;
+}
+
+UniqueFd UniqueFd::duplicate() const {
+    int fd = ::fcntl(fd_, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0) {
+        detail::throwErrno(errno, "Failed to duplicate fd " + std::to_string(fd_));
+    }
+    return UniqueFd(fd);
+}
+
+}  // namespace nsfd

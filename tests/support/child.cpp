@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "child.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <exception>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+namespace nsfd::test {
+
+namespace {
+
+void readFully(int fd, void* buf, size_t len) {
+    auto* p = static_cast<char*>(buf);
+    while (len > 0) {
+        ssize_t n = ::read(fd, p, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            throw std::runtime_error("child pipe closed early");
+        }
+        p += n;
+        len -= static_cast<size_t>(n);
+    }
+}
+
+}  // namespace
+
+Child Child::spawn(const std::function<int()>& setup, Options options) {
+    int ready[2];
+    int go[2];
+    if (::pipe2(ready, O_CLOEXEC) < 0) {
+        throw std::system_error(errno, std::generic_category(), "pipe2");
+    }
+    UniqueFd readyRead(ready[0]), readyWrite(ready[1]);
+    if (::pipe2(go, O_CLOEXEC) < 0) {
+        throw std::system_error(errno, std::generic_category(), "pipe2");
+    }
+    UniqueFd goRead(go[0]), goWrite(go[1]);
+
+    struct clone_args args {};
+    args.flags = options.cloneFlags;
+    args.exit_signal = SIGCHLD;
+    pid_t tid = options.setTid;
+    if (tid > 0) {
+        args.set_tid = reinterpret_cast<std::uintptr_t>(&tid);
+        args.set_tid_size = 1;
+    }
+    long pid = ::syscall(SYS_clone3, &args, sizeof(args));
+    if (pid < 0) {
+        throw std::system_error(errno, std::generic_category(), "clone3");
+    }
+    if (pid == 0) {
+        // The child: only async-signal-safe work from here, then _exit.
+        int result = setup ? setup() : 0;
+        (void)!::write(readyWrite.get(), &result, sizeof(result));
+        if (result != 0) {
+            ::_exit(127);
+        }
+        int code = 0;
+        ssize_t n;
+        do {
+            n = ::read(goRead.get(), &code, sizeof(code));
+        } while (n < 0 && errno == EINTR);
+        ::_exit(n == sizeof(code) ? code : 126);
+    }
+    readyWrite.reset();
+    goRead.reset();
+    Child child(static_cast<pid_t>(pid), std::move(goWrite));
+    int result = 0;
+    readFully(readyRead.get(), &result, sizeof(result));
+    if (result != 0) {
+        throw std::system_error(result, std::generic_category(), "child setup");
+    }
+    return child;
+}
+
+Child::Child(Child&& other) noexcept
+    : pid_(other.pid_), go_(std::move(other.go_)), reaped_(other.reaped_) {
+    other.reaped_ = true;
+}
+
+Child::~Child() {
+    if (!reaped_) {
+        ::kill(pid_, SIGKILL);
+        reap();
+    }
+}
+
+void Child::release(int code) {
+    (void)!::write(go_.get(), &code, sizeof(code));
+    go_.reset();
+}
+
+void Child::awaitExit() const {
+    siginfo_t info{};
+    while (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOWAIT) < 0) {
+        if (errno != EINTR) {
+            throw std::system_error(errno, std::generic_category(), "waitid");
+        }
+    }
+}
+
+int Child::reap() {
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0) {
+        if (errno != EINTR) {
+            throw std::system_error(errno, std::generic_category(), "waitpid");
+        }
+    }
+    reaped_ = true;
+    go_.reset();
+    return status;
+}
+
+void runAsUser(uid_t uid, gid_t gid, const std::function<void()>& fn) {
+    std::exception_ptr error;
+    std::thread thread([&] {
+        try {
+            // Raw syscalls: glibc's wrappers would change every thread of the process.
+            if (::syscall(SYS_setgroups, 0, nullptr) < 0 ||
+                ::syscall(SYS_setresgid, gid, gid, gid) < 0 ||
+                ::syscall(SYS_setresuid, uid, uid, uid) < 0) {
+                throw std::system_error(errno, std::generic_category(), "drop credentials");
+            }
+            fn();
+        } catch (...) {
+            error = std::current_exception();
+        }
+    });
+    thread.join();
+    if (error) {
+        std::rethrow_exception(error);
+    }
+}
+
+int openFdCount() {
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (dir == nullptr) {
+        return -1;
+    }
+    int count = 0;
+    while (struct dirent* entry = ::readdir(dir)) {
+        if (entry->d_name[0] != '.') {
+            ++count;
+        }
+    }
+    ::closedir(dir);
+    return count - 1;  // the directory's own fd
+}
+
+void LeakCheckedTest::SetUp() { fdsAtStart_ = openFdCount(); }
+
+void LeakCheckedTest::TearDown() {
+    EXPECT_EQ(openFdCount(), fdsAtStart_) << "the test left an fd open";
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    EXPECT_TRUE(pid < 0 && errno == ECHILD) << "the test left a child unreaped (pid " << pid << ")";
+}
+
+int errnoOf(const std::function<void()>& fn, std::string* message) {
+    try {
+        fn();
+    } catch (const std::system_error& e) {
+        if (message != nullptr) {
+            *message = e.what();
+        }
+        return e.code().category() == std::generic_category() ? e.code().value() : -1;
+    }
+    return 0;
+}
+
+}  // namespace nsfd::test
