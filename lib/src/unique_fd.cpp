@@ -20,12 +20,14 @@ void UniqueFd::reset(int fd) noexcept {
     errno = savedErrno;
 }
 
-UniqueFd UniqueFd::duplicate() const {
-    int fd = ::fcntl(fd_, F_DUPFD_CLOEXEC, 3);
-    if (fd < 0) {
-        detail::throwErrno(errno, "Failed to duplicate fd " + std::to_string(fd_));
+UniqueFd UniqueFd::duplicate() const { return duplicateFd(fd_); }
+
+UniqueFd duplicateFd(int fd) {
+    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (copy < 0) {
+        detail::throwErrno(errno, "Failed to duplicate fd " + std::to_string(fd));
     }
-    return UniqueFd(fd);
+    return UniqueFd(copy);
 }
 
 }  // namespace nsfd

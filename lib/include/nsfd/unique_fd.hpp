@@ -46,4 +46,8 @@ private:
     int fd_ = -1;
 };
 
+// A close-on-exec duplicate (>= 3) of an fd the caller does not own.
+// Throws std::system_error on failure.
+UniqueFd duplicateFd(int fd);
+
 }  // namespace nsfd

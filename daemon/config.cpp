@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "config.hpp"
+
+#include <grp.h>
+#include <pwd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace nsfd::daemon {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& path, const toml::source_region& where,
+                       const std::string& reason) {
+    std::string location = path;
+    if (where.begin.line > 0) {
+        location += ":" + std::to_string(where.begin.line);
+    }
+    throw ConfigError(location + ": " + reason);
+}
+
+void checkKeys(const toml::table& table, std::initializer_list<std::string_view> known,
+               const std::string& path, const std::string& context) {
+    for (const auto& [key, node] : table) {
+        bool ok = false;
+        for (std::string_view name : known) {
+            ok = ok || key.str() == name;
+        }
+        if (!ok) {
+            fail(path, node.source(), "unknown key '" + std::string(key.str()) + "' in " + context);
+        }
+    }
+}
+
+template <typename T>
+T integerIn(const toml::node& node, long long min, long long max, const std::string& path,
+            const std::string& name) {
+    std::optional<long long> value = node.value<long long>();
+    if (!node.is_integer() || !value || *value < min || *value > max) {
+        fail(path, node.source(),
+             name + " must be an integer from " + std::to_string(min) + " to " +
+                 std::to_string(max));
+    }
+    return static_cast<T>(*value);
+}
+
+bool boolean(const toml::node& node, const std::string& path, const std::string& name) {
+    if (!node.is_boolean()) {
+        fail(path, node.source(), name + " must be true or false");
+    }
+    return *node.value<bool>();
+}
+
+Grant parseGrant(const toml::table& table, const std::string& path) {
+    checkKeys(table, {"user", "group", "namespaces", "info", "pidfd"}, path, "[[grant]]");
+    Grant grant;
+    const toml::node* user = table.get("user");
+    const toml::node* group = table.get("group");
+    if ((user == nullptr) == (group == nullptr)) {
+        fail(path, table.source(), "a [[grant]] names exactly one of user or group");
+    }
+    if (user != nullptr) {
+        std::optional<std::string> name = user->value<std::string>();
+        struct passwd* pw = name ? ::getpwnam(name->c_str()) : nullptr;
+        if (pw == nullptr) {
+            fail(path, user->source(), "unknown user '" + name.value_or("") + "'");
+        }
+        grant.uid = pw->pw_uid;
+        grant.subject = "user " + *name;
+    } else {
+        std::optional<std::string> name = group->value<std::string>();
+        struct group* gr = name ? ::getgrnam(name->c_str()) : nullptr;
+        if (gr == nullptr) {
+            fail(path, group->source(), "unknown group '" + name.value_or("") + "'");
+        }
+        grant.gid = gr->gr_gid;
+        grant.subject = "group " + *name;
+    }
+    if (const toml::node* namespaces = table.get("namespaces")) {
+        const toml::array* list = namespaces->as_array();
+        if (list == nullptr) {
+            fail(path, namespaces->source(), "namespaces must be a list of namespace types");
+        }
+        for (const toml::node& item : *list) {
+            std::optional<std::string> name = item.value<std::string>();
+            std::optional<NsType> type = name ? parseNsType(*name) : std::nullopt;
+            if (name && *name == "all") {
+                grant.namespaces.insert(allNsTypes().begin(), allNsTypes().end());
+                continue;
+            }
+            if (!type) {
+                fail(path, item.source(),
+                     "unknown namespace type '" + name.value_or("?") +
+                         "' (cgroup ipc mnt net pid pid_for_children time time_for_children "
+                         "user uts, or all)");
+            }
+            grant.namespaces.insert(*type);
+        }
+    }
+    if (const toml::node* info = table.get("info")) {
+        grant.info = boolean(*info, path, "info");
+    }
+    if (const toml::node* pidfd = table.get("pidfd")) {
+        grant.pidfd = boolean(*pidfd, path, "pidfd");
+    }
+    return grant;
+}
+
+}  // namespace
+
+Config parseConfig(std::string_view text, const std::string& path) {
+    toml::table root;
+    try {
+        root = toml::parse(text, path);
+    } catch (const toml::parse_error& e) {
+        fail(path, e.source(), std::string(e.description()));
+    }
+    checkKeys(root, {"limits", "grant"}, path, "the top level");
+    Config config;
+    config.source = path;
+    if (const toml::node* limitsNode = root.get("limits")) {
+        const toml::table* limits = limitsNode->as_table();
+        if (limits == nullptr) {
+            fail(path, limitsNode->source(), "[limits] must be a table");
+        }
+        checkKeys(*limits, {"tracked-per-user", "retention-seconds"}, path, "[limits]");
+        if (const toml::node* n = limits->get("tracked-per-user")) {
+            config.trackedPerUser = integerIn<unsigned>(*n, 0, 1'000'000, path, "tracked-per-user");
+        }
+        if (const toml::node* n = limits->get("retention-seconds")) {
+            config.retention =
+                std::chrono::seconds(integerIn<long>(*n, 0, 86'400, path, "retention-seconds"));
+        }
+    }
+    if (const toml::node* grants = root.get("grant")) {
+        const toml::array* list = grants->as_array();
+        if (list == nullptr) {
+            fail(path, grants->source(), "grants are written as [[grant]] tables");
+        }
+        for (const toml::node& item : *list) {
+            const toml::table* table = item.as_table();
+            if (table == nullptr) {
+                fail(path, item.source(), "grants are written as [[grant]] tables");
+            }
+            config.grants.push_back(parseGrant(*table, path));
+        }
+    }
+    return config;
+}
+
+Config loadConfig(const std::string& path, bool mustExist) {
+    std::ifstream file(path);
+    if (!file) {
+        int err = errno;
+        if (err == ENOENT && !mustExist) {
+            return Config{};
+        }
+        throw ConfigError(path + ": " + std::strerror(err));
+    }
+    std::stringstream text;
+    text << file.rdbuf();
+    return parseConfig(text.str(), path);
+}
+
+}  // namespace nsfd::daemon

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// nsfdd: hands out the namespace fds of processes over D-Bus. See nsfdd(8).
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <sdbus-c++/sdbus-c++.h>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "config.hpp"
+#include "logging.hpp"
+#include "service.hpp"
+#include "version.hpp"
+
+namespace {
+
+std::unique_ptr<sdbus::IConnection> connect(const std::string& bus) {
+    if (bus == "system") {
+        return sdbus::createSystemBusConnection();
+    }
+    if (bus == "session") {
+        return sdbus::createSessionBusConnection();
+    }
+    return sdbus::createSessionBusConnectionWithAddress(bus);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"nsfdd: namespace fds of processes, by pidfd, over D-Bus"};
+    std::string configPath = nsfd::daemon::kDefaultConfigPath;
+    std::string bus = "system";
+    std::string logLevel = "info";
+    bool checkConfig = false;
+    auto* configOption =
+        app.add_option("--config", configPath, "Configuration file (nsfdd.conf(5))");
+    app.add_option("--bus", bus, "system, session, or a D-Bus address (default: system)");
+    app.add_option("--log-level", logLevel,
+                   "trace, debug, info, warn, error, critical or off (default: info)");
+    app.add_flag("--check-config", checkConfig, "Check the configuration and exit");
+    app.set_version_flag("--version", nsfd::daemon::kVersion);
+    CLI11_PARSE(app, argc, argv);
+
+    try {
+        nsfd::daemon::setUpLogging(logLevel);
+    } catch (const std::exception& e) {
+        std::cerr << "nsfdd: " << e.what() << '\n';
+        return 2;
+    }
+
+    nsfd::daemon::Config config;
+    try {
+        config = nsfd::daemon::loadConfig(configPath, configOption->count() > 0);
+    } catch (const nsfd::daemon::ConfigError& e) {
+        spdlog::critical("Bad configuration: {}", e.what());
+        return 1;
+    }
+    if (checkConfig) {
+        std::cout << (config.source.empty() ? "built-in defaults" : config.source) << ": ok\n";
+        return 0;
+    }
+
+    // sd-event takes these as events; block them before any thread starts.
+    sigset_t stopSignals;
+    sigemptyset(&stopSignals);
+    sigaddset(&stopSignals, SIGTERM);
+    sigaddset(&stopSignals, SIGINT);
+    sigprocmask(SIG_BLOCK, &stopSignals, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    try {
+        nsfd::daemon::Service service(connect(bus), std::move(config));
+        return service.run();
+    } catch (const sdbus::Error& e) {
+        spdlog::critical("Failed on the bus: {}", e.getMessage());
+    } catch (const std::exception& e) {
+        spdlog::critical("Failed to start: {}", e.what());
+    }
+    return 1;
+}

@@ -1,0 +1,471 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "service.hpp"
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+
+#include <sdbus-c++/sdbus-c++.h>
+#include <spdlog/spdlog.h>
+
+#include <climits>
+#include <csignal>
+#include <cstring>
+
+#include "errors.hpp"
+#include "version.hpp"
+#include "manager_object.hpp"
+#include "nsfd/dbus_names.hpp"
+#include "nsfd/features.hpp"
+#include "process_object.hpp"
+
+namespace nsfd::daemon {
+
+// What the service hangs on each tracked process: its bus object, the watch
+// on its pidfd, and, once reaped, the timer that ends its retention.
+class ProcessBinding final : public Attachment {
+public:
+    ProcessBinding(Service& service, TrackedProcess& process)
+        : service_(service),
+          process_(process),
+          object_(std::make_unique<ProcessObject>(*service.connection_, service, process)) {
+        sd_event_source* source = nullptr;
+        int r = sd_event_add_io(service.loop_.get(), &source, process.pidfd().get(), EPOLLIN,
+                                onPidFd, this);
+        if (r < 0) {
+            throw std::system_error(-r, std::generic_category(), "Failed to watch a pidfd");
+        }
+        exitWatch_.reset(source);
+    }
+
+    ProcessObject& object() { return *object_; }
+    bool removing = false;
+
+    void stateChanged() {
+        if (process_.state() != ProcessState::Running) {
+            // Level-triggered POLLIN would fire again and again; POLLHUP (the
+            // reap) is always reported.
+            sd_event_source_set_io_events(exitWatch_.get(), 0);
+        }
+        if (process_.state() == ProcessState::Reaped) {
+            exitWatch_.reset();
+            startRetention();
+        }
+        object_->stateChanged();
+    }
+
+private:
+    static int onPidFd(sd_event_source* /*source*/, int /*fd*/, uint32_t revents, void* userdata) {
+        auto* self = static_cast<ProcessBinding*>(userdata);
+        if (self->process_.updateState((revents & EPOLLIN) != 0, (revents & EPOLLHUP) != 0)) {
+            self->service_.onStateChanged(self->process_);
+        }
+        return 0;
+    }
+
+    void startRetention() {
+        uint64_t now = 0;
+        sd_event_now(service_.loop_.get(), CLOCK_MONOTONIC, &now);
+        uint64_t usec = static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(service_.config_.retention)
+                .count());
+        sd_event_source* source = nullptr;
+        if (sd_event_add_time(service_.loop_.get(), &source, CLOCK_MONOTONIC, now + usec, 0,
+                              onRetentionEnd, this) >= 0) {
+            retention_.reset(source);
+        }
+    }
+
+    static int onRetentionEnd(sd_event_source* /*source*/, uint64_t /*usec*/, void* userdata) {
+        auto* self = static_cast<ProcessBinding*>(userdata);
+        spdlog::debug("Retention of reaped pid {} (id {}) ended", self->process_.pid(),
+                      self->process_.id());
+        self->service_.remove(self->process_.id());  // destroys self
+        return 0;
+    }
+
+    Service& service_;
+    TrackedProcess& process_;
+    std::unique_ptr<ProcessObject> object_;
+    EventSource exitWatch_;
+    EventSource retention_;
+};
+
+namespace {
+
+ProcessBinding& bindingOf(const TrackedProcess& process) {
+    return *static_cast<ProcessBinding*>(process.attachment());
+}
+
+std::string describe(const PidFd& pidfd) { return "pid " + std::to_string(pidfd.pid()); }
+
+}  // namespace
+
+Service::Service(std::unique_ptr<sdbus::IConnection> connection, Config config)
+    : connection_(std::move(connection)),
+      config_(std::move(config)),
+      authorizer_(config_),
+      callers_(*connection_) {
+    raiseFdLimit();
+    loop_.attachBus(*connection_);
+    manager_ = std::make_unique<ManagerObject>(*connection_, *this);
+
+    auto onStopSignal = [](sd_event_source* source, const signalfd_siginfo* info, void*) {
+        spdlog::info("Received {}, stopping", strsignal(static_cast<int>(info->ssi_signo)));
+        sd_notify(0, "STOPPING=1");
+        sd_event_exit(sd_event_source_get_event(source), 0);
+        return 0;
+    };
+    sd_event_source* source = nullptr;
+    if (int r = sd_event_add_defer(loop_.get(), &source, onRemoveLater, this); r < 0) {
+        throw std::system_error(-r, std::generic_category(), "Failed to add the removal hook");
+    }
+    removeLater_.reset(source);
+    sd_event_source_set_enabled(source, SD_EVENT_OFF);
+    if (sd_event_add_signal(loop_.get(), &source, SIGTERM, onStopSignal, nullptr) >= 0) {
+        sigterm_.reset(source);
+    }
+    if (sd_event_add_signal(loop_.get(), &source, SIGINT, onStopSignal, nullptr) >= 0) {
+        sigint_.reset(source);
+    }
+}
+
+Service::~Service() {
+    for (TrackedProcess* process : registry_.all()) {
+        registry_.remove(process->id());
+    }
+    manager_.reset();
+}
+
+void Service::raiseFdLimit() {
+    struct rlimit limit {};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+        if (limit.rlim_cur < limit.rlim_max) {
+            struct rlimit raised = {limit.rlim_max, limit.rlim_max};
+            if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+                limit = raised;
+            } else {
+                spdlog::warn("Failed to raise the fd limit to {}, ignoring: {}", limit.rlim_max,
+                             std::strerror(errno));
+            }
+        }
+        fdLimit_ = limit.rlim_cur == RLIM_INFINITY ? INT_MAX : limit.rlim_cur;
+    }
+    spdlog::debug("Fd limit {}", fdLimit_);
+}
+
+int Service::run() {
+    connection_->requestName(nsfd::dbus::kBusName);
+    std::string features;
+    for (std::string_view name : kernelFeatures().names()) {
+        features += features.empty() ? "" : " ";
+        features += name;
+    }
+    spdlog::info("nsfdd {} ready on the bus as {}, kernel features: {}", kVersion,
+                 nsfd::dbus::kBusName, features);
+    sd_notify(0, "READY=1");
+    publishStatus();
+    int code = loop_.run();
+    sd_notify(0, "STOPPING=1");
+    return code;
+}
+
+void Service::publishStatus() {
+    sd_notifyf(0, "STATUS=Tracking %zu processes", registry_.size());
+}
+
+const Caller& Service::callerOf(const sdbus::IObject& object) {
+    const sdbus::Message* message = object.getCurrentlyProcessedMessage();
+    if (message == nullptr) {
+        throw ServiceError(ErrorKind::AccessDenied, "No caller to authorize");
+    }
+    return callers_.lookup(message->getSender());
+}
+
+void Service::deny(const Caller& caller, const std::string& what) const {
+    spdlog::warn("Denied uid {} (pid {}) {}", caller.uid, caller.pid, what);
+    throw ServiceError(ErrorKind::AccessDenied,
+                       "Access denied: uid " + std::to_string(caller.uid) + " may not " + what);
+}
+
+PidFd Service::openPid(std::uint32_t pid) const {
+    if (pid == 0 || pid > static_cast<std::uint32_t>(INT_MAX)) {
+        throw ServiceError(ErrorKind::InvalidArgs, "Invalid pid " + std::to_string(pid));
+    }
+    try {
+        return PidFd::open(static_cast<pid_t>(pid));
+    } catch (const std::system_error& e) {
+        switch (e.code().value()) {
+            case ESRCH:
+                throw ServiceError(ErrorKind::NoSuchProcess,
+                                   "No such process: " + std::to_string(pid));
+            case ENOENT:
+                throw ServiceError(ErrorKind::InvalidArgs,
+                                   "pid " + std::to_string(pid) +
+                                       " is a thread, not a thread-group leader");
+            default:
+                throw;
+        }
+    }
+}
+
+PidFd Service::adoptPidFd(UniqueFd fd) const {
+    PidFd pidfd = PidFd::adopt(std::move(fd));
+    if (pidfd.pid() <= 0) {
+        throw ServiceError(ErrorKind::ProcessExited,
+                           "The process of the passed pidfd has exited and been reaped");
+    }
+    std::optional<pid_t> tgid = pidfd.info(InfoFlags::Pid).threadGroupId();
+    if (tgid && *tgid != pidfd.pid()) {
+        throw ServiceError(ErrorKind::InvalidArgs,
+                           "The passed pidfd refers to thread " + std::to_string(pidfd.pid()) +
+                               ", not a thread-group leader");
+    }
+    return pidfd;
+}
+
+void Service::checkFdBudget(std::size_t needed) const {
+    if (registry_.size() + needed + kFdReserve > fdLimit_) {
+        throw ServiceError(ErrorKind::LimitExceeded,
+                           "nsfdd is out of file descriptors (limit " + std::to_string(fdLimit_) +
+                               ", " + std::to_string(registry_.size()) + " processes tracked)");
+    }
+}
+
+TrackedProcess& Service::track(const Caller& caller, PidFd pidfd) {
+    if (TrackedProcess* existing = registry_.find(pidfd.id());
+        existing != nullptr && !bindingOf(*existing).removing) {
+        requireInfoAccess(caller, *existing, "track " + describe(pidfd));
+        return *existing;
+    }
+    if (TrackedProcess* leaving = registry_.find(pidfd.id())) {
+        remove(leaving->id());  // untracked a moment ago; its removal is still pending
+    }
+    auto process = std::make_unique<TrackedProcess>(std::move(pidfd), caller.uid);
+    if (!authorizer_.mayReadInfo(caller, process->lastCredentials())) {
+        deny(caller, "track pid " + std::to_string(process->pid()));
+    }
+    if (registry_.countTrackedBy(caller.uid) >= authorizer_.trackQuota(caller)) {
+        throw ServiceError(ErrorKind::LimitExceeded,
+                           "uid " + std::to_string(caller.uid) + " already tracks " +
+                               std::to_string(registry_.countTrackedBy(caller.uid)) +
+                               " processes, its limit");
+    }
+    checkFdBudget(1);
+    TrackedProcess& tracked = registry_.add(std::move(process));
+    try {
+        tracked.setAttachment(std::make_unique<ProcessBinding>(*this, tracked));
+    } catch (...) {
+        registry_.remove(tracked.id());
+        throw;
+    }
+    spdlog::info("Tracking pid {} (id {}) for uid {}", tracked.pid(), tracked.id(), caller.uid);
+    manager_->trackedCountChanged();
+    publishStatus();
+    return tracked;
+}
+
+void Service::untrack(const Caller& caller, TrackedProcess& process) {
+    requireInfoAccess(caller, process, "untrack pid " + std::to_string(process.pid()));
+    ProcessBinding& binding = bindingOf(process);
+    if (binding.removing) {
+        return;
+    }
+    binding.removing = true;
+    // The bus object may be the one handling this very call: remove it once
+    // the loop is back in control.
+    pendingRemovals_.push_back(process.id());
+    sd_event_source_set_enabled(removeLater_.get(), SD_EVENT_ONESHOT);
+}
+
+int Service::onRemoveLater(sd_event_source* /*source*/, void* userdata) {
+    auto* self = static_cast<Service*>(userdata);
+    std::vector<std::uint64_t> ids;
+    ids.swap(self->pendingRemovals_);
+    for (std::uint64_t id : ids) {
+        self->remove(id);
+    }
+    return 0;
+}
+
+void Service::remove(std::uint64_t id) {
+    TrackedProcess* process = registry_.find(id);
+    if (process == nullptr) {
+        return;
+    }
+    spdlog::info("No longer tracking pid {} (id {})", process->pid(), id);
+    registry_.remove(id);
+    manager_->trackedCountChanged();
+    publishStatus();
+}
+
+void Service::onStateChanged(TrackedProcess& process) {
+    ProcessBinding& binding = bindingOf(process);
+    binding.stateChanged();
+    if (process.state() == ProcessState::Reaped) {
+        int status = process.exitStatus().value_or(-1);
+        spdlog::info("Tracked pid {} (id {}) exited, wait status {}", process.pid(), process.id(),
+                     status);
+        manager_->emitProcessExited(sdbus::ObjectPath(process.objectPath()),
+                                    static_cast<uint32_t>(process.pid()), process.id(), status);
+    }
+}
+
+TrackedProcess& Service::processAt(const Caller& caller, const std::string& path) {
+    std::optional<std::uint64_t> id = processIdOfPath(path);
+    TrackedProcess* process = id ? registry_.find(*id) : nullptr;
+    if (process == nullptr || bindingOf(*process).removing ||
+        !authorizer_.mayReadInfo(caller, process->lastCredentials())) {
+        throw ServiceError(ErrorKind::NotTracked, "No tracked process at " + path);
+    }
+    return *process;
+}
+
+TrackedProcess& Service::processWithPid(const Caller& caller, std::uint32_t pid) {
+    TrackedProcess* process = registry_.findByPid(static_cast<pid_t>(pid));
+    if (process == nullptr || bindingOf(*process).removing ||
+        !authorizer_.mayReadInfo(caller, process->lastCredentials())) {
+        throw ServiceError(ErrorKind::NotTracked, "No tracked process with pid " +
+                                                      std::to_string(pid));
+    }
+    return *process;
+}
+
+std::vector<TrackedProcess*> Service::visibleProcesses(const Caller& caller) {
+    std::vector<TrackedProcess*> out;
+    for (TrackedProcess* process : registry_.all()) {
+        if (!bindingOf(*process).removing &&
+            authorizer_.mayReadInfo(caller, process->lastCredentials())) {
+            out.push_back(process);
+        }
+    }
+    return out;
+}
+
+void Service::requireInfoAccess(const Caller& caller, TrackedProcess& process,
+                                std::string_view what) {
+    if (!authorizer_.mayReadInfo(caller, process.lastCredentials())) {
+        deny(caller, std::string(what));
+    }
+}
+
+Target Service::targetOf(const PidFd& pidfd) const {
+    Target target;
+    target.creds = pidfd.credentials();
+    // /proc/PID belongs to root while the process is not dumpable. Only trust
+    // the answer if the pid still names our process afterwards.
+    struct stat st {};
+    std::string path = "/proc/" + std::to_string(pidfd.pid());
+    target.dumpable = ::stat(path.c_str(), &st) == 0 && st.st_uid == target.creds.euid &&
+                      !pidfd.hasExited();
+    return target;
+}
+
+NsFd Service::namespaceFd(const Caller& caller, const PidFd& pidfd, const std::string& type) {
+    std::optional<NsType> nsType = parseNsType(type);
+    if (!nsType) {
+        throw ServiceError(ErrorKind::InvalidArgs, "Unknown namespace type '" + type + "'");
+    }
+    if (!caller.isRoot() && !authorizer_.mayGetNamespace(caller, targetOf(pidfd), *nsType)) {
+        deny(caller, "get the " + type + " namespace of " + describe(pidfd));
+    }
+    return pidfd.namespaceFd(*nsType);
+}
+
+NamespaceFds Service::namespaceFds(const Caller& caller, const PidFd& pidfd,
+                                   const std::vector<std::string>& types) {
+    std::vector<NsType> wanted;
+    bool all = types.empty();
+    if (all) {
+        wanted.assign(allNsTypes().begin(), allNsTypes().end());
+    }
+    for (const std::string& type : types) {
+        std::optional<NsType> nsType = parseNsType(type);
+        if (!nsType) {
+            throw ServiceError(ErrorKind::InvalidArgs, "Unknown namespace type '" + type + "'");
+        }
+        wanted.push_back(*nsType);
+    }
+    checkFdBudget(wanted.size());
+    std::optional<Target> target;
+    if (!caller.isRoot()) {
+        target = targetOf(pidfd);
+    }
+    NamespaceFds fds;
+    for (NsType type : wanted) {
+        if (target && !authorizer_.mayGetNamespace(caller, *target, type)) {
+            deny(caller, "get the " + std::string(toString(type)) + " namespace of " +
+                             describe(pidfd));
+        }
+        try {
+            fds.emplace_back(type, pidfd.namespaceFd(type));
+        } catch (const std::system_error& e) {
+            // "Every type" means every type this kernel has.
+            if (!(all && e.code() == std::errc::operation_not_supported)) {
+                throw;
+            }
+        }
+    }
+    return fds;
+}
+
+std::map<std::string, std::uint64_t> Service::namespaceIds(const Caller& caller,
+                                                           const PidFd& pidfd) {
+    Credentials creds = pidfd.credentials();
+    if (!authorizer_.mayReadInfo(caller, creds)) {
+        deny(caller, "get the namespace ids of " + describe(pidfd));
+    }
+    std::map<std::string, std::uint64_t> ids;
+    for (NsType type : allNsTypes()) {
+        try {
+            ids.emplace(toString(type), pidfd.namespaceFd(type).id());
+        } catch (const std::system_error& e) {
+            if (e.code() != std::errc::operation_not_supported) {
+                throw;
+            }
+        }
+    }
+    return ids;
+}
+
+Info Service::info(const Caller& caller, const PidFd& pidfd) {
+    Info info = pidfd.info();
+    std::optional<Credentials> creds = info.credentials();
+    if (!creds) {
+        throw ServiceError(ErrorKind::ProcessExited, describe(pidfd) + " has exited");
+    }
+    if (!authorizer_.mayReadInfo(caller, *creds)) {
+        deny(caller, "get the info of " + describe(pidfd));
+    }
+    return info;
+}
+
+UniqueFd Service::pidFdFor(const Caller& caller, const PidFd& pidfd) {
+    if (!caller.isRoot() && !authorizer_.mayGetPidFd(caller, targetOf(pidfd))) {
+        deny(caller, "get the pidfd of " + describe(pidfd));
+    }
+    return duplicateFd(pidfd.get());
+}
+
+void Service::sendSignal(const Caller& caller, const PidFd& pidfd, int signal) {
+    if (signal < 0 || signal > SIGRTMAX) {
+        throw ServiceError(ErrorKind::InvalidArgs, "Invalid signal number " +
+                                                       std::to_string(signal));
+    }
+    if (!authorizer_.maySignal(caller, pidfd.credentials())) {
+        deny(caller, "send signal " + std::to_string(signal) + " to " + describe(pidfd));
+    }
+    pidfd.sendSignal(signal);
+}
+
+UniqueFd Service::getFd(const Caller& caller, const PidFd& pidfd, int targetFd) {
+    if (!authorizer_.mayGetFd(caller)) {
+        deny(caller, "get fd " + std::to_string(targetFd) + " of " + describe(pidfd));
+    }
+    if (targetFd < 0) {
+        throw ServiceError(ErrorKind::InvalidArgs, "Invalid fd number " + std::to_string(targetFd));
+    }
+    return pidfd.getFd(targetFd);
+}
+
+}  // namespace nsfd::daemon
