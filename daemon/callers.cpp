@@ -4,7 +4,9 @@
 #include <sdbus-c++/sdbus-c++.h>
 #include <spdlog/spdlog.h>
 
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include "errors.hpp"
 #include "nsfd/pidfd.hpp"
@@ -15,17 +17,39 @@ namespace {
 
 constexpr const char* kBusInterface = "org.freedesktop.DBus";
 
-// The caller's fsgid, which ptrace's rule compares, from its process; -1 if the
-// process is gone or no longer runs as `uid`.
-gid_t fsgidOf(pid_t pid, uid_t uid) {
+// What the bus does not say (dbus-daemon 1.14 gives no groups): the caller's
+// fsgid, which ptrace's rule compares, and its supplementary groups, from its
+// process. Trusted only if that process still runs as `uid` and has not exited
+// by the end, so that the pid cannot have named another process meanwhile.
+void completeFromProcess(Caller& caller, bool wantGroups) {
     try {
-        std::optional<Credentials> creds = PidFd::open(pid).info(InfoFlags::Credentials).credentials();
-        if (creds && creds->euid == uid) {
-            return creds->fsgid;
+        PidFd pidfd = PidFd::open(caller.pid);
+        std::optional<Credentials> creds = pidfd.info(InfoFlags::Credentials).credentials();
+        if (!creds || creds->euid != caller.uid) {
+            return;
+        }
+        std::vector<gid_t> groups;
+        if (wantGroups) {
+            std::ifstream status("/proc/" + std::to_string(caller.pid) + "/status");
+            std::string line;
+            while (std::getline(status, line)) {
+                if (line.rfind("Groups:", 0) == 0) {
+                    std::istringstream list(line.substr(7));
+                    for (gid_t gid = 0; list >> gid;) {
+                        groups.push_back(gid);
+                    }
+                }
+            }
+        }
+        if (!pidfd.hasExited()) {
+            caller.gid = creds->fsgid;
+            if (wantGroups) {
+                caller.groups = std::move(groups);
+            }
         }
     } catch (const std::system_error&) {
+        // Gone already: the caller keeps no gid and no groups, which grants nothing.
     }
-    return static_cast<gid_t>(-1);
 }
 
 }  // namespace
@@ -73,12 +97,15 @@ Caller CallerCache::query(const std::string& sender) {
     }
     caller.uid = uid->second.get<uint32_t>();
     caller.pid = static_cast<pid_t>(pid->second.get<uint32_t>());
-    if (auto groups = creds.find("UnixGroupIDs"); groups != creds.end()) {
+    auto groups = creds.find("UnixGroupIDs");
+    if (groups != creds.end()) {
         for (uint32_t gid : groups->second.get<std::vector<uint32_t>>()) {
             caller.groups.push_back(gid);
         }
     }
-    caller.gid = fsgidOf(caller.pid, caller.uid);
+    if (!caller.isRoot()) {
+        completeFromProcess(caller, groups == creds.end());
+    }
     return caller;
 }
 

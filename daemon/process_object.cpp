@@ -34,8 +34,11 @@ template <typename Body>
 auto ProcessObject::asVisibleCaller(Body&& body) {
     return translateErrors([&] {
         const Caller& caller = service_.callerOf(getObject());
-        // Answer like an absent object to whoever may not see this process.
-        service_.processAt(caller, process_.objectPath());
+        if (!service_.isVisible(caller, process_)) {
+            // Answer as sd-bus answers for an object that is not there.
+            throw sdbus::Error("org.freedesktop.DBus.Error.UnknownObject",
+                               "Unknown object '" + process_.objectPath() + "'.");
+        }
         return body(caller);
     });
 }

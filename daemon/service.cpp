@@ -311,11 +311,15 @@ void Service::onStateChanged(TrackedProcess& process) {
     }
 }
 
+bool Service::isVisible(const Caller& caller, TrackedProcess& process) {
+    return !bindingOf(process).removing &&
+           authorizer_.mayReadInfo(caller, process.lastCredentials());
+}
+
 TrackedProcess& Service::processAt(const Caller& caller, const std::string& path) {
     std::optional<std::uint64_t> id = processIdOfPath(path);
     TrackedProcess* process = id ? registry_.find(*id) : nullptr;
-    if (process == nullptr || bindingOf(*process).removing ||
-        !authorizer_.mayReadInfo(caller, process->lastCredentials())) {
+    if (process == nullptr || !isVisible(caller, *process)) {
         throw ServiceError(ErrorKind::NotTracked, "No tracked process at " + path);
     }
     return *process;
@@ -323,8 +327,7 @@ TrackedProcess& Service::processAt(const Caller& caller, const std::string& path
 
 TrackedProcess& Service::processWithPid(const Caller& caller, std::uint32_t pid) {
     TrackedProcess* process = registry_.findByPid(static_cast<pid_t>(pid));
-    if (process == nullptr || bindingOf(*process).removing ||
-        !authorizer_.mayReadInfo(caller, process->lastCredentials())) {
+    if (process == nullptr || !isVisible(caller, *process)) {
         throw ServiceError(ErrorKind::NotTracked, "No tracked process with pid " +
                                                       std::to_string(pid));
     }
@@ -334,8 +337,7 @@ TrackedProcess& Service::processWithPid(const Caller& caller, std::uint32_t pid)
 std::vector<TrackedProcess*> Service::visibleProcesses(const Caller& caller) {
     std::vector<TrackedProcess*> out;
     for (TrackedProcess* process : registry_.all()) {
-        if (!bindingOf(*process).removing &&
-            authorizer_.mayReadInfo(caller, process->lastCredentials())) {
+        if (isVisible(caller, *process)) {
             out.push_back(process);
         }
     }
@@ -352,10 +354,11 @@ void Service::requireInfoAccess(const Caller& caller, TrackedProcess& process,
 Target Service::targetOf(const PidFd& pidfd) const {
     Target target;
     target.creds = pidfd.credentials();
-    // /proc/PID belongs to root while the process is not dumpable. Only trust
-    // the answer if the pid still names our process afterwards.
+    // The entries under /proc/PID belong to root while the process is not
+    // dumpable (the directory itself does not change). Only trust the answer
+    // if the pid still names our process afterwards.
     struct stat st {};
-    std::string path = "/proc/" + std::to_string(pidfd.pid());
+    std::string path = "/proc/" + std::to_string(pidfd.pid()) + "/status";
     target.dumpable = ::stat(path.c_str(), &st) == 0 && st.st_uid == target.creds.euid &&
                       !pidfd.hasExited();
     return target;

@@ -52,6 +52,8 @@ public:
     void untrack(const Caller& caller, TrackedProcess& process);
     // The tracked process at `path` if the caller may see it; NotTracked otherwise.
     TrackedProcess& processAt(const Caller& caller, const std::string& path);
+    // Tracked, not being removed, and the caller may read its info.
+    bool isVisible(const Caller& caller, TrackedProcess& process);
     TrackedProcess& processWithPid(const Caller& caller, std::uint32_t pid);
     std::vector<TrackedProcess*> visibleProcesses(const Caller& caller);
 

@@ -11,6 +11,8 @@
 
 #include <cerrno>
 #include <exception>
+#include <fstream>
+#include <set>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -144,8 +146,9 @@ void runAsUser(uid_t uid, gid_t gid, const std::function<void()>& fn) {
     }
 }
 
-int openFdCount() {
-    DIR* dir = ::opendir("/proc/self/fd");
+int countFds(pid_t pid) {
+    std::string path = "/proc/" + std::to_string(pid) + "/fd";
+    DIR* dir = ::opendir(path.c_str());
     if (dir == nullptr) {
         return -1;
     }
@@ -156,16 +159,74 @@ int openFdCount() {
         }
     }
     ::closedir(dir);
-    return count - 1;  // the directory's own fd
+    return count;
 }
+
+int openFdCount() {
+    return countFds(::getpid()) - 1;  // the directory's own fd
+}
+
+namespace {
+
+std::set<pid_t>& longLivedChildren() {
+    static std::set<pid_t> pids;
+    return pids;
+}
+
+// Our children, from every thread's /proc/self/task/TID/children.
+std::set<pid_t> childrenOfThisProcess() {
+    std::set<pid_t> out;
+    DIR* tasks = ::opendir("/proc/self/task");
+    if (tasks == nullptr) {
+        return out;
+    }
+    while (struct dirent* task = ::readdir(tasks)) {
+        if (task->d_name[0] == '.') {
+            continue;
+        }
+        std::ifstream children(std::string("/proc/self/task/") + task->d_name + "/children");
+        for (pid_t pid = 0; children >> pid;) {
+            out.insert(pid);
+        }
+    }
+    ::closedir(tasks);
+    return out;
+}
+
+}  // namespace
+
+void allowLongLivedChild(pid_t pid) { longLivedChildren().insert(pid); }
 
 void LeakCheckedTest::SetUp() { fdsAtStart_ = openFdCount(); }
 
+namespace {
+
+std::string describeOpenFds() {
+    std::string out;
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (dir == nullptr) {
+        return out;
+    }
+    while (struct dirent* entry = ::readdir(dir)) {
+        char target[256] = {};
+        std::string link = std::string("/proc/self/fd/") + entry->d_name;
+        if (entry->d_name[0] != '.' && ::readlink(link.c_str(), target, sizeof(target) - 1) > 0) {
+            out += std::string(" ") + entry->d_name + "=" + target;
+        }
+    }
+    ::closedir(dir);
+    return out;
+}
+
+}  // namespace
+
 void LeakCheckedTest::TearDown() {
-    EXPECT_EQ(openFdCount(), fdsAtStart_) << "the test left an fd open";
-    int status = 0;
-    pid_t pid = ::waitpid(-1, &status, WNOHANG);
-    EXPECT_TRUE(pid < 0 && errno == ECHILD) << "the test left a child unreaped (pid " << pid << ")";
+    EXPECT_EQ(openFdCount(), fdsAtStart_) << "the test left an fd open; open now:"
+                                          << describeOpenFds();
+    for (pid_t pid : childrenOfThisProcess()) {
+        EXPECT_TRUE(longLivedChildren().count(pid) > 0)
+            << "the test left child " << pid << " running or unreaped";
+    }
 }
 
 int errnoOf(const std::function<void()>& fn, std::string* message) {

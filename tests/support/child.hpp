@@ -55,8 +55,12 @@ private:
 // uid/gid with no supplementary groups and no capabilities, and rethrows what it threw.
 void runAsUser(uid_t uid, gid_t gid, const std::function<void()>& fn);
 
-// The number of open fds of this process.
+// The number of open fds of this process, or of `pid`.
 int openFdCount();
+int countFds(pid_t pid);
+
+// A child that may outlive single tests (a test bus); the leak check ignores it.
+void allowLongLivedChild(pid_t pid);
 
 // Fails the test if it left an fd open or a child unreaped.
 class LeakCheckedTest : public ::testing::Test {

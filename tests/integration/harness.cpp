@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "harness.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+namespace nsfd::test {
+
+namespace {
+
+std::string makeTempDir() {
+    char pattern[] = "/tmp/nsfd-test.XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) {
+        throw std::system_error(errno, std::generic_category(), "mkdtemp");
+    }
+    ::chmod(pattern, 0755);  // other users must reach the bus socket
+    return pattern;
+}
+
+std::string readFile(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+void writeFile(const std::string& path, const std::string& text) {
+    std::ofstream out(path);
+    out << text;
+}
+
+std::string replaceAll(std::string text, const std::string& from, const std::string& to) {
+    for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at)) {
+        text.replace(at, from.size(), to);
+        at += to.size();
+    }
+    return text;
+}
+
+[[noreturn]] void execOrDie(const std::vector<std::string>& argv) {
+    std::vector<char*> args;
+    for (const std::string& arg : argv) {
+        args.push_back(const_cast<char*>(arg.c_str()));
+    }
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+}
+
+int reap(pid_t pid) {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return status;
+}
+
+std::string readAll(int fd) {
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return out;
+        }
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+}
+
+}  // namespace
+
+TestBus::TestBus() : dir_(makeTempDir()) {
+    std::string socket = dir_ + "/system_bus_socket";
+    std::string config = readFile(NSFD_TEST_BUS_CONFIG_TEMPLATE);
+    config = replaceAll(config, "@SOCKET@", socket);
+    config = replaceAll(config, "@POLICY@", NSFD_TEST_POLICY_FILE);
+    writeFile(dir_ + "/bus.conf", config);
+
+    int pipeFds[2];
+    if (::pipe2(pipeFds, O_CLOEXEC) < 0) {
+        throw std::system_error(errno, std::generic_category(), "pipe2");
+    }
+    UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+        int devNull = ::open("/dev/null", O_RDWR);
+        ::dup2(devNull, 0);
+        ::dup2(devNull, 1);  // never hold the test runner's output open
+        ::dup2(writeEnd.get(), 3);  // dup2 clears close-on-exec on the copy
+        execOrDie({"dbus-daemon", "--config-file=" + dir_ + "/bus.conf", "--nofork",
+                   "--nopidfile", "--print-address=3"});
+    }
+    writeEnd.reset();
+    std::string line;
+    char c;
+    while (::read(readEnd.get(), &c, 1) == 1 && c != '\n') {
+        line += c;
+    }
+    if (line.empty()) {
+        throw std::runtime_error("dbus-daemon did not start");
+    }
+    address_ = line;
+    allowLongLivedChild(pid_);
+}
+
+TestBus::~TestBus() {
+    kill();
+    ::unlink((dir_ + "/bus.conf").c_str());
+    ::unlink((dir_ + "/system_bus_socket").c_str());
+    ::rmdir(dir_.c_str());
+}
+
+void TestBus::kill() {
+    if (pid_ > 0) {
+        ::kill(pid_, SIGTERM);
+        reap(pid_);
+        pid_ = -1;
+    }
+}
+
+Daemon::Daemon(const std::string& busAddress, const std::string& config) : dir_(makeTempDir()) {
+    writeFile(dir_ + "/nsfdd.conf", config);
+    std::string socketPath = dir_ + "/notify";
+    notify_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    struct sockaddr_un addr {};
+    addr.sun_family = AF_UNIX;
+    socketPath.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+    if (::bind(notify_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
+        throw std::system_error(errno, std::generic_category(), "bind notify socket");
+    }
+    pid_ = ::fork();
+    if (pid_ == 0) {
+        int log = ::open((dir_ + "/log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(log, 2);
+        ::setenv("NOTIFY_SOCKET", socketPath.c_str(), 1);
+        execOrDie({NSFD_TEST_DAEMON, "--bus", busAddress, "--config", dir_ + "/nsfdd.conf",
+                   "--log-level", "debug"});
+    }
+    readNotifications(std::chrono::seconds(20), "READY=1");
+    if (notifications_.find("READY=1") == std::string::npos) {
+        std::string why = log();
+        stop();
+        throw std::runtime_error("nsfdd did not get ready: " + why);
+    }
+}
+
+Daemon::~Daemon() {
+    if (pid_ > 0) {
+        stop();
+    }
+    for (const char* name : {"/nsfdd.conf", "/notify", "/log"}) {
+        ::unlink((dir_ + name).c_str());
+    }
+    ::rmdir(dir_.c_str());
+}
+
+void Daemon::readNotifications(std::chrono::milliseconds timeout, const std::string& until) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        struct pollfd pfd = {notify_.get(), POLLIN, 0};
+        if (::poll(&pfd, 1, 50) > 0) {
+            char buf[4096];
+            ssize_t n = ::recv(notify_.get(), buf, sizeof(buf), 0);
+            if (n > 0) {
+                notifications_.append(buf, static_cast<std::size_t>(n));
+                notifications_ += '\n';
+            }
+            continue;
+        }
+        if (!until.empty() && notifications_.find(until) != std::string::npos) {
+            return;
+        }
+        int status = 0;
+        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+            pid_ = -1;
+            return;
+        }
+        if (until.empty()) {
+            return;
+        }
+    }
+}
+
+std::string Daemon::lastStatus() {
+    readNotifications(std::chrono::milliseconds(100), "");
+    std::size_t at = notifications_.rfind("STATUS=");
+    if (at == std::string::npos) {
+        return "";
+    }
+    std::size_t end = notifications_.find('\n', at);
+    return notifications_.substr(at + 7, end - at - 7);
+}
+
+int Daemon::openFdCount() const { return countFds(pid_); }
+
+std::string Daemon::log() const { return readFile(dir_ + "/log"); }
+
+int Daemon::stop() {
+    if (pid_ <= 0) {
+        return -1;
+    }
+    ::kill(pid_, SIGTERM);
+    int status = reap(pid_);
+    pid_ = -1;
+    return status;
+}
+
+int Daemon::awaitExit(std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        int status = 0;
+        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+            pid_ = -1;
+            return status;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return -1;
+}
+
+std::pair<int, std::string> runDaemonOnce(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {NSFD_TEST_DAEMON};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.begin(), {"sh", "-c", "exec \"$@\" 2>&1", "sh"});
+    return run(argv);
+}
+
+namespace {
+
+// One bus for the whole test program, stopped when it ends.
+class BusEnvironment : public ::testing::Environment {
+public:
+    const std::string& address() {
+        if (!bus_) {
+            bus_ = std::make_unique<TestBus>();
+            // sd-bus's system bus connections (ours, busctl's) go here.
+            ::setenv("DBUS_SYSTEM_BUS_ADDRESS", bus_->address().c_str(), 1);
+        }
+        return bus_->address();
+    }
+    // sd-bus and sdbus-c++ keep a few fds for the life of the process once
+    // first used; open them before any test counts fds.
+    void SetUp() override {
+        Daemon daemon(address());
+        auto connection = sdbus::createSystemBusConnection();
+        auto proxy = sdbus::createProxy(*connection, "org.nsfd1", "/org/nsfd1");
+        proxy->uponSignal("ProcessExited").onInterface("org.nsfd1.Manager").call([] {});
+        proxy->finishRegistration();
+        proxy->getProperty("Version").onInterface("org.nsfd1.Manager").get<std::string>();
+    }
+    void TearDown() override { bus_.reset(); }
+
+private:
+    std::unique_ptr<TestBus> bus_;
+};
+
+BusEnvironment* const kBusEnvironment = static_cast<BusEnvironment*>(
+    ::testing::AddGlobalTestEnvironment(new BusEnvironment));  // gtest owns it
+
+}  // namespace
+
+const std::string& busAddress() { return kBusEnvironment->address(); }
+
+std::unique_ptr<sdbus::IConnection> connectToBus() {
+    (void)busAddress();
+    return sdbus::createSystemBusConnection();
+}
+
+bool waitUntil(sdbus::IConnection& connection, const std::function<bool()>& done,
+               std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() >= deadline) {
+            return false;
+        }
+        while (connection.processPendingRequest()) {
+        }
+        if (done()) {
+            return true;
+        }
+        sdbus::IConnection::PollData data = connection.getEventLoopPollData();
+        struct pollfd pfd = {data.fd, data.events, 0};
+        int wait = data.getPollTimeout();
+        ::poll(&pfd, 1, wait < 0 || wait > 50 ? 50 : wait);
+    }
+    return true;
+}
+
+std::string asUser(uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
+                   const std::function<std::string(sdbus::IConnection&)>& fn) {
+    int pipeFds[2];
+    if (::pipe2(pipeFds, O_CLOEXEC) < 0) {
+        throw std::system_error(errno, std::generic_category(), "pipe2");
+    }
+    UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+    (void)busAddress();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        std::string result;
+        if (::setgroups(groups.size(), groups.data()) < 0 || ::setresgid(gid, gid, gid) < 0 ||
+            ::setresuid(uid, uid, uid) < 0) {
+            result = "error:setuid";
+        } else {
+            try {
+                auto connection = connectToBus();
+                result = fn(*connection);
+            } catch (const sdbus::Error& e) {
+                result = "error:" + e.getName() + ": " + e.getMessage();
+            } catch (const std::exception& e) {
+                result = std::string("error:exception: ") + e.what();
+            }
+        }
+        (void)!::write(writeEnd.get(), result.data(), result.size());
+        ::_exit(0);
+    }
+    writeEnd.reset();
+    std::string result = readAll(readEnd.get());
+    reap(pid);
+    return result;
+}
+
+std::pair<int, std::string> run(const std::vector<std::string>& argv) {
+    int pipeFds[2];
+    if (::pipe2(pipeFds, O_CLOEXEC) < 0) {
+        throw std::system_error(errno, std::generic_category(), "pipe2");
+    }
+    UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+    (void)busAddress();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(writeEnd.get(), 1);
+        execOrDie(argv);
+    }
+    writeEnd.reset();
+    std::string out = readAll(readEnd.get());
+    return {reap(pid), out};
+}
+
+std::string errorNameOf(const std::function<void()>& fn) {
+    try {
+        fn();
+    } catch (const sdbus::Error& e) {
+        return e.getName();
+    }
+    return "";
+}
+
+}  // namespace nsfd::test

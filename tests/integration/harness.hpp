@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// A real private bus and a real nsfdd for the integration tests.
+#pragma once
+
+#include <sdbus-c++/sdbus-c++.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "child.hpp"
+#include "nsfd/unique_fd.hpp"
+
+namespace nsfd::test {
+
+// A dbus-daemon of type system, with nsfd's own policy file, run as our child.
+class TestBus {
+public:
+    TestBus();
+    ~TestBus();
+    const std::string& address() const { return address_; }
+    pid_t pid() const { return pid_; }
+    void kill();
+
+private:
+    std::string dir_;
+    std::string address_;
+    pid_t pid_ = -1;
+};
+
+// nsfdd as our child, told about with NOTIFY_SOCKET, on the given bus.
+class Daemon {
+public:
+    // Starts nsfdd with `config` as its nsfdd.conf and waits for READY=1.
+    explicit Daemon(const std::string& busAddress, const std::string& config = "");
+    ~Daemon();
+
+    pid_t pid() const { return pid_; }
+    int openFdCount() const;
+    std::string log() const;
+    // The last STATUS= it sent.
+    std::string lastStatus();
+    // SIGTERM and reap; the wait status.
+    int stop();
+    // Waits for it to exit by itself; the wait status, or -1 after `timeout`.
+    int awaitExit(std::chrono::milliseconds timeout);
+
+private:
+    void readNotifications(std::chrono::milliseconds timeout, const std::string& until);
+
+    std::string dir_;
+    UniqueFd notify_;
+    std::string notifications_;
+    pid_t pid_ = -1;
+};
+
+// Runs nsfdd with `args` to completion: {wait status, stderr}.
+std::pair<int, std::string> runDaemonOnce(const std::vector<std::string>& args);
+
+// The bus address every test uses (one bus per test program).
+const std::string& busAddress();
+std::unique_ptr<sdbus::IConnection> connectToBus();
+
+// Processes the connection's messages until `done` or `timeout`.
+bool waitUntil(sdbus::IConnection& connection, const std::function<bool()>& done,
+               std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// Runs `fn` in a forked child that has dropped to uid/gid (and `groups`) and has
+// its own bus connection; returns what fn returned, or "error:NAME: message" if
+// it threw sdbus::Error.
+std::string asUser(uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
+                   const std::function<std::string(sdbus::IConnection&)>& fn);
+
+// Runs a command to completion: {wait status, stdout}.
+std::pair<int, std::string> run(const std::vector<std::string>& argv);
+
+// The D-Bus error name `fn` fails with, "" if it does not fail.
+std::string errorNameOf(const std::function<void()>& fn);
+
+}  // namespace nsfd::test
