@@ -174,3 +174,30 @@ TEST_F(NsfdctlTest, ExitCodes) {
 
 }  // namespace
 }  // namespace nsfd::test
+
+namespace nsfd::test {
+namespace {
+
+// The acceptance test of the client: a program built outside the project
+// against the installed package (CMake package and pkg-config) does its job.
+TEST_F(NsfdctlTest, ProgramOutsideTheProjectUsesTheInstalledClient) {
+    char prefix[] = "/tmp/nsfd-install.XXXXXX";
+    ASSERT_NE(::mkdtemp(prefix), nullptr);
+    auto [built, log] = run({"sh", NSFD_TEST_SOURCE_DIR "/tests/external/build-consumer.sh",
+                             NSFD_TEST_BUILD_DIR, prefix});
+    ASSERT_EQ(built, 0) << log;
+    std::string libs = std::string(prefix) + "/lib:" + prefix + "/lib/x86_64-linux-gnu";
+    for (const std::string program : {"/consumer/build/consumer", "/consumer-pkgconfig"}) {
+        auto [status, out] =
+            run({"env", "LD_LIBRARY_PATH=" + libs, std::string(prefix) + program});
+        EXPECT_EQ(status, 0) << program;
+        EXPECT_EQ(out, "net ok exit 1280\n") << program;
+    }
+    auto [status, out] = run({"env", "LD_LIBRARY_PATH=" + libs, std::string(prefix) + "/library-demo"});
+    EXPECT_EQ(status, 0);
+    EXPECT_NE(out.find("exit status (wait status) 1792, exit code 7"), std::string::npos) << out;
+    run({"rm", "-rf", prefix});
+}
+
+}  // namespace
+}  // namespace nsfd::test
