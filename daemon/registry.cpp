@@ -38,10 +38,10 @@ std::optional<std::uint64_t> processIdOfPath(std::string_view path) {
     return id;
 }
 
-TrackedProcess::TrackedProcess(PidFd pidfd, uid_t trackedBy)
+TrackedProcess::TrackedProcess(PidFd pidfd, uid_t trackedBy, pid_t knownPid)
     : pidfd_(std::move(pidfd)),
       id_(pidfd_.id()),
-      pid_(pidfd_.pid()),
+      pid_(pidfd_.pid() > 0 ? pidfd_.pid() : knownPid),
       trackedBy_(trackedBy),
       lastInfo_(pidfd_.info()) {
     exitStatus_ = lastInfo_.exitStatus();

@@ -36,7 +36,8 @@ public:
 class TrackedProcess {
 public:
     // Reads the process's info now, so that it can be told about after it is gone.
-    TrackedProcess(PidFd pidfd, uid_t trackedBy);
+    // `knownPid` names a process the kernel has forgotten the pid of (reaped).
+    TrackedProcess(PidFd pidfd, uid_t trackedBy, pid_t knownPid = 0);
     ~TrackedProcess();
     TrackedProcess(const TrackedProcess&) = delete;
     TrackedProcess& operator=(const TrackedProcess&) = delete;

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "errors.hpp"
+#include "fd_store.hpp"
 #include "version.hpp"
 #include "manager_object.hpp"
 #include "nsfd/dbus_names.hpp"
@@ -29,8 +30,15 @@ public:
         : service_(service),
           process_(process),
           object_(std::make_unique<ProcessObject>(*service.connection_, service, process)) {
+        if (process.state() == ProcessState::Reaped) {
+            return;  // nothing left to watch; the service starts its retention
+        }
+        // POLLIN (exit) is level-triggered: once seen, only POLLHUP (the reap)
+        // is of interest, and epoll always reports that.
+        uint32_t events =
+            process.state() == ProcessState::Running ? static_cast<uint32_t>(EPOLLIN) : 0U;
         sd_event_source* source = nullptr;
-        int r = sd_event_add_io(service.loop_.get(), &source, process.pidfd().get(), EPOLLIN,
+        int r = sd_event_add_io(service.loop_.get(), &source, process.pidfd().get(), events,
                                 onPidFd, this);
         if (r < 0) {
             throw std::system_error(-r, std::generic_category(), "Failed to watch a pidfd");
@@ -42,9 +50,7 @@ public:
     bool removing = false;
 
     void stateChanged() {
-        if (process_.state() != ProcessState::Running) {
-            // Level-triggered POLLIN would fire again and again; POLLHUP (the
-            // reap) is always reported.
+        if (process_.state() != ProcessState::Running && exitWatch_) {
             sd_event_source_set_io_events(exitWatch_.get(), 0);
         }
         if (process_.state() == ProcessState::Reaped) {
@@ -154,7 +160,48 @@ void Service::raiseFdLimit() {
     spdlog::debug("Fd limit {}", fdLimit_);
 }
 
+void Service::restore() {
+    std::vector<InheritedFd> inherited = takeInheritedFds();
+    std::vector<TrackedProcess*> reaped;
+    for (InheritedFd& entry : inherited) {
+        std::optional<StoredProcess> stored = parseFdStoreName(entry.name);
+        try {
+            if (!stored) {
+                throw std::runtime_error("not a name nsfdd gives");
+            }
+            auto process = std::make_unique<TrackedProcess>(PidFd::adopt(std::move(entry.fd)),
+                                                            stored->trackedBy, stored->pid);
+            if (process->id() != stored->id) {
+                throw std::runtime_error("its pidfd is of process " +
+                                         std::to_string(process->id()));
+            }
+            if (registry_.find(process->id()) != nullptr) {
+                continue;  // stored twice: one is enough
+            }
+            TrackedProcess& tracked = registry_.add(std::move(process));
+            tracked.setAttachment(std::make_unique<ProcessBinding>(*this, tracked));
+            if (tracked.state() == ProcessState::Reaped) {
+                reaped.push_back(&tracked);
+            }
+        } catch (const std::exception& e) {
+            spdlog::warn("Closing inherited fd '{}': {}", entry.name, e.what());
+            if (stored) {
+                removeStoredFd(*stored);
+            }
+        }
+    }
+    if (!inherited.empty()) {
+        spdlog::info("Restored {} tracked processes from {} inherited fds", registry_.size(),
+                     inherited.size());
+    }
+    // Those reaped while nsfdd was down: report them now, as if it had watched.
+    for (TrackedProcess* process : reaped) {
+        onStateChanged(*process);
+    }
+}
+
 int Service::run() {
+    restore();
     connection_->requestName(nsfd::dbus::kBusName);
     std::string features;
     for (std::string_view name : kernelFeatures().names()) {
@@ -259,6 +306,7 @@ TrackedProcess& Service::track(const Caller& caller, PidFd pidfd) {
         registry_.remove(tracked.id());
         throw;
     }
+    storeFd(tracked.pidfd().get(), {tracked.id(), tracked.pid(), tracked.trackedBy()});
     spdlog::info("Tracking pid {} (id {}) for uid {}", tracked.pid(), tracked.id(), caller.uid);
     manager_->trackedCountChanged();
     publishStatus();
@@ -294,6 +342,7 @@ void Service::remove(std::uint64_t id) {
         return;
     }
     spdlog::info("No longer tracking pid {} (id {})", process->pid(), id);
+    removeStoredFd({id, process->pid(), process->trackedBy()});
     registry_.remove(id);
     manager_->trackedCountChanged();
     publishStatus();

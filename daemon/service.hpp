@@ -80,6 +80,8 @@ private:
     void remove(std::uint64_t id);
     void publishStatus();
     void raiseFdLimit();
+    // Takes back the processes a previous nsfdd left in systemd's fd store.
+    void restore();
     static int onRemoveLater(sd_event_source* source, void* userdata);
 
     std::unique_ptr<sdbus::IConnection> connection_;

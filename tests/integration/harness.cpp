@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -133,7 +134,8 @@ void TestBus::kill() {
     }
 }
 
-Daemon::Daemon(const std::string& busAddress, const std::string& config) : dir_(makeTempDir()) {
+Daemon::Daemon(const std::string& busAddress, const std::string& config, FdStore handOver)
+    : dir_(makeTempDir()) {
     writeFile(dir_ + "/nsfdd.conf", config);
     std::string socketPath = dir_ + "/notify";
     notify_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
@@ -148,6 +150,22 @@ Daemon::Daemon(const std::string& busAddress, const std::string& config) : dir_(
         int log = ::open((dir_ + "/log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         ::dup2(log, 2);
         ::setenv("NOTIFY_SOCKET", socketPath.c_str(), 1);
+        if (!handOver.empty()) {
+            // Out of the way first, then down to 3, 4, ... as systemd passes them.
+            std::vector<int> high;
+            std::string names;
+            for (auto& [name, fd] : handOver) {
+                high.push_back(::fcntl(fd.get(), F_DUPFD, 10000));
+                names += (names.empty() ? "" : ":") + name;
+            }
+            for (std::size_t i = 0; i < high.size(); ++i) {
+                ::dup2(high[i], static_cast<int>(3 + i));
+                ::close(high[i]);
+            }
+            ::setenv("LISTEN_FDS", std::to_string(high.size()).c_str(), 1);
+            ::setenv("LISTEN_FDNAMES", names.c_str(), 1);
+            ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+        }
         execOrDie({NSFD_TEST_DAEMON, "--bus", busAddress, "--config", dir_ + "/nsfdd.conf",
                    "--log-level", "debug"});
     }
@@ -173,16 +191,12 @@ void Daemon::readNotifications(std::chrono::milliseconds timeout, const std::str
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
         struct pollfd pfd = {notify_.get(), POLLIN, 0};
-        if (::poll(&pfd, 1, 50) > 0) {
-            char buf[4096];
-            ssize_t n = ::recv(notify_.get(), buf, sizeof(buf), 0);
-            if (n > 0) {
-                notifications_.append(buf, static_cast<std::size_t>(n));
-                notifications_ += '\n';
-            }
+        // With nothing to wait for, take what is there and return.
+        if (::poll(&pfd, 1, until.empty() ? 0 : 50) > 0) {
+            receiveNotification();
             continue;
         }
-        if (!until.empty() && notifications_.find(until) != std::string::npos) {
+        if (until.empty() || notifications_.find(until) != std::string::npos) {
             return;
         }
         int status = 0;
@@ -190,10 +204,56 @@ void Daemon::readNotifications(std::chrono::milliseconds timeout, const std::str
             pid_ = -1;
             return;
         }
-        if (until.empty()) {
-            return;
+    }
+}
+
+void Daemon::receiveNotification() {
+    char buf[4096];
+    struct iovec iov = {buf, sizeof(buf) - 1};
+    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
+    struct msghdr msg {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t n = ::recvmsg(notify_.get(), &msg, MSG_CMSG_CLOEXEC);
+    if (n <= 0) {
+        return;
+    }
+    std::vector<UniqueFd> fds;
+    for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < count; ++i) {
+                int fd;
+                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                fds.emplace_back(fd);
+            }
         }
     }
+    std::string text(buf, static_cast<std::size_t>(n));
+    notifications_ += text + '\n';
+    std::string name;
+    if (std::size_t at = text.find("FDNAME="); at != std::string::npos) {
+        name = text.substr(at + 7, text.find('\n', at) - at - 7);
+    }
+    if (text.find("FDSTORE=1") != std::string::npos && fds.size() == 1) {
+        store_[name] = std::move(fds[0]);
+    } else if (text.find("FDSTOREREMOVE=1") != std::string::npos) {
+        store_.erase(name);
+    }
+}
+
+Daemon::FdStore& Daemon::fdStore() {
+    readNotifications(std::chrono::milliseconds(100), "");
+    return store_;
+}
+
+void Daemon::kill9() {
+    readNotifications(std::chrono::milliseconds(100), "");
+    ::kill(pid_, SIGKILL);
+    reap(pid_);
+    pid_ = -1;
 }
 
 std::string Daemon::lastStatus() {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,8 +35,13 @@ private:
 // nsfdd as our child, told about with NOTIFY_SOCKET, on the given bus.
 class Daemon {
 public:
+    using FdStore = std::map<std::string, UniqueFd>;
+
     // Starts nsfdd with `config` as its nsfdd.conf and waits for READY=1.
-    explicit Daemon(const std::string& busAddress, const std::string& config = "");
+    // `handOver` plays systemd's side of a restart: the fds arrive as
+    // LISTEN_FDS/LISTEN_FDNAMES. The new daemon's FDSTORE messages are collected.
+    explicit Daemon(const std::string& busAddress, const std::string& config = "",
+                    FdStore handOver = {});
     ~Daemon();
 
     pid_t pid() const { return pid_; }
@@ -45,15 +51,21 @@ public:
     std::string lastStatus();
     // SIGTERM and reap; the wait status.
     int stop();
+    // SIGKILL and reap.
+    void kill9();
+    // The fds it stored with FDSTORE=1 and has not removed, by FDNAME.
+    FdStore& fdStore();
     // Waits for it to exit by itself; the wait status, or -1 after `timeout`.
     int awaitExit(std::chrono::milliseconds timeout);
 
 private:
     void readNotifications(std::chrono::milliseconds timeout, const std::string& until);
+    void receiveNotification();
 
     std::string dir_;
     UniqueFd notify_;
     std::string notifications_;
+    FdStore store_;
     pid_t pid_ = -1;
 };
 

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Restart without loss: the test plays systemd's side of the fd store.
+#include "fixture.hpp"
+
+namespace nsfd::test {
+namespace {
+
+class RestartTest : public DaemonTest {};
+
+TEST_F(RestartTest, Kill9With1000TrackedProcessesLosesNothing) {
+    if (!kernelFeatures().exitInfo) {
+        GTEST_SKIP() << "kernel lacks PIDFD_INFO_EXIT (6.15+): no exit statuses to keep";
+    }
+    constexpr int kCount = 1000;
+    std::vector<Child> children;
+    std::vector<std::string> paths;
+    children.reserve(kCount);
+    for (int i = 0; i < kCount; ++i) {
+        children.push_back(Child::spawn());
+        paths.push_back(manager_->TrackProcess(static_cast<uint32_t>(children.back().pid())));
+        daemon_->fdStore();  // read the notifications as systemd would (its queue is short)
+    }
+    ASSERT_EQ(daemon_->fdStore().size(), static_cast<std::size_t>(kCount));
+    Daemon::FdStore store = std::move(daemon_->fdStore());
+    manager_.reset();
+    daemon_->kill9();
+
+    // While it is down: 300 exit; 200 of those are reaped, 100 stay zombies.
+    std::vector<int> statuses(kCount, -1);
+    for (int i = 0; i < 300; ++i) {
+        children[i].release(i % 256);
+    }
+    for (int i = 0; i < 300; ++i) {
+        children[i].awaitExit();
+        if (i < 200) {
+            statuses[i] = children[i].reap();
+        }
+    }
+
+    daemon_ = std::make_unique<Daemon>(busAddress(), config(), std::move(store));
+    manager_ = std::make_unique<ManagerProxy>(*connection_);
+    EXPECT_EQ(manager_->Get(nsfd::dbus::kManagerInterface, "TrackedProcesses").get<uint32_t>(),
+              static_cast<uint32_t>(kCount));
+    for (int i = 0; i < kCount; ++i) {
+        auto proxy = process(paths[i]);
+        std::string expected = i < 200 ? "reaped" : i < 300 ? "exited" : "running";
+        ASSERT_EQ(proxy->State(), expected) << "process " << i;
+        ASSERT_EQ(proxy->ExitStatus(), i < 200 ? statuses[i] : -1) << "process " << i;
+        ASSERT_EQ(proxy->Pid(), static_cast<uint32_t>(children[i].pid()));
+    }
+    EXPECT_EQ(daemon_->fdStore().size(), 0U) << "restored fds are already in the store";
+
+    // The zombies, reaped now, are reported as before the restart.
+    for (int i = 200; i < 300; ++i) {
+        statuses[i] = children[i].reap();
+    }
+    ASSERT_TRUE(waitUntil([&] { return manager_->exits.size() >= 100; }));
+    for (const ExitSignal& exit : manager_->exits) {
+        auto it = std::find(paths.begin(), paths.end(), std::string(exit.path));
+        ASSERT_NE(it, paths.end());
+        EXPECT_EQ(exit.waitStatus, statuses[it - paths.begin()]);
+    }
+    for (int i = 300; i < kCount; ++i) {
+        children[i].release(0);
+    }
+}
+
+TEST_F(RestartTest, UnknownInheritedFdsAreClosedAndLogged) {
+    manager_.reset();
+    daemon_.reset();  // this test starts its own
+    Daemon::FdStore store;
+    store["process-1-1-0"] = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    store["something-else"] = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    Child child = Child::spawn();
+    store["process-12345-1-0"] = PidFd::open(child.pid()).release();  // the id does not match
+    Daemon restarted(busAddress(), "", std::move(store));
+    ManagerProxy manager(*connection_);
+    EXPECT_EQ(manager.ListProcesses().size(), 0U);
+    std::string log = restarted.log();
+    EXPECT_NE(log.find("Closing inherited fd 'something-else'"), std::string::npos) << log;
+    EXPECT_NE(log.find("Closing inherited fd 'process-1-1-0'"), std::string::npos) << log;
+    EXPECT_NE(log.find("Closing inherited fd 'process-12345-1-0'"), std::string::npos) << log;
+    child.release(0);
+    child.reap();
+}
+
+}  // namespace
+}  // namespace nsfd::test
