@@ -25,7 +25,9 @@ pid_t spawnInFreshNamespaces(int goPipe) {
     long pid = ::syscall(SYS_clone3, &args, sizeof(args));
     if (pid == 0) {
         const char name[] = "nsfd-demo";
-        ::sethostname(name, sizeof(name) - 1);
+        if (::sethostname(name, sizeof(name) - 1) < 0) {
+            ::_exit(1);
+        }
         char byte;
         (void)!::read(goPipe, &byte, 1);
         ::_exit(7);
