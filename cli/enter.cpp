@@ -19,9 +19,9 @@ namespace {
 
 void enter(const NsFd& ns) {
     if (::setns(ns.get(), cloneFlag(ns.type())) < 0) {
-        throw std::system_error(errno, std::generic_category(),
-                                "Failed to enter the " + std::string(toString(ns.type())) +
-                                    " namespace");
+        throw std::system_error(
+            errno, std::generic_category(),
+            "Failed to enter the " + std::string(toString(ns.type())) + " namespace");
     }
 }
 
@@ -107,7 +107,8 @@ int runInNamespaces(std::map<NsType, NsFd> namespaces, const std::vector<std::st
     int status = 0;
     while (::waitpid(child, &status, 0) < 0) {
         if (errno != EINTR) {
-            throw std::system_error(errno, std::generic_category(), "Failed to wait for the command");
+            throw std::system_error(errno, std::generic_category(),
+                                    "Failed to wait for the command");
         }
     }
     return exitCodeOf(status);

@@ -126,7 +126,8 @@ int status(const Options& options) {
     std::vector<std::string> features = client.kernelFeatures();
     unsigned tracked = client.trackedCount();
     if (options.json) {
-        std::cout << json{{"version", version}, {"kernel_features", features},
+        std::cout << json{{"version", version},
+                          {"kernel_features", features},
                           {"tracked_processes", tracked}}
                   << '\n';
         return kOk;
@@ -135,7 +136,8 @@ int status(const Options& options) {
     for (const std::string& feature : features) {
         joined += (joined.empty() ? "" : " ") + feature;
     }
-    printTable({{"Version:", version}, {"Kernel features:", joined},
+    printTable({{"Version:", version},
+                {"Kernel features:", joined},
                 {"Tracked processes:", std::to_string(tracked)}});
     return kOk;
 }
@@ -144,7 +146,8 @@ int track(const Options& options, pid_t pid) {
     nsfd::Client client = connect(options);
     nsfd::TrackedProcess process = client.track(pid);
     if (options.json) {
-        std::cout << json{{"pid", process.pid()}, {"id", process.id()},
+        std::cout << json{{"pid", process.pid()},
+                          {"id", process.id()},
                           {"path", process.objectPath()}}
                   << '\n';
     } else {
@@ -239,12 +242,14 @@ int watch(const Options& options) {
     nsfd::Client client = connect(options);
     client.onProcessExited([&](const nsfd::ExitEvent& event) {
         if (options.json) {
-            std::cout << json{{"pid", event.pid}, {"id", event.id}, {"path", event.objectPath},
+            std::cout << json{{"pid", event.pid},
+                              {"id", event.id},
+                              {"path", event.objectPath},
                               {"wait_status", event.waitStatus}}
                       << std::endl;
         } else {
-            std::cout << "pid " << event.pid << " (id " << event.id
-                      << ") " << describeStatus(event.waitStatus) << std::endl;
+            std::cout << "pid " << event.pid << " (id " << event.id << ") "
+                      << describeStatus(event.waitStatus) << std::endl;
         }
     });
     struct sigaction action {};
@@ -311,7 +316,8 @@ int main(int argc, char** argv) {
     CLI::App app{"nsfdctl: namespaces, info and exits of processes, through nsfdd"};
     app.require_subcommand(1);
     Options options;
-    app.add_option("--bus", options.bus, "D-Bus address of the bus nsfdd is on (default: system bus)");
+    app.add_option("--bus", options.bus,
+                   "D-Bus address of the bus nsfdd is on (default: system bus)");
     app.add_flag("--json", options.json, "Print JSON, for scripts");
     app.set_version_flag("--version", NSFD_VERSION);
 
@@ -322,16 +328,18 @@ int main(int argc, char** argv) {
     std::vector<std::string> command;
     std::function<int()> run;
 
-    app.add_subcommand("status", "Daemon version, kernel features, tracked count")
-        ->callback([&] { run = [&] { return status(options); }; });
+    app.add_subcommand("status", "Daemon version, kernel features, tracked count")->callback([&] {
+        run = [&] { return status(options); };
+    });
     auto* trackCmd = app.add_subcommand("track", "Track a process; prints its object path");
     trackCmd->add_option("PID", pid, "Process id")->required()->check(CLI::PositiveNumber);
     trackCmd->callback([&] { run = [&] { return track(options, pid); }; });
     auto* untrackCmd = app.add_subcommand("untrack", "Stop tracking a process");
     untrackCmd->add_option("PID|ID", pidOrId, "Process id or nsfd id")->required();
     untrackCmd->callback([&] { run = [&] { return untrack(options, pidOrId); }; });
-    app.add_subcommand("list", "The tracked processes you may see")
-        ->callback([&] { run = [&] { return list(options); }; });
+    app.add_subcommand("list", "The tracked processes you may see")->callback([&] {
+        run = [&] { return list(options); };
+    });
     auto* infoCmd = app.add_subcommand("info", "Pid, parent, cgroup, credentials, state");
     infoCmd->add_option("PID", pid, "Process id")->required()->check(CLI::PositiveNumber);
     infoCmd->callback([&] { run = [&] { return info(options, pid); }; });
@@ -346,8 +354,8 @@ int main(int argc, char** argv) {
     signalCmd->add_option("SIGNAL", signalName, "TERM, SIGKILL, 9, ...")->required();
     signalCmd->callback([&] { run = [&] { return sendSignal(options, pid, signalName); }; });
 
-    auto* execCmd = app.add_subcommand(
-        "exec", "Run COMMAND in namespaces of process PID, as nsenter(1) does");
+    auto* execCmd =
+        app.add_subcommand("exec", "Run COMMAND in namespaces of process PID, as nsenter(1) does");
     execCmd->add_option("PID", pid, "Process id")->required()->check(CLI::PositiveNumber);
     std::map<std::string, bool> flags;
     for (const char* type : {"net", "mnt", "uts", "ipc", "pid", "cgroup", "time", "user"}) {
@@ -367,7 +375,8 @@ int main(int argc, char** argv) {
                 }
             }
             if (wanted.empty()) {
-                throw CLI::ValidationError("exec", "name at least one namespace (--net, ..., --all)");
+                throw CLI::ValidationError("exec",
+                                           "name at least one namespace (--net, ..., --all)");
             }
             return exec(options, pid, wanted, command);
         };

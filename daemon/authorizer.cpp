@@ -10,9 +10,9 @@ bool Authorizer::isGranted(const Caller& caller, const Grant& grant) const {
     if (grant.uid) {
         return *grant.uid == caller.uid;
     }
-    return grant.gid && (*grant.gid == caller.gid ||
-                         std::find(caller.groups.begin(), caller.groups.end(), *grant.gid) !=
-                             caller.groups.end());
+    return grant.gid &&
+           (*grant.gid == caller.gid || std::find(caller.groups.begin(), caller.groups.end(),
+                                                  *grant.gid) != caller.groups.end());
 }
 
 bool Authorizer::kernelWouldAllow(const Caller& caller, const Target& target) const {

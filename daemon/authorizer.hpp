@@ -29,7 +29,7 @@ struct Target {
 };
 
 class Authorizer {
-public:
+  public:
     explicit Authorizer(const Config& config) : config_(config) {}
 
     // Info, namespace ids, listing, tracking: the caller's own processes (by real uid),
@@ -53,7 +53,7 @@ public:
     // How many processes a caller may track at once; unbounded for root.
     std::size_t trackQuota(const Caller& caller) const;
 
-private:
+  private:
     bool kernelWouldAllow(const Caller& caller, const Target& target) const;
     bool isGranted(const Caller& caller, const Grant& grant) const;
 

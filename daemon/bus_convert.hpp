@@ -23,7 +23,9 @@ std::map<std::string, sdbus::Variant> infoDict(const Info& info, std::uint64_t i
 std::map<std::string, sdbus::UnixFd> fdDict(NamespaceFds fds);
 
 // Hands an owned fd to sdbus-c++ without a copy (its int constructor dup()s).
-inline sdbus::UnixFd toUnixFd(UniqueFd fd) { return sdbus::UnixFd(fd.release(), sdbus::adopt_fd); }
+inline sdbus::UnixFd toUnixFd(UniqueFd fd) {
+    return sdbus::UnixFd(fd.release(), sdbus::adopt_fd);
+}
 
 // Takes the fd out of a received sdbus::UnixFd, close-on-exec (sdbus-c++ 1.2
 // dup()s it without the flag).

@@ -17,7 +17,7 @@ class IProxy;
 namespace nsfd::daemon {
 
 class CallerCache {
-public:
+  public:
     explicit CallerCache(sdbus::IConnection& connection);
     ~CallerCache();
 
@@ -25,7 +25,7 @@ public:
     const Caller& lookup(const std::string& sender);
     std::size_t size() const noexcept { return callers_.size(); }
 
-private:
+  private:
     Caller query(const std::string& sender);
 
     std::unique_ptr<sdbus::IProxy> bus_;

@@ -4,11 +4,11 @@
 #include <grp.h>
 #include <pwd.h>
 
+#include <toml++/toml.h>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace nsfd::daemon {
 

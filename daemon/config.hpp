@@ -22,10 +22,10 @@ inline constexpr const char* kDefaultConfigPath = "/etc/nsfd/nsfdd.conf";
 struct Grant {
     std::optional<uid_t> uid;
     std::optional<gid_t> gid;
-    std::string subject;             // "user NAME" or "group NAME", for logs
-    std::set<NsType> namespaces;     // fds of these types of any process
-    bool info = false;               // info, ids, listing and tracking of any process
-    bool pidfd = false;              // GetPidFd of any process
+    std::string subject;          // "user NAME" or "group NAME", for logs
+    std::set<NsType> namespaces;  // fds of these types of any process
+    bool info = false;            // info, ids, listing and tracking of any process
+    bool pidfd = false;           // GetPidFd of any process
 };
 
 struct Config {
@@ -37,7 +37,7 @@ struct Config {
 
 // "FILE:LINE: reason" (line omitted when there is none).
 class ConfigError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 

@@ -20,12 +20,12 @@ enum class ErrorKind {
 
 // An error a client should see by name. The message names the bad value.
 class ServiceError : public std::runtime_error {
-public:
+  public:
     ServiceError(ErrorKind kind, const std::string& message)
         : std::runtime_error(message), kind_(kind) {}
     ErrorKind kind() const noexcept { return kind_; }
 
-private:
+  private:
     ErrorKind kind_;
 };
 

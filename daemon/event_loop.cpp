@@ -33,9 +33,9 @@ void EventLoop::attachBus(sdbus::IConnection& connection) {
     connection_ = &connection;
     sdbus::IConnection::PollData poll = connection.getEventLoopPollData();
     sd_event_source* io = nullptr;
-    check(sd_event_add_io(event_, &io, poll.fd, static_cast<uint32_t>(poll.events), onBusEvent,
-                          this),
-          "Failed to watch the bus connection");
+    check(
+        sd_event_add_io(event_, &io, poll.fd, static_cast<uint32_t>(poll.events), onBusEvent, this),
+        "Failed to watch the bus connection");
     busIo_.reset(io);
     sd_event_source* timer = nullptr;
     check(sd_event_add_time(event_, &timer, CLOCK_MONOTONIC, UINT64_MAX, 0, onBusTimeout, this),
@@ -76,7 +76,9 @@ void EventLoop::processBus() {
     }
 }
 
-void EventLoop::exit(int code) { sd_event_exit(event_, code); }
+void EventLoop::exit(int code) {
+    sd_event_exit(event_, code);
+}
 
 int EventLoop::run() {
     int r = sd_event_loop(event_);

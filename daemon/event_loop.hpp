@@ -21,7 +21,7 @@ struct EventSourceDeleter {
 using EventSource = std::unique_ptr<sd_event_source, EventSourceDeleter>;
 
 class EventLoop {
-public:
+  public:
     // Throws std::system_error. Sends watchdog pings itself when WATCHDOG_USEC asks for them.
     EventLoop();
     ~EventLoop();
@@ -39,7 +39,7 @@ public:
     // Runs until exit(); returns its code.
     int run();
 
-private:
+  private:
     static int onBusPrepare(sd_event_source* source, void* userdata);
     static int onBusEvent(sd_event_source* source, int fd, uint32_t revents, void* userdata);
     static int onBusTimeout(sd_event_source* source, uint64_t usec, void* userdata);

@@ -45,12 +45,12 @@ std::optional<StoredProcess> parseFdStoreName(std::string_view name) {
 }
 
 void storeFd(int fd, const StoredProcess& process) {
-    std::string message = "FDSTORE=1\nFDPOLL=0\nFDNAME=" +
-                          fdStoreName(process.id, process.pid, process.trackedBy);
+    std::string message =
+        "FDSTORE=1\nFDPOLL=0\nFDNAME=" + fdStoreName(process.id, process.pid, process.trackedBy);
     int r = sd_pid_notify_with_fds(0, 0, message.c_str(), &fd, 1);
     if (r < 0) {
-        spdlog::warn("Failed to store the pidfd of process {} with systemd, ignoring: {}", process.id,
-                     std::strerror(-r));
+        spdlog::warn("Failed to store the pidfd of process {} with systemd, ignoring: {}",
+                     process.id, std::strerror(-r));
     }
 }
 

@@ -2,9 +2,9 @@
 // nsfdd: hands out the namespace fds of processes over D-Bus. See nsfdd(8).
 #include <signal.h>
 
-#include <CLI/CLI.hpp>
 #include <sdbus-c++/sdbus-c++.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <iostream>
 

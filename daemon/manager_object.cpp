@@ -15,7 +15,9 @@ ManagerObject::ManagerObject(sdbus::IConnection& connection, Service& service)
     registerAdaptor();
 }
 
-ManagerObject::~ManagerObject() { unregisterAdaptor(); }
+ManagerObject::~ManagerObject() {
+    unregisterAdaptor();
+}
 
 void ManagerObject::trackedCountChanged() {
     emitPropertiesChangedSignal(Manager_adaptor::INTERFACE_NAME, {"TrackedProcesses"});
@@ -87,7 +89,9 @@ std::map<std::string, sdbus::Variant> ManagerObject::GetProcessInfo(const uint32
     });
 }
 
-std::string ManagerObject::Version() { return kVersion; }
+std::string ManagerObject::Version() {
+    return kVersion;
+}
 
 uint32_t ManagerObject::TrackedProcesses() {
     return static_cast<uint32_t>(service_.trackedCount());

@@ -13,13 +13,13 @@ class Service;
 class ManagerObject final
     : public sdbus::AdaptorInterfaces<org::nsfd1::Manager_adaptor, sdbus::ObjectManager_adaptor,
                                       sdbus::Properties_adaptor> {
-public:
+  public:
     ManagerObject(sdbus::IConnection& connection, Service& service);
     ~ManagerObject();
 
     void trackedCountChanged();
 
-private:
+  private:
     sdbus::ObjectPath TrackProcess(const uint32_t& pid) override;
     sdbus::ObjectPath TrackProcessByPidFd(const sdbus::UnixFd& pidfd) override;
     void UntrackProcess(const sdbus::ObjectPath& process) override;

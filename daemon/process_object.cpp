@@ -77,9 +77,8 @@ sdbus::UnixFd ProcessObject::GetPidFd() {
 }
 
 void ProcessObject::SendSignal(const int32_t& signal) {
-    asVisibleCaller([&](const Caller& caller) {
-        service_.sendSignal(caller, process_.pidfd(), signal);
-    });
+    asVisibleCaller(
+        [&](const Caller& caller) { service_.sendSignal(caller, process_.pidfd(), signal); });
 }
 
 sdbus::UnixFd ProcessObject::GetFd(const int32_t& fd) {
@@ -93,15 +92,21 @@ void ProcessObject::Untrack() {
     asVisibleCaller([&](const Caller& caller) { service_.untrack(caller, process_); });
 }
 
-uint32_t ProcessObject::Pid() { return static_cast<uint32_t>(process_.pid()); }
+uint32_t ProcessObject::Pid() {
+    return static_cast<uint32_t>(process_.pid());
+}
 
-uint64_t ProcessObject::Id() { return process_.id(); }
+uint64_t ProcessObject::Id() {
+    return process_.id();
+}
 
 uint32_t ProcessObject::ParentPid() {
     return static_cast<uint32_t>(process_.info().parentPid().value_or(0));
 }
 
-uint64_t ProcessObject::CgroupId() { return process_.info().cgroupId().value_or(0); }
+uint64_t ProcessObject::CgroupId() {
+    return process_.info().cgroupId().value_or(0);
+}
 
 sdbus::Struct<uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t>
 ProcessObject::Credentials() {
@@ -109,8 +114,12 @@ ProcessObject::Credentials() {
     return {c.ruid, c.euid, c.suid, c.fsuid, c.rgid, c.egid, c.sgid, c.fsgid};
 }
 
-std::string ProcessObject::State() { return std::string(toString(process_.state())); }
+std::string ProcessObject::State() {
+    return std::string(toString(process_.state()));
+}
 
-int32_t ProcessObject::ExitStatus() { return process_.exitStatus().value_or(-1); }
+int32_t ProcessObject::ExitStatus() {
+    return process_.exitStatus().value_or(-1);
+}
 
 }  // namespace nsfd::daemon

@@ -14,7 +14,7 @@ class TrackedProcess;
 class ProcessObject final
     : public sdbus::AdaptorInterfaces<org::nsfd1::Process_adaptor, sdbus::ManagedObject_adaptor,
                                       sdbus::Properties_adaptor> {
-public:
+  public:
     // Registers the object and announces it (InterfacesAdded).
     ProcessObject(sdbus::IConnection& connection, Service& service, TrackedProcess& process);
     // Announces its removal (InterfacesRemoved) and unregisters.
@@ -23,7 +23,7 @@ public:
     // PropertiesChanged for State and ExitStatus, and Exited once reaped.
     void stateChanged();
 
-private:
+  private:
     sdbus::UnixFd GetNamespace(const std::string& type) override;
     std::map<std::string, sdbus::UnixFd> GetNamespaces(
         const std::vector<std::string>& types) override;

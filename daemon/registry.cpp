@@ -54,7 +54,9 @@ TrackedProcess::TrackedProcess(PidFd pidfd, uid_t trackedBy, pid_t knownPid)
 
 TrackedProcess::~TrackedProcess() = default;
 
-std::string TrackedProcess::objectPath() const { return processObjectPath(id_); }
+std::string TrackedProcess::objectPath() const {
+    return processObjectPath(id_);
+}
 
 Info TrackedProcess::info() {
     if (state_ != ProcessState::Reaped) {
@@ -99,8 +101,8 @@ TrackedProcess* Registry::findByPid(pid_t pid) const {
     auto [first, last] = byPid_.equal_range(pid);
     for (auto it = first; it != last; ++it) {
         TrackedProcess* candidate = find(it->second);
-        if (best == nullptr || (candidate->state() != ProcessState::Reaped &&
-                                best->state() == ProcessState::Reaped) ||
+        if (best == nullptr ||
+            (candidate->state() != ProcessState::Reaped && best->state() == ProcessState::Reaped) ||
             (candidate->state() == best->state() && candidate->id() > best->id())) {
             best = candidate;
         }

@@ -29,12 +29,12 @@ std::string_view toString(ProcessState state) noexcept;
 // Whatever the service layer keeps per process (its bus object, event sources).
 // Destroyed with the process entry, before its pidfd.
 class Attachment {
-public:
+  public:
     virtual ~Attachment() = default;
 };
 
 class TrackedProcess {
-public:
+  public:
     // Reads the process's info now, so that it can be told about after it is gone.
     // `knownPid` names a process the kernel has forgotten the pid of (reaped).
     TrackedProcess(PidFd pidfd, uid_t trackedBy, pid_t knownPid = 0);
@@ -64,7 +64,7 @@ public:
     }
     Attachment* attachment() const noexcept { return attachment_.get(); }
 
-private:
+  private:
     PidFd pidfd_;
     std::uint64_t id_;
     pid_t pid_;
@@ -80,7 +80,7 @@ std::string processObjectPath(std::uint64_t id);
 std::optional<std::uint64_t> processIdOfPath(std::string_view path);
 
 class Registry {
-public:
+  public:
     TrackedProcess* find(std::uint64_t id) const;
     // The tracked process with this pid: a running one if any, else the one reaped last.
     TrackedProcess* findByPid(pid_t pid) const;
@@ -92,7 +92,7 @@ public:
     std::size_t countTrackedBy(uid_t uid) const;
     std::vector<TrackedProcess*> all() const;
 
-private:
+  private:
     std::unordered_map<std::uint64_t, std::unique_ptr<TrackedProcess>> byId_;
     std::unordered_multimap<pid_t, std::uint64_t> byPid_;
     std::unordered_map<uid_t, std::size_t> countByUid_;

@@ -14,18 +14,18 @@
 
 #include "errors.hpp"
 #include "fd_store.hpp"
-#include "version.hpp"
 #include "manager_object.hpp"
 #include "nsfd/dbus_names.hpp"
 #include "nsfd/features.hpp"
 #include "process_object.hpp"
+#include "version.hpp"
 
 namespace nsfd::daemon {
 
 // What the service hangs on each tracked process: its bus object, the watch
 // on its pidfd, and, once reaped, the timer that ends its retention.
 class ProcessBinding final : public Attachment {
-public:
+  public:
     ProcessBinding(Service& service, TrackedProcess& process)
         : service_(service),
           process_(process),
@@ -60,7 +60,7 @@ public:
         object_->stateChanged();
     }
 
-private:
+  private:
     static int onPidFd(sd_event_source* /*source*/, int /*fd*/, uint32_t revents, void* userdata) {
         auto* self = static_cast<ProcessBinding*>(userdata);
         if (self->process_.updateState((revents & EPOLLIN) != 0, (revents & EPOLLHUP) != 0)) {
@@ -103,7 +103,9 @@ ProcessBinding& bindingOf(const TrackedProcess& process) {
     return *static_cast<ProcessBinding*>(process.attachment());
 }
 
-std::string describe(const PidFd& pidfd) { return "pid " + std::to_string(pidfd.pid()); }
+std::string describe(const PidFd& pidfd) {
+    return "pid " + std::to_string(pidfd.pid());
+}
 
 }  // namespace
 
@@ -247,9 +249,9 @@ PidFd Service::openPid(std::uint32_t pid) const {
                 throw ServiceError(ErrorKind::NoSuchProcess,
                                    "No such process: " + std::to_string(pid));
             case ENOENT:
-                throw ServiceError(ErrorKind::InvalidArgs,
-                                   "pid " + std::to_string(pid) +
-                                       " is a thread, not a thread-group leader");
+                throw ServiceError(
+                    ErrorKind::InvalidArgs,
+                    "pid " + std::to_string(pid) + " is a thread, not a thread-group leader");
             default:
                 throw;
         }
@@ -264,9 +266,9 @@ PidFd Service::adoptPidFd(UniqueFd fd) const {
     }
     std::optional<pid_t> tgid = pidfd.info(InfoFlags::Pid).threadGroupId();
     if (tgid && *tgid != pidfd.pid()) {
-        throw ServiceError(ErrorKind::InvalidArgs,
-                           "The passed pidfd refers to thread " + std::to_string(pidfd.pid()) +
-                               ", not a thread-group leader");
+        throw ServiceError(ErrorKind::InvalidArgs, "The passed pidfd refers to thread " +
+                                                       std::to_string(pidfd.pid()) +
+                                                       ", not a thread-group leader");
     }
     return pidfd;
 }
@@ -377,8 +379,8 @@ TrackedProcess& Service::processAt(const Caller& caller, const std::string& path
 TrackedProcess& Service::processWithPid(const Caller& caller, std::uint32_t pid) {
     TrackedProcess* process = registry_.findByPid(static_cast<pid_t>(pid));
     if (process == nullptr || !isVisible(caller, *process)) {
-        throw ServiceError(ErrorKind::NotTracked, "No tracked process with pid " +
-                                                      std::to_string(pid));
+        throw ServiceError(ErrorKind::NotTracked,
+                           "No tracked process with pid " + std::to_string(pid));
     }
     return *process;
 }
@@ -408,8 +410,8 @@ Target Service::targetOf(const PidFd& pidfd) const {
     // if the pid still names our process afterwards.
     struct stat st {};
     std::string path = "/proc/" + std::to_string(pidfd.pid()) + "/status";
-    target.dumpable = ::stat(path.c_str(), &st) == 0 && st.st_uid == target.creds.euid &&
-                      !pidfd.hasExited();
+    target.dumpable =
+        ::stat(path.c_str(), &st) == 0 && st.st_uid == target.creds.euid && !pidfd.hasExited();
     return target;
 }
 
@@ -446,8 +448,8 @@ NamespaceFds Service::namespaceFds(const Caller& caller, const PidFd& pidfd,
     NamespaceFds fds;
     for (NsType type : wanted) {
         if (target && !authorizer_.mayGetNamespace(caller, *target, type)) {
-            deny(caller, "get the " + std::string(toString(type)) + " namespace of " +
-                             describe(pidfd));
+            deny(caller,
+                 "get the " + std::string(toString(type)) + " namespace of " + describe(pidfd));
         }
         try {
             fds.emplace_back(type, pidfd.namespaceFd(type));
@@ -501,8 +503,8 @@ UniqueFd Service::pidFdFor(const Caller& caller, const PidFd& pidfd) {
 
 void Service::sendSignal(const Caller& caller, const PidFd& pidfd, int signal) {
     if (signal < 0 || signal > SIGRTMAX) {
-        throw ServiceError(ErrorKind::InvalidArgs, "Invalid signal number " +
-                                                       std::to_string(signal));
+        throw ServiceError(ErrorKind::InvalidArgs,
+                           "Invalid signal number " + std::to_string(signal));
     }
     if (!authorizer_.maySignal(caller, pidfd.credentials())) {
         deny(caller, "send signal " + std::to_string(signal) + " to " + describe(pidfd));

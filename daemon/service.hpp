@@ -29,7 +29,7 @@ class ManagerObject;
 using NamespaceFds = std::vector<std::pair<NsType, NsFd>>;
 
 class Service {
-public:
+  public:
     // Fds kept free for the bus, logs and one GetNamespaces call.
     static constexpr std::size_t kFdReserve = 64;
 
@@ -70,7 +70,7 @@ public:
 
     std::size_t trackedCount() const noexcept { return registry_.size(); }
 
-private:
+  private:
     friend class ProcessBinding;
 
     Target targetOf(const PidFd& pidfd) const;

@@ -121,9 +121,9 @@ ProcessInfo toInfo(const std::map<std::string, sdbus::Variant>& dict) {
     return info;
 }
 
-class ManagerProxy final : public sdbus::ProxyInterfaces<org::nsfd1::Manager_proxy,
-                                                         sdbus::Properties_proxy> {
-public:
+class ManagerProxy final
+    : public sdbus::ProxyInterfaces<org::nsfd1::Manager_proxy, sdbus::Properties_proxy> {
+  public:
     ManagerProxy(sdbus::IConnection& connection, std::function<void(const ExitEvent&)> onExit)
         : ProxyInterfaces(connection, nsfd::dbus::kBusName, nsfd::dbus::kManagerPath),
           onExit_(std::move(onExit)) {
@@ -131,7 +131,7 @@ public:
     }
     ~ManagerProxy() { unregisterProxy(); }
 
-private:
+  private:
     void onProcessExited(const sdbus::ObjectPath& process, const uint32_t& pid, const uint64_t& id,
                          const int32_t& waitStatus) override {
         onExit_(ExitEvent{process, static_cast<pid_t>(pid), id, waitStatus});
@@ -145,11 +145,11 @@ private:
 // Method calls on one process object. Never registered: it listens to no
 // signal, so it costs the bus no match rule (exits come through the manager).
 class ProcessCalls final : public sdbus::ProxyInterfaces<org::nsfd1::Process_proxy> {
-public:
+  public:
     ProcessCalls(sdbus::IConnection& connection, const std::string& path)
         : ProxyInterfaces(connection, nsfd::dbus::kBusName, path) {}
 
-private:
+  private:
     void onExited(const int32_t&) override {}
 };
 
@@ -302,8 +302,8 @@ Client Client::system() {
     try {
         return Client(std::make_shared<TrackedProcess::Shared>(sdbus::createSystemBusConnection()));
     } catch (const sdbus::Error& e) {
-        throw DaemonUnavailable(e.getName(), "Failed to connect to the system bus: " +
-                                                 e.getMessage());
+        throw DaemonUnavailable(e.getName(),
+                                "Failed to connect to the system bus: " + e.getMessage());
     }
 }
 
@@ -312,8 +312,8 @@ Client Client::connect(const std::string& address) {
         return Client(std::make_shared<TrackedProcess::Shared>(
             sdbus::createSessionBusConnectionWithAddress(address)));
     } catch (const sdbus::Error& e) {
-        throw DaemonUnavailable(e.getName(),
-                                "Failed to connect to the bus at " + address + ": " + e.getMessage());
+        throw DaemonUnavailable(
+            e.getName(), "Failed to connect to the bus at " + address + ": " + e.getMessage());
     }
 }
 
@@ -323,17 +323,20 @@ TrackedProcess Client::tracked(const std::string& path) {
 }
 
 TrackedProcess Client::track(pid_t pid) {
-    return callDaemon([&] { return tracked(shared_->manager->TrackProcess(static_cast<uint32_t>(pid))); });
+    return callDaemon(
+        [&] { return tracked(shared_->manager->TrackProcess(static_cast<uint32_t>(pid))); });
 }
 
 TrackedProcess Client::track(const PidFd& pidfd) {
     return callDaemon([&] {
-        return tracked(shared_->manager->TrackProcessByPidFd(sdbus::UnixFd(duplicateFd(pidfd.get()).release(), sdbus::adopt_fd)));
+        return tracked(shared_->manager->TrackProcessByPidFd(
+            sdbus::UnixFd(duplicateFd(pidfd.get()).release(), sdbus::adopt_fd)));
     });
 }
 
 TrackedProcess Client::process(pid_t pid) {
-    return callDaemon([&] { return tracked(shared_->manager->GetProcess(static_cast<uint32_t>(pid))); });
+    return callDaemon(
+        [&] { return tracked(shared_->manager->GetProcess(static_cast<uint32_t>(pid))); });
 }
 
 std::vector<ProcessEntry> Client::list() {
@@ -348,8 +351,8 @@ std::vector<ProcessEntry> Client::list() {
 
 NsFd Client::namespaceFd(pid_t pid, NsType type) {
     return callDaemon([&] {
-        sdbus::UnixFd fd = shared_->manager->GetNamespace(static_cast<uint32_t>(pid),
-                                                          std::string(toString(type)));
+        sdbus::UnixFd fd =
+            shared_->manager->GetNamespace(static_cast<uint32_t>(pid), std::string(toString(type)));
         return NsFd::adopt(takeFd(fd), type);
     });
 }
@@ -362,7 +365,8 @@ std::map<NsType, NsFd> Client::namespaceFds(pid_t pid, std::span<const NsType> t
 }
 
 ProcessInfo Client::info(pid_t pid) {
-    return callDaemon([&] { return toInfo(shared_->manager->GetProcessInfo(static_cast<uint32_t>(pid))); });
+    return callDaemon(
+        [&] { return toInfo(shared_->manager->GetProcessInfo(static_cast<uint32_t>(pid))); });
 }
 
 std::string Client::daemonVersion() {
@@ -381,9 +385,13 @@ void Client::onProcessExited(std::function<void(const ExitEvent&)> callback) {
     shared_->exitListeners.push_back(std::move(callback));
 }
 
-int Client::eventFd() const { return shared_->connection->getEventLoopPollData().fd; }
+int Client::eventFd() const {
+    return shared_->connection->getEventLoopPollData().fd;
+}
 
-short Client::pollEvents() const { return shared_->connection->getEventLoopPollData().events; }
+short Client::pollEvents() const {
+    return shared_->connection->getEventLoopPollData().events;
+}
 
 std::optional<std::chrono::microseconds> Client::pollTimeout() const {
     return shared_->connection->getEventLoopPollData().getRelativeTimeout();
@@ -425,6 +433,8 @@ void Client::runEventLoop(std::optional<std::chrono::milliseconds> timeout) {
     }
 }
 
-void Client::stopEventLoop() { shared_->stopLoop = true; }
+void Client::stopEventLoop() {
+    shared_->stopLoop = true;
+}
 
 }  // namespace nsfd

@@ -58,8 +58,8 @@ KernelFeatures probe() {
     // PIDFD_THREAD is O_EXCL: older kernels reject the unknown flag with EINVAL.
     features.threadPidFd = openPidFd(static_cast<pid_t>(::gettid()), kernel::kPidFdThread).ok();
 
-    UniqueFd ns(::ioctl(self.get(), kernel::pidfdGetNamespaceIoctl(
-                                        static_cast<unsigned>(NsType::Net)), 0));
+    UniqueFd ns(
+        ::ioctl(self.get(), kernel::pidfdGetNamespaceIoctl(static_cast<unsigned>(NsType::Net)), 0));
     features.namespaceIoctls = ns.ok();
     if (!ns.ok()) {
         ns = UniqueFd(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));

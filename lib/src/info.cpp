@@ -8,13 +8,11 @@ std::optional<pid_t> Info::pid() const noexcept {
 }
 
 std::optional<pid_t> Info::threadGroupId() const noexcept {
-    return has(InfoFlags::Pid) ? std::optional<pid_t>(static_cast<pid_t>(raw_.tgid))
-                               : std::nullopt;
+    return has(InfoFlags::Pid) ? std::optional<pid_t>(static_cast<pid_t>(raw_.tgid)) : std::nullopt;
 }
 
 std::optional<pid_t> Info::parentPid() const noexcept {
-    return has(InfoFlags::Pid) ? std::optional<pid_t>(static_cast<pid_t>(raw_.ppid))
-                               : std::nullopt;
+    return has(InfoFlags::Pid) ? std::optional<pid_t>(static_cast<pid_t>(raw_.ppid)) : std::nullopt;
 }
 
 std::optional<std::uint64_t> Info::cgroupId() const noexcept {

@@ -14,7 +14,9 @@ inline constexpr unsigned kPidFsIoctlMagic = 0xFF;
 
 // PIDFD_GET_<KIND>_NAMESPACE = _IO(0xFF, n), n from 1 (cgroup) to 10 (uts),
 // in the same order as nsfd::NsType.
-constexpr unsigned long pidfdGetNamespaceIoctl(unsigned index) { return _IO(0xFF, index + 1); }
+constexpr unsigned long pidfdGetNamespaceIoctl(unsigned index) {
+    return _IO(0xFF, index + 1);
+}
 
 // PIDFD_GET_INFO encodes the size of the struct the caller passes.
 constexpr unsigned long pidfdGetInfoIoctl(unsigned long size) {

@@ -17,8 +17,8 @@ namespace nsfd {
 namespace {
 
 constexpr std::array<std::string_view, kNsTypeCount> kNames = {
-    "cgroup", "ipc",  "mnt",  "net",  "pid", "pid_for_children",
-    "time",   "time_for_children", "user", "uts",
+    "cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "time_for_children",
+    "user",   "uts",
 };
 
 constexpr std::array<int, kNsTypeCount> kCloneFlags = {
@@ -42,7 +42,9 @@ std::string describe(const NsFd& ns) {
 
 }  // namespace
 
-std::string_view toString(NsType type) noexcept { return kNames[static_cast<std::size_t>(type)]; }
+std::string_view toString(NsType type) noexcept {
+    return kNames[static_cast<std::size_t>(type)];
+}
 
 std::optional<NsType> parseNsType(std::string_view name) noexcept {
     for (NsType type : allNsTypes()) {
@@ -53,7 +55,9 @@ std::optional<NsType> parseNsType(std::string_view name) noexcept {
     return std::nullopt;
 }
 
-int cloneFlag(NsType type) noexcept { return kCloneFlags[static_cast<std::size_t>(type)]; }
+int cloneFlag(NsType type) noexcept {
+    return kCloneFlags[static_cast<std::size_t>(type)];
+}
 
 NsFd NsFd::current(NsType type) {
     std::string path = "/proc/self/ns/" + std::string(toString(type));

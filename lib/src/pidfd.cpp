@@ -21,7 +21,9 @@ namespace nsfd {
 
 namespace {
 
-std::string ofPid(pid_t pid) { return " of pid " + std::to_string(pid); }
+std::string ofPid(pid_t pid) {
+    return " of pid " + std::to_string(pid);
+}
 
 unsigned kernelFlags(PidFdFlags flags) {
     unsigned bits = static_cast<unsigned>(flags);
@@ -94,7 +96,9 @@ PidFd PidFd::open(pid_t pid, PidFdFlags flags) {
     return PidFd(UniqueFd(fd), pid);
 }
 
-PidFd PidFd::self() { return open(::getpid()); }
+PidFd PidFd::self() {
+    return open(::getpid());
+}
 
 PidFd PidFd::adopt(UniqueFd fd) {
     if (!isPidFd(fd.get())) {
@@ -116,8 +120,8 @@ NsFd PidFd::namespaceFd(NsType type) const {
     unsigned long request = kernel::pidfdGetNamespaceIoctl(static_cast<unsigned>(type));
     int fd = ::ioctl(fd_.get(), request, 0);
     if (fd < 0) {
-        detail::throwIoctlErrno(errno, "Failed to get " + std::string(toString(type)) +
-                                           " namespace" + ofPid(pid_));
+        detail::throwIoctlErrno(
+            errno, "Failed to get " + std::string(toString(type)) + " namespace" + ofPid(pid_));
     }
     return NsFd(UniqueFd(fd), type);
 }

@@ -20,7 +20,9 @@ void UniqueFd::reset(int fd) noexcept {
     errno = savedErrno;
 }
 
-UniqueFd UniqueFd::duplicate() const { return duplicateFd(fd_); }
+UniqueFd UniqueFd::duplicate() const {
+    return duplicateFd(fd_);
+}
 
 UniqueFd duplicateFd(int fd) {
     int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);

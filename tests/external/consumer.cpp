@@ -41,8 +41,8 @@ int main() {
         close(go[1]);
         waitpid(child, nullptr, 0);
         client.runEventLoop(std::chrono::seconds(10));
-        std::cout << (net.inode() == expected.st_ino ? "net ok" : "net wrong") << " exit "
-                  << status << '\n';
+        std::cout << (net.inode() == expected.st_ino ? "net ok" : "net wrong") << " exit " << status
+                  << '\n';
         return 0;
     } catch (const nsfd::Error& e) {
         std::cerr << e.dbusName() << ": " << e.what() << '\n';

@@ -11,7 +11,7 @@ namespace nsfd::test {
 namespace {
 
 class ClientTest : public DaemonTest {
-protected:
+  protected:
     std::string config() const override { return kGrantConfig; }
     void SetUp() override {
         DaemonTest::SetUp();
@@ -41,7 +41,8 @@ TEST_F(ClientTest, DaemonFacts) {
 TEST_F(ClientTest, TrackAndQuery) {
     Child::Options options;
     options.cloneFlags = CLONE_NEWNET | CLONE_NEWUTS;
-    Child child = Child::spawn([] { return ::memfd_create("x", 0) >= 0 && ::dup2(3, 50) == 50 ? 0 : errno; }, options);
+    Child child = Child::spawn(
+        [] { return ::memfd_create("x", 0) >= 0 && ::dup2(3, 50) == 50 ? 0 : errno; }, options);
     PidFd pidfd = PidFd::open(child.pid());
 
     TrackedProcess process = client_->track(child.pid());
@@ -59,7 +60,8 @@ TEST_F(ClientTest, TrackAndQuery) {
     NsFd net = process.namespaceFd(NsType::Net);
     EXPECT_EQ(net.type(), NsType::Net);
     EXPECT_EQ(net.inode(), statOf(nsPath(child.pid(), "net")).st_ino);
-    EXPECT_EQ(::fcntl(net.get(), F_GETFD) & FD_CLOEXEC, FD_CLOEXEC) << "received fds are close-on-exec";
+    EXPECT_EQ(::fcntl(net.get(), F_GETFD) & FD_CLOEXEC, FD_CLOEXEC)
+        << "received fds are close-on-exec";
     EXPECT_EQ(process.namespaceFds().size(), 10U);
     std::array<NsType, 2> two = {NsType::Uts, NsType::Ipc};
     auto fds = process.namespaceFds(two);
@@ -200,7 +202,6 @@ TEST_F(ClientTest, EveryExceptionType) {
     TestBus emptyBus;  // no nsfdd on it
     Client nobodyHome = Client::connect(emptyBus.address());
     EXPECT_THROW(nobodyHome.trackedCount(), DaemonUnavailable);
-
 }
 
 TEST_F(ClientTest, NotSupportedWhereTheKernelLacksAKind) {

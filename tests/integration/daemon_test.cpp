@@ -2,11 +2,11 @@
 // nsfdd on a real private bus, driven through generated proxies and busctl.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <pwd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,8 +60,8 @@ TEST_F(DaemonTest, TrackIsIdempotentAndNamedByPidfsId) {
 
 TEST_F(DaemonTest, NamespaceFdsAreTheProcesssNamespaces) {
     Child::Options options;
-    options.cloneFlags = CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNS |
-                         CLONE_NEWCGROUP | CLONE_NEWUSER;
+    options.cloneFlags =
+        CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUSER;
     Child child = Child::spawn({}, options);
     auto pid = static_cast<uint32_t>(child.pid());
 
@@ -150,7 +150,7 @@ TEST_F(DaemonTest, InfoAndCredentialsOfAChildWithDistinctIds) {
 }
 
 class ExitTest : public DaemonTest {
-protected:
+  protected:
     // Tracks a child, ends it with `end`, and checks every report of its exit.
     void expectExitReported(const std::function<void(Child&)>& end, int expectedStatus) {
         if (!kernelFeatures().exitInfo) {
@@ -252,13 +252,14 @@ TEST_F(DaemonTest, BadInputGetsNamedErrors) {
     EXPECT_EQ(errorNameOf([&] { manager_->GetNamespace(0xFFFFFFFFU, "net"); }), err::kInvalidArgs);
     EXPECT_EQ(errorNameOf([&] { manager_->GetNamespace(pid, "bogus"); }), err::kInvalidArgs);
     EXPECT_EQ(errorNameOf([&] { manager_->GetNamespace(pid, "Net"); }), err::kInvalidArgs);
-    EXPECT_EQ(errorNameOf([&] { manager_->GetNamespaces(pid, {"net", "nope"}); }),
+    EXPECT_EQ(errorNameOf([&] {
+                  manager_->GetNamespaces(pid, {"net", "nope"});
+              }),
               err::kInvalidArgs);
     EXPECT_EQ(errorNameOf([&] { manager_->GetProcess(pid); }), err::kNotTracked);
     EXPECT_EQ(errorNameOf([&] { manager_->UntrackProcess("/org/nsfd1/process/1"); }),
               err::kNotTracked);
-    EXPECT_EQ(errorNameOf([&] { manager_->UntrackProcess("/org/nsfd1/other"); }),
-              err::kNotTracked);
+    EXPECT_EQ(errorNameOf([&] { manager_->UntrackProcess("/org/nsfd1/other"); }), err::kNotTracked);
 
     // A thread is not a process.
     std::atomic<pid_t> tid{0};
@@ -276,8 +277,9 @@ TEST_F(DaemonTest, BadInputGetsNamedErrors) {
               err::kInvalidArgs);
     if (kernelFeatures().threadPidFd) {
         PidFd threadFd = PidFd::open(tid, PidFdFlags::Thread);
-        EXPECT_EQ(errorNameOf([&] { manager_->TrackProcessByPidFd(sdbus::UnixFd(threadFd.get())); }),
-                  err::kInvalidArgs);
+        EXPECT_EQ(
+            errorNameOf([&] { manager_->TrackProcessByPidFd(sdbus::UnixFd(threadFd.get())); }),
+            err::kInvalidArgs);
     }
     done = true;
     thread.join();
@@ -324,9 +326,8 @@ TEST_F(DaemonTest, WrongSignaturesAreRejected) {
 TEST_F(DaemonTest, BusctlSeesTheContract) {
     Child child = Child::spawn();
     std::string pid = std::to_string(child.pid());
-    auto [status, out] =
-        run({"busctl", "call", "org.nsfd1", "/org/nsfd1", "org.nsfd1.Manager", "TrackProcess",
-             "u", pid});
+    auto [status, out] = run({"busctl", "call", "org.nsfd1", "/org/nsfd1", "org.nsfd1.Manager",
+                              "TrackProcess", "u", pid});
     ASSERT_EQ(status, 0);
     std::string path = "/org/nsfd1/process/" + std::to_string(PidFd::open(child.pid()).id());
     EXPECT_EQ(out, "o \"" + path + "\"\n");
@@ -381,8 +382,9 @@ TEST(DaemonConfigTest, BadConfigStopsTheDaemonWithFileAndLine) {
     char path[] = "/tmp/nsfdd-conf.XXXXXX";
     int fd = ::mkstemp(path);
     ASSERT_GE(fd, 0);
-    std::string text = "[limits]\ntracked-per-user = 5\n\n[[grant]]\ngroup = \"users\"\n"
-                       "namespaces = [\"net\", \"network\"]\n";
+    std::string text =
+        "[limits]\ntracked-per-user = 5\n\n[[grant]]\ngroup = \"users\"\n"
+        "namespaces = [\"net\", \"network\"]\n";
     ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
     ::close(fd);
     auto [status, out] = runDaemonOnce({"--config", path, "--bus", "unix:path=/nonexistent"});
@@ -399,7 +401,7 @@ TEST(DaemonConfigTest, BadConfigStopsTheDaemonWithFileAndLine) {
 // -- Authorization, with real processes of real other users --
 
 class AuthorizationTest : public DaemonTest {
-protected:
+  protected:
     std::string config() const override { return kGrantConfig; }
 
     void SetUp() override {
@@ -484,7 +486,8 @@ TEST_F(AuthorizationTest, InfoTrackingSignalsAndFds) {
         return out;
     });
     std::string d = err::kAccessDenied, n = err::kNotTracked, u = kUnknownObject;
-    EXPECT_EQ(result, std::to_string(kUser) + " " + d + " " + d + " " + u + " " + u + " " + n + " 1 " + d + " 1");
+    EXPECT_EQ(result, std::to_string(kUser) + " " + d + " " + d + " " + u + " " + u + " " + n +
+                          " 1 " + d + " 1");
 
     // A pidfd of another user's process grants nothing more.
     PidFd othersFd = PidFd::open(others.pid());

@@ -84,7 +84,7 @@ inline Child spawnAs(uid_t uid, bool dumpable = true) {
 }
 
 class DaemonTest : public LeakCheckedTest {
-protected:
+  protected:
     virtual std::string config() const { return ""; }
 
     void SetUp() override {
@@ -105,7 +105,8 @@ protected:
         if (daemon_) {
             int status = daemon_->stop();
             EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-                << "nsfdd did not stop cleanly (status " << status << "):\n" << daemon_->log();
+                << "nsfdd did not stop cleanly (status " << status << "):\n"
+                << daemon_->log();
             daemon_.reset();
         }
         LeakCheckedTest::TearDown();
@@ -115,7 +116,9 @@ protected:
         return std::make_unique<ProcessProxy>(*connection_, path);
     }
 
-    bool waitUntil(const std::function<bool()>& done) { return test::waitUntil(*connection_, done); }
+    bool waitUntil(const std::function<bool()>& done) {
+        return test::waitUntil(*connection_, done);
+    }
 
     std::unique_ptr<Daemon> daemon_;
     std::unique_ptr<sdbus::IConnection> connection_;

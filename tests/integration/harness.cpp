@@ -101,10 +101,10 @@ TestBus::TestBus() : dir_(makeTempDir()) {
     if (pid_ == 0) {
         int devNull = ::open("/dev/null", O_RDWR);
         ::dup2(devNull, 0);
-        ::dup2(devNull, 1);  // never hold the test runner's output open
+        ::dup2(devNull, 1);         // never hold the test runner's output open
         ::dup2(writeEnd.get(), 3);  // dup2 clears close-on-exec on the copy
-        execOrDie({"dbus-daemon", "--config-file=" + dir_ + "/bus.conf", "--nofork",
-                   "--nopidfile", "--print-address=3"});
+        execOrDie({"dbus-daemon", "--config-file=" + dir_ + "/bus.conf", "--nofork", "--nopidfile",
+                   "--print-address=3"});
     }
     writeEnd.reset();
     std::string line;
@@ -266,9 +266,13 @@ std::string Daemon::lastStatus() {
     return notifications_.substr(at + 7, end - at - 7);
 }
 
-int Daemon::openFdCount() const { return countFds(pid_); }
+int Daemon::openFdCount() const {
+    return countFds(pid_);
+}
 
-std::string Daemon::log() const { return readFile(dir_ + "/log"); }
+std::string Daemon::log() const {
+    return readFile(dir_ + "/log");
+}
 
 int Daemon::stop() {
     if (pid_ <= 0) {
@@ -304,7 +308,7 @@ namespace {
 
 // One bus for the whole test program, stopped when it ends.
 class BusEnvironment : public ::testing::Environment {
-public:
+  public:
     const std::string& address() {
         if (!bus_) {
             bus_ = std::make_unique<TestBus>();
@@ -325,7 +329,7 @@ public:
     }
     void TearDown() override { bus_.reset(); }
 
-private:
+  private:
     std::unique_ptr<TestBus> bus_;
 };
 
@@ -334,7 +338,9 @@ BusEnvironment* const kBusEnvironment = static_cast<BusEnvironment*>(
 
 }  // namespace
 
-const std::string& busAddress() { return kBusEnvironment->address(); }
+const std::string& busAddress() {
+    return kBusEnvironment->address();
+}
 
 std::unique_ptr<sdbus::IConnection> connectToBus() {
     (void)busAddress();

@@ -19,14 +19,14 @@ namespace nsfd::test {
 
 // A dbus-daemon of type system, with nsfd's own policy file, run as our child.
 class TestBus {
-public:
+  public:
     TestBus();
     ~TestBus();
     const std::string& address() const { return address_; }
     pid_t pid() const { return pid_; }
     void kill();
 
-private:
+  private:
     std::string dir_;
     std::string address_;
     pid_t pid_ = -1;
@@ -34,7 +34,7 @@ private:
 
 // nsfdd as our child, told about with NOTIFY_SOCKET, on the given bus.
 class Daemon {
-public:
+  public:
     using FdStore = std::map<std::string, UniqueFd>;
 
     // Starts nsfdd with `config` as its nsfdd.conf and waits for READY=1.
@@ -58,7 +58,7 @@ public:
     // Waits for it to exit by itself; the wait status, or -1 after `timeout`.
     int awaitExit(std::chrono::milliseconds timeout);
 
-private:
+  private:
     void readNotifications(std::chrono::milliseconds timeout, const std::string& until);
     void receiveNotification();
 

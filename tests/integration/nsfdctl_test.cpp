@@ -30,9 +30,11 @@ class NsfdctlTest : public DaemonTest {};
 TEST_F(NsfdctlTest, ExecEntersNetAndUts) {
     Child::Options options;
     options.cloneFlags = CLONE_NEWNET | CLONE_NEWUTS;
-    Child child = Child::spawn([] { return ::sethostname("nsfd-inside", 11) < 0 ? errno : 0; }, options);
+    Child child =
+        Child::spawn([] { return ::sethostname("nsfd-inside", 11) < 0 ? errno : 0; }, options);
     std::string pid = std::to_string(child.pid());
-    auto [code, out] = nsfdctl({"exec", pid, "--net", "--uts", "--", "sh", "-c", "hostname; ip -o link"});
+    auto [code, out] =
+        nsfdctl({"exec", pid, "--net", "--uts", "--", "sh", "-c", "hostname; ip -o link"});
     EXPECT_EQ(code, 0);
     EXPECT_EQ(out.substr(0, out.find('\n')), "nsfd-inside");
     EXPECT_NE(out.find("1: lo:"), std::string::npos) << out;
@@ -55,7 +57,8 @@ Child spawnInOwnUserNamespace(uid_t uid) {
             return errno;
         }
         std::string map = "0 " + std::to_string(uid) + " 1";
-        for (const char* file : {"/proc/self/uid_map", "/proc/self/setgroups", "/proc/self/gid_map"}) {
+        for (const char* file :
+             {"/proc/self/uid_map", "/proc/self/setgroups", "/proc/self/gid_map"}) {
             int fd = ::open(file, O_WRONLY | O_CLOEXEC);
             std::string text = std::string(file) == "/proc/self/setgroups" ? "deny" : map;
             if (fd < 0 || ::write(fd, text.data(), text.size()) < 0) {
@@ -73,9 +76,9 @@ TEST_F(NsfdctlTest, UnprivilegedExecIntoOwnProcessOnly) {
     }
     Child own = spawnInOwnUserNamespace(kUser);
     Child others = spawnInOwnUserNamespace(kOtherUser);
-    auto [code, out] = nsfdctl(
-        {"exec", std::to_string(own.pid()), "--user", "--net", "--uts", "--", "sh", "-c", "hostname; id -u"},
-        kUser);
+    auto [code, out] = nsfdctl({"exec", std::to_string(own.pid()), "--user", "--net", "--uts", "--",
+                                "sh", "-c", "hostname; id -u"},
+                               kUser);
     EXPECT_EQ(code, 0) << out;
     EXPECT_EQ(out, "users-own\n0\n");
     auto [denied, out2] =
@@ -188,12 +191,12 @@ TEST_F(NsfdctlTest, ProgramOutsideTheProjectUsesTheInstalledClient) {
     ASSERT_EQ(built, 0) << log;
     std::string libs = std::string(prefix) + "/lib:" + prefix + "/lib/x86_64-linux-gnu";
     for (const std::string program : {"/consumer/build/consumer", "/consumer-pkgconfig"}) {
-        auto [status, out] =
-            run({"env", "LD_LIBRARY_PATH=" + libs, std::string(prefix) + program});
+        auto [status, out] = run({"env", "LD_LIBRARY_PATH=" + libs, std::string(prefix) + program});
         EXPECT_EQ(status, 0) << program;
         EXPECT_EQ(out, "net ok exit 1280\n") << program;
     }
-    auto [status, out] = run({"env", "LD_LIBRARY_PATH=" + libs, std::string(prefix) + "/library-demo"});
+    auto [status, out] =
+        run({"env", "LD_LIBRARY_PATH=" + libs, std::string(prefix) + "/library-demo"});
     EXPECT_EQ(status, 0);
     EXPECT_NE(out.find("exit status (wait status) 1792, exit code 7"), std::string::npos) << out;
     run({"rm", "-rf", prefix});

@@ -24,7 +24,7 @@ struct ExitSignal {
 class ManagerProxy final
     : public sdbus::ProxyInterfaces<org::nsfd1::Manager_proxy, sdbus::ObjectManager_proxy,
                                     sdbus::Properties_proxy> {
-public:
+  public:
     explicit ManagerProxy(sdbus::IConnection& connection)
         : ProxyInterfaces(connection, nsfd::dbus::kBusName, nsfd::dbus::kManagerPath) {
         registerProxy();
@@ -35,7 +35,7 @@ public:
     std::vector<std::string> added;
     std::vector<std::string> removed;
 
-private:
+  private:
     void onProcessExited(const sdbus::ObjectPath& process, const uint32_t& pid, const uint64_t& id,
                          const int32_t& waitStatus) override {
         exits.push_back({process, pid, id, waitStatus});
@@ -55,7 +55,7 @@ private:
 
 class ProcessProxy final
     : public sdbus::ProxyInterfaces<org::nsfd1::Process_proxy, sdbus::Properties_proxy> {
-public:
+  public:
     ProcessProxy(sdbus::IConnection& connection, const std::string& path)
         : ProxyInterfaces(connection, nsfd::dbus::kBusName, path) {
         registerProxy();
@@ -65,9 +65,10 @@ public:
     std::vector<int32_t> exits;
     std::vector<std::string> states;  // State values seen in PropertiesChanged
 
-private:
+  private:
     void onExited(const int32_t& waitStatus) override { exits.push_back(waitStatus); }
-    void onPropertiesChanged(const std::string&, const std::map<std::string, sdbus::Variant>& changed,
+    void onPropertiesChanged(const std::string&,
+                             const std::map<std::string, sdbus::Variant>& changed,
                              const std::vector<std::string>&) override {
         if (auto it = changed.find("State"); it != changed.end()) {
             states.push_back(it->second.get<std::string>());

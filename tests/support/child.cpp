@@ -195,9 +195,13 @@ std::set<pid_t> childrenOfThisProcess() {
 
 }  // namespace
 
-void allowLongLivedChild(pid_t pid) { longLivedChildren().insert(pid); }
+void allowLongLivedChild(pid_t pid) {
+    longLivedChildren().insert(pid);
+}
 
-void LeakCheckedTest::SetUp() { fdsAtStart_ = openFdCount(); }
+void LeakCheckedTest::SetUp() {
+    fdsAtStart_ = openFdCount();
+}
 
 namespace {
 
@@ -221,8 +225,8 @@ std::string describeOpenFds() {
 }  // namespace
 
 void LeakCheckedTest::TearDown() {
-    EXPECT_EQ(openFdCount(), fdsAtStart_) << "the test left an fd open; open now:"
-                                          << describeOpenFds();
+    EXPECT_EQ(openFdCount(), fdsAtStart_)
+        << "the test left an fd open; open now:" << describeOpenFds();
     for (pid_t pid : childrenOfThisProcess()) {
         EXPECT_TRUE(longLivedChildren().count(pid) > 0)
             << "the test left child " << pid << " running or unreaped";

@@ -18,7 +18,7 @@ namespace nsfd::test {
 // the parent releases it with an exit code. Never leaves a child unreaped: the
 // destructor kills and reaps what is still running.
 class Child {
-public:
+  public:
     struct Options {
         std::uint64_t cloneFlags = 0;  // CLONE_NEW*
         pid_t setTid = 0;              // clone3 set_tid: ask for this pid
@@ -43,7 +43,7 @@ public:
     int reap();
     bool reaped() const noexcept { return reaped_; }
 
-private:
+  private:
     Child(pid_t pid, UniqueFd go) : pid_(pid), go_(std::move(go)) {}
 
     pid_t pid_;
@@ -64,11 +64,11 @@ void allowLongLivedChild(pid_t pid);
 
 // Fails the test if it left an fd open or a child unreaped.
 class LeakCheckedTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override;
     void TearDown() override;
 
-private:
+  private:
     int fdsAtStart_ = 0;
 };
 

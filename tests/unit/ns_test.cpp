@@ -19,7 +19,7 @@ namespace nsfd::test {
 namespace {
 
 class NsTest : public LeakCheckedTest {
-protected:
+  protected:
     void SetUp() override {
         LeakCheckedTest::SetUp();
         if (!kernelFeatures().namespaceId) {
@@ -33,8 +33,9 @@ UniqueFd openPath(const std::string& path) {
 }
 
 TEST(NsTypeTest, NamesRoundTrip) {
-    const char* expected[] = {"cgroup", "ipc",  "mnt",  "net",  "pid", "pid_for_children",
-                              "time",   "time_for_children", "user", "uts"};
+    const char* expected[] = {
+        "cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "time_for_children",
+        "user",   "uts"};
     ASSERT_EQ(allNsTypes().size(), 10U);
     std::set<std::string_view> seen;
     for (std::size_t i = 0; i < allNsTypes().size(); ++i) {
@@ -76,8 +77,7 @@ TEST_F(NsTest, AdoptChecksTheKind) {
     EXPECT_EQ(uts.type(), NsType::Uts);
     EXPECT_EQ(uts.id(), NsFd::current(NsType::Uts).id());
 
-    NsFd children = NsFd::adopt(openPath("/proc/self/ns/pid_for_children"),
-                                NsType::PidForChildren);
+    NsFd children = NsFd::adopt(openPath("/proc/self/ns/pid_for_children"), NsType::PidForChildren);
     EXPECT_EQ(children.type(), NsType::PidForChildren);
 
     std::string message;

@@ -33,7 +33,7 @@ namespace {
 constexpr uid_t kOtherUid = 4711;
 
 class PidFdTest : public LeakCheckedTest {
-protected:
+  protected:
     void requireNamespaceIoctls() {
         if (!kernelFeatures().namespaceIoctls) {
             GTEST_SKIP() << "kernel lacks PIDFD_GET_*_NAMESPACE (6.11+)";
@@ -66,8 +66,8 @@ std::string procNsPath(pid_t pid, NsType type) {
 // namespace has one (the pidfd ioctl is not so picky).
 Child spawnInFreshNamespaces() {
     Child::Options options;
-    options.cloneFlags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS |
-                         CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWCGROUP | CLONE_NEWTIME;
+    options.cloneFlags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC |
+                         CLONE_NEWPID | CLONE_NEWCGROUP | CLONE_NEWTIME;
     return Child::spawn(
         [] {
             if (::unshare(CLONE_NEWPID | CLONE_NEWTIME) < 0) {
@@ -108,7 +108,8 @@ TEST_F(PidFdTest, EachGetterMatchesProcForAProcessInFreshNamespaces) {
         EXPECT_EQ(ns.type(), type);
         EXPECT_EQ(::fcntl(ns.get(), F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
 
-        struct stat got {}, expected {};
+        struct stat got {
+        }, expected{};
         ASSERT_EQ(::fstat(ns.get(), &got), 0);
         ASSERT_EQ(::stat(procNsPath(child.pid(), type).c_str(), &expected), 0);
         EXPECT_EQ(got.st_dev, expected.st_dev);
@@ -181,8 +182,7 @@ TEST_F(PidFdTest, OpenRejectsBadPids) {
     gone.release(0);
     gone.reap();
     EXPECT_EQ(errnoOf([&] { PidFd::open(pid); }, &message), ESRCH);
-    EXPECT_EQ(message, "Failed to open pidfd for pid " + std::to_string(pid) +
-                           ": No such process");
+    EXPECT_EQ(message, "Failed to open pidfd for pid " + std::to_string(pid) + ": No such process");
 }
 
 TEST_F(PidFdTest, InfoAndDistinctCredentials) {
@@ -229,7 +229,8 @@ TEST_F(PidFdTest, InfoAndDistinctCredentials) {
     while (std::getline(cgroup, entry) && entry.rfind("0::", 0) != 0) {
     }
     struct stat st {};
-    if (entry.rfind("0::", 0) == 0 && ::stat(("/sys/fs/cgroup" + entry.substr(3)).c_str(), &st) == 0) {
+    if (entry.rfind("0::", 0) == 0 &&
+        ::stat(("/sys/fs/cgroup" + entry.substr(3)).c_str(), &st) == 0) {
         EXPECT_EQ(info.cgroupId(), st.st_ino);
     } else {
         ADD_FAILURE() << "no cgroup2 hierarchy at /sys/fs/cgroup to check the cgroup id against";
@@ -321,8 +322,8 @@ TEST_F(PidFdTest, NonDumpableSameUidIsDeniedToAnUnprivilegedCaller) {
         PidFd other = PidFd::open(rootOwned.pid());
         std::string message;
         EXPECT_EQ(errnoOf([&] { (void)other.mntNamespace(); }, &message), EACCES);
-        EXPECT_EQ(message, "Failed to get mnt namespace of pid " +
-                               std::to_string(rootOwned.pid()) + ": Permission denied");
+        EXPECT_EQ(message, "Failed to get mnt namespace of pid " + std::to_string(rootOwned.pid()) +
+                               ": Permission denied");
         // Info has no ptrace check.
         if (kernelFeatures().info) {
             EXPECT_EQ(other.info().pid(), rootOwned.pid());
@@ -449,7 +450,8 @@ TEST_F(PidFdTest, GetFdDuplicatesTheTargetsFd) {
     });
     PidFd pidfd = PidFd::open(child.pid());
     UniqueFd fd = pidfd.getFd(77);
-    struct stat got {}, expected {};
+    struct stat got {
+    }, expected{};
     ASSERT_EQ(::fstat(fd.get(), &got), 0);
     ASSERT_EQ(::stat(("/proc/" + std::to_string(child.pid()) + "/fd/77").c_str(), &expected), 0);
     EXPECT_EQ(got.st_ino, expected.st_ino);
@@ -472,8 +474,7 @@ TEST_F(PidFdTest, KernelFeaturesAgreeWithTheCalls) {
     std::vector<std::string_view> names = features.names();
     EXPECT_EQ(std::find(names.begin(), names.end(), "namespace-ioctls") != names.end(),
               features.namespaceIoctls);
-    EXPECT_EQ(std::find(names.begin(), names.end(), "exit-info") != names.end(),
-              features.exitInfo);
+    EXPECT_EQ(std::find(names.begin(), names.end(), "exit-info") != names.end(), features.exitInfo);
 }
 
 }  // namespace

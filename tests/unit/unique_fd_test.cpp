@@ -20,14 +20,20 @@ static_assert(!std::is_convertible_v<UniqueFd, int>);
 static_assert(!std::is_convertible_v<UniqueFd, bool>);
 static_assert(!std::is_convertible_v<int, UniqueFd>, "the int constructor must be explicit");
 
-bool isOpen(int fd) { return ::fcntl(fd, F_GETFD) >= 0; }
+bool isOpen(int fd) {
+    return ::fcntl(fd, F_GETFD) >= 0;
+}
 
 class UniqueFdTest : public LeakCheckedTest {};
 
 TEST_F(UniqueFdTest, ClosesOnDestruction) {
     int raw = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     ASSERT_GE(raw, 0);
-    { UniqueFd fd(raw); EXPECT_EQ(fd.get(), raw); EXPECT_TRUE(fd.ok()); }
+    {
+        UniqueFd fd(raw);
+        EXPECT_EQ(fd.get(), raw);
+        EXPECT_TRUE(fd.ok());
+    }
     EXPECT_FALSE(isOpen(raw));
 }
 

@@ -30,20 +30,20 @@ namespace nsfd {
 
 // Every failure of a call to nsfdd. what() is the daemon's message.
 class Error : public std::runtime_error {
-public:
+  public:
     Error(std::string dbusName, const std::string& message)
         : std::runtime_error(message), dbusName_(std::move(dbusName)) {}
     // The D-Bus error name, e.g. "org.nsfd1.Error.NoSuchProcess".
     const std::string& dbusName() const noexcept { return dbusName_; }
 
-private:
+  private:
     std::string dbusName_;
 };
 
-#define NSFD_CLIENT_ERROR(Name)            \
-    class Name : public Error {            \
-    public:                                \
-        using Error::Error;                \
+#define NSFD_CLIENT_ERROR(Name) \
+    class Name : public Error { \
+      public:                   \
+        using Error::Error;     \
     }
 NSFD_CLIENT_ERROR(AccessDenied);       // org.freedesktop.DBus.Error.AccessDenied
 NSFD_CLIENT_ERROR(NoSuchProcess);      // org.nsfd1.Error.NoSuchProcess
@@ -88,7 +88,7 @@ class Client;
 
 // A process nsfdd tracks for us. Cheap to copy: it names the process, it holds no fd.
 class TrackedProcess {
-public:
+  public:
     pid_t pid() const noexcept { return pid_; }
     std::uint64_t id() const noexcept { return id_; }
     const std::string& objectPath() const noexcept { return path_; }
@@ -109,7 +109,7 @@ public:
     void onExit(std::function<void(int)> callback) const;
     void untrack() const;
 
-private:
+  private:
     friend class Client;
     struct Shared;
     TrackedProcess(std::shared_ptr<Shared> shared, std::string path, pid_t pid, std::uint64_t id)
@@ -122,7 +122,7 @@ private:
 };
 
 class Client {
-public:
+  public:
     // The system bus (DBUS_SYSTEM_BUS_ADDRESS if set). Throws DaemonUnavailable.
     static Client system();
     // A bus at a D-Bus address, e.g. "unix:path=/run/dbus/system_bus_socket".
@@ -161,7 +161,7 @@ public:
     void runEventLoop(std::optional<std::chrono::milliseconds> timeout = std::nullopt);
     void stopEventLoop();
 
-private:
+  private:
     friend class TrackedProcess;
     explicit Client(std::shared_ptr<TrackedProcess::Shared> shared);
     TrackedProcess tracked(const std::string& path);

@@ -36,7 +36,7 @@ constexpr bool hasFlag(InfoFlags set, InfoFlags flag) noexcept {
 // kernel reported that field (its result mask), so an old kernel or a process
 // that has not been reaped yet never yields a made-up value.
 class Info {
-public:
+  public:
     // The layout of struct pidfd_info (linux/pidfd.h, 6.13+; coredump fields 6.16+).
     struct Raw {
         std::uint64_t mask;
@@ -65,7 +65,7 @@ public:
     InfoFlags mask() const noexcept { return static_cast<InfoFlags>(raw_.mask); }
     const Raw& raw() const noexcept { return raw_; }
 
-private:
+  private:
     bool has(InfoFlags flag) const noexcept { return hasFlag(mask(), flag); }
 
     Raw raw_;

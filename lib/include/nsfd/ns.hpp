@@ -29,13 +29,17 @@ enum class NsType {
 inline constexpr std::size_t kNsTypeCount = 10;
 
 inline constexpr std::array<NsType, kNsTypeCount> kAllNsTypes = {
-    NsType::Cgroup, NsType::Ipc,  NsType::Mnt,  NsType::Net,
-    NsType::Pid,    NsType::PidForChildren,     NsType::Time,
-    NsType::TimeForChildren,      NsType::User, NsType::Uts,
+    NsType::Cgroup, NsType::Ipc,
+    NsType::Mnt,    NsType::Net,
+    NsType::Pid,    NsType::PidForChildren,
+    NsType::Time,   NsType::TimeForChildren,
+    NsType::User,   NsType::Uts,
 };
 
 // Every NsType in declaration order.
-constexpr const std::array<NsType, kNsTypeCount>& allNsTypes() noexcept { return kAllNsTypes; }
+constexpr const std::array<NsType, kNsTypeCount>& allNsTypes() noexcept {
+    return kAllNsTypes;
+}
 
 // The /proc/PID/ns/ name: "cgroup", "ipc", "mnt", "net", "pid", "pid_for_children",
 // "time", "time_for_children", "user", "uts".
@@ -50,7 +54,7 @@ int cloneFlag(NsType type) noexcept;
 
 // An open namespace file (nsfs). Holding it keeps the namespace alive.
 class NsFd {
-public:
+  public:
     // The namespace of the calling process, from /proc/self/ns/.
     static NsFd current(NsType type);
 
@@ -84,7 +88,7 @@ public:
     int get() const noexcept { return fd_.get(); }
     UniqueFd release() noexcept { return std::move(fd_); }
 
-private:
+  private:
     friend class PidFd;  // builds NsFds from fds the kernel vouches for
     NsFd(UniqueFd fd, NsType type) noexcept : fd_(std::move(fd)), type_(type) {}
 

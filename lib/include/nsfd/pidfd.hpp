@@ -24,7 +24,7 @@ constexpr PidFdFlags operator|(PidFdFlags a, PidFdFlags b) noexcept {
 // std::generic_category() and a message naming the operation and the pid, e.g.
 // "Failed to get net namespace of pid 4711: Permission denied".
 class PidFd {
-public:
+  public:
     // pidfd_open(2). ESRCH if no such process; ENOENT for a thread that is not a
     // thread-group leader unless PidFdFlags::Thread is given.
     static PidFd open(pid_t pid, PidFdFlags flags = {});
@@ -73,7 +73,7 @@ public:
     int get() const noexcept { return fd_.get(); }
     UniqueFd release() noexcept { return std::move(fd_); }
 
-private:
+  private:
     PidFd(UniqueFd fd, pid_t pid);
 
     UniqueFd fd_;

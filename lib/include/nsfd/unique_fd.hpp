@@ -6,7 +6,7 @@ namespace nsfd {
 // Sole owner of one file descriptor. Move-only; closes on destruction.
 // There is deliberately no conversion to int or bool: say get() or ok().
 class UniqueFd {
-public:
+  public:
     UniqueFd() noexcept = default;
     explicit UniqueFd(int fd) noexcept : fd_(fd) {}
     ~UniqueFd() { reset(); }
@@ -42,7 +42,7 @@ public:
     // Throws std::system_error on failure.
     UniqueFd duplicate() const;
 
-private:
+  private:
     int fd_ = -1;
 };
 
