@@ -342,6 +342,59 @@ TEST_F(DaemonTest, BusctlSeesTheContract) {
     child.reap();
 }
 
+// Every method and property through busctl, as a shell user would call them.
+TEST_F(DaemonTest, EveryMethodThroughBusctl) {
+    Child child = Child::spawn();
+    std::string pid = std::to_string(child.pid());
+    PidFd pidfd = PidFd::open(child.pid());
+    std::string path = "/org/nsfd1/process/" + std::to_string(pidfd.id());
+    auto manager = [](std::vector<std::string> args) {
+        args.insert(args.begin(),
+                    {"busctl", "call", "org.nsfd1", "/org/nsfd1", "org.nsfd1.Manager"});
+        return run(args);
+    };
+    auto process = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {"busctl", "call", "org.nsfd1", path, "org.nsfd1.Process"});
+        return run(args);
+    };
+    auto ok = [](const std::pair<int, std::string>& result, const std::string& prefix) {
+        EXPECT_EQ(result.first, 0) << prefix;
+        EXPECT_EQ(result.second.rfind(prefix, 0), 0U) << result.second;
+    };
+    ok(manager({"TrackProcess", "u", pid}), "o \"" + path + "\"");
+    ok(manager({"GetProcess", "u", pid}), "o \"" + path + "\"");
+    ok(manager({"ListProcesses"}), "a(uto) 1 " + pid + " " + std::to_string(pidfd.id()));
+    ok(manager({"GetNamespace", "us", pid, "uts"}), "h ");
+    ok(manager({"GetNamespaces", "uas", pid, "2", "net", "ipc"}), "a{sh} 2 \"ipc\"");
+    ok(manager({"GetProcessInfo", "u", pid}), "a{sv} 14 ");
+    ok(process({"GetNamespace", "s", "net"}), "h ");
+    ok(process({"GetNamespaces", "as", "0"}), "a{sh} 10 ");
+    ok(process({"GetNamespaceIds"}), "a{st} 10 ");
+    ok(process({"GetInfo"}), "a{sv} 14 ");
+    ok(process({"GetPidFd"}), "h ");
+    ok(process({"GetFd", "i", "0"}), "h ");
+    ok(process({"SendSignal", "i", "0"}), "");
+    for (const char* property :
+         {"Pid", "Id", "ParentPid", "CgroupId", "Credentials", "State", "ExitStatus"}) {
+        auto [status, out] =
+            run({"busctl", "get-property", "org.nsfd1", path, "org.nsfd1.Process", property});
+        EXPECT_EQ(status, 0) << property;
+        EXPECT_FALSE(out.empty()) << property;
+    }
+    for (const char* property : {"Version", "TrackedProcesses", "KernelFeatures"}) {
+        EXPECT_EQ(run({"busctl", "get-property", "org.nsfd1", "/org/nsfd1", "org.nsfd1.Manager",
+                       property})
+                      .first,
+                  0)
+            << property;
+    }
+    ok(process({"Untrack"}), "");
+    ok(manager({"TrackProcess", "u", pid}), "o ");
+    ok(manager({"UntrackProcess", "o", path}), "");
+    child.release(0);
+    child.reap();
+}
+
 TEST_F(DaemonTest, ThousandsOfFailingRequestsLeaveNoFdOpen) {
     // The first call makes sdbus-c++ set up what it keeps for good.
     (void)manager_->GetNamespace(static_cast<uint32_t>(::getpid()), "net");
