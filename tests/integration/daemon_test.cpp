@@ -262,18 +262,9 @@ TEST_F(DaemonTest, BadInputGetsNamedErrors) {
     EXPECT_EQ(errorNameOf([&] { manager_->UntrackProcess("/org/nsfd1/other"); }), err::kNotTracked);
 
     // A thread is not a process.
-    std::atomic<pid_t> tid{0};
-    std::atomic<bool> done{false};
-    std::thread thread([&] {
-        tid = static_cast<pid_t>(::gettid());
-        while (!done) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
-    });
-    while (tid == 0) {
-        std::this_thread::yield();
-    }
-    EXPECT_EQ(errorNameOf([&] { manager_->TrackProcess(static_cast<uint32_t>(tid.load())); }),
+    IdleThread thread;
+    pid_t tid = thread.tid();
+    EXPECT_EQ(errorNameOf([&] { manager_->TrackProcess(static_cast<uint32_t>(tid)); }),
               err::kInvalidArgs);
     if (kernelFeatures().threadPidFd) {
         PidFd threadFd = PidFd::open(tid, PidFdFlags::Thread);
@@ -281,8 +272,6 @@ TEST_F(DaemonTest, BadInputGetsNamedErrors) {
             errorNameOf([&] { manager_->TrackProcessByPidFd(sdbus::UnixFd(threadFd.get())); }),
             err::kInvalidArgs);
     }
-    done = true;
-    thread.join();
 
     // Fds that are not pidfds.
     int pipeFds[2];

@@ -125,6 +125,23 @@ int Child::reap() {
     return status;
 }
 
+IdleThread::IdleThread()
+    : thread_([this] {
+          tid_ = static_cast<pid_t>(::gettid());
+          while (!done_) {
+              std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+      }) {
+    while (tid_ == 0) {
+        std::this_thread::yield();
+    }
+}
+
+IdleThread::~IdleThread() {
+    done_ = true;
+    thread_.join();
+}
+
 void runAsUser(uid_t uid, gid_t gid, const std::function<void()>& fn) {
     std::exception_ptr error;
     std::thread thread([&] {

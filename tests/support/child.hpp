@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <thread>
 
 #include "nsfd/unique_fd.hpp"
 
@@ -49,6 +51,20 @@ class Child {
     pid_t pid_;
     UniqueFd go_;
     bool reaped_ = false;
+};
+
+// A second thread of this process that idles until destroyed: a tid that is
+// not a thread-group leader.
+class IdleThread {
+  public:
+    IdleThread();
+    ~IdleThread();
+    pid_t tid() const noexcept { return tid_; }
+
+  private:
+    std::atomic<pid_t> tid_{0};
+    std::atomic<bool> done_{false};
+    std::thread thread_;
 };
 
 // Runs `fn` on a new thread whose (thread-local, raw syscall) credentials are

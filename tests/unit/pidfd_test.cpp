@@ -371,25 +371,14 @@ TEST_F(PidFdTest, PidReuseGivesANewIdentity) {
 }
 
 TEST_F(PidFdTest, ThreadsNeedTheThreadFlag) {
-    std::atomic<pid_t> tid{0};
-    std::atomic<bool> done{false};
-    std::thread thread([&] {
-        tid = static_cast<pid_t>(::gettid());
-        while (!done) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
-    });
-    while (tid == 0) {
-        std::this_thread::yield();
-    }
+    IdleThread thread;
+    pid_t tid = thread.tid();
     EXPECT_EQ(errnoOf([&] { PidFd::open(tid); }), ENOENT);
     if (kernelFeatures().threadPidFd) {
         PidFd threadFd = PidFd::open(tid, PidFdFlags::Thread);
         EXPECT_EQ(threadFd.pid(), tid);
         EXPECT_FALSE(threadFd.hasExited());
     }
-    done = true;
-    thread.join();
 }
 
 TEST_F(PidFdTest, NonBlockFlag) {
