@@ -27,13 +27,14 @@ void enter(const NsFd& ns) {
 
 [[noreturn]] void execCommand(const std::vector<std::string>& command) {
     std::vector<char*> argv;
+    argv.reserve(command.size() + 1);
     for (const std::string& arg : command) {
         argv.push_back(const_cast<char*>(arg.c_str()));
     }
     argv.push_back(nullptr);
     ::execvp(argv[0], argv.data());
     int err = errno;
-    std::fprintf(stderr, "nsfdctl: failed to run %s: %s\n", argv[0], std::strerror(err));
+    (void)std::fprintf(stderr, "nsfdctl: failed to run %s: %s\n", argv[0], std::strerror(err));
     ::_exit(err == ENOENT ? 127 : 126);
 }
 
@@ -102,8 +103,8 @@ int runInNamespaces(std::map<NsType, NsFd> namespaces, const std::vector<std::st
         execCommand(command);
     }
     // Like a shell: let the command have the terminal's signals.
-    std::signal(SIGINT, SIG_IGN);
-    std::signal(SIGQUIT, SIG_IGN);
+    (void)std::signal(SIGINT, SIG_IGN);
+    (void)std::signal(SIGQUIT, SIG_IGN);
     int status = 0;
     while (::waitpid(child, &status, 0) < 0) {
         if (errno != EINTR) {

@@ -36,7 +36,7 @@ std::map<std::string, sdbus::Variant> infoDict(const Info& info, std::uint64_t i
     return dict;
 }
 
-std::map<std::string, sdbus::UnixFd> fdDict(NamespaceFds fds) {
+std::map<std::string, sdbus::UnixFd> fdDict(NamespaceFds&& fds) {
     std::map<std::string, sdbus::UnixFd> dict;
     for (auto& [type, ns] : fds) {
         dict.emplace(std::string(toString(type)), toUnixFd(ns.release()));

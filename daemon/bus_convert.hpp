@@ -20,7 +20,7 @@ std::map<std::string, sdbus::Variant> infoDict(const Info& info, std::uint64_t i
                                                std::string_view state,
                                                std::optional<int> exitStatus);
 
-std::map<std::string, sdbus::UnixFd> fdDict(NamespaceFds fds);
+std::map<std::string, sdbus::UnixFd> fdDict(NamespaceFds&& fds);
 
 // Hands an owned fd to sdbus-c++ without a copy (its int constructor dup()s).
 inline sdbus::UnixFd toUnixFd(UniqueFd fd) {

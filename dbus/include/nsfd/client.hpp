@@ -40,20 +40,46 @@ class Error : public std::runtime_error {
     std::string dbusName_;
 };
 
-#define NSFD_CLIENT_ERROR(Name) \
-    class Name : public Error { \
-      public:                   \
-        using Error::Error;     \
-    }
-NSFD_CLIENT_ERROR(AccessDenied);       // org.freedesktop.DBus.Error.AccessDenied
-NSFD_CLIENT_ERROR(NoSuchProcess);      // org.nsfd1.Error.NoSuchProcess
-NSFD_CLIENT_ERROR(ProcessExited);      // org.nsfd1.Error.ProcessExited
-NSFD_CLIENT_ERROR(NotTracked);         // org.nsfd1.Error.NotTracked, or an object not there
-NSFD_CLIENT_ERROR(NotSupported);       // org.nsfd1.Error.NotSupported
-NSFD_CLIENT_ERROR(LimitExceeded);      // org.nsfd1.Error.LimitExceeded
-NSFD_CLIENT_ERROR(InvalidArgument);    // org.freedesktop.DBus.Error.InvalidArgs
-NSFD_CLIENT_ERROR(DaemonUnavailable);  // no bus, or nsfdd not on it
-#undef NSFD_CLIENT_ERROR
+// org.freedesktop.DBus.Error.AccessDenied
+class AccessDenied : public Error {
+  public:
+    using Error::Error;
+};
+// org.nsfd1.Error.NoSuchProcess
+class NoSuchProcess : public Error {
+  public:
+    using Error::Error;
+};
+// org.nsfd1.Error.ProcessExited
+class ProcessExited : public Error {
+  public:
+    using Error::Error;
+};
+// org.nsfd1.Error.NotTracked, or an object that is not there (UnknownObject)
+class NotTracked : public Error {
+  public:
+    using Error::Error;
+};
+// org.nsfd1.Error.NotSupported: the kernel lacks it
+class NotSupported : public Error {
+  public:
+    using Error::Error;
+};
+// org.nsfd1.Error.LimitExceeded
+class LimitExceeded : public Error {
+  public:
+    using Error::Error;
+};
+// org.freedesktop.DBus.Error.InvalidArgs
+class InvalidArgument : public Error {
+  public:
+    using Error::Error;
+};
+// no bus, or no nsfdd on it
+class DaemonUnavailable : public Error {
+  public:
+    using Error::Error;
+};
 
 enum class ProcessState { Running, Exited, Reaped };
 
