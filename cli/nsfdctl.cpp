@@ -252,6 +252,8 @@ int watch(const Options& options) {
                       << describeStatus(event.waitStatus) << std::endl;
         }
     });
+    // The client listens from its construction on: from here no exit is missed.
+    std::cerr << "Watching exits of tracked processes (Ctrl-C to stop)" << std::endl;
     struct sigaction action {};
     action.sa_handler = [](int) { interrupted = true; };
     sigaction(SIGINT, &action, nullptr);

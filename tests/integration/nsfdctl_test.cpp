@@ -141,22 +141,31 @@ TEST_F(NsfdctlTest, SignalAndWatch) {
     int pipeFds[2];
     ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
     UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+    ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
+    UniqueFd errorRead(pipeFds[0]), errorWrite(pipeFds[1]);
     pid_t watcher = ::fork();
     if (watcher == 0) {
         ::dup2(writeEnd.get(), 1);
+        ::dup2(errorWrite.get(), 2);
         ::execl(NSFD_TEST_NSFDCTL, "nsfdctl", "watch", nullptr);
         ::_exit(127);
     }
     writeEnd.reset();
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let it subscribe
+    errorWrite.reset();
+    auto readLine = [](int fd) {
+        std::string line;
+        char c;
+        while (::read(fd, &c, 1) == 1 && c != '\n') {
+            line += c;
+        }
+        return line;
+    };
+    // It says so once it listens.
+    EXPECT_EQ(readLine(errorRead.get()), "Watching exits of tracked processes (Ctrl-C to stop)");
     EXPECT_EQ(nsfdctl({"signal", pid, "SIGTERM"}).first, 0);
     int status = child.reap();
     EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
-    std::string line;
-    char c;
-    while (::read(readEnd.get(), &c, 1) == 1 && c != '\n') {
-        line += c;
-    }
+    std::string line = readLine(readEnd.get());
     EXPECT_EQ(line.rfind("pid " + pid + " (id ", 0), 0U) << line;
     EXPECT_NE(line.find("killed by SIGTERM"), std::string::npos) << line;
     ::kill(watcher, SIGINT);
