@@ -44,13 +44,21 @@ int main(int argc, char** argv) {
             .withArguments(self, std::string("net"))
             .storeResultsTo(fd);
     };
-    // Warm up both paths (caller cache, allocations).
+    // The floor of any call to nsfdd: a property read that does no work.
+    auto getVersion = [&] {
+        (void)nsfd->getProperty("Version").onInterface("org.nsfd1.Manager").get<std::string>();
+    };
+    // Warm up every path (caller cache, allocations).
     medianMicros(500, ping);
+    medianMicros(500, getVersion);
     medianMicros(500, getNamespace);
     double pingUs = medianMicros(count, ping);
+    double versionUs = medianMicros(count, getVersion);
     double nsUs = medianMicros(count, getNamespace);
     std::printf("uid %u, %d calls each\n", ::getuid(), count);
     std::printf("Ping (bus daemon)       median %7.1f us\n", pingUs);
+    std::printf("Version property (nsfdd) median %6.1f us  (a call that does nothing)\n",
+                versionUs);
     std::printf("GetNamespace (nsfdd)    median %7.1f us\n", nsUs);
     std::printf("ratio GetNamespace/Ping        %7.2f\n", nsUs / pingUs);
     return 0;
