@@ -46,8 +46,7 @@ class ProcessBinding final : public Attachment {
         exitWatch_.reset(source);
     }
 
-    ProcessObject& object() { return *object_; }
-    bool removing = false;
+    bool removing = false;  // untracked; its removal waits for the loop
 
     void stateChanged() {
         if (process_.state() != ProcessState::Running && exitWatch_) {
