@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "registry.hpp"
 
-#include <charconv>
 #include <cstring>
 
 #include "nsfd/dbus_names.hpp"
@@ -11,31 +10,13 @@ namespace nsfd::daemon {
 std::string_view toString(ProcessState state) noexcept {
     switch (state) {
         case ProcessState::Running:
-            return "running";
+            return nsfd::dbus::kStateRunning;
         case ProcessState::Exited:
-            return "exited";
+            return nsfd::dbus::kStateExited;
         case ProcessState::Reaped:
             break;
     }
-    return "reaped";
-}
-
-std::string processObjectPath(std::uint64_t id) {
-    return nsfd::dbus::kProcessPathPrefix + std::to_string(id);
-}
-
-std::optional<std::uint64_t> processIdOfPath(std::string_view path) {
-    std::string_view prefix = nsfd::dbus::kProcessPathPrefix;
-    if (path.substr(0, prefix.size()) != prefix) {
-        return std::nullopt;
-    }
-    path.remove_prefix(prefix.size());
-    std::uint64_t id = 0;
-    auto [end, ec] = std::from_chars(path.data(), path.data() + path.size(), id);
-    if (ec != std::errc() || end != path.data() + path.size() || path.empty()) {
-        return std::nullopt;
-    }
-    return id;
+    return nsfd::dbus::kStateReaped;
 }
 
 TrackedProcess::TrackedProcess(PidFd pidfd, uid_t trackedBy, pid_t knownPid)
@@ -55,7 +36,7 @@ TrackedProcess::TrackedProcess(PidFd pidfd, uid_t trackedBy, pid_t knownPid)
 TrackedProcess::~TrackedProcess() = default;
 
 std::string TrackedProcess::objectPath() const {
-    return processObjectPath(id_);
+    return nsfd::dbus::processObjectPath(id_);
 }
 
 Info TrackedProcess::info() {

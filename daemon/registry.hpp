@@ -75,10 +75,6 @@ class TrackedProcess {
     std::unique_ptr<Attachment> attachment_;  // declared last: goes first
 };
 
-std::string processObjectPath(std::uint64_t id);
-// The id in a process object path, if it is one.
-std::optional<std::uint64_t> processIdOfPath(std::string_view path);
-
 class Registry {
   public:
     TrackedProcess* find(std::uint64_t id) const;

@@ -367,7 +367,7 @@ bool Service::isVisible(const Caller& caller, TrackedProcess& process) {
 }
 
 TrackedProcess& Service::processAt(const Caller& caller, const std::string& path) {
-    std::optional<std::uint64_t> id = processIdOfPath(path);
+    std::optional<std::uint64_t> id = nsfd::dbus::processIdOfPath(path);
     TrackedProcess* process = id ? registry_.find(*id) : nullptr;
     if (process == nullptr || !isVisible(caller, *process)) {
         throw ServiceError(ErrorKind::NotTracked, "No tracked process at " + path);

@@ -89,10 +89,10 @@ std::map<NsType, NsFd> toNsFds(std::map<std::string, sdbus::UnixFd>& fds) {
 }
 
 ProcessState parseState(const std::string& state) {
-    if (state == "running") {
+    if (state == nsfd::dbus::kStateRunning) {
         return ProcessState::Running;
     }
-    return state == "exited" ? ProcessState::Exited : ProcessState::Reaped;
+    return state == nsfd::dbus::kStateExited ? ProcessState::Exited : ProcessState::Reaped;
 }
 
 template <typename T>
@@ -114,7 +114,7 @@ ProcessInfo toInfo(const std::map<std::string, sdbus::Variant>& dict) {
         info.credentials = Credentials{id("Ruid"), id("Euid"), id("Suid"), id("Fsuid"),
                                        id("Rgid"), id("Egid"), id("Sgid"), id("Fsgid")};
     }
-    info.state = parseState(valueOr<std::string>(dict, "State", "running"));
+    info.state = parseState(valueOr<std::string>(dict, "State", nsfd::dbus::kStateRunning));
     if (auto it = dict.find("ExitStatus"); it != dict.end()) {
         info.exitStatus = it->second.get<int32_t>();
     }
@@ -189,13 +189,13 @@ struct TrackedProcess::Shared {
 std::string_view toString(ProcessState state) noexcept {
     switch (state) {
         case ProcessState::Running:
-            return "running";
+            return nsfd::dbus::kStateRunning;
         case ProcessState::Exited:
-            return "exited";
+            return nsfd::dbus::kStateExited;
         case ProcessState::Reaped:
             break;
     }
-    return "reaped";
+    return nsfd::dbus::kStateReaped;
 }
 
 // -- TrackedProcess --
@@ -317,14 +317,21 @@ Client Client::connect(const std::string& address) {
     }
 }
 
-TrackedProcess Client::tracked(const std::string& path) {
-    ProcessCalls calls = shared_->process(path);
-    return TrackedProcess(shared_, path, static_cast<pid_t>(calls.Pid()), calls.Id());
+TrackedProcess Client::tracked(const std::string& path, std::optional<pid_t> pid) {
+    // The path names the id; ask the daemon only for what the caller cannot know.
+    std::optional<std::uint64_t> id = nsfd::dbus::processIdOfPath(path);
+    if (!id) {
+        throw Error(nsfd::dbus::error::kFailed, "nsfdd answered with a bad object path: " + path);
+    }
+    if (!pid) {
+        pid = static_cast<pid_t>(shared_->process(path).Pid());
+    }
+    return TrackedProcess(shared_, path, *pid, *id);
 }
 
 TrackedProcess Client::track(pid_t pid) {
     return callDaemon(
-        [&] { return tracked(shared_->manager->TrackProcess(static_cast<uint32_t>(pid))); });
+        [&] { return tracked(shared_->manager->TrackProcess(static_cast<uint32_t>(pid)), pid); });
 }
 
 TrackedProcess Client::track(const PidFd& pidfd) {
@@ -336,7 +343,7 @@ TrackedProcess Client::track(const PidFd& pidfd) {
 
 TrackedProcess Client::process(pid_t pid) {
     return callDaemon(
-        [&] { return tracked(shared_->manager->GetProcess(static_cast<uint32_t>(pid))); });
+        [&] { return tracked(shared_->manager->GetProcess(static_cast<uint32_t>(pid)), pid); });
 }
 
 std::vector<ProcessEntry> Client::list() {

@@ -367,54 +367,57 @@ bool waitUntil(sdbus::IConnection& connection, const std::function<bool()>& done
     return true;
 }
 
-std::string asUser(uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
-                   const std::function<std::string(sdbus::IConnection&)>& fn) {
-    int pipeFds[2];
-    if (::pipe2(pipeFds, O_CLOEXEC) < 0) {
-        throw std::system_error(errno, std::generic_category(), "pipe2");
-    }
-    UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
-    (void)busAddress();
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        std::string result;
-        if (::setgroups(groups.size(), groups.data()) < 0 || ::setresgid(gid, gid, gid) < 0 ||
-            ::setresuid(uid, uid, uid) < 0) {
-            result = "error:setuid";
-        } else {
-            try {
-                auto connection = connectToBus();
-                result = fn(*connection);
-            } catch (const sdbus::Error& e) {
-                result = "error:" + e.getName() + ": " + e.getMessage();
-            } catch (const std::exception& e) {
-                result = std::string("error:exception: ") + e.what();
-            }
-        }
-        (void)!::write(writeEnd.get(), result.data(), result.size());
-        ::_exit(0);
-    }
-    writeEnd.reset();
-    std::string result = readAll(readEnd.get());
-    reap(pid);
-    return result;
-}
+namespace {
 
-std::pair<int, std::string> run(const std::vector<std::string>& argv) {
+// Forks; the child runs `child(fd)` with the write end of a pipe and must not
+// return. The parent reads the pipe to its end and reaps: {wait status, output}.
+std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child) {
     int pipeFds[2];
     if (::pipe2(pipeFds, O_CLOEXEC) < 0) {
         throw std::system_error(errno, std::generic_category(), "pipe2");
     }
     UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
-    (void)busAddress();
+    (void)busAddress();  // start the bus (and set its address) before the fork
     pid_t pid = ::fork();
     if (pid == 0) {
-        ::dup2(writeEnd.get(), 1);
-        execOrDie(argv);
+        child(writeEnd.get());
+        ::_exit(127);
     }
     writeEnd.reset();
     std::string out = readAll(readEnd.get());
     return {reap(pid), out};
+}
+
+}  // namespace
+
+std::string asUser(uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
+                   const std::function<std::string(sdbus::IConnection&)>& fn) {
+    return forkAndRead([&](int out) {
+               std::string result;
+               if (::setgroups(groups.size(), groups.data()) < 0 ||
+                   ::setresgid(gid, gid, gid) < 0 || ::setresuid(uid, uid, uid) < 0) {
+                   result = "error:setuid";
+               } else {
+                   try {
+                       auto connection = connectToBus();
+                       result = fn(*connection);
+                   } catch (const sdbus::Error& e) {
+                       result = "error:" + e.getName() + ": " + e.getMessage();
+                   } catch (const std::exception& e) {
+                       result = std::string("error:exception: ") + e.what();
+                   }
+               }
+               (void)!::write(out, result.data(), result.size());
+               ::_exit(0);
+           })
+        .second;
+}
+
+std::pair<int, std::string> run(const std::vector<std::string>& argv) {
+    return forkAndRead([&](int out) {
+        ::dup2(out, 1);
+        execOrDie(argv);
+    });
 }
 
 std::string errorNameOf(const std::function<void()>& fn) {

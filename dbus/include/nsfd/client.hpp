@@ -190,7 +190,8 @@ class Client {
   private:
     friend class TrackedProcess;
     explicit Client(std::shared_ptr<TrackedProcess::Shared> shared);
-    TrackedProcess tracked(const std::string& path);
+    // `pid`: the daemon's pid of the process when the caller named it (else asked).
+    TrackedProcess tracked(const std::string& path, std::optional<pid_t> pid = std::nullopt);
 
     std::shared_ptr<TrackedProcess::Shared> shared_;
 };

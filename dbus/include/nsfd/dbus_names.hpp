@@ -2,6 +2,12 @@
 // Names of the nsfd D-Bus contract shared by nsfdd and libnsfd-client.
 #pragma once
 
+#include <charconv>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
 namespace nsfd::dbus {
 
 inline constexpr const char* kBusName = "org.nsfd1";
@@ -9,6 +15,31 @@ inline constexpr const char* kManagerPath = "/org/nsfd1";
 inline constexpr const char* kProcessPathPrefix = "/org/nsfd1/process/";
 inline constexpr const char* kManagerInterface = "org.nsfd1.Manager";
 inline constexpr const char* kProcessInterface = "org.nsfd1.Process";
+
+// The values of the Process.State property.
+inline constexpr const char* kStateRunning = "running";
+inline constexpr const char* kStateExited = "exited";  // a zombie not yet reaped
+inline constexpr const char* kStateReaped = "reaped";
+
+// "/org/nsfd1/process/ID", ID being the process's pidfs id in decimal.
+inline std::string processObjectPath(std::uint64_t id) {
+    return kProcessPathPrefix + std::to_string(id);
+}
+
+// The id in a process object path, if it is one.
+inline std::optional<std::uint64_t> processIdOfPath(std::string_view path) {
+    std::string_view prefix = kProcessPathPrefix;
+    if (path.substr(0, prefix.size()) != prefix || path.size() == prefix.size()) {
+        return std::nullopt;
+    }
+    path.remove_prefix(prefix.size());
+    std::uint64_t id = 0;
+    auto [end, ec] = std::from_chars(path.data(), path.data() + path.size(), id);
+    if (ec != std::errc() || end != path.data() + path.size()) {
+        return std::nullopt;
+    }
+    return id;
+}
 
 // The errors nsfdd replies with. Each message names the bad value.
 namespace error {
