@@ -1,79 +1,75 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "fd_store.hpp"
 
+#include <sys/mman.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <unordered_set>
 
 namespace nsfd::daemon {
 
+// One slot of the state table; id 0 marks a free slot (pidfs ids start at 1).
+struct FdStore::Record {
+    std::uint64_t id;
+    std::int32_t pid;
+    std::uint32_t trackedBy;
+};
+static_assert(sizeof(FdStore::Record) == 16);
+
 namespace {
 
-constexpr std::string_view kPrefix = "process-";
+constexpr std::string_view kStateName = "state";
 
-template <typename T>
-bool parseNumber(std::string_view text, T& out) {
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-    return ec == std::errc() && end == text.data() + text.size() && !text.empty();
+std::optional<std::uint64_t> parseId(std::string_view name) {
+    std::uint64_t id = 0;
+    auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), id, 16);
+    if (ec != std::errc() || end != name.data() + name.size() || name.empty() || id == 0) {
+        return std::nullopt;
+    }
+    return id;
+}
+
+void notify(const std::string& message, const int* fd) {
+    int r = fd != nullptr ? sd_pid_notify_with_fds(0, 0, message.c_str(), fd, 1)
+                          : sd_notify(0, message.c_str());
+    if (r < 0) {
+        spdlog::warn("Failed to send '{}' to the service manager, ignoring: {}",
+                     message.substr(0, message.find('\n')), std::strerror(-r));
+    }
 }
 
 }  // namespace
 
-std::string fdStoreName(std::uint64_t id, pid_t pid, uid_t trackedBy) {
-    return std::string(kPrefix) + std::to_string(id) + "-" + std::to_string(pid) + "-" +
-           std::to_string(trackedBy);
+FdStore::FdStore() : active_(std::getenv("NOTIFY_SOCKET") != nullptr) {}
+
+std::string FdStore::nameOf(std::uint64_t id) {
+    char buf[17];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), id, 16);
+    return std::string(buf, end);
 }
 
-std::optional<StoredProcess> parseFdStoreName(std::string_view name) {
-    if (name.substr(0, kPrefix.size()) != kPrefix) {
-        return std::nullopt;
-    }
-    name.remove_prefix(kPrefix.size());
-    std::size_t first = name.find('-');
-    std::size_t second = first == std::string_view::npos ? first : name.find('-', first + 1);
-    StoredProcess stored{};
-    if (second == std::string_view::npos || !parseNumber(name.substr(0, first), stored.id) ||
-        !parseNumber(name.substr(first + 1, second - first - 1), stored.pid) ||
-        !parseNumber(name.substr(second + 1), stored.trackedBy) || stored.pid <= 0) {
-        return std::nullopt;
-    }
-    return stored;
-}
-
-void storeFd(int fd, const StoredProcess& process) {
-    std::string message =
-        "FDSTORE=1\nFDPOLL=0\nFDNAME=" + fdStoreName(process.id, process.pid, process.trackedBy);
-    int r = sd_pid_notify_with_fds(0, 0, message.c_str(), &fd, 1);
-    if (r < 0) {
-        spdlog::warn("Failed to store the pidfd of process {} with systemd, ignoring: {}",
-                     process.id, std::strerror(-r));
-    }
-}
-
-void removeStoredFd(const StoredProcess& process) {
-    std::string message =
-        "FDSTOREREMOVE=1\nFDNAME=" + fdStoreName(process.id, process.pid, process.trackedBy);
-    int r = sd_notify(0, message.c_str());
-    if (r < 0) {
-        spdlog::warn("Failed to remove the pidfd of process {} from systemd's store, ignoring: {}",
-                     process.id, std::strerror(-r));
-    }
-}
-
-std::vector<InheritedFd> takeInheritedFds() {
+std::vector<RestoredPidFd> FdStore::takeInherited() {
     char** names = nullptr;
     int n = sd_listen_fds_with_names(1, &names);  // unsets the variables, sets close-on-exec
-    std::vector<InheritedFd> out;
+    std::vector<RestoredPidFd> pidfds;
     if (n < 0) {
         spdlog::warn("Failed to take the inherited fds, ignoring: {}", std::strerror(-n));
-        return out;
+        n = 0;
     }
     for (int i = 0; i < n; ++i) {
-        out.push_back({UniqueFd(SD_LISTEN_FDS_START + i), names && names[i] ? names[i] : ""});
+        UniqueFd fd(SD_LISTEN_FDS_START + i);
+        std::string name = names != nullptr && names[i] != nullptr ? names[i] : "";
+        if (name == kStateName && !state_.ok()) {
+            state_ = std::move(fd);
+        } else {
+            pidfds.push_back({std::move(fd), std::move(name), std::nullopt});
+        }
     }
     if (names != nullptr) {
         for (int i = 0; names[i] != nullptr; ++i) {
@@ -81,7 +77,126 @@ std::vector<InheritedFd> takeInheritedFds() {
         }
         std::free(names);
     }
-    return out;
+
+    // The state table: which slot holds which process.
+    std::unordered_map<std::uint64_t, StoredProcess> stored;
+    if (state_.ok()) {
+        std::vector<Record> records(static_cast<std::size_t>(::lseek(state_.get(), 0, SEEK_END)) /
+                                    sizeof(Record));
+        ssize_t got = ::pread(state_.get(), records.data(), records.size() * sizeof(Record), 0);
+        records.resize(got < 0 ? 0 : static_cast<std::size_t>(got) / sizeof(Record));
+        for (std::uint32_t slot = 0; slot < records.size(); ++slot) {
+            if (records[slot].id != 0 && records[slot].pid > 0) {
+                stored[records[slot].id] = {records[slot].id, records[slot].pid,
+                                            records[slot].trackedBy};
+                slots_[records[slot].id] = slot;
+            }
+        }
+        nextSlot_ = static_cast<std::uint32_t>(records.size());
+    } else {
+        createState();
+    }
+    namesLength_ = kStateName.size() + 1;
+
+    std::unordered_set<std::uint64_t> handedBack;
+    for (RestoredPidFd& restored : pidfds) {
+        std::optional<std::uint64_t> id = parseId(restored.name);
+        if (auto it = id ? stored.find(*id) : stored.end(); it != stored.end()) {
+            restored.stored = it->second;
+            if (handedBack.insert(*id).second) {
+                namesLength_ += restored.name.size() + 1;
+            }
+        }
+    }
+    // Slots whose pidfd did not come back are free again.
+    for (std::uint32_t slot = 0; slot < nextSlot_; ++slot) {
+        freeSlots_.push_back(nextSlot_ - 1 - slot);  // lowest first when popped
+    }
+    for (auto it = slots_.begin(); it != slots_.end();) {
+        if (handedBack.count(it->first) == 0) {
+            writeRecord(it->second, {});
+            it = slots_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    std::unordered_set<std::uint32_t> used;
+    for (const auto& [id, slot] : slots_) {
+        used.insert(slot);
+    }
+    std::erase_if(freeSlots_, [&](std::uint32_t slot) { return used.count(slot) != 0; });
+    return pidfds;
+}
+
+void FdStore::createState() {
+    if (!active_) {
+        return;
+    }
+    state_ = UniqueFd(::memfd_create("nsfdd-state", MFD_CLOEXEC));
+    if (!state_.ok()) {
+        spdlog::warn("Failed to create the state table, tracked processes will not survive a "
+                     "restart: {}",
+                     std::strerror(errno));
+        active_ = false;
+        return;
+    }
+    int fd = state_.get();
+    notify("FDSTORE=1\nFDPOLL=0\nFDNAME=" + std::string(kStateName), &fd);
+}
+
+void FdStore::writeRecord(std::uint32_t slot, const StoredProcess& process) {
+    Record record{process.id, process.pid, process.trackedBy};
+    auto offset = static_cast<off_t>(slot) * static_cast<off_t>(sizeof(Record));
+    if (::pwrite(state_.get(), &record, sizeof(record), offset) != sizeof(record)) {
+        spdlog::warn("Failed to write slot {} of the state table: {}", slot, std::strerror(errno));
+    }
+}
+
+void FdStore::discard(const RestoredPidFd& restored) {
+    if (!active_) {
+        return;
+    }
+    if (restored.stored) {
+        remove(restored.stored->id);
+    } else {
+        notify("FDSTOREREMOVE=1\nFDNAME=" + restored.name, nullptr);
+    }
+}
+
+bool FdStore::hasRoom() const {
+    // The longest name an id can have: 16 hex digits and a ':'.
+    return !active_ || (slots_.size() + 1 < kMaxFds && namesLength_ + 17 <= kMaxNamesLength);
+}
+
+void FdStore::add(int pidfd, const StoredProcess& process) {
+    if (!active_ || slots_.count(process.id) != 0) {
+        return;
+    }
+    std::uint32_t slot = nextSlot_;
+    if (freeSlots_.empty()) {
+        ++nextSlot_;
+    } else {
+        slot = freeSlots_.back();
+        freeSlots_.pop_back();
+    }
+    writeRecord(slot, process);
+    slots_[process.id] = slot;
+    std::string name = nameOf(process.id);
+    namesLength_ += name.size() + 1;
+    notify("FDSTORE=1\nFDPOLL=0\nFDNAME=" + name, &pidfd);
+}
+
+void FdStore::remove(std::uint64_t id) {
+    auto it = slots_.find(id);
+    if (!active_ || it == slots_.end()) {
+        return;
+    }
+    std::string name = nameOf(id);
+    notify("FDSTOREREMOVE=1\nFDNAME=" + name, nullptr);
+    writeRecord(it->second, {});
+    freeSlots_.push_back(it->second);
+    slots_.erase(it);
+    namesLength_ -= name.size() + 1;
 }
 
 }  // namespace nsfd::daemon

@@ -162,17 +162,17 @@ void Service::raiseFdLimit() {
 }
 
 void Service::restore() {
-    std::vector<InheritedFd> inherited = takeInheritedFds();
+    std::vector<RestoredPidFd> inherited = fdStore_.takeInherited();
     std::vector<TrackedProcess*> reaped;
-    for (InheritedFd& entry : inherited) {
-        std::optional<StoredProcess> stored = parseFdStoreName(entry.name);
+    for (RestoredPidFd& entry : inherited) {
         try {
-            if (!stored) {
-                throw std::runtime_error("not a name nsfdd gives");
+            if (!entry.stored) {
+                throw std::runtime_error("not a process nsfdd stored");
             }
+            const StoredProcess& stored = *entry.stored;
             auto process = std::make_unique<TrackedProcess>(PidFd::adopt(std::move(entry.fd)),
-                                                            stored->trackedBy, stored->pid);
-            if (process->id() != stored->id) {
+                                                            stored.trackedBy, stored.pid);
+            if (process->id() != stored.id) {
                 throw std::runtime_error("its pidfd is of process " +
                                          std::to_string(process->id()));
             }
@@ -186,9 +186,7 @@ void Service::restore() {
             }
         } catch (const std::exception& e) {
             spdlog::warn("Closing inherited fd '{}': {}", entry.name, e.what());
-            if (stored) {
-                removeStoredFd(*stored);
-            }
+            fdStore_.discard(entry);
         }
     }
     if (!inherited.empty()) {
@@ -299,6 +297,11 @@ TrackedProcess& Service::track(const Caller& caller, PidFd pidfd) {
                                std::to_string(registry_.countTrackedBy(caller.uid)) +
                                " processes, its limit");
     }
+    if (!fdStore_.hasRoom()) {
+        throw ServiceError(ErrorKind::LimitExceeded,
+                           "nsfdd tracks " + std::to_string(registry_.size()) +
+                               " processes, as many as it can keep across a restart");
+    }
     checkFdBudget(1);
     TrackedProcess& tracked = registry_.add(std::move(process));
     try {
@@ -307,7 +310,7 @@ TrackedProcess& Service::track(const Caller& caller, PidFd pidfd) {
         registry_.remove(tracked.id());
         throw;
     }
-    storeFd(tracked.pidfd().get(), {tracked.id(), tracked.pid(), tracked.trackedBy()});
+    fdStore_.add(tracked.pidfd().get(), {tracked.id(), tracked.pid(), tracked.trackedBy()});
     spdlog::info("Tracking pid {} (id {}) for uid {}", tracked.pid(), tracked.id(), caller.uid);
     manager_->trackedCountChanged();
     publishStatus();
@@ -343,7 +346,7 @@ void Service::remove(std::uint64_t id) {
         return;
     }
     spdlog::info("No longer tracking pid {} (id {})", process->pid(), id);
-    removeStoredFd({id, process->pid(), process->trackedBy()});
+    fdStore_.remove(id);
     registry_.remove(id);
     manager_->trackedCountChanged();
     publishStatus();

@@ -15,6 +15,7 @@
 #include "callers.hpp"
 #include "config.hpp"
 #include "event_loop.hpp"
+#include "fd_store.hpp"
 #include "registry.hpp"
 
 namespace sdbus {
@@ -89,6 +90,7 @@ class Service {
     Authorizer authorizer_;
     EventLoop loop_;
     CallerCache callers_;
+    FdStore fdStore_;
     Registry registry_;
     std::unique_ptr<ManagerObject> manager_;
     EventSource sigterm_;

@@ -169,6 +169,7 @@ Daemon::Daemon(const std::string& busAddress, const std::string& config, FdStore
         execOrDie({NSFD_TEST_DAEMON, "--bus", busAddress, "--config", dir_ + "/nsfdd.conf",
                    "--log-level", "debug"});
     }
+    store_ = std::move(handOver);  // systemd keeps what it hands over
     readNotifications(std::chrono::seconds(20), "READY=1");
     if (notifications_.find("READY=1") == std::string::npos) {
         std::string why = log();

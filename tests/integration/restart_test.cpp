@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Restart without loss: the test plays systemd's side of the fd store.
+#include <sys/mman.h>
+
+#include <sstream>
+
 #include "fixture.hpp"
 
 namespace nsfd::test {
@@ -20,7 +24,8 @@ TEST_F(RestartTest, Kill9With1000TrackedProcessesLosesNothing) {
         paths.push_back(manager_->TrackProcess(static_cast<uint32_t>(children.back().pid())));
         daemon_->fdStore();  // read the notifications as systemd would (its queue is short)
     }
-    ASSERT_EQ(daemon_->fdStore().size(), static_cast<std::size_t>(kCount));
+    // One pidfd per process, and the state table.
+    ASSERT_EQ(daemon_->fdStore().size(), static_cast<std::size_t>(kCount) + 1);
     Daemon::FdStore store = std::move(daemon_->fdStore());
     manager_.reset();
     daemon_->kill9();
@@ -48,7 +53,8 @@ TEST_F(RestartTest, Kill9With1000TrackedProcessesLosesNothing) {
         ASSERT_EQ(proxy->ExitStatus(), i < 200 ? statuses[i] : -1) << "process " << i;
         ASSERT_EQ(proxy->Pid(), static_cast<uint32_t>(children[i].pid()));
     }
-    EXPECT_EQ(daemon_->fdStore().size(), 0U) << "restored fds are already in the store";
+    EXPECT_EQ(daemon_->fdStore().size(), static_cast<std::size_t>(kCount) + 1)
+        << "restored fds stay in the store, nothing more is added";
 
     // The zombies, reaped now, are reported as before the restart.
     for (int i = 200; i < 300; ++i) {
@@ -68,18 +74,40 @@ TEST_F(RestartTest, Kill9With1000TrackedProcessesLosesNothing) {
 TEST_F(RestartTest, UnknownInheritedFdsAreClosedAndLogged) {
     manager_.reset();
     daemon_.reset();  // this test starts its own
-    Daemon::FdStore store;
-    store["process-1-1-0"] = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    store["something-else"] = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     Child child = Child::spawn();
-    store["process-12345-1-0"] = PidFd::open(child.pid()).release();  // the id does not match
+    PidFd pidfd = PidFd::open(child.pid());
+    // A state table (16-byte records: id, pid, uid) naming one process whose
+    // pidfd is handed back under its name but is another process's.
+    struct {
+        std::uint64_t id;
+        std::int32_t pid;
+        std::uint32_t uid;
+    } record = {pidfd.id() + 1, child.pid(), 0};
+    UniqueFd state(::memfd_create("state", MFD_CLOEXEC));
+    ASSERT_EQ(::write(state.get(), &record, sizeof(record)), 16);
+    std::stringstream wrongName;
+    wrongName << std::hex << record.id;
+
+    Daemon::FdStore store;
+    store["state"] = std::move(state);
+    store["1"] = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));  // not in the table
+    store["something-else"] = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    store[wrongName.str()] = pidfd.release();
     Daemon restarted(busAddress(), "", std::move(store));
     ManagerProxy manager(*connection_);
     EXPECT_EQ(manager.ListProcesses().size(), 0U);
     std::string log = restarted.log();
-    EXPECT_NE(log.find("Closing inherited fd 'something-else'"), std::string::npos) << log;
-    EXPECT_NE(log.find("Closing inherited fd 'process-1-1-0'"), std::string::npos) << log;
-    EXPECT_NE(log.find("Closing inherited fd 'process-12345-1-0'"), std::string::npos) << log;
+    for (const std::string& name : {std::string("something-else"), std::string("1")}) {
+        EXPECT_NE(log.find("Closing inherited fd '" + name + "': not a process nsfdd stored"),
+                  std::string::npos)
+            << log;
+    }
+    EXPECT_NE(log.find("Closing inherited fd '" + wrongName.str() + "': its pidfd is of process"),
+              std::string::npos)
+        << log;
+    // All three are dropped from the store; the state table stays.
+    ASSERT_EQ(restarted.fdStore().size(), 1U);
+    EXPECT_EQ(restarted.fdStore().begin()->first, "state");
     child.release(0);
     child.reap();
 }
