@@ -134,7 +134,8 @@ void TestBus::kill() {
     }
 }
 
-Daemon::Daemon(const std::string& busAddress, const std::string& config, FdStore handOver)
+Daemon::Daemon(const std::string& busAddress, const std::string& config, FdStore handOver,
+               const std::string& logLevel)
     : dir_(makeTempDir()) {
     writeFile(dir_ + "/nsfdd.conf", config);
     std::string socketPath = dir_ + "/notify";
@@ -145,6 +146,12 @@ Daemon::Daemon(const std::string& busAddress, const std::string& config, FdStore
     if (::bind(notify_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
         throw std::system_error(errno, std::generic_category(), "bind notify socket");
     }
+    // Its write end closes at the execve: the moment the startup time counts from.
+    int execPipe[2];
+    if (::pipe2(execPipe, O_CLOEXEC) < 0) {
+        throw std::system_error(errno, std::generic_category(), "pipe2");
+    }
+    UniqueFd execRead(execPipe[0]), execWrite(execPipe[1]);
     pid_ = ::fork();
     if (pid_ == 0) {
         int log = ::open((dir_ + "/log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -152,6 +159,8 @@ Daemon::Daemon(const std::string& busAddress, const std::string& config, FdStore
         ::setenv("NOTIFY_SOCKET", socketPath.c_str(), 1);
         if (!handOver.empty()) {
             // Out of the way first, then down to 3, 4, ... as systemd passes them.
+            // The exec pipe too, above them all (a copy, close-on-exec as well).
+            (void)::fcntl(execWrite.get(), F_DUPFD_CLOEXEC, static_cast<int>(3 + handOver.size()));
             std::vector<int> high;
             std::string names;
             for (auto& [name, fd] : handOver) {
@@ -167,8 +176,13 @@ Daemon::Daemon(const std::string& busAddress, const std::string& config, FdStore
             ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
         }
         execOrDie({NSFD_TEST_DAEMON, "--bus", busAddress, "--config", dir_ + "/nsfdd.conf",
-                   "--log-level", "debug"});
+                   "--log-level", logLevel});
     }
+    execWrite.reset();
+    char none;
+    while (::read(execRead.get(), &none, 1) < 0 && errno == EINTR) {
+    }
+    execAt_ = std::chrono::steady_clock::now();
     store_ = std::move(handOver);  // systemd keeps what it hands over
     readNotifications(std::chrono::seconds(20), "READY=1");
     if (notifications_.find("READY=1") == std::string::npos) {
@@ -233,6 +247,9 @@ void Daemon::receiveNotification() {
         }
     }
     std::string text(buf, static_cast<std::size_t>(n));
+    if (text.find("READY=1") != std::string::npos) {
+        readyAt_ = std::chrono::steady_clock::now();
+    }
     notifications_ += text + '\n';
     std::string name;
     if (std::size_t at = text.find("FDNAME="); at != std::string::npos) {
@@ -305,49 +322,6 @@ std::pair<int, std::string> runDaemonOnce(const std::vector<std::string>& args) 
     return run(argv);
 }
 
-namespace {
-
-// One bus for the whole test program, stopped when it ends.
-class BusEnvironment : public ::testing::Environment {
-  public:
-    const std::string& address() {
-        if (!bus_) {
-            bus_ = std::make_unique<TestBus>();
-            // sd-bus's system bus connections (ours, busctl's) go here.
-            ::setenv("DBUS_SYSTEM_BUS_ADDRESS", bus_->address().c_str(), 1);
-        }
-        return bus_->address();
-    }
-    // sd-bus and sdbus-c++ keep a few fds for the life of the process once
-    // first used; open them before any test counts fds.
-    void SetUp() override {
-        Daemon daemon(address());
-        auto connection = sdbus::createSystemBusConnection();
-        auto proxy = sdbus::createProxy(*connection, "org.nsfd1", "/org/nsfd1");
-        proxy->uponSignal("ProcessExited").onInterface("org.nsfd1.Manager").call([] {});
-        proxy->finishRegistration();
-        proxy->getProperty("Version").onInterface("org.nsfd1.Manager").get<std::string>();
-    }
-    void TearDown() override { bus_.reset(); }
-
-  private:
-    std::unique_ptr<TestBus> bus_;
-};
-
-BusEnvironment* const kBusEnvironment = static_cast<BusEnvironment*>(
-    ::testing::AddGlobalTestEnvironment(new BusEnvironment));  // gtest owns it
-
-}  // namespace
-
-const std::string& busAddress() {
-    return kBusEnvironment->address();
-}
-
-std::unique_ptr<sdbus::IConnection> connectToBus() {
-    (void)busAddress();
-    return sdbus::createSystemBusConnection();
-}
-
 bool waitUntil(sdbus::IConnection& connection, const std::function<bool()>& done,
                std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -368,17 +342,12 @@ bool waitUntil(sdbus::IConnection& connection, const std::function<bool()>& done
     return true;
 }
 
-namespace {
-
-// Forks; the child runs `child(fd)` with the write end of a pipe and must not
-// return. The parent reads the pipe to its end and reaps: {wait status, output}.
 std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child) {
     int pipeFds[2];
     if (::pipe2(pipeFds, O_CLOEXEC) < 0) {
         throw std::system_error(errno, std::generic_category(), "pipe2");
     }
     UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
-    (void)busAddress();  // start the bus (and set its address) before the fork
     pid_t pid = ::fork();
     if (pid == 0) {
         child(writeEnd.get());
@@ -387,31 +356,6 @@ std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child) {
     writeEnd.reset();
     std::string out = readAll(readEnd.get());
     return {reap(pid), out};
-}
-
-}  // namespace
-
-std::string asUser(uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
-                   const std::function<std::string(sdbus::IConnection&)>& fn) {
-    return forkAndRead([&](int out) {
-               std::string result;
-               if (::setgroups(groups.size(), groups.data()) < 0 ||
-                   ::setresgid(gid, gid, gid) < 0 || ::setresuid(uid, uid, uid) < 0) {
-                   result = "error:setuid";
-               } else {
-                   try {
-                       auto connection = connectToBus();
-                       result = fn(*connection);
-                   } catch (const sdbus::Error& e) {
-                       result = "error:" + e.getName() + ": " + e.getMessage();
-                   } catch (const std::exception& e) {
-                       result = std::string("error:exception: ") + e.what();
-                   }
-               }
-               (void)!::write(out, result.data(), result.size());
-               ::_exit(0);
-           })
-        .second;
 }
 
 std::pair<int, std::string> run(const std::vector<std::string>& argv) {

@@ -41,10 +41,12 @@ class Daemon {
     // `handOver` plays systemd's side of a restart: the fds arrive as
     // LISTEN_FDS/LISTEN_FDNAMES. The new daemon's FDSTORE messages are collected.
     explicit Daemon(const std::string& busAddress, const std::string& config = "",
-                    FdStore handOver = {});
+                    FdStore handOver = {}, const std::string& logLevel = "debug");
     ~Daemon();
 
     pid_t pid() const { return pid_; }
+    // From its execve(2) to its READY=1.
+    std::chrono::nanoseconds startupTime() const { return readyAt_ - execAt_; }
     int openFdCount() const;
     std::string log() const;
     // The last STATUS= it sent.
@@ -67,10 +69,16 @@ class Daemon {
     std::string notifications_;
     FdStore store_;
     pid_t pid_ = -1;
+    std::chrono::steady_clock::time_point execAt_;
+    std::chrono::steady_clock::time_point readyAt_;
 };
 
 // Runs nsfdd with `args` to completion: {wait status, stderr}.
 std::pair<int, std::string> runDaemonOnce(const std::vector<std::string>& args);
+
+// Forks; the child runs `child(fd)` with the write end of a pipe and must not
+// return. The parent reads the pipe to its end and reaps: {wait status, output}.
+std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child);
 
 // The bus address every test uses (one bus per test program).
 const std::string& busAddress();

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The one private bus of a test program, as a GoogleTest environment.
+#include <grp.h>
+#include <unistd.h>
+
+#include "harness.hpp"
+
+namespace nsfd::test {
+
+namespace {
+
+// One bus for the whole test program, stopped when it ends.
+class BusEnvironment : public ::testing::Environment {
+  public:
+    const std::string& address() {
+        if (!bus_) {
+            bus_ = std::make_unique<TestBus>();
+            // sd-bus's system bus connections (ours, busctl's) go here.
+            ::setenv("DBUS_SYSTEM_BUS_ADDRESS", bus_->address().c_str(), 1);
+        }
+        return bus_->address();
+    }
+    // sd-bus and sdbus-c++ keep a few fds for the life of the process once
+    // first used; open them before any test counts fds.
+    void SetUp() override {
+        Daemon daemon(address());
+        auto connection = sdbus::createSystemBusConnection();
+        auto proxy = sdbus::createProxy(*connection, "org.nsfd1", "/org/nsfd1");
+        proxy->uponSignal("ProcessExited").onInterface("org.nsfd1.Manager").call([] {});
+        proxy->finishRegistration();
+        proxy->getProperty("Version").onInterface("org.nsfd1.Manager").get<std::string>();
+    }
+    void TearDown() override { bus_.reset(); }
+
+  private:
+    std::unique_ptr<TestBus> bus_;
+};
+
+BusEnvironment* const kBusEnvironment = static_cast<BusEnvironment*>(
+    ::testing::AddGlobalTestEnvironment(new BusEnvironment));  // gtest owns it
+
+}  // namespace
+
+const std::string& busAddress() {
+    return kBusEnvironment->address();
+}
+
+std::unique_ptr<sdbus::IConnection> connectToBus() {
+    (void)busAddress();
+    return sdbus::createSystemBusConnection();
+}
+
+std::string asUser(uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
+                   const std::function<std::string(sdbus::IConnection&)>& fn) {
+    (void)busAddress();  // start the bus (and set its address) before the fork
+    return forkAndRead([&](int out) {
+               std::string result;
+               if (::setgroups(groups.size(), groups.data()) < 0 ||
+                   ::setresgid(gid, gid, gid) < 0 || ::setresuid(uid, uid, uid) < 0) {
+                   result = "error:setuid";
+               } else {
+                   try {
+                       auto connection = connectToBus();
+                       result = fn(*connection);
+                   } catch (const sdbus::Error& e) {
+                       result = "error:" + e.getName() + ": " + e.getMessage();
+                   } catch (const std::exception& e) {
+                       result = std::string("error:exception: ") + e.what();
+                   }
+               }
+               (void)!::write(out, result.data(), result.size());
+               ::_exit(0);
+           })
+        .second;
+}
+
+}  // namespace nsfd::test
