@@ -8,10 +8,12 @@
 namespace nsfd::daemon {
 
 ProcessObject::ProcessObject(sdbus::IConnection& connection, Service& service,
-                             TrackedProcess& process)
+                             TrackedProcess& process, bool announce)
     : AdaptorInterfaces(connection, process.objectPath()), service_(service), process_(process) {
     registerAdaptor();
-    emitInterfacesAddedSignal({Process_adaptor::INTERFACE_NAME});
+    if (announce) {
+        emitInterfacesAddedSignal({Process_adaptor::INTERFACE_NAME});
+    }
 }
 
 ProcessObject::~ProcessObject() {

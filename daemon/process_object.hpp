@@ -16,7 +16,10 @@ class ProcessObject final
                                       sdbus::Properties_adaptor> {
   public:
     // Registers the object and announces it (InterfacesAdded).
-    ProcessObject(sdbus::IConnection& connection, Service& service, TrackedProcess& process);
+    // `announce`: emit InterfacesAdded. Not for an object restored after a
+    // restart: to clients it never went away (same path, same process).
+    ProcessObject(sdbus::IConnection& connection, Service& service, TrackedProcess& process,
+                  bool announce);
     // Announces its removal (InterfacesRemoved) and unregisters.
     ~ProcessObject();
 

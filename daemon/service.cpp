@@ -26,10 +26,12 @@ namespace nsfd::daemon {
 // on its pidfd, and, once reaped, the timer that ends its retention.
 class ProcessBinding final : public Attachment {
   public:
-    ProcessBinding(Service& service, TrackedProcess& process)
+    // `restored`: taken back after a restart, not newly tracked.
+    ProcessBinding(Service& service, TrackedProcess& process, bool restored)
         : service_(service),
           process_(process),
-          object_(std::make_unique<ProcessObject>(*service.connection_, service, process)) {
+          object_(std::make_unique<ProcessObject>(*service.connection_, service, process,
+                                                  !restored)) {
         if (process.state() == ProcessState::Reaped) {
             return;  // nothing left to watch; the service starts its retention
         }
@@ -180,7 +182,7 @@ void Service::restore() {
                 continue;  // stored twice: one is enough
             }
             TrackedProcess& tracked = registry_.add(std::move(process));
-            tracked.setAttachment(std::make_unique<ProcessBinding>(*this, tracked));
+            tracked.setAttachment(std::make_unique<ProcessBinding>(*this, tracked, true));
             if (tracked.state() == ProcessState::Reaped) {
                 reaped.push_back(&tracked);
             }
@@ -305,7 +307,7 @@ TrackedProcess& Service::track(const Caller& caller, PidFd pidfd) {
     checkFdBudget(1);
     TrackedProcess& tracked = registry_.add(std::move(process));
     try {
-        tracked.setAttachment(std::make_unique<ProcessBinding>(*this, tracked));
+        tracked.setAttachment(std::make_unique<ProcessBinding>(*this, tracked, false));
     } catch (...) {
         registry_.remove(tracked.id());
         throw;

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "error.hpp"
+#include "nsfd/features.hpp"
 #include "kernel.hpp"
 
 namespace nsfd {
@@ -55,6 +56,14 @@ bool isPidFd(int fd) {
 // The "Pid:" line of a pidfd's fdinfo: the pid in our namespace, -1 once reaped,
 // 0 if the process is in no namespace of ours.
 pid_t pidOfPidFd(int fd) {
+    // PIDFD_GET_INFO is one ioctl (6.13+); it fails once the process is reaped
+    // and outside our pid namespace, where fdinfo has the answer.
+    Info::Raw raw{};
+    raw.mask = static_cast<std::uint64_t>(InfoFlags::Pid);
+    if (::ioctl(fd, kernel::pidfdGetInfoIoctl(sizeof(raw)), &raw) == 0 &&
+        (raw.mask & static_cast<std::uint64_t>(InfoFlags::Pid)) != 0) {
+        return static_cast<pid_t>(raw.pid);
+    }
     std::ifstream fdinfo("/proc/self/fdinfo/" + std::to_string(fd));
     std::string line;
     while (std::getline(fdinfo, line)) {
@@ -74,13 +83,16 @@ pid_t pidOfPidFd(int fd) {
 
 }  // namespace
 
-PidFd::PidFd(UniqueFd fd, pid_t pid) : fd_(std::move(fd)), pid_(pid) {
-    struct statfs fs {};
-    struct stat st {};
-    if (::fstatfs(fd_.get(), &fs) == 0 && fs.f_type == kernel::kPidFsMagic &&
-        ::fstat(fd_.get(), &st) == 0) {
-        id_ = st.st_ino;
-    }
+PidFd::PidFd(UniqueFd fd, pid_t pid) : fd_(std::move(fd)), pid_(pid) {}
+
+PidFd::PidFd(PidFd&& other) noexcept
+    : fd_(std::move(other.fd_)), pid_(other.pid_), id_(other.id_.load()) {}
+
+PidFd& PidFd::operator=(PidFd&& other) noexcept {
+    fd_ = std::move(other.fd_);
+    pid_ = other.pid_;
+    id_ = other.id_.load();
+    return *this;
 }
 
 PidFd PidFd::open(pid_t pid, PidFdFlags flags) {
@@ -109,10 +121,17 @@ PidFd PidFd::adopt(UniqueFd fd) {
 }
 
 std::uint64_t PidFd::id() const {
-    if (id_ == 0) {
+    std::uint64_t id = id_.load(std::memory_order_relaxed);
+    if (id == kIdUnknown) {
+        // Two threads may both look it up; they find the same answer.
+        struct stat st {};
+        id = kernelFeatures().pidfs && ::fstat(fd_.get(), &st) == 0 ? st.st_ino : kNoId;
+        id_.store(id, std::memory_order_relaxed);
+    }
+    if (id == kNoId) {
         detail::throwErrno(EOPNOTSUPP, "Failed to get the pidfs id" + ofPid(pid_));
     }
-    return id_;
+    return id;
 }
 
 NsFd PidFd::namespaceFd(NsType type) const {

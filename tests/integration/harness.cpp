@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -158,20 +159,28 @@ Daemon::Daemon(const std::string& busAddress, const std::string& config, FdStore
         ::dup2(log, 2);
         ::setenv("NOTIFY_SOCKET", socketPath.c_str(), 1);
         if (!handOver.empty()) {
-            // Out of the way first, then down to 3, 4, ... as systemd passes them.
-            // The exec pipe too, above them all (a copy, close-on-exec as well).
+            // Down to 3, 4, ... as systemd passes them, in the order of their
+            // numbers: the i-th lowest is at or above 3 + i, so no move lands on
+            // one not yet moved, and no more fds are needed than there are.
+            // The exec pipe goes above them all first (a close-on-exec copy).
             (void)::fcntl(execWrite.get(), F_DUPFD_CLOEXEC, static_cast<int>(3 + handOver.size()));
-            std::vector<int> high;
-            std::string names;
+            std::vector<std::pair<int, std::string>> byNumber;
             for (auto& [name, fd] : handOver) {
-                high.push_back(::fcntl(fd.get(), F_DUPFD, 10000));
-                names += (names.empty() ? "" : ":") + name;
+                byNumber.emplace_back(fd.get(), name);
             }
-            for (std::size_t i = 0; i < high.size(); ++i) {
-                ::dup2(high[i], static_cast<int>(3 + i));
-                ::close(high[i]);
+            std::sort(byNumber.begin(), byNumber.end());
+            std::string names;
+            for (std::size_t i = 0; i < byNumber.size(); ++i) {
+                int target = static_cast<int>(3 + i);
+                if (byNumber[i].first != target) {
+                    ::dup2(byNumber[i].first, target);  // the copy is not close-on-exec
+                    ::close(byNumber[i].first);
+                } else {
+                    ::fcntl(target, F_SETFD, 0);
+                }
+                names += (names.empty() ? "" : ":") + byNumber[i].second;
             }
-            ::setenv("LISTEN_FDS", std::to_string(high.size()).c_str(), 1);
+            ::setenv("LISTEN_FDS", std::to_string(byNumber.size()).c_str(), 1);
             ::setenv("LISTEN_FDNAMES", names.c_str(), 1);
             ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
         }
@@ -297,7 +306,13 @@ int Daemon::stop() {
         return -1;
     }
     ::kill(pid_, SIGTERM);
-    int status = reap(pid_);
+    // Keep reading its notifications, as systemd would: a daemon blocked on a
+    // full notify socket would never see the signal.
+    int status = 0;
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+        readNotifications(std::chrono::milliseconds(10), "");
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     pid_ = -1;
     return status;
 }

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "nsfd/info.hpp"
@@ -34,8 +35,15 @@ class PidFd {
     // (and `fd` is closed).
     static PidFd adopt(UniqueFd fd);
 
+    PidFd(PidFd&& other) noexcept;
+    PidFd& operator=(PidFd&& other) noexcept;
+    PidFd(const PidFd&) = delete;
+    PidFd& operator=(const PidFd&) = delete;
+    ~PidFd() = default;
+
     // The pidfs inode number: unique per process for the life of the system,
     // never reused (64-bit, kernel 6.9+; operation_not_supported before).
+    // Looked up (one fstat) on the first call, which open() leaves out.
     std::uint64_t id() const;
     // The pid when the handle was made, in the caller's pid namespace. Meaningful
     // as a label only: the process may since have exited and the pid been reused.
@@ -76,9 +84,12 @@ class PidFd {
   private:
     PidFd(UniqueFd fd, pid_t pid);
 
+    static constexpr std::uint64_t kIdUnknown = 0;      // not looked up yet
+    static constexpr std::uint64_t kNoId = UINT64_MAX;  // not on pidfs (kernel < 6.9)
+
     UniqueFd fd_;
     pid_t pid_;
-    std::uint64_t id_ = 0;  // 0: not on pidfs (kernel < 6.9)
+    mutable std::atomic<std::uint64_t> id_{kIdUnknown};
 };
 
 }  // namespace nsfd

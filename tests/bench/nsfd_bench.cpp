@@ -1,0 +1,718 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// nsfd's benchmark suite: every figure of BENCHMARKS.md, measured in one run
+// against a private dbus-daemon and nsfdd, all pinned to one CPU with this
+// program. Run as root (scripts/bench does, and writes BENCHMARKS.md): it
+// starts the bus and nsfdd itself, and runs callers as the unprivileged user
+// nsfd-test-a (scripts/test-users creates it), for whom authorization runs.
+//
+// Prints Markdown on stdout; progress on stderr.
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sched.h>
+#include <sys/prctl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sdbus-c++/sdbus-c++.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "child.hpp"
+#include "harness.hpp"
+#include "nsfd/dbus_names.hpp"
+#include "nsfd/pidfd.hpp"
+
+namespace nsfd::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using test::Daemon;
+using test::TestBus;
+using Results = std::map<std::string, double>;
+
+// How many calls or runs each figure takes; --quick divides them by ten.
+struct Scale {
+    int calls = 20000;          // latency medians
+    int tracked = 10000;        // figures 5 to 7
+    int exits = 500;            // figure 9
+    int starts = 25;            // figure 8
+    int commands = 200;         // figure 10
+    double throughputSeconds = 2.0;  // figure 4, per phase
+};
+
+void progress(const std::string& what) {
+    std::fprintf(stderr, "nsfd-bench: %s\n", what.c_str());
+}
+
+double micros(Clock::duration d) {
+    return std::chrono::duration<double, std::micro>(d).count();
+}
+
+double median(std::vector<double> samples) {
+    if (samples.empty()) {
+        return 0;
+    }
+    auto middle = samples.begin() + static_cast<std::ptrdiff_t>(samples.size() / 2);
+    std::nth_element(samples.begin(), middle, samples.end());
+    return *middle;
+}
+
+// Median latency of `call`, in microseconds.
+double medianLatency(int count, const std::function<void()>& call) {
+    std::vector<double> samples;
+    samples.reserve(static_cast<std::size_t>(count));
+    for (int i = 0; i < count; ++i) {
+        Clock::time_point start = Clock::now();
+        call();
+        samples.push_back(micros(Clock::now() - start));
+    }
+    return median(std::move(samples));
+}
+
+// CPU time (ns) all threads of `pid` have run, from schedstat.
+double cpuNanos(pid_t pid) {
+    double total = 0;
+    std::error_code ec;
+    std::string dir = "/proc/" + std::to_string(pid) + "/task";
+    for (const auto& task : std::filesystem::directory_iterator(dir, ec)) {
+        std::ifstream in(task.path() / "schedstat");
+        double ns = 0;
+        if (in >> ns) {
+            total += ns;
+        }
+    }
+    return total;
+}
+
+long rssKiB(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string key;
+    long value = 0;
+    while (in >> key) {
+        if (key == "VmRSS:" && in >> value) {
+            return value;
+        }
+        in.ignore(4096, '\n');
+    }
+    return 0;
+}
+
+std::string firstLineOf(const std::vector<std::string>& argv) {
+    std::string out = test::run(argv).second;
+    return out.substr(0, out.find('\n'));
+}
+
+// Runs `fn` in a child as nsfd-test-a with its own bus connection; the child
+// reports "key value" lines, which come back as Results.
+Results asUnprivileged(const std::function<Results(sdbus::IConnection&)>& fn) {
+    struct passwd* pw = ::getpwnam("nsfd-test-a");
+    if (pw == nullptr) {
+        throw std::runtime_error("no user nsfd-test-a: run scripts/test-users first");
+    }
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    auto [status, out] = test::forkAndRead([&](int fd) {
+        if (::setgroups(0, nullptr) < 0 || ::setresgid(gid, gid, gid) < 0 ||
+            ::setresuid(uid, uid, uid) < 0 || ::prctl(PR_SET_DUMPABLE, 1) < 0) {
+            ::_exit(2);  // dumpable again, as a program this user started would be
+        }
+        std::string text;
+        try {
+            auto connection = sdbus::createSystemBusConnection();
+            for (const auto& [key, value] : fn(*connection)) {
+                text += key + " " + std::to_string(value) + "\n";
+            }
+        } catch (const std::exception& e) {
+            text = std::string("error ") + e.what();
+        }
+        (void)!::write(fd, text.data(), text.size());
+        ::_exit(0);
+    });
+    Results results;
+    std::istringstream in(out);
+    std::string key;
+    double value = 0;
+    while (in >> key) {
+        if (key == "error") {
+            throw std::runtime_error("unprivileged caller failed:" + out.substr(5));
+        }
+        in >> value;
+        results[key] = value;
+    }
+    if (status != 0) {
+        throw std::runtime_error("unprivileged caller exited with status " +
+                                 std::to_string(status));
+    }
+    return results;
+}
+
+// Processes that wait, doing nothing, until destroyed: targets to track.
+class Sleepers {
+  public:
+    explicit Sleepers(int count) {
+        int fds[2];
+        if (::pipe2(fds, O_CLOEXEC) < 0) {
+            throw std::system_error(errno, std::generic_category(), "pipe2");
+        }
+        UniqueFd readEnd(fds[0]);
+        hold_ = UniqueFd(fds[1]);
+        pids_.reserve(static_cast<std::size_t>(count));
+        for (int i = 0; i < count; ++i) {
+            pid_t pid = ::fork();
+            if (pid == 0) {
+                hold_.reset();
+                char c;
+                (void)!::read(readEnd.get(), &c, 1);  // returns at EOF: when released
+                ::_exit(0);
+            }
+            if (pid < 0) {
+                throw std::system_error(errno, std::generic_category(), "fork");
+            }
+            pids_.push_back(pid);
+        }
+    }
+    ~Sleepers() {
+        hold_.reset();
+        for (pid_t pid : pids_) {
+            int status = 0;
+            while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+            }
+        }
+    }
+    Sleepers(const Sleepers&) = delete;
+    Sleepers& operator=(const Sleepers&) = delete;
+    const std::vector<pid_t>& pids() const { return pids_; }
+
+  private:
+    UniqueFd hold_;
+    std::vector<pid_t> pids_;
+};
+
+std::unique_ptr<sdbus::IProxy> managerProxy(sdbus::IConnection& connection) {
+    return sdbus::createProxy(connection, dbus::kBusName, dbus::kManagerPath);
+}
+
+void getNamespace(sdbus::IProxy& manager, uint32_t pid, const std::string& type) {
+    sdbus::UnixFd fd;
+    manager.callMethod("GetNamespace")
+        .onInterface(dbus::kManagerInterface)
+        .withArguments(pid, type)
+        .storeResultsTo(fd);
+}
+
+void ping(sdbus::IProxy& proxy) {
+    proxy.callMethod("Ping").onInterface("org.freedesktop.DBus.Peer");
+}
+
+struct Row {
+    int number;  // as in the issue that set the targets
+    std::string figure;
+    std::string measured;
+    double value;
+    std::string target;
+    bool met;
+};
+
+class Suite {
+  public:
+    explicit Suite(Scale scale) : scale_(scale) {}
+
+    void run() {
+        progress("starting a private dbus-daemon and nsfdd");
+        bus_ = std::make_unique<TestBus>();
+        ::setenv("DBUS_SYSTEM_BUS_ADDRESS", bus_->address().c_str(), 1);
+        daemon_ = std::make_unique<Daemon>(bus_->address(), "", Daemon::FdStore{}, "warn");
+        connection_ = sdbus::createSystemBusConnection();
+        manager_ = managerProxy(*connection_);
+
+        latencyAndProfile();   // 1, 2
+        inProcess();           // 3
+        throughput();          // 4
+        exitLatency();         // 9
+        commandLine();         // 10
+        startup();             // 8
+        scale();               // 5, 6, 7
+    }
+
+    void print() const {
+        struct utsname uts {};
+        ::uname(&uts);
+        std::string cpu;
+        std::ifstream cpuinfo("/proc/cpuinfo");
+        for (std::string line; std::getline(cpuinfo, line);) {
+            if (line.rfind("model name", 0) == 0) {
+                cpu = line.substr(line.find(':') + 2);
+                break;
+            }
+        }
+        std::printf("## Figures\n\n");
+        std::printf("Machine: %s, %ld CPUs, kernel %s; %s; nsfd %s. The bus daemon, nsfdd "
+                    "and the callers all run on CPU 0; each ratio is of two medians measured "
+                    "in this one run.\n\n",
+                    cpu.c_str(), ::sysconf(_SC_NPROCESSORS_ONLN), uts.release,
+                    firstLineOf({"dbus-daemon", "--version"}).c_str(), NSFD_TEST_VERSION);
+        std::printf("| # | figure | measured | value | target | |\n|---|---|---|---|---|---|\n");
+        std::vector<Row> rows = rows_;
+        std::sort(rows.begin(), rows.end(),
+                  [](const Row& a, const Row& b) { return a.number < b.number; });
+        for (const Row& row : rows) {
+            std::printf("| %d | %s | %s | %.3g | %s | %s |\n", row.number, row.figure.c_str(),
+                        row.measured.c_str(), row.value, row.target.c_str(),
+                        row.met ? "met" : "**missed**");
+        }
+        std::printf("\n## Where a call's time goes\n\n");
+        std::printf("CPU time per call of each process (from /proc/PID/task/*/schedstat, "
+                    "kernel time included), in the latency runs of figure 1:\n\n");
+        std::printf("| call | wall (median) | caller | dbus-daemon | nsfdd |\n"
+                    "|---|---|---|---|---|\n");
+        for (const char* call : {"ping_bus", "ping_nsfdd", "get_namespace", "get_namespaces"}) {
+            std::string key = call;
+            std::printf("| %s | %.1f us | %.1f us | %.1f us | %.1f us |\n", labelOf(call),
+                        value(key + "_us"), value(key + "_cpu_client"), value(key + "_cpu_bus"),
+                        value(key + "_cpu_daemon"));
+        }
+        std::printf("\nThe floor of any call to nsfdd on this bus, a Peer.Ping that sd-bus "
+                    "answers inside nsfdd, is %.2f times a Peer.Ping to the bus itself.\n\n",
+                    floor_);
+    }
+
+  private:
+    static const char* labelOf(const std::string& call) {
+        if (call == "ping_bus") return "Peer.Ping to dbus-daemon";
+        if (call == "ping_nsfdd") return "Peer.Ping to nsfdd (no-op)";
+        if (call == "get_namespace") return "GetNamespace";
+        return "GetNamespaces (all ten)";
+    }
+
+    double value(const std::string& key) const {
+        auto it = measured_.find(key);
+        return it == measured_.end() ? 0 : it->second;
+    }
+
+    void add(int number, std::string figure, std::string measured, double value, double target,
+             bool atMost) {
+        char targetText[32];
+        std::snprintf(targetText, sizeof(targetText), "%s %.3g", atMost ? "<=" : ">=", target);
+        rows_.push_back({number, std::move(figure), std::move(measured), value, targetText,
+                         atMost ? value <= target : value >= target});
+    }
+
+    static std::string format(const char* pattern, double a, double b) {
+        char buf[160];
+        std::snprintf(buf, sizeof(buf), pattern, a, b);
+        return buf;
+    }
+
+    // Figures 1 and 2, and the CPU split of each call.
+    void latencyAndProfile() {
+        progress("figures 1 and 2: latency of GetNamespace(s) and Ping");
+        pid_t busPid = bus_->pid();
+        pid_t daemonPid = daemon_->pid();
+        int count = scale_.calls;
+        Results r = asUnprivileged([=](sdbus::IConnection& connection) {
+            auto bus = sdbus::createProxy(connection, "org.freedesktop.DBus",
+                                          "/org/freedesktop/DBus");
+            auto manager = managerProxy(connection);
+            auto self = static_cast<uint32_t>(::getpid());
+            std::vector<std::string> all;  // empty: every type
+            std::map<std::string, std::function<void()>> calls = {
+                {"ping_bus", [&] { ping(*bus); }},
+                {"ping_nsfdd", [&] { ping(*manager); }},
+                {"get_namespace", [&] { getNamespace(*manager, self, "net"); }},
+                {"get_namespaces",
+                 [&] {
+                     std::map<std::string, sdbus::UnixFd> fds;
+                     manager->callMethod("GetNamespaces")
+                         .onInterface(dbus::kManagerInterface)
+                         .withArguments(self, all)
+                         .storeResultsTo(fds);
+                 }},
+            };
+            Results out;
+            for (auto& [name, call] : calls) {
+                medianLatency(count / 20, call);  // warm up
+            }
+            // Two rounds, interleaved, so drift touches every call alike; the lower median counts.
+            for (int round = 0; round < 2; ++round) {
+                for (auto& [name, call] : calls) {
+                    double client = cpuNanos(::getpid()), bus = cpuNanos(busPid),
+                           daemon = cpuNanos(daemonPid);
+                    double us = medianLatency(count / 2, call);
+                    double perCall = 1000.0 * count / 2;
+                    if (round == 0 || us < out[name + "_us"]) {
+                        out[name + "_us"] = us;
+                        out[name + "_cpu_client"] = (cpuNanos(::getpid()) - client) / perCall;
+                        out[name + "_cpu_bus"] = (cpuNanos(busPid) - bus) / perCall;
+                        out[name + "_cpu_daemon"] = (cpuNanos(daemonPid) - daemon) / perCall;
+                    }
+                }
+            }
+            return out;
+        });
+        measured_.insert(r.begin(), r.end());
+        double ns = r["get_namespace_us"], pingBus = r["ping_bus_us"];
+        add(1, "`GetNamespace` (allowed non-root caller) / `Peer.Ping` to the bus",
+            format("%.1f us / %.1f us", ns, pingBus), ns / pingBus, 2.0, true);
+        add(2, "`GetNamespaces` of all ten types / one `GetNamespace`",
+            format("%.1f us / %.1f us", r["get_namespaces_us"], ns), r["get_namespaces_us"] / ns,
+            1.5, true);
+        floor_ = r["ping_nsfdd_us"] / pingBus;
+    }
+
+    // Figure 3: libnsfd against the same syscalls by hand, in batches of 100.
+    void inProcess() {
+        progress("figure 3: libnsfd in-process against raw syscalls");
+        test::Child target = test::Child::spawn();
+        pid_t pid = target.pid();
+        auto library = [pid] {
+            NsFd ns = PidFd::open(pid).namespaceFd(NsType::Net);
+        };
+        auto raw = [pid] {
+            int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+            int ns = ::ioctl(pidfd, _IO(0xFF, 4), 0);  // PIDFD_GET_NET_NAMESPACE
+            ::close(ns);
+            ::close(pidfd);
+        };
+        auto batch = [](const std::function<void()>& call) {
+            Clock::time_point start = Clock::now();
+            for (int i = 0; i < 100; ++i) {
+                call();
+            }
+            return micros(Clock::now() - start) / 100;
+        };
+        std::vector<double> lib, byHand;
+        int batches = scale_.calls / 10;
+        for (int i = 0; i < batches; ++i) {
+            lib.push_back(batch(library));
+            byHand.push_back(batch(raw));
+        }
+        double a = median(lib), b = median(byHand);
+        add(3, "libnsfd `PidFd::open` + `namespaceFd` + close / the raw syscalls",
+            format("%.2f us / %.2f us", a, b), a / b, 1.05, true);
+        target.release(0);
+        target.reap();
+    }
+
+    // Figure 4: calls per second with 1, 2, 4, 8 connections, each its own process.
+    void throughput() {
+        double worst = 1e9;
+        std::string text;
+        for (int connections : {1, 2, 4, 8}) {
+            progress("figure 4: throughput with " + std::to_string(connections) + " connections");
+            double ns = callsPerSecond(connections, true);
+            double noop = callsPerSecond(connections, false);
+            worst = std::min(worst, ns / noop);
+            text += format("%.0f / %.0f", ns, noop) + " (" + std::to_string(connections) + "), ";
+        }
+        text.resize(text.size() - 2);
+        add(4, "calls/s, `GetNamespace` / no-op `Peer.Ping` to nsfdd, with 1, 2, 4, 8 connections "
+            "(worst ratio)",
+            text, worst, 0.9, false);
+    }
+
+    double callsPerSecond(int connections, bool getNamespaces) {
+        int go[2];
+        if (::pipe2(go, O_CLOEXEC) < 0) {
+            throw std::system_error(errno, std::generic_category(), "pipe2");
+        }
+        UniqueFd goRead(go[0]), goWrite(go[1]);
+        std::vector<std::pair<UniqueFd, pid_t>> callers;
+        auto seconds = std::chrono::duration<double>(scale_.throughputSeconds);
+        for (int i = 0; i < connections; ++i) {
+            int out[2];
+            if (::pipe2(out, O_CLOEXEC) < 0) {
+                throw std::system_error(errno, std::generic_category(), "pipe2");
+            }
+            UniqueFd outRead(out[0]), outWrite(out[1]);
+            pid_t pid = ::fork();
+            if (pid == 0) {
+                goWrite.reset();
+                auto connection = sdbus::createSystemBusConnection();
+                auto manager = managerProxy(*connection);
+                auto self = static_cast<uint32_t>(::getppid());
+                ping(*manager);
+                char c;
+                (void)!::read(goRead.get(), &c, 1);  // EOF: go
+                long calls = 0;
+                Clock::time_point end =
+                    Clock::now() + std::chrono::duration_cast<Clock::duration>(seconds);
+                while (Clock::now() < end) {
+                    if (getNamespaces) {
+                        getNamespace(*manager, self, "net");
+                    } else {
+                        ping(*manager);
+                    }
+                    ++calls;
+                }
+                std::string text = std::to_string(calls);
+                (void)!::write(outWrite.get(), text.data(), text.size());
+                ::_exit(0);
+            }
+            callers.emplace_back(std::move(outRead), pid);
+        }
+        ::usleep(200000);  // let them all connect
+        goWrite.reset();
+        double total = 0;
+        for (auto& [out, pid] : callers) {
+            char buf[32] = {};
+            (void)!::read(out.get(), buf, sizeof(buf) - 1);
+            total += std::atof(buf);
+            int status = 0;
+            ::waitpid(pid, &status, 0);
+        }
+        return total / seconds.count();
+    }
+
+    // Figure 9: from our reap of a tracked child to ProcessExited reaching us.
+    void exitLatency() {
+        progress("figure 9: reap to ProcessExited");
+        std::string lastPath;
+        Clock::time_point received;
+        auto proxy = managerProxy(*connection_);
+        proxy->uponSignal("ProcessExited")
+            .onInterface(dbus::kManagerInterface)
+            .call([&](const sdbus::ObjectPath& path, uint32_t, uint64_t, int32_t) {
+                lastPath = path;
+                received = Clock::now();
+            });
+        proxy->finishRegistration();
+        std::vector<double> samples;
+        for (int i = 0; i < scale_.exits; ++i) {
+            test::Child child = test::Child::spawn();
+            sdbus::ObjectPath path;
+            proxy->callMethod("TrackProcess")
+                .onInterface(dbus::kManagerInterface)
+                .withArguments(static_cast<uint32_t>(child.pid()))
+                .storeResultsTo(path);
+            child.release(0);
+            child.awaitExit();
+            // Let nsfdd see the exit (State "exited") before the clock starts.
+            test::waitUntil(*connection_, [] { return false; }, std::chrono::milliseconds(2));
+            Clock::time_point reaped = Clock::now();
+            child.reap();
+            if (!test::waitUntil(*connection_, [&] { return lastPath == path; })) {
+                throw std::runtime_error("no ProcessExited for " + std::string(path));
+            }
+            samples.push_back(micros(received - reaped));
+            proxy->callMethod("UntrackProcess").onInterface(dbus::kManagerInterface)
+                .withArguments(path);
+            daemon_->fdStore();  // read its notifications, as systemd would
+        }
+        auto bus = sdbus::createProxy(*connection_, "org.freedesktop.DBus",
+                                      "/org/freedesktop/DBus");
+        double pingUs = medianLatency(scale_.calls / 4, [&] { ping(*bus); });
+        double exitUs = median(samples);
+        double kernelUs = reapToPollHup();
+        add(9, "reap to `ProcessExited` received / `Peer.Ping` to the bus",
+            format("%.1f us / %.1f us", exitUs, pingUs) +
+                format(" (the kernel alone, reap to POLLHUP on a pidfd: %.1f us of %.0f runs)", kernelUs,
+                       scale_.exits),
+            exitUs / pingUs, 3.0, true);
+        measured_["reap_to_pollhup_us"] = kernelUs;
+    }
+
+    // The kernel's share of figure 9: from a parent's reap to another thread
+    // of it seeing POLLHUP on the child's pidfd (as nsfdd's event loop would).
+    double reapToPollHup() {
+        std::vector<double> samples;
+        for (int i = 0; i < scale_.exits; ++i) {
+            test::Child child = test::Child::spawn();
+            PidFd pidfd = PidFd::open(child.pid());
+            UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
+            struct epoll_event event {};  // no events asked: EPOLLHUP is always reported
+            ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, pidfd.get(), &event);
+            child.release(0);
+            child.awaitExit();
+            std::atomic<bool> waiting{false};
+            Clock::time_point woke;
+            std::thread watcher([&] {
+                waiting = true;
+                struct epoll_event got {};
+                ::epoll_wait(epoll.get(), &got, 1, 5000);
+                woke = Clock::now();
+            });
+            while (!waiting) {
+                std::this_thread::yield();
+            }
+            ::usleep(200);  // let it block in epoll_wait
+            Clock::time_point reaped = Clock::now();
+            child.reap();
+            watcher.join();
+            samples.push_back(micros(woke - reaped));
+        }
+        return median(std::move(samples));
+    }
+
+    // Figure 10: nsfdctl against busctl making the same call (GetNamespaces, all types).
+    void commandLine() {
+        progress("figure 10: nsfdctl ns against busctl call");
+        test::Child target = test::Child::spawn();
+        std::string pid = std::to_string(target.pid());
+        auto wallTime = [](const std::vector<std::string>& argv) {
+            Clock::time_point start = Clock::now();
+            auto [status, out] = test::run(argv);
+            if (status != 0) {
+                throw std::runtime_error(argv[0] + " failed: " + out);
+            }
+            return micros(Clock::now() - start);
+        };
+        std::vector<std::string> nsfdctl = {NSFD_TEST_NSFDCTL, "ns", pid};
+        std::vector<std::string> busctl = {"busctl",     "call", dbus::kBusName,
+                                           dbus::kManagerPath, dbus::kManagerInterface,
+                                           "GetNamespaces",    "uas", pid, "0"};
+        std::vector<double> a, b;
+        for (int i = 0; i < scale_.commands; ++i) {
+            a.push_back(wallTime(nsfdctl));
+            b.push_back(wallTime(busctl));
+        }
+        double ctl = median(a), bus = median(b);
+        add(10, "`nsfdctl ns PID` / `busctl call` of the same method, wall time",
+            format("%.0f us / %.0f us", ctl, bus), ctl / bus, 1.0, true);
+        target.release(0);
+        target.reap();
+    }
+
+    // Figure 8: from execve to READY=1 with nothing to restore.
+    void startup() {
+        progress("figure 8: startup with nothing tracked");
+        daemon_.reset();
+        std::vector<double> samples;
+        for (int i = 0; i < scale_.starts; ++i) {
+            Daemon daemon(bus_->address(), "", Daemon::FdStore{}, "warn");
+            samples.push_back(micros(daemon.startupTime()) / 1000);
+        }
+        double ms = median(samples);
+        add(8, "time to READY=1 with nothing tracked", format("%.1f ms (median of %.0f starts)", ms, scale_.starts), ms, 50, true);
+    }
+
+    // Figures 5, 6 and 7: 10,000 tracked processes.
+    void scale() {
+        daemon_ = std::make_unique<Daemon>(bus_->address(), "", Daemon::FdStore{}, "warn");
+        progress("figure 5: latency with 1 tracked");
+        auto measure = [&] {
+            return asUnprivileged([count = scale_.calls / 2](sdbus::IConnection& connection) {
+                auto manager = managerProxy(connection);
+                auto self = static_cast<uint32_t>(::getpid());
+                sdbus::ObjectPath path;
+                manager->callMethod("TrackProcess")
+                    .onInterface(dbus::kManagerInterface)
+                    .withArguments(self)
+                    .storeResultsTo(path);
+                auto process = sdbus::createProxy(connection, dbus::kBusName, path);
+                auto byPid = [&] { getNamespace(*manager, self, "net"); };
+                auto byObject = [&] {
+                    sdbus::UnixFd fd;
+                    process->callMethod("GetNamespace")
+                        .onInterface(dbus::kProcessInterface)
+                        .withArguments(std::string("net"))
+                        .storeResultsTo(fd);
+                };
+                medianLatency(count / 10, byPid);
+                medianLatency(count / 10, byObject);
+                return Results{{"by_pid", medianLatency(count, byPid)},
+                               {"by_object", medianLatency(count, byObject)}};
+            });
+        };
+        Results one = measure();
+        daemon_->fdStore();
+        long rssBefore = rssKiB(daemon_->pid());
+
+        progress("figures 5 and 6: tracking " + std::to_string(scale_.tracked) + " processes");
+        Sleepers sleepers(scale_.tracked);
+        for (std::size_t i = 0; i < sleepers.pids().size(); ++i) {
+            manager_->callMethod("TrackProcess")
+                .onInterface(dbus::kManagerInterface)
+                .withArguments(static_cast<uint32_t>(sleepers.pids()[i]));
+            daemon_->fdStore();  // systemd reads them as they come; so do we
+
+        }
+        long rssAfter = rssKiB(daemon_->pid());
+        Results many = measure();
+        double ratio = std::max(many["by_pid"] / one["by_pid"],
+                                many["by_object"] / one["by_object"]);
+        add(5, "`GetNamespace` latency with " + std::to_string(scale_.tracked) +
+                " tracked / with 1 (worse of Manager by pid, Process object)",
+            format("by pid %.1f / %.1f us", many["by_pid"], one["by_pid"]) +
+                format(", by object %.1f / %.1f us", many["by_object"], one["by_object"]),
+            ratio, 1.1, true);
+        double perProcess = 1024.0 * static_cast<double>(rssAfter - rssBefore) / scale_.tracked;
+        add(6, "nsfdd RSS growth per tracked process",
+            format("%.0f KiB more for %.0f processes", static_cast<double>(rssAfter - rssBefore),
+                   scale_.tracked),
+            perProcess / 1024, 1.0, true);
+
+        progress("figure 7: restart with " + std::to_string(scale_.tracked) + " processes");
+        Daemon::FdStore store = std::move(daemon_->fdStore());
+        std::size_t stored = store.size();
+        daemon_->kill9();
+        daemon_ = std::make_unique<Daemon>(bus_->address(), "", std::move(store), "warn");
+        double ms = std::chrono::duration<double, std::milli>(daemon_->startupTime()).count();
+        auto tracked = managerProxy(*connection_)
+                           ->getProperty("TrackedProcesses")
+                           .onInterface(dbus::kManagerInterface)
+                           .get<uint32_t>();
+        if (tracked != stored - 1) {
+            throw std::runtime_error("restored " + std::to_string(tracked) + " of " +
+                                     std::to_string(stored - 1) + " processes");
+        }
+        add(7, "time to READY=1 with " + std::to_string(scale_.tracked) +
+                " pidfds handed back (fd store)",
+            format("%.0f ms for %.0f processes restored", ms, tracked), ms / 1000, 0.5, true);
+        daemon_.reset();
+    }
+
+    Scale scale_;
+    std::unique_ptr<TestBus> bus_;
+    std::unique_ptr<Daemon> daemon_;
+    std::unique_ptr<sdbus::IConnection> connection_;
+    std::unique_ptr<sdbus::IProxy> manager_;
+    std::vector<Row> rows_;
+    Results measured_;
+    double floor_ = 0;
+};
+
+}  // namespace
+}  // namespace nsfd::bench
+
+int main(int argc, char** argv) {
+    nsfd::bench::Scale scale;
+    if (argc > 1 && std::string(argv[1]) == "--quick") {
+        scale = {2000, 1000, 50, 5, 20, 0.5};
+    }
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    CPU_SET(0, &cpus);
+    if (::geteuid() != 0 || ::sched_setaffinity(0, sizeof(cpus), &cpus) < 0) {
+        std::fprintf(stderr, "nsfd-bench: run as root (it pins itself to CPU 0, starts a bus "
+                             "and nsfdd, and calls as nsfd-test-a)\n");
+        return 2;
+    }
+    ::signal(SIGPIPE, SIG_IGN);
+    try {
+        nsfd::bench::Suite suite(scale);
+        suite.run();
+        suite.print();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "nsfd-bench: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}
