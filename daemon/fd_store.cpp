@@ -134,9 +134,10 @@ void FdStore::createState() {
     }
     state_ = UniqueFd(::memfd_create("nsfdd-state", MFD_CLOEXEC));
     if (!state_.ok()) {
-        spdlog::warn("Failed to create the state table, tracked processes will not survive a "
-                     "restart: {}",
-                     std::strerror(errno));
+        spdlog::warn(
+            "Failed to create the state table, tracked processes will not survive a "
+            "restart: {}",
+            std::strerror(errno));
         active_ = false;
         return;
     }

@@ -68,7 +68,7 @@ class FdStore {
     static std::string nameOf(std::uint64_t id);
 
     bool active_ = false;
-    UniqueFd state_;                                     // the memfd of records
+    UniqueFd state_;                                          // the memfd of records
     std::unordered_map<std::uint64_t, std::uint32_t> slots_;  // id -> slot
     std::vector<std::uint32_t> freeSlots_;
     std::uint32_t nextSlot_ = 0;

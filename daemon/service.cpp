@@ -30,8 +30,8 @@ class ProcessBinding final : public Attachment {
     ProcessBinding(Service& service, TrackedProcess& process, bool restored)
         : service_(service),
           process_(process),
-          object_(std::make_unique<ProcessObject>(*service.connection_, service, process,
-                                                  !restored)) {
+          object_(
+              std::make_unique<ProcessObject>(*service.connection_, service, process, !restored)) {
         if (process.state() == ProcessState::Reaped) {
             return;  // nothing left to watch; the service starts its retention
         }

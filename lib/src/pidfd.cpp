@@ -15,8 +15,8 @@
 #include <string>
 
 #include "error.hpp"
-#include "nsfd/features.hpp"
 #include "kernel.hpp"
+#include "nsfd/features.hpp"
 
 namespace nsfd {
 

@@ -11,10 +11,10 @@
 #include <poll.h>
 #include <pwd.h>
 #include <sched.h>
-#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -50,11 +50,11 @@ using Results = std::map<std::string, double>;
 
 // How many calls or runs each figure takes; --quick divides them by ten.
 struct Scale {
-    int calls = 20000;          // latency medians
-    int tracked = 10000;        // figures 5 to 7
-    int exits = 500;            // figure 9
-    int starts = 25;            // figure 8
-    int commands = 200;         // figure 10
+    int calls = 20000;               // latency medians
+    int tracked = 10000;             // figures 5 to 7
+    int exits = 500;                 // figure 9
+    int starts = 25;                 // figure 8
+    int commands = 200;              // figure 10
     double throughputSeconds = 2.0;  // figure 4, per phase
 };
 
@@ -243,13 +243,13 @@ class Suite {
         connection_ = sdbus::createSystemBusConnection();
         manager_ = managerProxy(*connection_);
 
-        latencyAndProfile();   // 1, 2
-        inProcess();           // 3
-        throughput();          // 4
-        exitLatency();         // 9
-        commandLine();         // 10
-        startup();             // 8
-        scale();               // 5, 6, 7
+        latencyAndProfile();  // 1, 2
+        inProcess();          // 3
+        throughput();         // 4
+        exitLatency();        // 9
+        commandLine();        // 10
+        startup();            // 8
+        scale();              // 5, 6, 7
     }
 
     void print() const {
@@ -264,11 +264,12 @@ class Suite {
             }
         }
         std::printf("## Figures\n\n");
-        std::printf("Machine: %s, %ld CPUs, kernel %s; %s; nsfd %s. The bus daemon, nsfdd "
-                    "and the callers all run on CPU 0; each ratio is of two medians measured "
-                    "in this one run.\n\n",
-                    cpu.c_str(), ::sysconf(_SC_NPROCESSORS_ONLN), uts.release,
-                    firstLineOf({"dbus-daemon", "--version"}).c_str(), NSFD_TEST_VERSION);
+        std::printf(
+            "Machine: %s, %ld CPUs, kernel %s; %s; nsfd %s. The bus daemon, nsfdd "
+            "and the callers all run on CPU 0; each ratio is of two medians measured "
+            "in this one run.\n\n",
+            cpu.c_str(), ::sysconf(_SC_NPROCESSORS_ONLN), uts.release,
+            firstLineOf({"dbus-daemon", "--version"}).c_str(), NSFD_TEST_VERSION);
         std::printf("| # | figure | measured | value | target | |\n|---|---|---|---|---|---|\n");
         std::vector<Row> rows = rows_;
         std::sort(rows.begin(), rows.end(),
@@ -279,26 +280,32 @@ class Suite {
                         row.met ? "met" : "**missed**");
         }
         std::printf("\n## Where a call's time goes\n\n");
-        std::printf("CPU time per call of each process (from /proc/PID/task/*/schedstat, "
-                    "kernel time included), in the latency runs of figure 1:\n\n");
-        std::printf("| call | wall (median) | caller | dbus-daemon | nsfdd |\n"
-                    "|---|---|---|---|---|\n");
+        std::printf(
+            "CPU time per call of each process (from /proc/PID/task/*/schedstat, "
+            "kernel time included), in the latency runs of figure 1:\n\n");
+        std::printf(
+            "| call | wall (median) | caller | dbus-daemon | nsfdd |\n"
+            "|---|---|---|---|---|\n");
         for (const char* call : {"ping_bus", "ping_nsfdd", "get_namespace", "get_namespaces"}) {
             std::string key = call;
             std::printf("| %s | %.1f us | %.1f us | %.1f us | %.1f us |\n", labelOf(call),
                         value(key + "_us"), value(key + "_cpu_client"), value(key + "_cpu_bus"),
                         value(key + "_cpu_daemon"));
         }
-        std::printf("\nThe floor of any call to nsfdd on this bus, a Peer.Ping that sd-bus "
-                    "answers inside nsfdd, is %.2f times a Peer.Ping to the bus itself.\n\n",
-                    floor_);
+        std::printf(
+            "\nThe floor of any call to nsfdd on this bus, a Peer.Ping that sd-bus "
+            "answers inside nsfdd, is %.2f times a Peer.Ping to the bus itself.\n\n",
+            floor_);
     }
 
   private:
     static const char* labelOf(const std::string& call) {
-        if (call == "ping_bus") return "Peer.Ping to dbus-daemon";
-        if (call == "ping_nsfdd") return "Peer.Ping to nsfdd (no-op)";
-        if (call == "get_namespace") return "GetNamespace";
+        if (call == "ping_bus")
+            return "Peer.Ping to dbus-daemon";
+        if (call == "ping_nsfdd")
+            return "Peer.Ping to nsfdd (no-op)";
+        if (call == "get_namespace")
+            return "GetNamespace";
         return "GetNamespaces (all ten)";
     }
 
@@ -328,8 +335,8 @@ class Suite {
         pid_t daemonPid = daemon_->pid();
         int count = scale_.calls;
         Results r = asUnprivileged([=](sdbus::IConnection& connection) {
-            auto bus = sdbus::createProxy(connection, "org.freedesktop.DBus",
-                                          "/org/freedesktop/DBus");
+            auto bus =
+                sdbus::createProxy(connection, "org.freedesktop.DBus", "/org/freedesktop/DBus");
             auto manager = managerProxy(connection);
             auto self = static_cast<uint32_t>(::getpid());
             std::vector<std::string> all;  // empty: every type
@@ -382,9 +389,7 @@ class Suite {
         progress("figure 3: libnsfd in-process against raw syscalls");
         test::Child target = test::Child::spawn();
         pid_t pid = target.pid();
-        auto library = [pid] {
-            NsFd ns = PidFd::open(pid).namespaceFd(NsType::Net);
-        };
+        auto library = [pid] { NsFd ns = PidFd::open(pid).namespaceFd(NsType::Net); };
         auto raw = [pid] {
             int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
             int ns = ::ioctl(pidfd, _IO(0xFF, 4), 0);  // PIDFD_GET_NET_NAMESPACE
@@ -423,7 +428,8 @@ class Suite {
             text += format("%.0f / %.0f", ns, noop) + " (" + std::to_string(connections) + "), ";
         }
         text.resize(text.size() - 2);
-        add(4, "calls/s, `GetNamespace` / no-op `Peer.Ping` to nsfdd, with 1, 2, 4, 8 connections "
+        add(4,
+            "calls/s, `GetNamespace` / no-op `Peer.Ping` to nsfdd, with 1, 2, 4, 8 connections "
             "(worst ratio)",
             text, worst, 0.9, false);
     }
@@ -505,26 +511,28 @@ class Suite {
             child.release(0);
             child.awaitExit();
             // Let nsfdd see the exit (State "exited") before the clock starts.
-            test::waitUntil(*connection_, [] { return false; }, std::chrono::milliseconds(2));
+            test::waitUntil(
+                *connection_, [] { return false; }, std::chrono::milliseconds(2));
             Clock::time_point reaped = Clock::now();
             child.reap();
             if (!test::waitUntil(*connection_, [&] { return lastPath == path; })) {
                 throw std::runtime_error("no ProcessExited for " + std::string(path));
             }
             samples.push_back(micros(received - reaped));
-            proxy->callMethod("UntrackProcess").onInterface(dbus::kManagerInterface)
+            proxy->callMethod("UntrackProcess")
+                .onInterface(dbus::kManagerInterface)
                 .withArguments(path);
             daemon_->fdStore();  // read its notifications, as systemd would
         }
-        auto bus = sdbus::createProxy(*connection_, "org.freedesktop.DBus",
-                                      "/org/freedesktop/DBus");
+        auto bus =
+            sdbus::createProxy(*connection_, "org.freedesktop.DBus", "/org/freedesktop/DBus");
         double pingUs = medianLatency(scale_.calls / 4, [&] { ping(*bus); });
         double exitUs = median(samples);
         double kernelUs = reapToPollHup();
         add(9, "reap to `ProcessExited` received / `Peer.Ping` to the bus",
             format("%.1f us / %.1f us", exitUs, pingUs) +
-                format(" (the kernel alone, reap to POLLHUP on a pidfd: %.1f us of %.0f runs)", kernelUs,
-                       scale_.exits),
+                format(" (the kernel alone, reap to POLLHUP on a pidfd: %.1f us of %.0f runs)",
+                       kernelUs, scale_.exits),
             exitUs / pingUs, 3.0, true);
         measured_["reap_to_pollhup_us"] = kernelUs;
     }
@@ -575,9 +583,15 @@ class Suite {
             return micros(Clock::now() - start);
         };
         std::vector<std::string> nsfdctl = {NSFD_TEST_NSFDCTL, "ns", pid};
-        std::vector<std::string> busctl = {"busctl",     "call", dbus::kBusName,
-                                           dbus::kManagerPath, dbus::kManagerInterface,
-                                           "GetNamespaces",    "uas", pid, "0"};
+        std::vector<std::string> busctl = {"busctl",
+                                           "call",
+                                           dbus::kBusName,
+                                           dbus::kManagerPath,
+                                           dbus::kManagerInterface,
+                                           "GetNamespaces",
+                                           "uas",
+                                           pid,
+                                           "0"};
         std::vector<double> a, b;
         for (int i = 0; i < scale_.commands; ++i) {
             a.push_back(wallTime(nsfdctl));
@@ -600,7 +614,8 @@ class Suite {
             samples.push_back(micros(daemon.startupTime()) / 1000);
         }
         double ms = median(samples);
-        add(8, "time to READY=1 with nothing tracked", format("%.1f ms (median of %.0f starts)", ms, scale_.starts), ms, 50, true);
+        add(8, "time to READY=1 with nothing tracked",
+            format("%.1f ms (median of %.0f starts)", ms, scale_.starts), ms, 50, true);
     }
 
     // Figures 5, 6 and 7: 10,000 tracked processes.
@@ -642,13 +657,13 @@ class Suite {
                 .onInterface(dbus::kManagerInterface)
                 .withArguments(static_cast<uint32_t>(sleepers.pids()[i]));
             daemon_->fdStore();  // systemd reads them as they come; so do we
-
         }
         long rssAfter = rssKiB(daemon_->pid());
         Results many = measure();
-        double ratio = std::max(many["by_pid"] / one["by_pid"],
-                                many["by_object"] / one["by_object"]);
-        add(5, "`GetNamespace` latency with " + std::to_string(scale_.tracked) +
+        double ratio =
+            std::max(many["by_pid"] / one["by_pid"], many["by_object"] / one["by_object"]);
+        add(5,
+            "`GetNamespace` latency with " + std::to_string(scale_.tracked) +
                 " tracked / with 1 (worse of Manager by pid, Process object)",
             format("by pid %.1f / %.1f us", many["by_pid"], one["by_pid"]) +
                 format(", by object %.1f / %.1f us", many["by_object"], one["by_object"]),
@@ -673,7 +688,8 @@ class Suite {
             throw std::runtime_error("restored " + std::to_string(tracked) + " of " +
                                      std::to_string(stored - 1) + " processes");
         }
-        add(7, "time to READY=1 with " + std::to_string(scale_.tracked) +
+        add(7,
+            "time to READY=1 with " + std::to_string(scale_.tracked) +
                 " pidfds handed back (fd store)",
             format("%.0f ms for %.0f processes restored", ms, tracked), ms / 1000, 0.5, true);
         daemon_.reset();
@@ -701,8 +717,9 @@ int main(int argc, char** argv) {
     CPU_ZERO(&cpus);
     CPU_SET(0, &cpus);
     if (::geteuid() != 0 || ::sched_setaffinity(0, sizeof(cpus), &cpus) < 0) {
-        std::fprintf(stderr, "nsfd-bench: run as root (it pins itself to CPU 0, starts a bus "
-                             "and nsfdd, and calls as nsfd-test-a)\n");
+        std::fprintf(stderr,
+                     "nsfd-bench: run as root (it pins itself to CPU 0, starts a bus "
+                     "and nsfdd, and calls as nsfd-test-a)\n");
         return 2;
     }
     ::signal(SIGPIPE, SIG_IGN);

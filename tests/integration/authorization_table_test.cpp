@@ -40,29 +40,40 @@ const std::vector<std::pair<const char*, Action>>& actions() {
         {"TrackProcess",
          [](sdbus::IConnection& bus, uint32_t pid, const std::string&) {
              sdbus::ObjectPath path;
-             manager(bus)->callMethod("TrackProcess").onInterface(dbus::kManagerInterface)
-                 .withArguments(pid).storeResultsTo(path);
+             manager(bus)
+                 ->callMethod("TrackProcess")
+                 .onInterface(dbus::kManagerInterface)
+                 .withArguments(pid)
+                 .storeResultsTo(path);
              return std::string("ok");
          }},
         {"TrackProcessByPidFd",
          [](sdbus::IConnection& bus, uint32_t pid, const std::string&) {
              PidFd pidfd = PidFd::open(static_cast<pid_t>(pid));  // anyone may open one
              sdbus::ObjectPath path;
-             manager(bus)->callMethod("TrackProcessByPidFd").onInterface(dbus::kManagerInterface)
-                 .withArguments(UnixFd(pidfd.get())).storeResultsTo(path);
+             manager(bus)
+                 ->callMethod("TrackProcessByPidFd")
+                 .onInterface(dbus::kManagerInterface)
+                 .withArguments(UnixFd(pidfd.get()))
+                 .storeResultsTo(path);
              return std::string("ok");
          }},
         {"GetProcess",
          [](sdbus::IConnection& bus, uint32_t pid, const std::string&) {
              sdbus::ObjectPath path;
-             manager(bus)->callMethod("GetProcess").onInterface(dbus::kManagerInterface)
-                 .withArguments(pid).storeResultsTo(path);
+             manager(bus)
+                 ->callMethod("GetProcess")
+                 .onInterface(dbus::kManagerInterface)
+                 .withArguments(pid)
+                 .storeResultsTo(path);
              return std::string("ok");
          }},
         {"ListProcesses shows it",
          [](sdbus::IConnection& bus, uint32_t, const std::string& path) {
              std::vector<sdbus::Struct<uint32_t, uint64_t, sdbus::ObjectPath>> list;
-             manager(bus)->callMethod("ListProcesses").onInterface(dbus::kManagerInterface)
+             manager(bus)
+                 ->callMethod("ListProcesses")
+                 .onInterface(dbus::kManagerInterface)
                  .storeResultsTo(list);
              for (const auto& entry : list) {
                  if (entry.get<2>() == path) {
@@ -74,70 +85,96 @@ const std::vector<std::pair<const char*, Action>>& actions() {
         {"GetNamespace net",
          [](sdbus::IConnection& bus, uint32_t pid, const std::string&) {
              UnixFd fd;
-             manager(bus)->callMethod("GetNamespace").onInterface(dbus::kManagerInterface)
-                 .withArguments(pid, std::string("net")).storeResultsTo(fd);
+             manager(bus)
+                 ->callMethod("GetNamespace")
+                 .onInterface(dbus::kManagerInterface)
+                 .withArguments(pid, std::string("net"))
+                 .storeResultsTo(fd);
              return std::string("ok");
          }},
         {"GetNamespace mnt",
          [](sdbus::IConnection& bus, uint32_t pid, const std::string&) {
              UnixFd fd;
-             manager(bus)->callMethod("GetNamespace").onInterface(dbus::kManagerInterface)
-                 .withArguments(pid, std::string("mnt")).storeResultsTo(fd);
+             manager(bus)
+                 ->callMethod("GetNamespace")
+                 .onInterface(dbus::kManagerInterface)
+                 .withArguments(pid, std::string("mnt"))
+                 .storeResultsTo(fd);
              return std::string("ok");
          }},
         {"GetNamespaces net uts",
          [](sdbus::IConnection& bus, uint32_t pid, const std::string&) {
              std::map<std::string, UnixFd> fds;
-             manager(bus)->callMethod("GetNamespaces").onInterface(dbus::kManagerInterface)
-                 .withArguments(pid, std::vector<std::string>{"net", "uts"}).storeResultsTo(fds);
+             manager(bus)
+                 ->callMethod("GetNamespaces")
+                 .onInterface(dbus::kManagerInterface)
+                 .withArguments(pid, std::vector<std::string>{"net", "uts"})
+                 .storeResultsTo(fds);
              return std::string("ok");
          }},
         {"GetProcessInfo",
          [](sdbus::IConnection& bus, uint32_t pid, const std::string&) {
              std::map<std::string, sdbus::Variant> info;
-             manager(bus)->callMethod("GetProcessInfo").onInterface(dbus::kManagerInterface)
-                 .withArguments(pid).storeResultsTo(info);
+             manager(bus)
+                 ->callMethod("GetProcessInfo")
+                 .onInterface(dbus::kManagerInterface)
+                 .withArguments(pid)
+                 .storeResultsTo(info);
              return std::string("ok");
          }},
         {"Process.GetNamespace net",
          [](sdbus::IConnection& bus, uint32_t, const std::string& path) {
              UnixFd fd;
-             object(bus, path)->callMethod("GetNamespace").onInterface(dbus::kProcessInterface)
-                 .withArguments(std::string("net")).storeResultsTo(fd);
+             object(bus, path)
+                 ->callMethod("GetNamespace")
+                 .onInterface(dbus::kProcessInterface)
+                 .withArguments(std::string("net"))
+                 .storeResultsTo(fd);
              return std::string("ok");
          }},
         {"Process.GetNamespaceIds",
          [](sdbus::IConnection& bus, uint32_t, const std::string& path) {
              std::map<std::string, uint64_t> ids;
-             object(bus, path)->callMethod("GetNamespaceIds").onInterface(dbus::kProcessInterface)
+             object(bus, path)
+                 ->callMethod("GetNamespaceIds")
+                 .onInterface(dbus::kProcessInterface)
                  .storeResultsTo(ids);
              return std::string("ok");
          }},
         {"Process.GetInfo",
          [](sdbus::IConnection& bus, uint32_t, const std::string& path) {
              std::map<std::string, sdbus::Variant> info;
-             object(bus, path)->callMethod("GetInfo").onInterface(dbus::kProcessInterface)
+             object(bus, path)
+                 ->callMethod("GetInfo")
+                 .onInterface(dbus::kProcessInterface)
                  .storeResultsTo(info);
              return std::string("ok");
          }},
         {"Process.GetPidFd",
          [](sdbus::IConnection& bus, uint32_t, const std::string& path) {
              UnixFd fd;
-             object(bus, path)->callMethod("GetPidFd").onInterface(dbus::kProcessInterface)
+             object(bus, path)
+                 ->callMethod("GetPidFd")
+                 .onInterface(dbus::kProcessInterface)
                  .storeResultsTo(fd);
              return std::string("ok");
          }},
         {"Process.SendSignal CONT",
          [](sdbus::IConnection& bus, uint32_t, const std::string& path) {
-             object(bus, path)->callMethod("SendSignal").onInterface(dbus::kProcessInterface)
+             object(bus, path)
+                 ->callMethod("SendSignal")
+                 .onInterface(dbus::kProcessInterface)
                  .withArguments(int32_t{SIGCONT});
              return std::string("ok");
          }},
         {"Process.GetFd 0",
          [](sdbus::IConnection& bus, uint32_t, const std::string& path) {
              UnixFd fd;
-             object(bus, path)->callMethod("GetFd").onInterface(dbus::kProcessInterface)
-                 .withArguments(int32_t{0}).storeResultsTo(fd);
+             object(bus, path)
+                 ->callMethod("GetFd")
+                 .onInterface(dbus::kProcessInterface)
+                 .withArguments(int32_t{0})
+                 .storeResultsTo(fd);
              return std::string("ok");
          }},
         {"Process.Untrack",  // last: the test tracks the target again after it
@@ -197,10 +234,9 @@ Process.Untrack: ok ok ok UnknownObject ok
             // Root tracks the target (again, after an Untrack) before each cell.
             daemon_->fdStore();  // read its notifications, as systemd would
             std::string path = manager_->TrackProcess(pid);
-            std::string result = asUser(column.uid, column.uid, column.groups,
-                                        [&](sdbus::IConnection& bus) {
-                                            return action(bus, pid, path);
-                                        });
+            std::string result =
+                asUser(column.uid, column.uid, column.groups,
+                       [&](sdbus::IConnection& bus) { return action(bus, pid, path); });
             cells[name].push_back(outcome(result));
         }
     }
