@@ -355,15 +355,15 @@ void Service::remove(std::uint64_t id) {
 }
 
 void Service::onStateChanged(TrackedProcess& process) {
-    ProcessBinding& binding = bindingOf(process);
-    binding.stateChanged();
     if (process.state() == ProcessState::Reaped) {
+        // The news most clients wait for goes out first.
         int status = process.exitStatus().value_or(-1);
         spdlog::info("Tracked pid {} (id {}) exited, wait status {}", process.pid(), process.id(),
                      status);
         manager_->emitProcessExited(sdbus::ObjectPath(process.objectPath()),
                                     static_cast<uint32_t>(process.pid()), process.id(), status);
     }
+    bindingOf(process).stateChanged();
 }
 
 bool Service::isVisible(const Caller& caller, TrackedProcess& process) {
