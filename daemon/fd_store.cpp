@@ -109,22 +109,21 @@ std::vector<RestoredPidFd> FdStore::takeInherited() {
         }
     }
     // Slots whose pidfd did not come back are free again.
-    for (std::uint32_t slot = 0; slot < nextSlot_; ++slot) {
-        freeSlots_.push_back(nextSlot_ - 1 - slot);  // lowest first when popped
-    }
+    std::vector<bool> inUse(nextSlot_, false);
     for (auto it = slots_.begin(); it != slots_.end();) {
-        if (handedBack.count(it->first) == 0) {
+        if (handedBack.count(it->first) != 0) {
+            inUse[it->second] = true;
+            ++it;
+        } else {
             writeRecord(it->second, {});
             it = slots_.erase(it);
-        } else {
-            ++it;
         }
     }
-    std::unordered_set<std::uint32_t> used;
-    for (const auto& [id, slot] : slots_) {
-        used.insert(slot);
+    for (std::uint32_t slot = nextSlot_; slot-- > 0;) {
+        if (!inUse[slot]) {
+            freeSlots_.push_back(slot);  // the lowest is popped first
+        }
     }
-    std::erase_if(freeSlots_, [&](std::uint32_t slot) { return used.count(slot) != 0; });
     return pidfds;
 }
 

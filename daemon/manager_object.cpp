@@ -84,8 +84,8 @@ std::map<std::string, sdbus::Variant> ManagerObject::GetProcessInfo(const uint32
         const Caller& caller = service_.callerOf(getObject());
         PidFd pidfd = service_.openPid(pid);
         Info info = service_.info(caller, pidfd);
-        std::string_view state = pidfd.hasExited() ? "exited" : "running";
-        return infoDict(info, pidfd.id(), state, std::nullopt);
+        ProcessState state = pidfd.hasExited() ? ProcessState::Exited : ProcessState::Running;
+        return infoDict(info, pidfd.id(), toString(state), std::nullopt);
     });
 }
 

@@ -7,18 +7,6 @@
 
 namespace nsfd::daemon {
 
-std::string_view toString(ProcessState state) noexcept {
-    switch (state) {
-        case ProcessState::Running:
-            return nsfd::dbus::kStateRunning;
-        case ProcessState::Exited:
-            return nsfd::dbus::kStateExited;
-        case ProcessState::Reaped:
-            break;
-    }
-    return nsfd::dbus::kStateReaped;
-}
-
 TrackedProcess::TrackedProcess(PidFd pidfd, uid_t trackedBy, pid_t knownPid)
     : pidfd_(std::move(pidfd)),
       id_(pidfd_.id()),

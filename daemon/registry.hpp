@@ -13,18 +13,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "nsfd/dbus_names.hpp"
 #include "nsfd/info.hpp"
 #include "nsfd/pidfd.hpp"
 
 namespace nsfd::daemon {
-
-enum class ProcessState {
-    Running,
-    Exited,  // a zombie: its parent has not reaped it yet
-    Reaped,
-};
-
-std::string_view toString(ProcessState state) noexcept;
 
 // Whatever the service layer keeps per process (its bus object, event sources).
 // Destroyed with the process entry, before its pidfd.

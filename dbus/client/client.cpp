@@ -88,11 +88,9 @@ std::map<NsType, NsFd> toNsFds(std::map<std::string, sdbus::UnixFd>& fds) {
     return out;
 }
 
+// An unknown name (from a newer nsfdd) reads as the last state.
 ProcessState parseState(const std::string& state) {
-    if (state == nsfd::dbus::kStateRunning) {
-        return ProcessState::Running;
-    }
-    return state == nsfd::dbus::kStateExited ? ProcessState::Exited : ProcessState::Reaped;
+    return parseProcessState(state).value_or(ProcessState::Reaped);
 }
 
 template <typename T>
@@ -114,7 +112,7 @@ ProcessInfo toInfo(const std::map<std::string, sdbus::Variant>& dict) {
         info.credentials = Credentials{id("Ruid"), id("Euid"), id("Suid"), id("Fsuid"),
                                        id("Rgid"), id("Egid"), id("Sgid"), id("Fsgid")};
     }
-    info.state = parseState(valueOr<std::string>(dict, "State", nsfd::dbus::kStateRunning));
+    info.state = parseState(valueOr<std::string>(dict, "State", std::string(toString(ProcessState::Running))));
     if (auto it = dict.find("ExitStatus"); it != dict.end()) {
         info.exitStatus = it->second.get<int32_t>();
     }
@@ -185,18 +183,6 @@ struct TrackedProcess::Shared {
 
     ProcessCalls process(const std::string& path) { return ProcessCalls(*connection, path); }
 };
-
-std::string_view toString(ProcessState state) noexcept {
-    switch (state) {
-        case ProcessState::Running:
-            return nsfd::dbus::kStateRunning;
-        case ProcessState::Exited:
-            return nsfd::dbus::kStateExited;
-        case ProcessState::Reaped:
-            break;
-    }
-    return nsfd::dbus::kStateReaped;
-}
 
 // -- TrackedProcess --
 

@@ -87,6 +87,17 @@ double medianLatency(int count, const std::function<void()>& call) {
     return median(std::move(samples));
 }
 
+// Medians of two measurements taken alternately, so drift touches both alike.
+std::pair<double, double> alternatingMedians(int rounds, const std::function<double()>& a,
+                                             const std::function<double()>& b) {
+    std::vector<double> as, bs;
+    for (int i = 0; i < rounds; ++i) {
+        as.push_back(a());
+        bs.push_back(b());
+    }
+    return {median(std::move(as)), median(std::move(bs))};
+}
+
 // CPU time (ns) all threads of `pid` have run, from schedstat.
 double cpuNanos(pid_t pid) {
     double total = 0;
@@ -403,13 +414,8 @@ class Suite {
             }
             return micros(Clock::now() - start) / 100;
         };
-        std::vector<double> lib, byHand;
-        int batches = scale_.calls / 10;
-        for (int i = 0; i < batches; ++i) {
-            lib.push_back(batch(library));
-            byHand.push_back(batch(raw));
-        }
-        double a = median(lib), b = median(byHand);
+        auto [a, b] = alternatingMedians(
+            scale_.calls / 10, [&] { return batch(library); }, [&] { return batch(raw); });
         add(3, "libnsfd `PidFd::open` + `namespaceFd` + close / the raw syscalls",
             format("%.2f us / %.2f us", a, b), a / b, 1.05, true);
         target.release(0);
@@ -592,12 +598,8 @@ class Suite {
                                            "uas",
                                            pid,
                                            "0"};
-        std::vector<double> a, b;
-        for (int i = 0; i < scale_.commands; ++i) {
-            a.push_back(wallTime(nsfdctl));
-            b.push_back(wallTime(busctl));
-        }
-        double ctl = median(a), bus = median(b);
+        auto [ctl, bus] = alternatingMedians(
+            scale_.commands, [&] { return wallTime(nsfdctl); }, [&] { return wallTime(busctl); });
         add(10, "`nsfdctl ns PID` / `busctl call` of the same method, wall time",
             format("%.0f us / %.0f us", ctl, bus), ctl / bus, 1.0, true);
         target.release(0);

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "nsfd/dbus_names.hpp"  // ProcessState
 #include "nsfd/info.hpp"
 #include "nsfd/ns.hpp"
 #include "nsfd/pidfd.hpp"
@@ -81,8 +82,6 @@ class DaemonUnavailable : public Error {
     using Error::Error;
 };
 
-enum class ProcessState { Running, Exited, Reaped };
-
 // What GetInfo / GetProcessInfo answer.
 struct ProcessInfo {
     pid_t pid = 0;
@@ -107,8 +106,6 @@ struct ExitEvent {
     std::uint64_t id;
     int waitStatus;
 };
-
-std::string_view toString(ProcessState state) noexcept;
 
 class Client;
 

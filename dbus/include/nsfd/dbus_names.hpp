@@ -16,10 +16,6 @@ inline constexpr const char* kProcessPathPrefix = "/org/nsfd1/process/";
 inline constexpr const char* kManagerInterface = "org.nsfd1.Manager";
 inline constexpr const char* kProcessInterface = "org.nsfd1.Process";
 
-// The values of the Process.State property.
-inline constexpr const char* kStateRunning = "running";
-inline constexpr const char* kStateExited = "exited";  // a zombie not yet reaped
-inline constexpr const char* kStateReaped = "reaped";
 
 // "/org/nsfd1/process/ID", ID being the process's pidfs id in decimal.
 inline std::string processObjectPath(std::uint64_t id) {
@@ -54,3 +50,36 @@ inline constexpr const char* kInvalidArgs = "org.freedesktop.DBus.Error.InvalidA
 }  // namespace error
 
 }  // namespace nsfd::dbus
+
+namespace nsfd {
+
+// The life of a tracked process, as the Process.State property names it.
+enum class ProcessState {
+    Running,
+    Exited,  // a zombie: its parent has not reaped it yet
+    Reaped,
+};
+
+// "running", "exited", "reaped".
+constexpr std::string_view toString(ProcessState state) noexcept {
+    switch (state) {
+        case ProcessState::Running:
+            return "running";
+        case ProcessState::Exited:
+            return "exited";
+        case ProcessState::Reaped:
+            break;
+    }
+    return "reaped";
+}
+
+inline std::optional<ProcessState> parseProcessState(std::string_view name) noexcept {
+    for (ProcessState state : {ProcessState::Running, ProcessState::Exited, ProcessState::Reaped}) {
+        if (toString(state) == name) {
+            return state;
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace nsfd
