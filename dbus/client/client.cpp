@@ -112,7 +112,8 @@ ProcessInfo toInfo(const std::map<std::string, sdbus::Variant>& dict) {
         info.credentials = Credentials{id("Ruid"), id("Euid"), id("Suid"), id("Fsuid"),
                                        id("Rgid"), id("Egid"), id("Sgid"), id("Fsgid")};
     }
-    info.state = parseState(valueOr<std::string>(dict, "State", std::string(toString(ProcessState::Running))));
+    info.state = parseState(
+        valueOr<std::string>(dict, "State", std::string(toString(ProcessState::Running))));
     if (auto it = dict.find("ExitStatus"); it != dict.end()) {
         info.exitStatus = it->second.get<int32_t>();
     }

@@ -16,7 +16,6 @@ inline constexpr const char* kProcessPathPrefix = "/org/nsfd1/process/";
 inline constexpr const char* kManagerInterface = "org.nsfd1.Manager";
 inline constexpr const char* kProcessInterface = "org.nsfd1.Process";
 
-
 // "/org/nsfd1/process/ID", ID being the process's pidfs id in decimal.
 inline std::string processObjectPath(std::uint64_t id) {
     return kProcessPathPrefix + std::to_string(id);
