@@ -242,6 +242,11 @@ struct Row {
     bool met;
 };
 
+// nsfdd with an empty configuration, logging only warnings.
+Daemon::Options quiet() {
+    return {"", {}, "warn", 0};
+}
+
 class Suite {
   public:
     explicit Suite(Scale scale) : scale_(scale) {}
@@ -250,7 +255,7 @@ class Suite {
         progress("starting a private dbus-daemon and nsfdd");
         bus_ = std::make_unique<TestBus>();
         ::setenv("DBUS_SYSTEM_BUS_ADDRESS", bus_->address().c_str(), 1);
-        daemon_ = std::make_unique<Daemon>(bus_->address(), "", Daemon::FdStore{}, "warn");
+        daemon_ = std::make_unique<Daemon>(bus_->address(), quiet());
         connection_ = sdbus::createSystemBusConnection();
         manager_ = managerProxy(*connection_);
 
@@ -612,7 +617,7 @@ class Suite {
         daemon_.reset();
         std::vector<double> samples;
         for (int i = 0; i < scale_.starts; ++i) {
-            Daemon daemon(bus_->address(), "", Daemon::FdStore{}, "warn");
+            Daemon daemon(bus_->address(), quiet());
             samples.push_back(micros(daemon.startupTime()) / 1000);
         }
         double ms = median(samples);
@@ -622,7 +627,7 @@ class Suite {
 
     // Figures 5, 6 and 7: 10,000 tracked processes.
     void scale() {
-        daemon_ = std::make_unique<Daemon>(bus_->address(), "", Daemon::FdStore{}, "warn");
+        daemon_ = std::make_unique<Daemon>(bus_->address(), quiet());
         progress("figure 5: latency with 1 tracked");
         auto measure = [&] {
             return asUnprivileged([count = scale_.calls / 2](sdbus::IConnection& connection) {
@@ -680,7 +685,8 @@ class Suite {
         Daemon::FdStore store = std::move(daemon_->fdStore());
         std::size_t stored = store.size();
         daemon_->kill9();
-        daemon_ = std::make_unique<Daemon>(bus_->address(), "", std::move(store), "warn");
+        daemon_ = std::make_unique<Daemon>(bus_->address(),
+                                           Daemon::Options{"", std::move(store), "warn", 0});
         double ms = std::chrono::duration<double, std::milli>(daemon_->startupTime()).count();
         auto tracked = managerProxy(*connection_)
                            ->getProperty("TrackedProcesses")

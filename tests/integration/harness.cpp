@@ -135,10 +135,9 @@ void TestBus::kill() {
     }
 }
 
-Daemon::Daemon(const std::string& busAddress, const std::string& config, FdStore handOver,
-               const std::string& logLevel)
-    : dir_(makeTempDir()) {
-    writeFile(dir_ + "/nsfdd.conf", config);
+Daemon::Daemon(const std::string& busAddress, Options options) : dir_(makeTempDir()) {
+    FdStore& handOver = options.handOver;
+    writeFile(dir_ + "/nsfdd.conf", options.config);
     std::string socketPath = dir_ + "/notify";
     notify_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     struct sockaddr_un addr {};
@@ -158,6 +157,10 @@ Daemon::Daemon(const std::string& busAddress, const std::string& config, FdStore
         int log = ::open((dir_ + "/log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         ::dup2(log, 2);
         ::setenv("NOTIFY_SOCKET", socketPath.c_str(), 1);
+        if (options.fdLimit != 0) {
+            struct rlimit limit = {options.fdLimit, options.fdLimit};
+            ::setrlimit(RLIMIT_NOFILE, &limit);
+        }
         if (!handOver.empty()) {
             // Down to 3, 4, ... as systemd passes them, in the order of their
             // numbers: the i-th lowest is at or above 3 + i, so no move lands on
@@ -185,7 +188,7 @@ Daemon::Daemon(const std::string& busAddress, const std::string& config, FdStore
             ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
         }
         execOrDie({NSFD_TEST_DAEMON, "--bus", busAddress, "--config", dir_ + "/nsfdd.conf",
-                   "--log-level", logLevel});
+                   "--log-level", options.logLevel});
     }
     execWrite.reset();
     char none;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <sdbus-c++/sdbus-c++.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -37,11 +38,18 @@ class Daemon {
   public:
     using FdStore = std::map<std::string, UniqueFd>;
 
-    // Starts nsfdd with `config` as its nsfdd.conf and waits for READY=1.
-    // `handOver` plays systemd's side of a restart: the fds arrive as
-    // LISTEN_FDS/LISTEN_FDNAMES. The new daemon's FDSTORE messages are collected.
-    explicit Daemon(const std::string& busAddress, const std::string& config = "",
-                    FdStore handOver = {}, const std::string& logLevel = "debug");
+    struct Options {
+        std::string config;  // the text of its nsfdd.conf
+        // Plays systemd's side of a restart: these arrive as LISTEN_FDS/LISTEN_FDNAMES.
+        FdStore handOver;
+        std::string logLevel = "debug";
+        rlim_t fdLimit = 0;  // if set, its RLIMIT_NOFILE (soft and hard)
+    };
+
+    // Starts nsfdd and waits for READY=1. Its FDSTORE messages are collected.
+    Daemon(const std::string& busAddress, Options options);
+    explicit Daemon(const std::string& busAddress, const std::string& config = "")
+        : Daemon(busAddress, Options{config, {}, "debug", 0}) {}
     ~Daemon();
 
     pid_t pid() const { return pid_; }
