@@ -67,9 +67,11 @@ int EventLoop::onBusTimeout(sd_event_source* /*source*/, uint64_t /*usec*/, void
 }
 
 void EventLoop::processBus() {
+    // One message per turn of the loop: work a handler deferred (an untracked
+    // object's removal) runs before the next message, which must not see it.
+    // The prepare hook brings the loop straight back while sd-bus holds more.
     try {
-        while (connection_->processPendingRequest()) {
-        }
+        connection_->processPendingRequest();
     } catch (const std::exception& e) {
         spdlog::critical("Lost the bus connection: {}", e.what());
         exit(1);

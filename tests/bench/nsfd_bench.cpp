@@ -533,7 +533,6 @@ class Suite {
             proxy->callMethod("UntrackProcess")
                 .onInterface(dbus::kManagerInterface)
                 .withArguments(path);
-            daemon_->fdStore();  // read its notifications, as systemd would
         }
         auto bus =
             sdbus::createProxy(*connection_, "org.freedesktop.DBus", "/org/freedesktop/DBus");
@@ -654,7 +653,6 @@ class Suite {
             });
         };
         Results one = measure();
-        daemon_->fdStore();
         long rssBefore = rssKiB(daemon_->pid());
 
         progress("figures 5 and 6: tracking " + std::to_string(scale_.tracked) + " processes");
@@ -663,7 +661,6 @@ class Suite {
             manager_->callMethod("TrackProcess")
                 .onInterface(dbus::kManagerInterface)
                 .withArguments(static_cast<uint32_t>(sleepers.pids()[i]));
-            daemon_->fdStore();  // systemd reads them as they come; so do we
         }
         long rssAfter = rssKiB(daemon_->pid());
         Results many = measure();
@@ -682,7 +679,7 @@ class Suite {
             perProcess / 1024, 1.0, true);
 
         progress("figure 7: restart with " + std::to_string(scale_.tracked) + " processes");
-        Daemon::FdStore store = std::move(daemon_->fdStore());
+        Daemon::FdStore store = daemon_->takeFdStore();
         std::size_t stored = store.size();
         daemon_->kill9();
         daemon_ = std::make_unique<Daemon>(bus_->address(),

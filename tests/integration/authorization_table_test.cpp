@@ -121,7 +121,6 @@ Process.Untrack: ok ok ok UnknownObject ok
         auto pid = static_cast<uint32_t>(target.pid());
         for (const auto& [name, action] : actions()) {
             // Root tracks the target (again, after an Untrack) before each cell.
-            daemon_->fdStore();  // read its notifications, as systemd would
             std::string path = manager_->TrackProcess(pid);
             std::string result =
                 asUser(column.uid, column.uid, column.groups, [&](sdbus::IConnection& bus) {

@@ -74,7 +74,6 @@ TEST_F(FaultTest, ANamespaceAskedForWhileItsProcessExitsIsAnErrorOrTheRightOne) 
         }
         proxy->Untrack();
         child.reap();
-        daemon_->fdStore();
     }
     std::cerr << "calls racing an exit: " << gotFd << " got the namespace, " << gotError
               << " a clean error\n";
@@ -106,7 +105,6 @@ TEST_F(LowFdLimitTest, TrackingStopsWithLimitExceededAndEveryoneIsStillServed) {
         } catch (const sdbus::Error& e) {
             refusal = e.getName() + ": " + e.getMessage();
         }
-        daemon_->fdStore();
     }
     EXPECT_EQ(refusal.rfind(err::kLimitExceeded, 0), 0U) << refusal;
     EXPECT_GT(paths.size(), 10U);
@@ -124,7 +122,6 @@ TEST_F(LowFdLimitTest, TrackingStopsWithLimitExceededAndEveryoneIsStillServed) {
     // Room again once some are untracked.
     for (int i = 0; i < 5; ++i) {
         manager_->UntrackProcess(paths[i]);
-        daemon_->fdStore();  // read its notifications, as systemd would
     }
     ASSERT_TRUE(waitUntil([&] { return manager_->ListProcesses().size() == paths.size() - 5; }));
     EXPECT_NO_THROW(manager_->TrackProcess(static_cast<uint32_t>(children.back().pid())));
@@ -200,7 +197,6 @@ TEST_F(FaultTest, Kill9UnderLoadThenRestartLosesNothing) {
     for (int i = 0; i < kCount; ++i) {
         children.push_back(Child::spawn());
         paths.push_back(manager_->TrackProcess(static_cast<uint32_t>(children.back().pid())));
-        daemon_->fdStore();
     }
     // Load: another process asks for namespaces and info of them all, without pause.
     pid_t loader = ::fork();
@@ -219,7 +215,7 @@ TEST_F(FaultTest, Kill9UnderLoadThenRestartLosesNothing) {
         }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    Daemon::FdStore store = std::move(daemon_->fdStore());
+    Daemon::FdStore store = daemon_->takeFdStore();
     daemon_->kill9();
     std::vector<int> statuses(kCount, -1);
     for (int i = 0; i < 20; ++i) {  // exit and are reaped while it is down

@@ -62,6 +62,19 @@ std::string replaceAll(std::string text, const std::string& from, const std::str
     ::_exit(127);
 }
 
+// NSFD_TEST_DAEMON_WRAPPER: a command every nsfdd runs under, split at spaces
+// (CI runs the integration tests once with valgrind's memcheck there).
+std::vector<std::string> daemonWrapper() {
+    std::vector<std::string> words;
+    if (const char* wrapper = std::getenv("NSFD_TEST_DAEMON_WRAPPER")) {
+        std::istringstream in(wrapper);
+        for (std::string word; in >> word;) {
+            words.push_back(word);
+        }
+    }
+    return words;
+}
+
 int reap(pid_t pid) {
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
@@ -187,8 +200,10 @@ Daemon::Daemon(const std::string& busAddress, Options options) : dir_(makeTempDi
             ::setenv("LISTEN_FDNAMES", names.c_str(), 1);
             ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
         }
-        execOrDie({NSFD_TEST_DAEMON, "--bus", busAddress, "--config", dir_ + "/nsfdd.conf",
-                   "--log-level", options.logLevel});
+        std::vector<std::string> argv = daemonWrapper();
+        argv.insert(argv.end(), {NSFD_TEST_DAEMON, "--bus", busAddress, "--config",
+                                 dir_ + "/nsfdd.conf", "--log-level", options.logLevel});
+        execOrDie(argv);
     }
     execWrite.reset();
     char none;
@@ -196,10 +211,25 @@ Daemon::Daemon(const std::string& busAddress, Options options) : dir_(makeTempDi
     }
     execAt_ = std::chrono::steady_clock::now();
     store_ = std::move(handOver);  // systemd keeps what it hands over
-    readNotifications(std::chrono::seconds(20), "READY=1");
-    if (notifications_.find("READY=1") == std::string::npos) {
+    reader_ = std::thread([this] { readContinuously(); });
+    bool ready = false;
+    {
+        std::unique_lock lock(mutex_);
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (!ready && std::chrono::steady_clock::now() < deadline) {
+            ready = notified_.wait_for(lock, std::chrono::milliseconds(50), [&] {
+                return notifications_.find("READY=1") != std::string::npos;
+            });
+            if (!ready && ::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+                pid_ = -1;  // it exited
+                break;
+            }
+        }
+    }
+    if (!ready) {
         std::string why = log();
         stop();
+        stopReading();
         throw std::runtime_error("nsfdd did not get ready: " + why);
     }
 }
@@ -208,33 +238,39 @@ Daemon::~Daemon() {
     if (pid_ > 0) {
         stop();
     }
+    stopReading();
     for (const char* name : {"/nsfdd.conf", "/notify", "/log"}) {
         ::unlink((dir_ + name).c_str());
     }
     ::rmdir(dir_.c_str());
 }
 
-void Daemon::readNotifications(std::chrono::milliseconds timeout, const std::string& until) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
+void Daemon::readContinuously() {
+    while (!stopReading_) {
         struct pollfd pfd = {notify_.get(), POLLIN, 0};
-        // With nothing to wait for, take what is there and return.
-        if (::poll(&pfd, 1, until.empty() ? 0 : 50) > 0) {
-            receiveNotification();
-            continue;
-        }
-        if (until.empty() || notifications_.find(until) != std::string::npos) {
-            return;
-        }
-        int status = 0;
-        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-            pid_ = -1;
-            return;
+        if (::poll(&pfd, 1, 20) > 0) {
+            std::lock_guard lock(mutex_);
+            receiveNotificationLocked();
+            notified_.notify_all();
         }
     }
 }
 
-void Daemon::receiveNotification() {
+void Daemon::stopReading() {
+    stopReading_ = true;
+    if (reader_.joinable()) {
+        reader_.join();
+    }
+}
+
+void Daemon::drainLocked() {
+    struct pollfd pfd = {notify_.get(), POLLIN, 0};
+    while (::poll(&pfd, 1, 0) > 0) {
+        receiveNotificationLocked();
+    }
+}
+
+void Daemon::receiveNotificationLocked() {
     char buf[4096];
     struct iovec iov = {buf, sizeof(buf) - 1};
     alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
@@ -274,20 +310,37 @@ void Daemon::receiveNotification() {
     }
 }
 
-Daemon::FdStore& Daemon::fdStore() {
-    readNotifications(std::chrono::milliseconds(100), "");
-    return store_;
+std::size_t Daemon::fdStoreSize() {
+    std::lock_guard lock(mutex_);
+    drainLocked();
+    return store_.size();
+}
+
+std::vector<std::string> Daemon::fdStoreNames() {
+    std::lock_guard lock(mutex_);
+    drainLocked();
+    std::vector<std::string> names;
+    for (const auto& [name, fd] : store_) {
+        names.push_back(name);
+    }
+    return names;
+}
+
+Daemon::FdStore Daemon::takeFdStore() {
+    std::lock_guard lock(mutex_);
+    drainLocked();
+    return std::move(store_);
 }
 
 void Daemon::kill9() {
-    readNotifications(std::chrono::milliseconds(100), "");
     ::kill(pid_, SIGKILL);
     reap(pid_);
     pid_ = -1;
 }
 
 std::string Daemon::lastStatus() {
-    readNotifications(std::chrono::milliseconds(100), "");
+    std::lock_guard lock(mutex_);
+    drainLocked();
     std::size_t at = notifications_.rfind("STATUS=");
     if (at == std::string::npos) {
         return "";
@@ -309,13 +362,7 @@ int Daemon::stop() {
         return -1;
     }
     ::kill(pid_, SIGTERM);
-    // Keep reading its notifications, as systemd would: a daemon blocked on a
-    // full notify socket would never see the signal.
-    int status = 0;
-    while (::waitpid(pid_, &status, WNOHANG) == 0) {
-        readNotifications(std::chrono::milliseconds(10), "");
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    int status = reap(pid_);  // the reader keeps its notify socket from filling meanwhile
     pid_ = -1;
     return status;
 }

@@ -6,11 +6,15 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "child.hpp"
@@ -63,14 +67,22 @@ class Daemon {
     int stop();
     // SIGKILL and reap.
     void kill9();
-    // The fds it stored with FDSTORE=1 and has not removed, by FDNAME.
-    FdStore& fdStore();
+    // What it keeps in the store (FDSTORE=1 and not removed), by FDNAME.
+    std::size_t fdStoreSize();
+    std::vector<std::string> fdStoreNames();
+    // The store, as systemd hands it to the next nsfdd (after kill9() or stop()).
+    FdStore takeFdStore();
     // Waits for it to exit by itself; the wait status, or -1 after `timeout`.
     int awaitExit(std::chrono::milliseconds timeout);
 
   private:
-    void readNotifications(std::chrono::milliseconds timeout, const std::string& until);
-    void receiveNotification();
+    // Reads its notifications as they come, as systemd does: nsfdd blocks
+    // when its notify socket is full (10 messages here).
+    void readContinuously();
+    void stopReading();
+    // Takes what is queued on the notify socket; with mutex_ held.
+    void drainLocked();
+    void receiveNotificationLocked();
 
     std::string dir_;
     UniqueFd notify_;
@@ -79,6 +91,10 @@ class Daemon {
     pid_t pid_ = -1;
     std::chrono::steady_clock::time_point execAt_;
     std::chrono::steady_clock::time_point readyAt_;
+    std::mutex mutex_;  // guards notifications_, store_, readyAt_
+    std::condition_variable notified_;
+    std::atomic<bool> stopReading_{false};
+    std::thread reader_;
 };
 
 // Runs nsfdd with `args` to completion: {wait status, stderr}.
