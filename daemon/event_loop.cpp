@@ -48,10 +48,14 @@ void EventLoop::attachBus(sdbus::IConnection& connection) {
 
 int EventLoop::onBusPrepare(sd_event_source* /*source*/, void* userdata) {
     auto* self = static_cast<EventLoop*>(userdata);
-    sdbus::IConnection::PollData poll = self->connection_->getEventLoopPollData();
-    sd_event_source_set_io_events(self->busIo_.get(), static_cast<uint32_t>(poll.events));
-    sd_event_source_set_time(self->busTimer_.get(), poll.timeout_usec);
-    sd_event_source_set_enabled(self->busTimer_.get(), SD_EVENT_ONESHOT);
+    try {
+        sdbus::IConnection::PollData poll = self->connection_->getEventLoopPollData();
+        sd_event_source_set_io_events(self->busIo_.get(), static_cast<uint32_t>(poll.events));
+        sd_event_source_set_time(self->busTimer_.get(), poll.timeout_usec);
+        sd_event_source_set_enabled(self->busTimer_.get(), SD_EVENT_ONESHOT);
+    } catch (const std::exception& e) {
+        self->lostBus(e);  // nothing may unwind through sd-event
+    }
     return 0;
 }
 
@@ -73,9 +77,13 @@ void EventLoop::processBus() {
     try {
         connection_->processPendingRequest();
     } catch (const std::exception& e) {
-        spdlog::critical("Lost the bus connection: {}", e.what());
-        exit(1);
+        lostBus(e);
     }
+}
+
+void EventLoop::lostBus(const std::exception& e) {
+    spdlog::critical("Lost the bus connection: {}", e.what());
+    exit(1);
 }
 
 void EventLoop::exit(int code) {

@@ -5,6 +5,7 @@
 #include <systemd/sd-event.h>
 
 #include <cstdint>
+#include <exception>
 #include <memory>
 
 namespace sdbus {
@@ -44,6 +45,8 @@ class EventLoop {
     static int onBusEvent(sd_event_source* source, int fd, uint32_t revents, void* userdata);
     static int onBusTimeout(sd_event_source* source, uint64_t usec, void* userdata);
     void processBus();
+    // Ends the loop with 1 (systemd restarts nsfdd).
+    void lostBus(const std::exception& e);
 
     sd_event* event_ = nullptr;
     sdbus::IConnection* connection_ = nullptr;

@@ -355,7 +355,9 @@ TEST_F(BusFuzzTest, RandomCallsAreAnsweredAndLeaveNothingBehind) {
     std::cerr << "bus fuzz: nsfdd RSS " << rssBefore << " KiB before, " << rssAfter
               << " KiB after\n";
     // The allocator keeps some of what a 1 MiB argument needed; it must not keep growing.
-    EXPECT_LE(rssAfter, rssBefore + 8 * 1024) << "nsfdd grew by " << rssAfter - rssBefore << " KiB";
+    // (Not under ASan, whose quarantine holds freed memory back on purpose.)
+    EXPECT_TRUE(NSFD_TEST_SANITIZED || rssAfter <= rssBefore + 8 * 1024)
+        << "nsfdd grew by " << rssAfter - rssBefore << " KiB";
     // The children may be stopped by a fuzzed signal: their destructors kill and reap them.
 }
 

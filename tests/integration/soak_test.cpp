@@ -223,7 +223,9 @@ TEST_F(SoakTest, FourClientsWhileProcessesComeAndGo) {
         << daemon_->openFdCount() << " fds open, " << fdsBefore << " before";
     long rssAfter = rssKiB(daemon_->pid());
     std::cerr << "soak: nsfdd RSS " << rssBefore << " KiB before, " << rssAfter << " KiB after\n";
-    EXPECT_LE(rssAfter, rssBefore + 4 * 1024);
+    // (Not under ASan, whose quarantine holds freed memory back on purpose.)
+    EXPECT_TRUE(NSFD_TEST_SANITIZED || rssAfter <= rssBefore + 4 * 1024)
+        << "nsfdd grew by " << rssAfter - rssBefore << " KiB";
 }
 
 }  // namespace
