@@ -187,7 +187,7 @@ class Sleepers {
         hold_ = UniqueFd(fds[1]);
         pids_.reserve(static_cast<std::size_t>(count));
         for (int i = 0; i < count; ++i) {
-            pid_t pid = ::fork();
+            pid_t pid = test::forkProcess();
             if (pid == 0) {
                 hold_.reset();
                 char c;
@@ -459,7 +459,7 @@ class Suite {
                 throw std::system_error(errno, std::generic_category(), "pipe2");
             }
             UniqueFd outRead(out[0]), outWrite(out[1]);
-            pid_t pid = ::fork();
+            pid_t pid = test::forkProcess();
             if (pid == 0) {
                 goWrite.reset();
                 auto connection = sdbus::createSystemBusConnection();

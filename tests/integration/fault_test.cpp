@@ -143,7 +143,7 @@ pid_t startGreedyClient(int calls) {
     }
     UniqueFd readyRead(ready[0]), readyWrite(ready[1]);
     auto self = static_cast<uint32_t>(::getpid());
-    pid_t greedy = ::fork();
+    pid_t greedy = test::forkProcess();
     if (greedy == 0) {
         auto connection = connectToBus();
         auto proxy = sdbus::createProxy(*connection, dbus::kBusName, dbus::kManagerPath);
@@ -199,7 +199,7 @@ TEST_F(FaultTest, Kill9UnderLoadThenRestartLosesNothing) {
         paths.push_back(manager_->TrackProcess(static_cast<uint32_t>(children.back().pid())));
     }
     // Load: another process asks for namespaces and info of them all, without pause.
-    pid_t loader = ::fork();
+    pid_t loader = test::forkProcess();
     if (loader == 0) {
         auto connection = connectToBus();
         for (;;) {

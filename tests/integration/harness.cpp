@@ -75,6 +75,11 @@ std::vector<std::string> daemonWrapper() {
     return words;
 }
 
+std::mutex& forkLock() {
+    static std::mutex lock;
+    return lock;
+}
+
 int reap(pid_t pid) {
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
@@ -111,7 +116,7 @@ TestBus::TestBus() : dir_(makeTempDir()) {
         throw std::system_error(errno, std::generic_category(), "pipe2");
     }
     UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
-    pid_ = ::fork();
+    pid_ = forkProcess();
     if (pid_ == 0) {
         int devNull = ::open("/dev/null", O_RDWR);
         ::dup2(devNull, 0);
@@ -165,7 +170,7 @@ Daemon::Daemon(const std::string& busAddress, Options options) : dir_(makeTempDi
         throw std::system_error(errno, std::generic_category(), "pipe2");
     }
     UniqueFd execRead(execPipe[0]), execWrite(execPipe[1]);
-    pid_ = ::fork();
+    pid_ = forkProcess();
     if (pid_ == 0) {
         int log = ::open((dir_ + "/log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         ::dup2(log, 2);
@@ -249,7 +254,7 @@ void Daemon::readContinuously() {
     while (!stopReading_) {
         struct pollfd pfd = {notify_.get(), POLLIN, 0};
         if (::poll(&pfd, 1, 20) > 0) {
-            std::lock_guard lock(mutex_);
+            std::scoped_lock lock(forkLock(), mutex_);
             receiveNotificationLocked();
             notified_.notify_all();
         }
@@ -407,13 +412,18 @@ bool waitUntil(sdbus::IConnection& connection, const std::function<bool()>& done
     return true;
 }
 
+pid_t forkProcess() {
+    std::lock_guard lock(forkLock());
+    return ::fork();
+}
+
 std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child) {
     int pipeFds[2];
     if (::pipe2(pipeFds, O_CLOEXEC) < 0) {
         throw std::system_error(errno, std::generic_category(), "pipe2");
     }
     UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
-    pid_t pid = ::fork();
+    pid_t pid = forkProcess();
     if (pid == 0) {
         child(writeEnd.get());
         ::_exit(127);

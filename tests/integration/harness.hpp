@@ -100,6 +100,11 @@ class Daemon {
 // Runs nsfdd with `args` to completion: {wait status, stderr}.
 std::pair<int, std::string> runDaemonOnce(const std::vector<std::string>& args);
 
+// fork(2), but never while a Daemon's notification reader thread may hold an
+// allocator lock: with GCC 12's ASan, a child forked at that moment deadlocks
+// in its first malloc. Every fork of the tests goes through here.
+pid_t forkProcess();
+
 // Forks; the child runs `child(fd)` with the write end of a pipe and must not
 // return. The parent reads the pipe to its end and reaps: {wait status, output}.
 std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child);

@@ -143,7 +143,7 @@ TEST_F(NsfdctlTest, SignalAndWatch) {
     UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
     ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
     UniqueFd errorRead(pipeFds[0]), errorWrite(pipeFds[1]);
-    pid_t watcher = ::fork();
+    pid_t watcher = test::forkProcess();
     if (watcher == 0) {
         ::dup2(writeEnd.get(), 1);
         ::dup2(errorWrite.get(), 2);

@@ -148,7 +148,7 @@ TEST_F(SoakTest, FourClientsWhileProcessesComeAndGo) {
         int out[2];
         ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
         UniqueFd readEnd(out[0]), writeEnd(out[1]);
-        pid_t pid = ::fork();
+        pid_t pid = test::forkProcess();
         if (pid == 0) {
             std::string report = runClient(i + 1, deadline);
             (void)!::write(writeEnd.get(), report.data(), report.size());
@@ -168,7 +168,7 @@ TEST_F(SoakTest, FourClientsWhileProcessesComeAndGo) {
         std::vector<std::pair<pid_t, std::string>> batch;
         for (int i = 0; i < 16; ++i) {
             int code = static_cast<int>(spawned++ % 250);
-            pid_t pid = ::fork();
+            pid_t pid = test::forkProcess();
             if (pid == 0) {
                 releaseEnd.reset();
                 char c;
