@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "callers.hpp"
 
-#include <sdbus-c++/sdbus-c++.h>
 #include <spdlog/spdlog.h>
 
+#include <cstring>
 #include <fstream>
-#include <map>
+#include <optional>
 #include <sstream>
 
 #include "errors.hpp"
@@ -15,7 +15,8 @@ namespace nsfd::daemon {
 
 namespace {
 
-constexpr const char* kBusInterface = "org.freedesktop.DBus";
+constexpr const char* kBusService = "org.freedesktop.DBus";
+constexpr const char* kBusPath = "/org/freedesktop/DBus";
 
 // What the bus does not say (dbus-daemon 1.14 gives no groups): the caller's
 // fsgid, which ptrace's rule compares, and its supplementary groups, from its
@@ -54,20 +55,25 @@ void completeFromProcess(Caller& caller, bool wantGroups) {
 
 }  // namespace
 
-CallerCache::CallerCache(sdbus::IConnection& connection)
-    : bus_(sdbus::createProxy(connection, "org.freedesktop.DBus", "/org/freedesktop/DBus")) {
-    bus_->uponSignal("NameOwnerChanged")
-        .onInterface(kBusInterface)
-        .call([this](const std::string& name, const std::string& /*oldOwner*/,
-                     const std::string& newOwner) {
-            if (newOwner.empty()) {
-                callers_.erase(name);
-            }
-        });
-    bus_->finishRegistration();
+CallerCache::CallerCache(sd_bus* bus) : bus_(bus) {
+    sd_bus_slot* slot = nullptr;
+    checkBus(sd_bus_match_signal(bus, &slot, kBusService, kBusPath, kBusService,
+                                 "NameOwnerChanged", onNameOwnerChanged, this),
+             "Failed to watch the bus's clients");
+    nameOwnerChanged_.reset(slot);
 }
 
-CallerCache::~CallerCache() = default;
+int CallerCache::onNameOwnerChanged(sd_bus_message* signal, void* userdata,
+                                    sd_bus_error* /*error*/) {
+    const char* name = nullptr;
+    const char* oldOwner = nullptr;
+    const char* newOwner = nullptr;
+    if (sd_bus_message_read(signal, "sss", &name, &oldOwner, &newOwner) >= 0 &&
+        newOwner[0] == '\0') {
+        static_cast<CallerCache*>(userdata)->callers_.erase(name);
+    }
+    return 0;
+}
 
 const Caller& CallerCache::lookup(const std::string& sender) {
     auto it = callers_.find(sender);
@@ -77,34 +83,71 @@ const Caller& CallerCache::lookup(const std::string& sender) {
     return it->second;
 }
 
-Caller CallerCache::query(const std::string& sender) {
-    std::map<std::string, sdbus::Variant> creds;
-    try {
-        bus_->callMethod("GetConnectionCredentials")
-            .onInterface(kBusInterface)
-            .withArguments(sender)
-            .storeResultsTo(creds);
-    } catch (const sdbus::Error& e) {
-        throw ServiceError(ErrorKind::AccessDenied,
-                           "Failed to identify caller " + sender + ": " + e.getMessage());
+namespace {
+
+// The a{sv} of GetConnectionCredentials, the entries nsfdd uses.
+struct BusCredentials {
+    std::optional<uint32_t> uid;
+    std::optional<uint32_t> pid;
+    std::optional<std::vector<gid_t>> groups;
+};
+
+BusCredentials readCredentials(sd_bus_message* reply) {
+    const char* what = "Failed to read the caller's credentials";
+    BusCredentials out;
+    checkBus(sd_bus_message_enter_container(reply, 'a', "{sv}"), what);
+    while (checkBus(sd_bus_message_enter_container(reply, 'e', "sv"), what) > 0) {
+        const char* key = nullptr;
+        checkBus(sd_bus_message_read_basic(reply, 's', &key), what);
+        std::string_view name = key;
+        uint32_t value = 0;
+        if (name == "UnixUserID" || name == "ProcessID") {
+            checkBus(sd_bus_message_read(reply, "v", "u", &value), what);
+            (name == "UnixUserID" ? out.uid : out.pid) = value;
+        } else if (name == "UnixGroupIDs") {
+            const void* array = nullptr;
+            size_t size = 0;
+            checkBus(sd_bus_message_enter_container(reply, 'v', "au"), what);
+            checkBus(sd_bus_message_read_array(reply, 'u', &array, &size), what);
+            const auto* gids = static_cast<const uint32_t*>(array);
+            out.groups.emplace(gids, gids + size / sizeof(uint32_t));
+            checkBus(sd_bus_message_exit_container(reply), what);
+        } else {
+            checkBus(sd_bus_message_skip(reply, "v"), what);
+        }
+        checkBus(sd_bus_message_exit_container(reply), what);
     }
-    Caller caller;
-    auto uid = creds.find("UnixUserID");
-    auto pid = creds.find("ProcessID");
-    if (uid == creds.end() || pid == creds.end()) {
+    checkBus(sd_bus_message_exit_container(reply), what);
+    return out;
+}
+
+}  // namespace
+
+Caller CallerCache::query(const std::string& sender) {
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    sd_bus_message* raw = nullptr;
+    int r = sd_bus_call_method(bus_, kBusService, kBusPath, kBusService,
+                               "GetConnectionCredentials", &error, &raw, "s", sender.c_str());
+    BusMessage reply(raw);
+    if (r < 0) {
+        std::string reason = error.message != nullptr ? error.message : std::strerror(-r);
+        sd_bus_error_free(&error);
+        throw ServiceError(ErrorKind::AccessDenied,
+                           "Failed to identify caller " + sender + ": " + reason);
+    }
+    BusCredentials creds = readCredentials(reply.get());
+    if (!creds.uid || !creds.pid) {
         throw ServiceError(ErrorKind::AccessDenied,
                            "Failed to identify caller " + sender + ": the bus gave no uid or pid");
     }
-    caller.uid = uid->second.get<uint32_t>();
-    caller.pid = static_cast<pid_t>(pid->second.get<uint32_t>());
-    auto groups = creds.find("UnixGroupIDs");
-    if (groups != creds.end()) {
-        for (uint32_t gid : groups->second.get<std::vector<uint32_t>>()) {
-            caller.groups.push_back(gid);
-        }
+    Caller caller;
+    caller.uid = *creds.uid;
+    caller.pid = static_cast<pid_t>(*creds.pid);
+    if (creds.groups) {
+        caller.groups = std::move(*creds.groups);
     }
     if (!caller.isRoot()) {
-        completeFromProcess(caller, groups == creds.end());
+        completeFromProcess(caller, !creds.groups);
     }
     return caller;
 }

@@ -3,23 +3,18 @@
 // kept until the sender leaves the bus (unique names are never reused).
 #pragma once
 
-#include <memory>
 #include <string>
 #include <unordered_map>
 
 #include "authorizer.hpp"
-
-namespace sdbus {
-class IConnection;
-class IProxy;
-}  // namespace sdbus
+#include "bus.hpp"
 
 namespace nsfd::daemon {
 
 class CallerCache {
   public:
-    explicit CallerCache(sdbus::IConnection& connection);
-    ~CallerCache();
+    // Throws std::system_error if the bus refuses the NameOwnerChanged match.
+    explicit CallerCache(sd_bus* bus);
 
     // Throws ServiceError(AccessDenied) if the bus cannot say who `sender` is.
     const Caller& lookup(const std::string& sender);
@@ -27,8 +22,10 @@ class CallerCache {
 
   private:
     Caller query(const std::string& sender);
+    static int onNameOwnerChanged(sd_bus_message* signal, void* userdata, sd_bus_error* error);
 
-    std::unique_ptr<sdbus::IProxy> bus_;
+    sd_bus* bus_;
+    BusSlot nameOwnerChanged_;
     std::unordered_map<std::string, Caller> callers_;
 };
 

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "errors.hpp"
 
-#include <sdbus-c++/Error.h>
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
@@ -56,21 +55,25 @@ ErrorKind kindOfErrno(int err) noexcept {
     }
 }
 
-void rethrowAsDbusError() {
+int setBusErrorFromException(sd_bus_error* error) noexcept {
+    auto set = [error](ErrorKind kind, const char* message) {
+        int r = sd_bus_error_set(error, dbusErrorName(kind), message);
+        return r < 0 ? r : -EIO;
+    };
     try {
         throw;
-    } catch (const sdbus::Error&) {
-        throw;
     } catch (const ServiceError& e) {
-        throw sdbus::Error(dbusErrorName(e.kind()), e.what());
+        return set(e.kind(), e.what());
     } catch (const std::system_error& e) {
         int err = e.code().category() == std::generic_category() ? e.code().value() : 0;
-        throw sdbus::Error(dbusErrorName(kindOfErrno(err)), e.what());
+        return set(kindOfErrno(err), e.what());
     } catch (const std::bad_alloc&) {
-        throw sdbus::Error(dbusErrorName(ErrorKind::LimitExceeded), "Out of memory");
+        return set(ErrorKind::LimitExceeded, "Out of memory");
     } catch (const std::exception& e) {
         spdlog::error("Unexpected failure in a method call: {}", e.what());
-        throw sdbus::Error(dbusErrorName(ErrorKind::Failed), e.what());
+        return set(ErrorKind::Failed, e.what());
+    } catch (...) {
+        return set(ErrorKind::Failed, "Unknown failure");
     }
 }
 

@@ -2,6 +2,8 @@
 // The daemon's error kinds, and the one place that turns any exception into a D-Bus error.
 #pragma once
 
+#include <systemd/sd-bus.h>
+
 #include <stdexcept>
 #include <string>
 
@@ -36,20 +38,10 @@ const char* dbusErrorName(ErrorKind kind) noexcept;
 // was, when the call began, alive (so ESRCH means it has exited since).
 ErrorKind kindOfErrno(int err) noexcept;
 
-// Rethrows the exception in flight as an sdbus::Error: ServiceError by kind,
+// Sets `error` from the exception in flight: ServiceError by kind,
 // std::system_error by errno, anything else as org.nsfd1.Error.Failed.
-// Call it only from a catch block.
-[[noreturn]] void rethrowAsDbusError();
-
-// Runs a method handler body so that no exception but sdbus::Error leaves it
-// (sdbus-c++ 1.2 terminates the process on any other).
-template <typename Body>
-auto translateErrors(Body&& body) -> decltype(body()) {
-    try {
-        return body();
-    } catch (...) {
-        rethrowAsDbusError();
-    }
-}
+// Returns the negative errno a vtable handler returns with it. Call it only
+// from a catch block.
+int setBusErrorFromException(sd_bus_error* error) noexcept;
 
 }  // namespace nsfd::daemon

@@ -1,16 +1,13 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The daemon's single event loop: sd-event, with the sdbus-c++ connection on it.
+// The daemon's single event loop: sd-event, with the bus connection on it.
 #pragma once
 
+#include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
-#include <cstdint>
-#include <exception>
 #include <memory>
 
-namespace sdbus {
-class IConnection;
-}
+#include "bus.hpp"
 
 namespace nsfd::daemon {
 
@@ -31,9 +28,10 @@ class EventLoop {
 
     sd_event* get() const noexcept { return event_; }
 
-    // Dispatches the connection's messages from this loop. A lost connection
-    // ends the loop with exit code 1.
-    void attachBus(sdbus::IConnection& connection);
+    // Dispatches the bus's messages from this loop, one per turn (work a
+    // handler defers runs before the next message). A lost connection ends the
+    // loop with exit code 1, for systemd to restart nsfdd.
+    void attachBus(sd_bus* bus);
 
     // Ends run() with `code` after the current iteration.
     void exit(int code);
@@ -41,17 +39,10 @@ class EventLoop {
     int run();
 
   private:
-    static int onBusPrepare(sd_event_source* source, void* userdata);
-    static int onBusEvent(sd_event_source* source, int fd, uint32_t revents, void* userdata);
-    static int onBusTimeout(sd_event_source* source, uint64_t usec, void* userdata);
-    void processBus();
-    // Ends the loop with 1 (systemd restarts nsfdd).
-    void lostBus(const std::exception& e);
+    static int onDisconnected(sd_bus_message* message, void* userdata, sd_bus_error* error);
 
     sd_event* event_ = nullptr;
-    sdbus::IConnection* connection_ = nullptr;
-    EventSource busIo_;
-    EventSource busTimer_;
+    BusSlot disconnected_;
 };
 
 }  // namespace nsfd::daemon

@@ -2,30 +2,16 @@
 // nsfdd: hands out the namespace fds of processes over D-Bus. See nsfdd(8).
 #include <signal.h>
 
-#include <sdbus-c++/sdbus-c++.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 #include <iostream>
 
+#include "bus.hpp"
 #include "config.hpp"
 #include "logging.hpp"
 #include "service.hpp"
 #include "version.hpp"
-
-namespace {
-
-std::unique_ptr<sdbus::IConnection> connect(const std::string& bus) {
-    if (bus == "system") {
-        return sdbus::createSystemBusConnection();
-    }
-    if (bus == "session") {
-        return sdbus::createSessionBusConnection();
-    }
-    return sdbus::createSessionBusConnectionWithAddress(bus);
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"nsfdd: namespace fds of processes, by pidfd, over D-Bus"};
@@ -70,10 +56,8 @@ int main(int argc, char** argv) {
     (void)signal(SIGPIPE, SIG_IGN);
 
     try {
-        nsfd::daemon::Service service(connect(bus), std::move(config));
+        nsfd::daemon::Service service(nsfd::daemon::openBus(bus), std::move(config));
         return service.run();
-    } catch (const sdbus::Error& e) {
-        spdlog::critical("Failed on the bus: {}", e.getMessage());
     } catch (const std::exception& e) {
         spdlog::critical("Failed to start: {}", e.what());
     }

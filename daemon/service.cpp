@@ -5,9 +5,9 @@
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
-#include <sdbus-c++/sdbus-c++.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <climits>
 #include <csignal>
 #include <cstring>
@@ -17,86 +17,71 @@
 #include "manager_object.hpp"
 #include "nsfd/dbus_names.hpp"
 #include "nsfd/features.hpp"
-#include "process_object.hpp"
+#include "process_objects.hpp"
 #include "version.hpp"
 
 namespace nsfd::daemon {
 
-// What the service hangs on each tracked process: its bus object, the watch
-// on its pidfd, and, once reaped, the timer that ends its retention.
-class ProcessBinding final : public Attachment {
-  public:
-    // `restored`: taken back after a restart, not newly tracked.
-    ProcessBinding(Service& service, TrackedProcess& process, bool restored)
-        : service_(service),
-          process_(process),
-          object_(
-              std::make_unique<ProcessObject>(*service.connection_, service, process, !restored)) {
-        if (process.state() == ProcessState::Reaped) {
-            return;  // nothing left to watch; the service starts its retention
-        }
-        // POLLIN (exit) is level-triggered: once seen, only POLLHUP (the reap)
-        // is of interest, and epoll always reports that.
-        uint32_t events =
-            process.state() == ProcessState::Running ? static_cast<uint32_t>(EPOLLIN) : 0U;
-        sd_event_source* source = nullptr;
-        int r = sd_event_add_io(service.loop_.get(), &source, process.pidfd().get(), events,
-                                onPidFd, this);
-        if (r < 0) {
-            throw std::system_error(-r, std::generic_category(), "Failed to watch a pidfd");
-        }
-        exitWatch_.reset(source);
+ProcessBinding::ProcessBinding(Service& service, TrackedProcess& process)
+    : service_(service), process_(process) {
+    if (process.state() == ProcessState::Reaped) {
+        return;  // nothing left to watch; the service starts its retention
     }
-
-    bool removing = false;  // untracked; its removal waits for the loop
-
-    void stateChanged() {
-        if (process_.state() != ProcessState::Running && exitWatch_) {
-            sd_event_source_set_io_events(exitWatch_.get(), 0);
-        }
-        if (process_.state() == ProcessState::Reaped) {
-            exitWatch_.reset();
-            startRetention();
-        }
-        object_->stateChanged();
+    // POLLIN (exit) is level-triggered: once seen, only POLLHUP (the reap)
+    // is of interest, and epoll always reports that.
+    uint32_t events =
+        process.state() == ProcessState::Running ? static_cast<uint32_t>(EPOLLIN) : 0U;
+    sd_event_source* source = nullptr;
+    int r = sd_event_add_io(service.loop_.get(), &source, process.pidfd().get(), events, onPidFd,
+                            this);
+    if (r < 0) {
+        throw std::system_error(-r, std::generic_category(), "Failed to watch a pidfd");
     }
+    exitWatch_.reset(source);
+}
 
-  private:
-    static int onPidFd(sd_event_source* /*source*/, int /*fd*/, uint32_t revents, void* userdata) {
-        auto* self = static_cast<ProcessBinding*>(userdata);
-        if (self->process_.updateState((revents & EPOLLIN) != 0, (revents & EPOLLHUP) != 0)) {
-            self->service_.onStateChanged(self->process_);
-        }
-        return 0;
+void ProcessBinding::stateChanged() {
+    if (process_.state() != ProcessState::Running && exitWatch_) {
+        sd_event_source_set_io_events(exitWatch_.get(), 0);
     }
-
-    void startRetention() {
-        uint64_t now = 0;
-        sd_event_now(service_.loop_.get(), CLOCK_MONOTONIC, &now);
-        uint64_t usec = static_cast<uint64_t>(
-            std::chrono::duration_cast<std::chrono::microseconds>(service_.config_.retention)
-                .count());
-        sd_event_source* source = nullptr;
-        if (sd_event_add_time(service_.loop_.get(), &source, CLOCK_MONOTONIC, now + usec, 0,
-                              onRetentionEnd, this) >= 0) {
-            retention_.reset(source);
-        }
+    if (process_.state() == ProcessState::Reaped) {
+        exitWatch_.reset();
+        startRetention();
     }
-
-    static int onRetentionEnd(sd_event_source* /*source*/, uint64_t /*usec*/, void* userdata) {
-        auto* self = static_cast<ProcessBinding*>(userdata);
-        spdlog::debug("Retention of reaped pid {} (id {}) ended", self->process_.pid(),
-                      self->process_.id());
-        self->service_.remove(self->process_.id());  // destroys self
-        return 0;
+    if (!removing_) {
+        service_.processObjects_->stateChanged(process_);
     }
+}
 
-    Service& service_;
-    TrackedProcess& process_;
-    std::unique_ptr<ProcessObject> object_;
-    EventSource exitWatch_;
-    EventSource retention_;
-};
+int ProcessBinding::onPidFd(sd_event_source* /*source*/, int /*fd*/, uint32_t revents,
+                            void* userdata) {
+    auto* self = static_cast<ProcessBinding*>(userdata);
+    if (self->process_.updateState((revents & EPOLLIN) != 0, (revents & EPOLLHUP) != 0)) {
+        self->service_.onStateChanged(self->process_);
+    }
+    return 0;
+}
+
+void ProcessBinding::startRetention() {
+    uint64_t now = 0;
+    sd_event_now(service_.loop_.get(), CLOCK_MONOTONIC, &now);
+    uint64_t usec = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(service_.config_.retention).count());
+    sd_event_source* source = nullptr;
+    if (sd_event_add_time(service_.loop_.get(), &source, CLOCK_MONOTONIC, now + usec, 0,
+                          onRetentionEnd, this) >= 0) {
+        retention_.reset(source);
+    }
+}
+
+int ProcessBinding::onRetentionEnd(sd_event_source* /*source*/, uint64_t /*usec*/,
+                                   void* userdata) {
+    auto* self = static_cast<ProcessBinding*>(userdata);
+    spdlog::debug("Retention of reaped pid {} (id {}) ended", self->process_.pid(),
+                  self->process_.id());
+    self->service_.remove(self->process_.id());  // destroys self
+    return 0;
+}
 
 namespace {
 
@@ -110,14 +95,15 @@ std::string describe(const PidFd& pidfd) {
 
 }  // namespace
 
-Service::Service(std::unique_ptr<sdbus::IConnection> connection, Config config)
-    : connection_(std::move(connection)),
-      config_(std::move(config)),
+Service::Service(BusPtr bus, Config config)
+    : config_(std::move(config)),
       authorizer_(config_),
-      callers_(*connection_) {
+      bus_(std::move(bus)),
+      callers_(bus_.get()),
+      processObjects_(std::make_unique<ProcessObjects>(bus_.get(), *this)),
+      manager_(std::make_unique<ManagerObject>(bus_.get(), *this)) {
     raiseFdLimit();
-    loop_.attachBus(*connection_);
-    manager_ = std::make_unique<ManagerObject>(*connection_, *this);
+    loop_.attachBus(bus_.get());
 
     auto onStopSignal = [](sd_event_source* source, const signalfd_siginfo* info, void*) {
         spdlog::info("Received {}, stopping", strsignal(static_cast<int>(info->ssi_signo)));
@@ -131,6 +117,8 @@ Service::Service(std::unique_ptr<sdbus::IConnection> connection, Config config)
     }
     removeLater_.reset(source);
     sd_event_source_set_enabled(source, SD_EVENT_OFF);
+    // Before the bus's next message, which must not find an untracked object.
+    sd_event_source_set_priority(source, SD_EVENT_PRIORITY_IMPORTANT);
     if (sd_event_add_signal(loop_.get(), &source, SIGTERM, onStopSignal, nullptr) >= 0) {
         sigterm_.reset(source);
     }
@@ -139,12 +127,7 @@ Service::Service(std::unique_ptr<sdbus::IConnection> connection, Config config)
     }
 }
 
-Service::~Service() {
-    for (TrackedProcess* process : registry_.all()) {
-        registry_.remove(process->id());
-    }
-    manager_.reset();
-}
+Service::~Service() = default;
 
 void Service::raiseFdLimit() {
     struct rlimit limit {};
@@ -182,7 +165,7 @@ void Service::restore() {
                 continue;  // stored twice: one is enough
             }
             TrackedProcess& tracked = registry_.add(std::move(process));
-            tracked.setAttachment(std::make_unique<ProcessBinding>(*this, tracked, true));
+            tracked.setAttachment(std::make_unique<ProcessBinding>(*this, tracked));
             if (tracked.state() == ProcessState::Reaped) {
                 reaped.push_back(&tracked);
             }
@@ -203,7 +186,8 @@ void Service::restore() {
 
 int Service::run() {
     restore();
-    connection_->requestName(nsfd::dbus::kBusName);
+    checkBus(sd_bus_request_name(bus_.get(), nsfd::dbus::kBusName, 0),
+             "Failed to take the bus name org.nsfd1");
     std::string features;
     for (std::string_view name : kernelFeatures().names()) {
         features += features.empty() ? "" : " ";
@@ -222,12 +206,12 @@ void Service::publishStatus() {
     sd_notifyf(0, "STATUS=Tracking %zu processes", registry_.size());
 }
 
-const Caller& Service::callerOf(const sdbus::IObject& object) {
-    const sdbus::Message* message = object.getCurrentlyProcessedMessage();
-    if (message == nullptr) {
+const Caller& Service::callerOf(sd_bus_message* call) {
+    const char* sender = sd_bus_message_get_sender(call);
+    if (sender == nullptr) {
         throw ServiceError(ErrorKind::AccessDenied, "No caller to authorize");
     }
-    return callers_.lookup(message->getSender());
+    return callers_.lookup(sender);
 }
 
 void Service::deny(const Caller& caller, const std::string& what) const {
@@ -282,7 +266,7 @@ void Service::checkFdBudget(std::size_t needed) const {
 
 TrackedProcess& Service::track(const Caller& caller, PidFd pidfd) {
     if (TrackedProcess* existing = registry_.find(pidfd.id());
-        existing != nullptr && !bindingOf(*existing).removing) {
+        existing != nullptr && !bindingOf(*existing).removing()) {
         requireInfoAccess(caller, *existing, "track " + describe(pidfd));
         return *existing;
     }
@@ -307,11 +291,12 @@ TrackedProcess& Service::track(const Caller& caller, PidFd pidfd) {
     checkFdBudget(1);
     TrackedProcess& tracked = registry_.add(std::move(process));
     try {
-        tracked.setAttachment(std::make_unique<ProcessBinding>(*this, tracked, false));
+        tracked.setAttachment(std::make_unique<ProcessBinding>(*this, tracked));
     } catch (...) {
         registry_.remove(tracked.id());
         throw;
     }
+    processObjects_->announceAdded(tracked);
     fdStore_.add(tracked.pidfd().get(), {tracked.id(), tracked.pid(), tracked.trackedBy()});
     spdlog::info("Tracking pid {} (id {}) for uid {}", tracked.pid(), tracked.id(), caller.uid);
     manager_->trackedCountChanged();
@@ -322,10 +307,10 @@ TrackedProcess& Service::track(const Caller& caller, PidFd pidfd) {
 void Service::untrack(const Caller& caller, TrackedProcess& process) {
     requireInfoAccess(caller, process, "untrack pid " + std::to_string(process.pid()));
     ProcessBinding& binding = bindingOf(process);
-    if (binding.removing) {
+    if (binding.removing()) {
         return;
     }
-    binding.removing = true;
+    binding.removing_ = true;
     // The bus object may be the one handling this very call: remove it once
     // the loop is back in control.
     pendingRemovals_.push_back(process.id());
@@ -348,6 +333,7 @@ void Service::remove(std::uint64_t id) {
         return;
     }
     spdlog::info("No longer tracking pid {} (id {})", process->pid(), id);
+    processObjects_->announceRemoved(*process);
     fdStore_.remove(id);
     registry_.remove(id);
     manager_->trackedCountChanged();
@@ -355,20 +341,30 @@ void Service::remove(std::uint64_t id) {
 }
 
 void Service::onStateChanged(TrackedProcess& process) {
-    if (process.state() == ProcessState::Reaped) {
+    ProcessBinding& binding = bindingOf(process);
+    if (process.state() == ProcessState::Reaped && !binding.removing()) {
         // The news most clients wait for goes out first.
         int status = process.exitStatus().value_or(-1);
+        manager_->processExited(process);
         spdlog::info("Tracked pid {} (id {}) exited, wait status {}", process.pid(), process.id(),
                      status);
-        manager_->emitProcessExited(sdbus::ObjectPath(process.objectPath()),
-                                    static_cast<uint32_t>(process.pid()), process.id(), status);
     }
-    bindingOf(process).stateChanged();
+    binding.stateChanged();
 }
 
 bool Service::isVisible(const Caller& caller, TrackedProcess& process) {
-    return !bindingOf(process).removing &&
+    return !bindingOf(process).removing() &&
            authorizer_.mayReadInfo(caller, process.lastCredentials());
+}
+
+ProcessBinding* Service::bindingAt(std::string_view path, const Caller* caller) {
+    std::optional<std::uint64_t> id = nsfd::dbus::processIdOfPath(path);
+    TrackedProcess* process = id ? registry_.find(*id) : nullptr;
+    if (process == nullptr || bindingOf(*process).removing() ||
+        (caller != nullptr && !isVisible(*caller, *process))) {
+        return nullptr;
+    }
+    return &bindingOf(*process);
 }
 
 TrackedProcess& Service::processAt(const Caller& caller, const std::string& path) {
@@ -389,10 +385,11 @@ TrackedProcess& Service::processWithPid(const Caller& caller, std::uint32_t pid)
     return *process;
 }
 
-std::vector<TrackedProcess*> Service::visibleProcesses(const Caller& caller) {
+std::vector<TrackedProcess*> Service::visibleProcesses(const Caller* caller) {
     std::vector<TrackedProcess*> out;
     for (TrackedProcess* process : registry_.all()) {
-        if (isVisible(caller, *process)) {
+        if (!bindingOf(*process).removing() &&
+            (caller == nullptr || isVisible(*caller, *process))) {
             out.push_back(process);
         }
     }
@@ -442,7 +439,9 @@ NamespaceFds Service::namespaceFds(const Caller& caller, const PidFd& pidfd,
         if (!nsType) {
             throw ServiceError(ErrorKind::InvalidArgs, "Unknown namespace type '" + type + "'");
         }
-        wanted.push_back(*nsType);
+        if (std::find(wanted.begin(), wanted.end(), *nsType) == wanted.end()) {
+            wanted.push_back(*nsType);  // a dict has each key once
+        }
     }
     checkFdBudget(wanted.size());
     std::optional<Target> target;

@@ -12,29 +12,54 @@
 #include <vector>
 
 #include "authorizer.hpp"
+#include "bus.hpp"
 #include "callers.hpp"
 #include "config.hpp"
 #include "event_loop.hpp"
 #include "fd_store.hpp"
 #include "registry.hpp"
 
-namespace sdbus {
-class IConnection;
-class IObject;
-}  // namespace sdbus
-
 namespace nsfd::daemon {
 
 class ManagerObject;
+class ProcessObjects;
+class Service;
 
 using NamespaceFds = std::vector<std::pair<NsType, NsFd>>;
+
+// What the service keeps per tracked process besides the process itself: the
+// watch on its pidfd and, once reaped, the end of its retention. Its bus
+// object's calls find it (ProcessObjects).
+class ProcessBinding final : public Attachment {
+  public:
+    ProcessBinding(Service& service, TrackedProcess& process);
+
+    Service& service() const noexcept { return service_; }
+    TrackedProcess& process() const noexcept { return process_; }
+    // Untracked; its removal waits for the loop. No call finds it meanwhile.
+    bool removing() const noexcept { return removing_; }
+
+  private:
+    friend class Service;
+
+    void stateChanged();
+    void startRetention();
+    static int onPidFd(sd_event_source* source, int fd, uint32_t revents, void* userdata);
+    static int onRetentionEnd(sd_event_source* source, uint64_t usec, void* userdata);
+
+    Service& service_;
+    TrackedProcess& process_;
+    bool removing_ = false;
+    EventSource exitWatch_;
+    EventSource retention_;
+};
 
 class Service {
   public:
     // Fds kept free for the bus, logs and one GetNamespaces call.
     static constexpr std::size_t kFdReserve = 64;
 
-    Service(std::unique_ptr<sdbus::IConnection> connection, Config config);
+    Service(BusPtr bus, Config config);
     ~Service();
 
     // Registers the objects, takes the bus name, tells systemd READY=1, and runs
@@ -42,7 +67,8 @@ class Service {
     int run();
 
     // -- for the bus objects: each throws ServiceError or std::system_error --
-    const Caller& callerOf(const sdbus::IObject& object);
+    // The sender of a call being handled.
+    const Caller& callerOf(sd_bus_message* call);
 
     // pidfd_open with the errors a client expects of a bad pid.
     PidFd openPid(std::uint32_t pid) const;
@@ -56,7 +82,11 @@ class Service {
     // Tracked, not being removed, and the caller may read its info.
     bool isVisible(const Caller& caller, TrackedProcess& process);
     TrackedProcess& processWithPid(const Caller& caller, std::uint32_t pid);
-    std::vector<TrackedProcess*> visibleProcesses(const Caller& caller);
+    // The tracked processes the caller may see; with no caller (nsfdd's own
+    // signals), every one not being removed.
+    std::vector<TrackedProcess*> visibleProcesses(const Caller* caller);
+    // The process object at `path` as `caller` sees it (see visibleProcesses); nullptr if none.
+    ProcessBinding* bindingAt(std::string_view path, const Caller* caller);
 
     NsFd namespaceFd(const Caller& caller, const PidFd& pidfd, const std::string& type);
     // Empty `types`: every type this kernel has.
@@ -85,14 +115,15 @@ class Service {
     void restore();
     static int onRemoveLater(sd_event_source* source, void* userdata);
 
-    std::unique_ptr<sdbus::IConnection> connection_;
     Config config_;
     Authorizer authorizer_;
     EventLoop loop_;
+    BusPtr bus_;  // after the loop: detached from it before it goes
     CallerCache callers_;
     FdStore fdStore_;
-    Registry registry_;
+    std::unique_ptr<ProcessObjects> processObjects_;
     std::unique_ptr<ManagerObject> manager_;
+    Registry registry_;  // goes first: its bindings hold event sources of the loop
     EventSource sigterm_;
     EventSource sigint_;
     EventSource removeLater_;

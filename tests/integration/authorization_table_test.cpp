@@ -68,6 +68,27 @@ const std::vector<std::pair<const char*, Action>>& actions() {
          [](auto& bus, uint32_t, auto& path) { ProcessProxy(bus, path).SendSignal(SIGCONT); }},
         {"Process.GetFd 0",
          [](auto& bus, uint32_t, auto& path) { ProcessProxy(bus, path).GetFd(0); }},
+        // The object as a whole: properties, and the listings of the bus's standard interfaces.
+        {"Process property Pid",
+         [](auto& bus, uint32_t, auto& path) { ProcessProxy(bus, path).Pid(); }},
+        {"GetManagedObjects shows it",
+         [](auto& bus, uint32_t, const std::string& path) {
+             if (ManagerProxy(bus).GetManagedObjects().count(sdbus::ObjectPath(path)) == 0) {
+                 throw sdbus::Error("test.NotListed", "not among the managed objects");
+             }
+         }},
+        {"Introspect lists it",
+         [](auto& bus, uint32_t, const std::string& path) {
+             auto parent = sdbus::createProxy(bus, nsfd::dbus::kBusName, "/org/nsfd1/process");
+             std::string xml;
+             parent->callMethod("Introspect")
+                 .onInterface("org.freedesktop.DBus.Introspectable")
+                 .storeResultsTo(xml);
+             std::string node = "<node name=\"" + path.substr(path.rfind('/') + 1) + "\"";
+             if (xml.find(node) == std::string::npos) {
+                 throw sdbus::Error("test.NotListed", "not among the children");
+             }
+         }},
         // Last: the test tracks the target again after it.
         {"Process.Untrack",
          [](auto& bus, uint32_t, auto& path) { ProcessProxy(bus, path).Untrack(); }},
@@ -113,6 +134,9 @@ Process.GetInfo: ok ok ok UnknownObject ok
 Process.GetPidFd: ok ok AccessDenied UnknownObject AccessDenied
 Process.SendSignal CONT: ok ok ok UnknownObject AccessDenied
 Process.GetFd 0: ok AccessDenied AccessDenied UnknownObject AccessDenied
+Process property Pid: ok ok ok UnknownObject ok
+GetManagedObjects shows it: ok ok ok NotListed ok
+Introspect lists it: ok ok ok NotListed ok
 Process.Untrack: ok ok ok UnknownObject ok
 )";
     std::map<std::string, std::vector<std::string>> cells;

@@ -354,7 +354,8 @@ TEST_F(DaemonTest, EveryMethodThroughBusctl) {
     ok(manager({"GetProcess", "u", pid}), "o \"" + path + "\"");
     ok(manager({"ListProcesses"}), "a(uto) 1 " + pid + " " + std::to_string(pidfd.id()));
     ok(manager({"GetNamespace", "us", pid, "uts"}), "h ");
-    ok(manager({"GetNamespaces", "uas", pid, "2", "net", "ipc"}), "a{sh} 2 \"ipc\"");
+    ok(manager({"GetNamespaces", "uas", pid, "2", "net", "ipc"}), "a{sh} 2 \"net\"");  // as asked
+    ok(manager({"GetNamespaces", "uas", pid, "2", "uts", "uts"}), "a{sh} 1 \"uts\"");
     ok(manager({"GetProcessInfo", "u", pid}), "a{sv} 14 ");
     ok(process({"GetNamespace", "s", "net"}), "h ");
     ok(process({"GetNamespaces", "as", "0"}), "a{sh} 10 ");
