@@ -112,10 +112,10 @@ Service::Service(BusPtr bus, Config config)
         return 0;
     };
     sd_event_source* source = nullptr;
-    if (int r = sd_event_add_defer(loop_.get(), &source, onRemoveLater, this); r < 0) {
-        throw std::system_error(-r, std::generic_category(), "Failed to add the removal hook");
+    if (int r = sd_event_add_defer(loop_.get(), &source, onAfterCall, this); r < 0) {
+        throw std::system_error(-r, std::generic_category(), "Failed to add the after-call hook");
     }
-    removeLater_.reset(source);
+    afterCall_.reset(source);
     sd_event_source_set_enabled(source, SD_EVENT_OFF);
     // Before the bus's next message, which must not find an untracked object.
     sd_event_source_set_priority(source, SD_EVENT_PRIORITY_IMPORTANT);
@@ -296,11 +296,13 @@ TrackedProcess& Service::track(const Caller& caller, PidFd pidfd) {
         registry_.remove(tracked.id());
         throw;
     }
-    processObjects_->announceAdded(tracked);
+    // Kept across a restart before the caller hears of it.
     fdStore_.add(tracked.pidfd().get(), {tracked.id(), tracked.pid(), tracked.trackedBy()});
     spdlog::info("Tracking pid {} (id {}) for uid {}", tracked.pid(), tracked.id(), caller.uid);
-    manager_->trackedCountChanged();
-    publishStatus();
+    // The caller's reply first; the news for everyone else right after it.
+    pendingAnnouncements_.push_back(tracked.id());
+    countChanged_ = true;
+    scheduleAfterCall();
     return tracked;
 }
 
@@ -314,15 +316,32 @@ void Service::untrack(const Caller& caller, TrackedProcess& process) {
     // The bus object may be the one handling this very call: remove it once
     // the loop is back in control.
     pendingRemovals_.push_back(process.id());
-    sd_event_source_set_enabled(removeLater_.get(), SD_EVENT_ONESHOT);
+    scheduleAfterCall();
 }
 
-int Service::onRemoveLater(sd_event_source* /*source*/, void* userdata) {
+void Service::scheduleAfterCall() {
+    sd_event_source_set_enabled(afterCall_.get(), SD_EVENT_ONESHOT);
+}
+
+int Service::onAfterCall(sd_event_source* /*source*/, void* userdata) {
     auto* self = static_cast<Service*>(userdata);
-    std::vector<std::uint64_t> ids;
-    ids.swap(self->pendingRemovals_);
-    for (std::uint64_t id : ids) {
+    std::vector<std::uint64_t> removals;
+    removals.swap(self->pendingRemovals_);
+    for (std::uint64_t id : removals) {
         self->remove(id);
+    }
+    std::vector<std::uint64_t> announcements;
+    announcements.swap(self->pendingAnnouncements_);
+    for (std::uint64_t id : announcements) {
+        if (TrackedProcess* process = self->registry_.find(id);
+            process != nullptr && !bindingOf(*process).removing()) {
+            self->processObjects_->announceAdded(*process);
+        }
+    }
+    if (self->countChanged_) {
+        self->countChanged_ = false;
+        self->manager_->trackedCountChanged();
+        self->publishStatus();
     }
     return 0;
 }
@@ -336,8 +355,8 @@ void Service::remove(std::uint64_t id) {
     processObjects_->announceRemoved(*process);
     fdStore_.remove(id);
     registry_.remove(id);
-    manager_->trackedCountChanged();
-    publishStatus();
+    countChanged_ = true;
+    scheduleAfterCall();
 }
 
 void Service::onStateChanged(TrackedProcess& process) {

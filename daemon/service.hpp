@@ -113,7 +113,9 @@ class Service {
     void raiseFdLimit();
     // Takes back the processes a previous nsfdd left in systemd's fd store.
     void restore();
-    static int onRemoveLater(sd_event_source* source, void* userdata);
+    // Runs onAfterCall once the call being handled has its reply, before the next message.
+    void scheduleAfterCall();
+    static int onAfterCall(sd_event_source* source, void* userdata);
 
     Config config_;
     Authorizer authorizer_;
@@ -126,8 +128,10 @@ class Service {
     Registry registry_;  // goes first: its bindings hold event sources of the loop
     EventSource sigterm_;
     EventSource sigint_;
-    EventSource removeLater_;
-    std::vector<std::uint64_t> pendingRemovals_;
+    EventSource afterCall_;
+    std::vector<std::uint64_t> pendingRemovals_;        // untracked
+    std::vector<std::uint64_t> pendingAnnouncements_;  // newly tracked: InterfacesAdded
+    bool countChanged_ = false;                         // TrackedProcesses, STATUS=
     std::size_t fdLimit_ = 1024;
 };
 

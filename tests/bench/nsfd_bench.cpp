@@ -56,6 +56,7 @@ struct Scale {
     int starts = 25;                 // figure 8
     int commands = 200;              // figure 10
     double throughputSeconds = 2.0;  // figure 4, per phase
+    int only = 0;                    // --only N: just the step that measures figure N
 };
 
 void progress(const std::string& what) {
@@ -259,13 +260,32 @@ class Suite {
         connection_ = sdbus::createSystemBusConnection();
         manager_ = managerProxy(*connection_);
 
-        latencyAndProfile();  // 1, 2
-        inProcess();          // 3
-        throughput();         // 4
-        exitLatency();        // 9
-        commandLine();        // 10
-        startup();            // 8
-        scale();              // 5, 6, 7
+        // Each step measures the figures beside it; --only N runs the one that measures N.
+        auto wanted = [&](std::initializer_list<int> figures) {
+            return scale_.only == 0 ||
+                   std::find(figures.begin(), figures.end(), scale_.only) != figures.end();
+        };
+        if (wanted({1, 2})) {
+            latencyAndProfile();
+        }
+        if (wanted({3})) {
+            inProcess();
+        }
+        if (wanted({4})) {
+            throughput();
+        }
+        if (wanted({9})) {
+            exitLatency();
+        }
+        if (wanted({10})) {
+            commandLine();
+        }
+        if (wanted({8})) {
+            startup();
+        }
+        if (wanted({5, 6, 7})) {
+            scale();
+        }
     }
 
     void print() const {
@@ -715,8 +735,16 @@ class Suite {
 
 int main(int argc, char** argv) {
     nsfd::bench::Scale scale;
-    if (argc > 1 && std::string(argv[1]) == "--quick") {
-        scale = {2000, 1000, 50, 5, 20, 0.5};
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        if (arg == "--quick") {
+            scale = {2000, 1000, 50, 5, 20, 0.5, scale.only};
+        } else if (arg == "--only" && i + 1 < argc) {
+            scale.only = std::atoi(argv[++i]);
+        } else {
+            std::fprintf(stderr, "usage: nsfd-bench [--quick] [--only FIGURE]\n");
+            return 2;
+        }
     }
     cpu_set_t cpus;
     CPU_ZERO(&cpus);

@@ -157,15 +157,17 @@ TEST_F(SoakTest, FourClientsWhileProcessesComeAndGo) {
         clients.emplace_back(std::move(readEnd), pid);
     }
 
-    // Processes, sixteen at a time: forked to wait on a pipe, tracked, let go
-    // (each with its own exit code) by closing the pipe, reaped.
+    // Processes, sixteen at a time: forked to wait on a pipe, tracked (sixteen
+    // calls in flight at once, as a busy container manager would), let go (each
+    // with its own exit code) by closing the pipe, reaped.
     std::map<std::string, int> expected;  // path -> wait status
     long spawned = 0;
+    auto tracker = sdbus::createProxy(*connection_, dbus::kBusName, dbus::kManagerPath);
     while (Clock::now() < deadline) {
         int hold[2];
         ASSERT_EQ(::pipe2(hold, O_CLOEXEC), 0);
         UniqueFd waitEnd(hold[0]), releaseEnd(hold[1]);
-        std::vector<std::pair<pid_t, std::string>> batch;
+        std::vector<pid_t> batch;
         for (int i = 0; i < 16; ++i) {
             int code = static_cast<int>(spawned++ % 250);
             pid_t pid = test::forkProcess();
@@ -175,13 +177,28 @@ TEST_F(SoakTest, FourClientsWhileProcessesComeAndGo) {
                 (void)!::read(waitEnd.get(), &c, 1);  // EOF: let go
                 ::_exit(code);
             }
-            batch.emplace_back(pid, manager_->TrackProcess(static_cast<uint32_t>(pid)));
+            batch.push_back(pid);
         }
+        std::map<pid_t, std::string> paths;
+        std::string trackError;
+        for (pid_t pid : batch) {
+            tracker->callMethodAsync("TrackProcess")
+                .onInterface(dbus::kManagerInterface)
+                .withArguments(static_cast<uint32_t>(pid))
+                .uponReplyInvoke([&, pid](const sdbus::Error* error, sdbus::ObjectPath path) {
+                    if (error != nullptr) {
+                        trackError = error->getName() + ": " + error->getMessage();
+                    }
+                    paths[pid] = path;
+                });
+        }
+        ASSERT_TRUE(waitUntil([&] { return paths.size() == batch.size(); }));
+        ASSERT_EQ(trackError, "");
         releaseEnd.reset();
-        for (const auto& [pid, path] : batch) {
+        for (pid_t pid : batch) {
             int status = 0;
             ::waitpid(pid, &status, 0);
-            expected[path] = status;
+            expected[paths[pid]] = status;
         }
         while (connection_->processPendingRequest()) {
         }
