@@ -46,6 +46,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using test::Daemon;
 using test::TestBus;
+using test::BusKind;
 using Results = std::map<std::string, double>;
 
 // How many calls or runs each figure takes; --quick divides them by ten.
@@ -56,7 +57,7 @@ struct Scale {
     int starts = 25;                 // figure 8
     int commands = 200;              // figure 10
     double throughputSeconds = 2.0;  // figure 4, per phase
-    int only = 0;                    // --only N: just the step that measures figure N
+    std::vector<int> only;           // --only N: just the step that measures figure N
 };
 
 void progress(const std::string& what) {
@@ -250,11 +251,11 @@ Daemon::Options quiet() {
 
 class Suite {
   public:
-    explicit Suite(Scale scale) : scale_(scale) {}
+    Suite(Scale scale, BusKind busKind) : scale_(std::move(scale)), busKind_(busKind) {}
 
     void run() {
-        progress("starting a private dbus-daemon and nsfdd");
-        bus_ = std::make_unique<TestBus>();
+        progress("starting a private " + busName() + " and nsfdd");
+        bus_ = std::make_unique<TestBus>(busKind_);
         ::setenv("DBUS_SYSTEM_BUS_ADDRESS", bus_->address().c_str(), 1);
         daemon_ = std::make_unique<Daemon>(bus_->address(), quiet());
         connection_ = sdbus::createSystemBusConnection();
@@ -262,8 +263,11 @@ class Suite {
 
         // Each step measures the figures beside it; --only N runs the one that measures N.
         auto wanted = [&](std::initializer_list<int> figures) {
-            return scale_.only == 0 ||
-                   std::find(figures.begin(), figures.end(), scale_.only) != figures.end();
+            return scale_.only.empty() ||
+                   std::any_of(figures.begin(), figures.end(), [&](int figure) {
+                       return std::find(scale_.only.begin(), scale_.only.end(), figure) !=
+                              scale_.only.end();
+                   });
         };
         if (wanted({1, 2})) {
             latencyAndProfile();
@@ -288,7 +292,11 @@ class Suite {
         }
     }
 
-    void print() const {
+    std::string busName() const {
+        return busKind_ == BusKind::DbusBroker ? "dbus-broker" : "dbus-daemon";
+    }
+
+    void print(const std::string& heading) const {
         struct utsname uts {};
         ::uname(&uts);
         std::string cpu;
@@ -299,13 +307,13 @@ class Suite {
                 break;
             }
         }
-        std::printf("## Figures\n\n");
+        std::printf("## %s\n\n", heading.c_str());
         std::printf(
             "Machine: %s, %ld CPUs, kernel %s; %s; nsfd %s. The bus daemon, nsfdd "
             "and the callers all run on CPU 0; each ratio is of two medians measured "
             "in this one run.\n\n",
             cpu.c_str(), ::sysconf(_SC_NPROCESSORS_ONLN), uts.release,
-            firstLineOf({"dbus-daemon", "--version"}).c_str(), NSFD_TEST_VERSION);
+            firstLineOf({busName(), "--version"}).c_str(), NSFD_TEST_VERSION);
         std::printf("| # | figure | measured | value | target | |\n|---|---|---|---|---|---|\n");
         std::vector<Row> rows = rows_;
         std::sort(rows.begin(), rows.end(),
@@ -320,11 +328,12 @@ class Suite {
             "CPU time per call of each process (from /proc/PID/task/*/schedstat, "
             "kernel time included), in the latency runs of figure 1:\n\n");
         std::printf(
-            "| call | wall (median) | caller | dbus-daemon | nsfdd |\n"
-            "|---|---|---|---|---|\n");
+            "| call | wall (median) | caller | %s | nsfdd |\n"
+            "|---|---|---|---|---|\n",
+            busName().c_str());
         for (const char* call : {"ping_bus", "ping_nsfdd", "get_namespace", "get_namespaces"}) {
             std::string key = call;
-            std::printf("| %s | %.1f us | %.1f us | %.1f us | %.1f us |\n", labelOf(call),
+            std::printf("| %s | %.1f us | %.1f us | %.1f us | %.1f us |\n", labelOf(call).c_str(),
                         value(key + "_us"), value(key + "_cpu_client"), value(key + "_cpu_bus"),
                         value(key + "_cpu_daemon"));
         }
@@ -335,9 +344,9 @@ class Suite {
     }
 
   private:
-    static const char* labelOf(const std::string& call) {
+    std::string labelOf(const std::string& call) const {
         if (call == "ping_bus")
-            return "Peer.Ping to dbus-daemon";
+            return "Peer.Ping to " + busName();
         if (call == "ping_nsfdd")
             return "Peer.Ping to nsfdd (no-op)";
         if (call == "get_namespace")
@@ -358,16 +367,17 @@ class Suite {
                          atMost ? value <= target : value >= target});
     }
 
-    static std::string format(const char* pattern, double a, double b) {
-        char buf[160];
-        std::snprintf(buf, sizeof(buf), pattern, a, b);
+    template <typename... Numbers>
+    static std::string format(const char* pattern, Numbers... numbers) {
+        char buf[320];
+        std::snprintf(buf, sizeof(buf), pattern, numbers...);
         return buf;
     }
 
     // Figures 1 and 2, and the CPU split of each call.
     void latencyAndProfile() {
         progress("figures 1 and 2: latency of GetNamespace(s) and Ping");
-        pid_t busPid = bus_->pid();
+        pid_t busPid = bus_->routerPid();
         pid_t daemonPid = daemon_->pid();
         int count = scale_.calls;
         Results r = asUnprivileged([=](sdbus::IConnection& connection) {
@@ -559,12 +569,70 @@ class Suite {
         double pingUs = medianLatency(scale_.calls / 4, [&] { ping(*bus); });
         double exitUs = median(samples);
         double kernelUs = reapToPollHup();
+        double relayUs = signalRelay();
         add(9, "reap to `ProcessExited` received / `Peer.Ping` to the bus",
             format("%.1f us / %.1f us", exitUs, pingUs) +
-                format(" (the kernel alone, reap to POLLHUP on a pidfd: %.1f us of %.0f runs)",
-                       kernelUs, scale_.exits),
+                format(" (floor: the kernel's reap to POLLHUP on a pidfd %.1f us, plus one "
+                       "signal from a bare sdbus-c++ process woken by a pipe %.1f us; "
+                       "medians of %.0f)",
+                       kernelUs, relayUs, static_cast<double>(scale_.exits)),
             exitUs / pingUs, 3.0, true);
+        measured_["signal_relay_us"] = relayUs;
         measured_["reap_to_pollhup_us"] = kernelUs;
+    }
+
+    // The floor of figure 9 on this bus: a minimal sdbus-c++ process, woken by
+    // a pipe (as nsfdd is by a pidfd), sends one signal; from our write to the
+    // pipe to the signal reaching us.
+    double signalRelay() {
+        int trigger[2], ready[2];
+        if (::pipe2(trigger, O_CLOEXEC) < 0 || ::pipe2(ready, O_CLOEXEC) < 0) {
+            throw std::system_error(errno, std::generic_category(), "pipe2");
+        }
+        UniqueFd triggerRead(trigger[0]), triggerWrite(trigger[1]);
+        UniqueFd readyRead(ready[0]), readyWrite(ready[1]);
+        pid_t emitter = test::forkProcess();
+        if (emitter == 0) {
+            triggerWrite.reset();
+            auto connection = sdbus::createSystemBusConnection();
+            auto object = sdbus::createObject(*connection, "/org/nsfd1/bench");
+            object->registerSignal("org.nsfd1.Bench", "Fired", "");
+            object->finishRegistration();
+            std::string name = connection->getUniqueName() + "\n";
+            (void)!::write(readyWrite.get(), name.data(), name.size());
+            for (char c; ::read(triggerRead.get(), &c, 1) == 1;) {
+                object->emitSignal("Fired").onInterface("org.nsfd1.Bench");
+            }
+            ::_exit(0);
+        }
+        readyWrite.reset();
+        std::string sender;
+        for (char c; ::read(readyRead.get(), &c, 1) == 1 && c != '\n';) {
+            sender += c;
+        }
+        auto proxy = sdbus::createProxy(*connection_, sender, "/org/nsfd1/bench");
+        long fired = 0;
+        Clock::time_point received;
+        proxy->uponSignal("Fired").onInterface("org.nsfd1.Bench").call([&] {
+            ++fired;
+            received = Clock::now();
+        });
+        proxy->finishRegistration();
+        std::vector<double> samples;
+        for (int i = 0; i < scale_.exits; ++i) {
+            test::waitUntil(
+                *connection_, [] { return false; }, std::chrono::milliseconds(2));
+            long before = fired;
+            Clock::time_point sent = Clock::now();
+            (void)!::write(triggerWrite.get(), "x", 1);
+            if (!test::waitUntil(*connection_, [&] { return fired > before; })) {
+                throw std::runtime_error("the emitter's signal did not arrive");
+            }
+            samples.push_back(micros(received - sent));
+        }
+        triggerWrite.reset();
+        ::waitpid(emitter, nullptr, 0);
+        return median(std::move(samples));
     }
 
     // The kernel's share of figure 9: from a parent's reap to another thread
@@ -721,6 +789,7 @@ class Suite {
     }
 
     Scale scale_;
+    BusKind busKind_;
     std::unique_ptr<TestBus> bus_;
     std::unique_ptr<Daemon> daemon_;
     std::unique_ptr<sdbus::IConnection> connection_;
@@ -740,7 +809,7 @@ int main(int argc, char** argv) {
         if (arg == "--quick") {
             scale = {2000, 1000, 50, 5, 20, 0.5, scale.only};
         } else if (arg == "--only" && i + 1 < argc) {
-            scale.only = std::atoi(argv[++i]);
+            scale.only.push_back(std::atoi(argv[++i]));
         } else {
             std::fprintf(stderr, "usage: nsfd-bench [--quick] [--only FIGURE]\n");
             return 2;
@@ -757,9 +826,22 @@ int main(int argc, char** argv) {
     }
     ::signal(SIGPIPE, SIG_IGN);
     try {
-        nsfd::bench::Suite suite(scale);
+        nsfd::bench::Suite suite(scale, nsfd::test::BusKind::DbusDaemon);
         suite.run();
-        suite.print();
+        suite.print("Figures");
+        // The figures the bus bounds, again on dbus-broker (if installed).
+        if (nsfd::test::TestBus::brokerInstalled()) {
+            nsfd::bench::Scale onBroker = scale;
+            if (onBroker.only.empty()) {
+                onBroker.only = {1, 2, 4, 9};
+            }
+            nsfd::bench::Suite broker(onBroker, nsfd::test::BusKind::DbusBroker);
+            broker.run();
+            broker.print("Figures on dbus-broker (1, 2, 4, 9: those the bus bounds)");
+        } else {
+            std::printf("## Figures on dbus-broker\n\nNot measured: dbus-broker-launch is not "
+                        "installed (`apt-get install dbus-broker`).\n\n");
+        }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "nsfd-bench: %s\n", e.what());
         return 1;

@@ -5,7 +5,10 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,7 +66,7 @@ std::string replaceAll(std::string text, const std::string& from, const std::str
 }
 
 // NSFD_TEST_DAEMON_WRAPPER: a command every nsfdd runs under, split at spaces
-// (CI runs the integration tests once with valgrind's memcheck there).
+// (a debugger, strace, or a memory checker that can run nsfdd).
 std::vector<std::string> daemonWrapper() {
     std::vector<std::string> words;
     if (const char* wrapper = std::getenv("NSFD_TEST_DAEMON_WRAPPER")) {
@@ -102,9 +105,45 @@ std::string readAll(int fd) {
     }
 }
 
+UniqueFd boundUnixSocket(int type, const std::string& path) {
+    UniqueFd fd(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+    struct sockaddr_un addr {};
+    addr.sun_family = AF_UNIX;
+    path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+    if (fd.get() < 0 || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
+        throw std::system_error(errno, std::generic_category(), "bind " + path);
+    }
+    return fd;
+}
+
+// In a child about to become dbus-broker-launch, which refuses to start
+// without a journal: a private /run/systemd whose journal socket is `sink`,
+// which the parent reads.
+void giveBrokerAJournal(int sink) {
+    ::mkdir("/run/systemd", 0755);
+    struct sockaddr_un addr {};
+    addr.sun_family = AF_UNIX;
+    std::string("/run/systemd/journal/socket").copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+    if (::unshare(CLONE_NEWNS) < 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0 ||
+        ::mount("tmpfs", "/run/systemd", "tmpfs", 0, "mode=0755") < 0 ||
+        ::mkdir("/run/systemd/journal", 0755) < 0 ||
+        ::bind(sink, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
+        ::_exit(126);
+    }
+}
+
 }  // namespace
 
-TestBus::TestBus() : dir_(makeTempDir()) {
+bool TestBus::brokerInstalled() {
+    return ::access("/usr/bin/dbus-broker-launch", X_OK) == 0;
+}
+
+TestBus::TestBus(BusKind kind) : dir_(makeTempDir()) {
+    if (kind == BusKind::DbusBroker) {
+        startBroker();
+        return;
+    }
     std::string socket = dir_ + "/system_bus_socket";
     std::string config = readFile(NSFD_TEST_BUS_CONFIG_TEMPLATE);
     config = replaceAll(config, "@SOCKET@", socket);
@@ -138,6 +177,61 @@ TestBus::TestBus() : dir_(makeTempDir()) {
     allowLongLivedChild(pid_);
 }
 
+void TestBus::startBroker() {
+    std::string socket = dir_ + "/system_bus_socket";
+    std::string config = readFile(NSFD_TEST_BUS_CONFIG_TEMPLATE);
+    config = replaceAll(config, "@SOCKET@", socket);
+    config = replaceAll(config, "@POLICY@", NSFD_TEST_POLICY_FILE);
+    writeFile(dir_ + "/bus.conf", config);
+    // Socket activation, as systemd would do it: clients may connect at once
+    // and wait in the backlog until the broker takes them.
+    UniqueFd listening = boundUnixSocket(SOCK_STREAM, socket);
+    ::chmod(socket.c_str(), 0666);
+    if (::listen(listening.get(), SOMAXCONN) < 0) {
+        throw std::system_error(errno, std::generic_category(), "listen");
+    }
+    address_ = "unix:path=" + socket;
+    journal_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    journalReader_ = std::thread([this] {
+        char line[65536];
+        while (!stopping_) {
+            if (::recv(journal_.get(), line, sizeof(line), 0) < 0 && errno != EINTR) {
+                return;
+            }
+        }
+    });
+    pid_ = forkProcess();
+    if (pid_ == 0) {
+        int devNull = ::open("/dev/null", O_RDWR);
+        ::dup2(devNull, 0);
+        ::dup2(devNull, 1);
+        ::dup2(devNull, 2);
+        giveBrokerAJournal(journal_.get());
+        ::dup2(listening.get(), 3);  // clears close-on-exec on the copy
+        ::setenv("LISTEN_FDS", "1", 1);
+        ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+        ::unsetenv("LISTEN_FDNAMES");
+        ::unsetenv("NOTIFY_SOCKET");
+        // The launcher is also a client of the bus it launches.
+        ::setenv("DBUS_SYSTEM_BUS_ADDRESS", address_.c_str(), 1);
+        execOrDie({"dbus-broker-launch", "--scope", "system", "--config-file",
+                   dir_ + "/bus.conf"});
+    }
+    allowLongLivedChild(pid_);
+}
+
+pid_t TestBus::routerPid() const {
+    // Among dbus-broker-launch's children (its journal's reader too), the broker.
+    std::ifstream children("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) +
+                           "/children");
+    for (pid_t child = 0; children >> child;) {
+        if (readFile("/proc/" + std::to_string(child) + "/comm") == "dbus-broker\n") {
+            return child;
+        }
+    }
+    return pid_;
+}
+
 TestBus::~TestBus() {
     kill();
     ::unlink((dir_ + "/bus.conf").c_str());
@@ -147,9 +241,21 @@ TestBus::~TestBus() {
 
 void TestBus::kill() {
     if (pid_ > 0) {
+        // The broker first: its launcher then collects it and exits.
+        if (pid_t router = routerPid(); router != pid_) {
+            ::kill(router, SIGTERM);
+            for (int i = 0; i < 200 && ::waitpid(pid_, nullptr, WNOHANG) == 0; ++i) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            }
+        }
         ::kill(pid_, SIGTERM);
         reap(pid_);
         pid_ = -1;
+    }
+    if (journalReader_.joinable()) {
+        stopping_ = true;
+        ::shutdown(journal_.get(), SHUT_RDWR);
+        journalReader_.join();
     }
 }
 

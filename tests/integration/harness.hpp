@@ -23,18 +23,33 @@
 namespace nsfd::test {
 
 // A dbus-daemon of type system, with nsfd's own policy file, run as our child.
+enum class BusKind {
+    DbusDaemon,  // what the tests use
+    DbusBroker,  // dbus-broker-launch (package dbus-broker), for the benchmarks
+};
+
 class TestBus {
   public:
-    TestBus();
+    explicit TestBus(BusKind kind = BusKind::DbusDaemon);
     ~TestBus();
+    // Whether dbus-broker-launch is installed.
+    static bool brokerInstalled();
     const std::string& address() const { return address_; }
     pid_t pid() const { return pid_; }
+    // The process that routes messages: dbus-daemon, or the broker under its
+    // launcher (once a client has connected).
+    pid_t routerPid() const;
     void kill();
 
   private:
+    void startBroker();
+
     std::string dir_;
     std::string address_;
     pid_t pid_ = -1;
+    UniqueFd journal_;  // dbus-broker-launch's journal, read and forgotten
+    std::thread journalReader_;
+    std::atomic<bool> stopping_{false};
 };
 
 // nsfdd as our child, told about with NOTIFY_SOCKET, on the given bus.
