@@ -33,6 +33,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "child.hpp"
@@ -369,6 +370,7 @@ class Suite {
 
     template <typename... Numbers>
     static std::string format(const char* pattern, Numbers... numbers) {
+        static_assert((std::is_same_v<Numbers, double> && ...), "the patterns take doubles");
         char buf[320];
         std::snprintf(buf, sizeof(buf), pattern, numbers...);
         return buf;
@@ -709,7 +711,8 @@ class Suite {
         }
         double ms = median(samples);
         add(8, "time to READY=1 with nothing tracked",
-            format("%.1f ms (median of %.0f starts)", ms, scale_.starts), ms, 50, true);
+            format("%.1f ms (median of %.0f starts)", ms, static_cast<double>(scale_.starts)), ms,
+            50, true);
     }
 
     // Figures 5, 6 and 7: 10,000 tracked processes.
@@ -763,7 +766,7 @@ class Suite {
         double perProcess = 1024.0 * static_cast<double>(rssAfter - rssBefore) / scale_.tracked;
         add(6, "nsfdd RSS growth per tracked process",
             format("%.0f KiB more for %.0f processes", static_cast<double>(rssAfter - rssBefore),
-                   scale_.tracked),
+                   static_cast<double>(scale_.tracked)),
             perProcess / 1024, 1.0, true);
 
         progress("figure 7: restart with " + std::to_string(scale_.tracked) + " processes");
@@ -784,7 +787,8 @@ class Suite {
         add(7,
             "time to READY=1 with " + std::to_string(scale_.tracked) +
                 " pidfds handed back (fd store)",
-            format("%.0f ms for %.0f processes restored", ms, tracked), ms / 1000, 0.5, true);
+            format("%.0f ms for %.0f processes restored", ms, static_cast<double>(tracked)),
+            ms / 1000, 0.5, true);
         daemon_.reset();
     }
 
