@@ -4,7 +4,6 @@
 // together: what nsfdd introspects as must be what the XML says, member by
 // member, argument names, directions and property annotations included.
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -13,68 +12,92 @@
 namespace nsfd::test {
 namespace {
 
+// The elements of introspection XML in order, each with its attributes;
+// comments and declarations skipped. Enough for the D-Bus introspection format.
+struct Tag {
+    std::string name;
+    bool closing = false;      // </name>
+    bool selfClosing = false;  // <name ... />
+    std::map<std::string, std::string> attributes;
+};
+
+std::vector<Tag> tagsOf(const std::string& xml) {
+    std::vector<Tag> tags;
+    for (std::size_t at = xml.find('<'); at != std::string::npos; at = xml.find('<', at)) {
+        if (xml.compare(at, 4, "<!--") == 0) {
+            at = xml.find("-->", at);
+            continue;
+        }
+        std::size_t end = xml.find('>', at);
+        if (end == std::string::npos) {
+            break;
+        }
+        std::string text = xml.substr(at + 1, end - at - 1);
+        at = end;
+        if (text.empty() || text[0] == '!' || text[0] == '?') {
+            continue;
+        }
+        Tag tag;
+        tag.closing = text[0] == '/';
+        tag.selfClosing = text.back() == '/';
+        std::istringstream words(text.substr(tag.closing ? 1 : 0));
+        words >> tag.name;
+        for (std::size_t eq = text.find("=\""); eq != std::string::npos;
+             eq = text.find("=\"", eq + 1)) {
+            std::size_t nameStart = text.find_last_of(" \t\n", eq) + 1;
+            std::size_t valueEnd = text.find('"', eq + 2);
+            tag.attributes[text.substr(nameStart, eq - nameStart)] =
+                text.substr(eq + 2, valueEnd - eq - 2);
+        }
+        tags.push_back(std::move(tag));
+    }
+    return tags;
+}
+
 // One line per member of interface `interface` in introspection XML, e.g.
 // "method GetNamespace(in s type, out h fd)" or "property Pid u read const".
-std::set<std::string> membersOf(std::string xml, const std::string& interface) {
-    xml = std::regex_replace(xml, std::regex("<!--[^]*?-->"), "");
-    static const std::regex tag(R"(<(/?)([a-z]+)((?:\s+[a-z]+="[^"]*")*)\s*(/?)>)");
-    static const std::regex attribute(R"re(([a-z]+)="([^"]*)")re");
+std::set<std::string> membersOf(const std::string& xml, const std::string& interface) {
     std::set<std::string> members;
     bool inInterface = false;
     std::string kind;       // method, signal, property: the member being read
     std::string member;     // its line so far
     std::string arguments;  // of a method or signal
     std::string emits = "true";
-    for (auto it = std::sregex_iterator(xml.begin(), xml.end(), tag); it != std::sregex_iterator();
-         ++it) {
-        bool closing = !(*it)[1].str().empty();
-        bool selfClosing = !(*it)[4].str().empty();
-        std::string name = (*it)[2];
-        std::map<std::string, std::string> attrs;
-        std::string attrText = (*it)[3];
-        for (auto a = std::sregex_iterator(attrText.begin(), attrText.end(), attribute);
-             a != std::sregex_iterator(); ++a) {
-            attrs[(*a)[1]] = (*a)[2];
-        }
-        if (name == "interface") {
-            inInterface = !closing && attrs["name"] == interface;
+    auto finish = [&] {
+        members.insert(kind == "property" ? member + " " + emits : member + "(" + arguments + ")");
+        kind.clear();
+    };
+    for (Tag& tag : tagsOf(xml)) {
+        auto& attrs = tag.attributes;
+        if (tag.name == "interface") {
+            inInterface = !tag.closing && attrs["name"] == interface;
+        } else if (!inInterface) {
             continue;
-        }
-        if (!inInterface) {
-            continue;
-        }
-        auto finish = [&] {
-            if (kind == "property") {
-                members.insert(member + " " + emits);
-            } else {
-                members.insert(member + "(" + arguments + ")");
-            }
-            kind.clear();
-        };
-        if ((name == "method" || name == "signal" || name == "property") && !closing) {
-            kind = name;
+        } else if ((tag.name == "method" || tag.name == "signal" || tag.name == "property") &&
+                   !tag.closing) {
+            kind = tag.name;
             arguments.clear();
             emits = "true";
-            member = name + " " + attrs["name"];
-            if (name == "property") {
+            member = tag.name + " " + attrs["name"];
+            if (tag.name == "property") {
                 member += " " + attrs["type"] + " " + attrs["access"];
             }
-            if (selfClosing) {
+            if (tag.selfClosing) {
                 finish();
             }
-        } else if (name == "arg" && !kind.empty()) {
-            std::string direction = kind == "method" ? attrs.count("direction") != 0
-                                                           ? attrs["direction"] + " "
-                                                           : std::string("in ")
-                                                     : "";
+        } else if (tag.name == "arg" && !kind.empty()) {
+            std::string direction;
+            if (kind == "method") {
+                direction = (attrs.count("direction") != 0 ? attrs["direction"] : "in") + " ";
+            }
             arguments += (arguments.empty() ? "" : ", ") + direction + attrs["type"] + " " +
                          attrs["name"];
-        } else if (name == "annotation" && kind == "property" &&
+        } else if (tag.name == "annotation" && kind == "property" &&
                    attrs["name"] == "org.freedesktop.DBus.Property.EmitsChangedSignal") {
             emits = attrs["value"];
-        } else if (name == "annotation" && !kind.empty()) {
+        } else if (tag.name == "annotation" && !kind.empty()) {
             member += " [" + attrs["name"] + "=" + attrs["value"] + "]";
-        } else if (closing && name == kind) {
+        } else if (tag.closing && tag.name == kind) {
             finish();
         }
     }
@@ -145,8 +168,12 @@ TEST_F(ContractTest, TheComparisonSeesADifference) {
     EXPECT_EQ(contract.count("property Pid u read const"), 1U);
     EXPECT_EQ(contract.count("property State s read true"), 1U);
     EXPECT_EQ(contract.count("signal Exited(i wait_status)"), 1U);
-    std::string renamed = std::regex_replace(xml, std::regex(R"(name="wait_status")"), "name=\"ws\"");
+    std::string renamed = xml;
+    renamed.replace(renamed.find("name=\"wait_status\""), 18, "name=\"ws\"");
     EXPECT_NE(membersOf(renamed, nsfd::dbus::kProcessInterface), contract);
+    std::string notConst = xml;
+    notConst.replace(notConst.find("value=\"const\""), 13, "value=\"false\"");
+    EXPECT_NE(membersOf(notConst, nsfd::dbus::kProcessInterface), contract);
 }
 
 }  // namespace

@@ -3,6 +3,9 @@
 #include <grp.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <stdexcept>
+
 #include "harness.hpp"
 
 namespace nsfd::test {
@@ -14,7 +17,7 @@ class BusEnvironment : public ::testing::Environment {
   public:
     const std::string& address() {
         if (!bus_) {
-            bus_ = std::make_unique<TestBus>();
+            bus_ = std::make_unique<TestBus>(testBusKind());
             // sd-bus's system bus connections (ours, busctl's) go here.
             ::setenv("DBUS_SYSTEM_BUS_ADDRESS", bus_->address().c_str(), 1);
         }
@@ -40,6 +43,18 @@ BusEnvironment* const kBusEnvironment = static_cast<BusEnvironment*>(
     ::testing::AddGlobalTestEnvironment(new BusEnvironment));  // gtest owns it
 
 }  // namespace
+
+BusKind testBusKind() {
+    const char* name = std::getenv("NSFD_TEST_BUS");
+    if (name == nullptr || std::string(name) == "dbus-daemon") {
+        return BusKind::DbusDaemon;
+    }
+    if (std::string(name) == "dbus-broker") {
+        return BusKind::DbusBroker;
+    }
+    throw std::runtime_error("NSFD_TEST_BUS: dbus-daemon or dbus-broker, not " +
+                             std::string(name));
+}
 
 const std::string& busAddress() {
     return kBusEnvironment->address();

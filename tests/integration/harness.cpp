@@ -55,6 +55,16 @@ std::string replaceAll(std::string text, const std::string& from, const std::str
     return text;
 }
 
+// In a child: `fd` as number `target`, kept across the exec (dup2 of an fd
+// onto itself would leave close-on-exec set).
+void inheritAs(int fd, int target) {
+    if (fd == target) {
+        ::fcntl(target, F_SETFD, 0);
+    } else {
+        ::dup2(fd, target);
+    }
+}
+
 [[noreturn]] void execOrDie(const std::vector<std::string>& argv) {
     std::vector<char*> args;
     for (const std::string& arg : argv) {
@@ -160,7 +170,7 @@ TestBus::TestBus(BusKind kind) : dir_(makeTempDir()) {
         int devNull = ::open("/dev/null", O_RDWR);
         ::dup2(devNull, 0);
         ::dup2(devNull, 1);         // never hold the test runner's output open
-        ::dup2(writeEnd.get(), 3);  // dup2 clears close-on-exec on the copy
+        inheritAs(writeEnd.get(), 3);
         execOrDie({"dbus-daemon", "--config-file=" + dir_ + "/bus.conf", "--nofork", "--nopidfile",
                    "--print-address=3"});
     }
@@ -192,11 +202,22 @@ void TestBus::startBroker() {
     }
     address_ = "unix:path=" + socket;
     journal_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    journalReader_ = std::thread([this] {
-        char line[65536];
+    // The broker's messages (MESSAGE= lines) go to broker.log, for whoever debugs.
+    journalReader_ = std::thread([this, log = UniqueFd(::open((dir_ + "/broker.log").c_str(),
+                                                              O_WRONLY | O_CREAT | O_CLOEXEC | O_TRUNC,
+                                                              0644))] {
+        char entry[65536];
         while (!stopping_) {
-            if (::recv(journal_.get(), line, sizeof(line), 0) < 0 && errno != EINTR) {
+            ssize_t n = ::recv(journal_.get(), entry, sizeof(entry) - 1, 0);
+            if (n < 0 && errno != EINTR) {
                 return;
+            }
+            entry[n > 0 ? n : 0] = '\0';
+            if (const char* message = std::strstr(entry, "MESSAGE=")) {
+                const char* end = std::strchr(message, '\n');
+                std::size_t length = end != nullptr ? static_cast<std::size_t>(end - message) + 1
+                                                    : std::strlen(message);
+                (void)!::write(log.get(), message + 8, length - 8);
             }
         }
     });
@@ -207,7 +228,7 @@ void TestBus::startBroker() {
         ::dup2(devNull, 1);
         ::dup2(devNull, 2);
         giveBrokerAJournal(journal_.get());
-        ::dup2(listening.get(), 3);  // clears close-on-exec on the copy
+        inheritAs(listening.get(), 3);
         ::setenv("LISTEN_FDS", "1", 1);
         ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
         ::unsetenv("LISTEN_FDNAMES");
@@ -234,6 +255,7 @@ pid_t TestBus::routerPid() const {
 
 TestBus::~TestBus() {
     kill();
+    ::unlink((dir_ + "/broker.log").c_str());
     ::unlink((dir_ + "/bus.conf").c_str());
     ::unlink((dir_ + "/system_bus_socket").c_str());
     ::rmdir(dir_.c_str());
@@ -299,11 +321,9 @@ Daemon::Daemon(const std::string& busAddress, Options options) : dir_(makeTempDi
             std::string names;
             for (std::size_t i = 0; i < byNumber.size(); ++i) {
                 int target = static_cast<int>(3 + i);
+                inheritAs(byNumber[i].first, target);
                 if (byNumber[i].first != target) {
-                    ::dup2(byNumber[i].first, target);  // the copy is not close-on-exec
                     ::close(byNumber[i].first);
-                } else {
-                    ::fcntl(target, F_SETFD, 0);
                 }
                 names += (names.empty() ? "" : ":") + byNumber[i].second;
             }

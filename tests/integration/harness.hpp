@@ -125,6 +125,9 @@ pid_t forkProcess();
 std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child);
 
 // The bus address every test uses (one bus per test program).
+// The bus of the integration tests: dbus-daemon, or dbus-broker with
+// NSFD_TEST_BUS=dbus-broker.
+BusKind testBusKind();
 const std::string& busAddress();
 std::unique_ptr<sdbus::IConnection> connectToBus();
 
