@@ -57,8 +57,8 @@ void completeFromProcess(Caller& caller, bool wantGroups) {
 
 CallerCache::CallerCache(sd_bus* bus) : bus_(bus) {
     sd_bus_slot* slot = nullptr;
-    checkBus(sd_bus_match_signal(bus, &slot, kBusService, kBusPath, kBusService,
-                                 "NameOwnerChanged", onNameOwnerChanged, this),
+    checkBus(sd_bus_match_signal(bus, &slot, kBusService, kBusPath, kBusService, "NameOwnerChanged",
+                                 onNameOwnerChanged, this),
              "Failed to watch the bus's clients");
     nameOwnerChanged_.reset(slot);
 }
@@ -126,8 +126,8 @@ BusCredentials readCredentials(sd_bus_message* reply) {
 Caller CallerCache::query(const std::string& sender) {
     sd_bus_error error = SD_BUS_ERROR_NULL;
     sd_bus_message* raw = nullptr;
-    int r = sd_bus_call_method(bus_, kBusService, kBusPath, kBusService,
-                               "GetConnectionCredentials", &error, &raw, "s", sender.c_str());
+    int r = sd_bus_call_method(bus_, kBusService, kBusPath, kBusService, "GetConnectionCredentials",
+                               &error, &raw, "s", sender.c_str());
     BusMessage reply(raw);
     if (r < 0) {
         std::string reason = error.message != nullptr ? error.message : std::strerror(-r);

@@ -22,11 +22,12 @@ void EventLoop::attachBus(sd_bus* bus) {
     // sd-bus takes one message per dispatch of its sources, and comes back at
     // once while it holds more.
     checkBus(sd_bus_attach_event(bus, event_, SD_EVENT_PRIORITY_NORMAL),
-          "Failed to attach the bus to the event loop");
+             "Failed to attach the bus to the event loop");
     sd_bus_slot* slot = nullptr;
-    checkBus(sd_bus_match_signal(bus, &slot, "org.freedesktop.DBus.Local", nullptr,
-                              "org.freedesktop.DBus.Local", "Disconnected", onDisconnected, this),
-          "Failed to watch the bus connection");
+    checkBus(
+        sd_bus_match_signal(bus, &slot, "org.freedesktop.DBus.Local", nullptr,
+                            "org.freedesktop.DBus.Local", "Disconnected", onDisconnected, this),
+        "Failed to watch the bus connection");
     disconnected_.reset(slot);
 }
 

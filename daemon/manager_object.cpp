@@ -162,9 +162,8 @@ ManagerObject::ManagerObject(sd_bus* bus, Service& service) : bus_(bus) {
 }
 
 void ManagerObject::trackedCountChanged() {
-    int r = sd_bus_emit_properties_changed(bus_, nsfd::dbus::kManagerPath,
-                                           nsfd::dbus::kManagerInterface, "TrackedProcesses",
-                                           nullptr);
+    int r = sd_bus_emit_properties_changed(
+        bus_, nsfd::dbus::kManagerPath, nsfd::dbus::kManagerInterface, "TrackedProcesses", nullptr);
     if (r < 0) {
         spdlog::warn("Failed to signal the tracked count: {}", std::strerror(-r));
     }

@@ -43,11 +43,11 @@ int getNamespaces(sd_bus_message* call, void* userdata, sd_bus_error* error) {
 
 int getNamespaceIds(sd_bus_message* call, void* userdata, sd_bus_error* error) {
     return onProcess(
-        call, userdata, error, [&](Service& service, const Caller& caller, TrackedProcess& process) {
-            BusMessage reply;
+        call, userdata, error,
+        [&](Service& service, const Caller& caller, TrackedProcess& process) {
             sd_bus_message* m = nullptr;
             checkBus(sd_bus_message_new_method_return(call, &m), "Failed to create a reply");
-            reply.reset(m);
+            BusMessage reply(m);
             checkBus(sd_bus_message_open_container(m, 'a', "{st}"), "Failed to build a reply");
             for (const auto& [type, id] : service.namespaceIds(caller, process.pidfd())) {
                 checkBus(sd_bus_message_append(m, "{st}", type.c_str(), id),
@@ -84,7 +84,8 @@ int sendSignal(sd_bus_message* call, void* userdata, sd_bus_error* error) {
 int getFd(sd_bus_message* call, void* userdata, sd_bus_error* error) {
     return onProcess(call, userdata, error,
                      [&](Service& service, const Caller& caller, TrackedProcess& process) {
-                         return replyFd(call, service.getFd(caller, process.pidfd(), readInt32(call)));
+                         return replyFd(call,
+                                        service.getFd(caller, process.pidfd(), readInt32(call)));
                      });
 }
 
@@ -96,70 +97,48 @@ int untrack(sd_bus_message* call, void* userdata, sd_bus_error* error) {
                      });
 }
 
-// A property getter of the resolved process.
-template <typename Append>
-int property(sd_bus_message* reply, void* userdata, sd_bus_error* error, Append&& append) noexcept {
-    return handleCall(error, [&] {
-        return append(reply, static_cast<ProcessBinding*>(userdata)->process());
-    });
+// The getter of a property of the process the vtable's find callback resolved;
+// `Append` appends its value.
+template <int (*Append)(sd_bus_message*, TrackedProcess&)>
+int processProperty(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/,
+                    const char* /*property*/, sd_bus_message* reply, void* userdata,
+                    sd_bus_error* error) {
+    return handleCall(
+        error, [&] { return Append(reply, static_cast<ProcessBinding*>(userdata)->process()); });
 }
 
-int getPid(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/,
-           const char* /*property*/, sd_bus_message* reply, void* userdata, sd_bus_error* error) {
-    return property(reply, userdata, error, [](sd_bus_message* m, TrackedProcess& process) {
-        return sd_bus_message_append(m, "u", static_cast<std::uint32_t>(process.pid()));
-    });
+int appendPid(sd_bus_message* m, TrackedProcess& process) {
+    return sd_bus_message_append(m, "u", static_cast<std::uint32_t>(process.pid()));
 }
 
-int getId(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/,
-          const char* /*property*/, sd_bus_message* reply, void* userdata, sd_bus_error* error) {
-    return property(reply, userdata, error, [](sd_bus_message* m, TrackedProcess& process) {
-        return sd_bus_message_append(m, "t", process.id());
-    });
+int appendId(sd_bus_message* m, TrackedProcess& process) {
+    return sd_bus_message_append(m, "t", process.id());
 }
 
-int getParentPid(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/,
-                 const char* /*property*/, sd_bus_message* reply, void* userdata,
-                 sd_bus_error* error) {
-    return property(reply, userdata, error, [](sd_bus_message* m, TrackedProcess& process) {
-        return sd_bus_message_append(
-            m, "u", static_cast<std::uint32_t>(process.info().parentPid().value_or(0)));
-    });
+int appendParentPid(sd_bus_message* m, TrackedProcess& process) {
+    return sd_bus_message_append(
+        m, "u", static_cast<std::uint32_t>(process.info().parentPid().value_or(0)));
 }
 
-int getCgroupId(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/,
-                const char* /*property*/, sd_bus_message* reply, void* userdata,
-                sd_bus_error* error) {
-    return property(reply, userdata, error, [](sd_bus_message* m, TrackedProcess& process) {
-        return sd_bus_message_append(
-            m, "t", static_cast<std::uint64_t>(process.info().cgroupId().value_or(0)));
-    });
+int appendCgroupId(sd_bus_message* m, TrackedProcess& process) {
+    return sd_bus_message_append(m, "t",
+                                 static_cast<std::uint64_t>(process.info().cgroupId().value_or(0)));
 }
 
-int getCredentials(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/,
-                   const char* /*property*/, sd_bus_message* reply, void* userdata,
-                   sd_bus_error* error) {
-    return property(reply, userdata, error, [](sd_bus_message* m, TrackedProcess& process) {
-        Credentials c = process.info().credentials().value_or(process.lastCredentials());
-        return sd_bus_message_append(m, "(uuuuuuuu)", c.ruid, c.euid, c.suid, c.fsuid, c.rgid,
-                                     c.egid, c.sgid, c.fsgid);
-    });
+int appendCredentials(sd_bus_message* m, TrackedProcess& process) {
+    Credentials c = process.info().credentials().value_or(process.lastCredentials());
+    return sd_bus_message_append(m, "(uuuuuuuu)", c.ruid, c.euid, c.suid, c.fsuid, c.rgid, c.egid,
+                                 c.sgid, c.fsgid);
 }
 
-int getState(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/,
-             const char* /*property*/, sd_bus_message* reply, void* userdata, sd_bus_error* error) {
-    return property(reply, userdata, error, [](sd_bus_message* m, TrackedProcess& process) {
-        std::string state(toString(process.state()));
-        return sd_bus_message_append(m, "s", state.c_str());
-    });
+int appendState(sd_bus_message* m, TrackedProcess& process) {
+    std::string state(toString(process.state()));
+    return sd_bus_message_append(m, "s", state.c_str());
 }
 
-int getExitStatus(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/,
-                  const char* /*property*/, sd_bus_message* reply, void* userdata,
-                  sd_bus_error* error) {
-    return property(reply, userdata, error, [](sd_bus_message* m, TrackedProcess& process) {
-        return sd_bus_message_append(m, "i", static_cast<std::int32_t>(process.exitStatus().value_or(-1)));
-    });
+int appendExitStatus(sd_bus_message* m, TrackedProcess& process) {
+    return sd_bus_message_append(m, "i",
+                                 static_cast<std::int32_t>(process.exitStatus().value_or(-1)));
 }
 
 // Must match dbus/org.nsfd1.Process.xml (ContractTest compares the two).
@@ -182,13 +161,15 @@ const sd_bus_vtable kProcessVtable[] = {
                             kMethod),
     SD_BUS_METHOD_WITH_ARGS("Untrack", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, untrack, kMethod),
     SD_BUS_SIGNAL_WITH_ARGS("Exited", SD_BUS_ARGS("i", wait_status), 0),
-    SD_BUS_PROPERTY("Pid", "u", getPid, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Id", "t", getId, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("ParentPid", "u", getParentPid, 0, 0),
-    SD_BUS_PROPERTY("CgroupId", "t", getCgroupId, 0, 0),
-    SD_BUS_PROPERTY("Credentials", "(uuuuuuuu)", getCredentials, 0, 0),
-    SD_BUS_PROPERTY("State", "s", getState, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("ExitStatus", "i", getExitStatus, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("Pid", "u", processProperty<appendPid>, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Id", "t", processProperty<appendId>, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("ParentPid", "u", processProperty<appendParentPid>, 0, 0),
+    SD_BUS_PROPERTY("CgroupId", "t", processProperty<appendCgroupId>, 0, 0),
+    SD_BUS_PROPERTY("Credentials", "(uuuuuuuu)", processProperty<appendCredentials>, 0, 0),
+    SD_BUS_PROPERTY("State", "s", processProperty<appendState>, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("ExitStatus", "i", processProperty<appendExitStatus>, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_VTABLE_END,
 };
 
@@ -213,8 +194,8 @@ ProcessObjects::ProcessObjects(sd_bus* bus, Service& service) : bus_(bus), servi
     enumerator_.reset(slot);
 }
 
-int ProcessObjects::find(sd_bus* bus, const char* path, const char* /*interface*/,
-                         void* userdata, void** found, sd_bus_error* error) {
+int ProcessObjects::find(sd_bus* bus, const char* path, const char* /*interface*/, void* userdata,
+                         void** found, sd_bus_error* error) {
     return handleCall(error, [&] {
         auto* self = static_cast<ProcessObjects*>(userdata);
         // Within a call, as its caller sees it; else (nsfdd's own signals) as it is.
@@ -255,8 +236,8 @@ int ProcessObjects::enumerate(sd_bus* bus, const char* /*prefix*/, void* userdat
 
 void ProcessObjects::announceAdded(const TrackedProcess& process) {
     std::string path = process.objectPath();
-    int r = sd_bus_emit_interfaces_added(bus_, path.c_str(), nsfd::dbus::kProcessInterface,
-                                         nullptr);
+    int r =
+        sd_bus_emit_interfaces_added(bus_, path.c_str(), nsfd::dbus::kProcessInterface, nullptr);
     if (r < 0) {
         spdlog::warn("Failed to announce {}: {}", path, std::strerror(-r));
     }
@@ -264,8 +245,8 @@ void ProcessObjects::announceAdded(const TrackedProcess& process) {
 
 void ProcessObjects::announceRemoved(const TrackedProcess& process) {
     std::string path = process.objectPath();
-    int r = sd_bus_emit_interfaces_removed(bus_, path.c_str(), nsfd::dbus::kProcessInterface,
-                                           nullptr);
+    int r =
+        sd_bus_emit_interfaces_removed(bus_, path.c_str(), nsfd::dbus::kProcessInterface, nullptr);
     if (r < 0) {
         spdlog::warn("Failed to announce the removal of {}: {}", path, std::strerror(-r));
     }

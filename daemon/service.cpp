@@ -32,8 +32,8 @@ ProcessBinding::ProcessBinding(Service& service, TrackedProcess& process)
     uint32_t events =
         process.state() == ProcessState::Running ? static_cast<uint32_t>(EPOLLIN) : 0U;
     sd_event_source* source = nullptr;
-    int r = sd_event_add_io(service.loop_.get(), &source, process.pidfd().get(), events, onPidFd,
-                            this);
+    int r =
+        sd_event_add_io(service.loop_.get(), &source, process.pidfd().get(), events, onPidFd, this);
     if (r < 0) {
         throw std::system_error(-r, std::generic_category(), "Failed to watch a pidfd");
     }
@@ -74,8 +74,7 @@ void ProcessBinding::startRetention() {
     }
 }
 
-int ProcessBinding::onRetentionEnd(sd_event_source* /*source*/, uint64_t /*usec*/,
-                                   void* userdata) {
+int ProcessBinding::onRetentionEnd(sd_event_source* /*source*/, uint64_t /*usec*/, void* userdata) {
     auto* self = static_cast<ProcessBinding*>(userdata);
     spdlog::debug("Retention of reaped pid {} (id {}) ended", self->process_.pid(),
                   self->process_.id());

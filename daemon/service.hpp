@@ -129,9 +129,9 @@ class Service {
     EventSource sigterm_;
     EventSource sigint_;
     EventSource afterCall_;
-    std::vector<std::uint64_t> pendingRemovals_;        // untracked
+    std::vector<std::uint64_t> pendingRemovals_;       // untracked
     std::vector<std::uint64_t> pendingAnnouncements_;  // newly tracked: InterfacesAdded
-    bool countChanged_ = false;                         // TrackedProcesses, STATUS=
+    bool countChanged_ = false;                        // TrackedProcesses, STATUS=
     std::size_t fdLimit_ = 1024;
 };
 

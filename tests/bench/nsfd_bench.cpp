@@ -45,9 +45,9 @@ namespace nsfd::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using test::BusKind;
 using test::Daemon;
 using test::TestBus;
-using test::BusKind;
 using Results = std::map<std::string, double>;
 
 // How many calls or runs each figure takes; --quick divides them by ten.
@@ -843,8 +843,9 @@ int main(int argc, char** argv) {
             broker.run();
             broker.print("Figures on dbus-broker (1, 2, 4, 9: those the bus bounds)");
         } else {
-            std::printf("## Figures on dbus-broker\n\nNot measured: dbus-broker-launch is not "
-                        "installed (`apt-get install dbus-broker`).\n\n");
+            std::printf(
+                "## Figures on dbus-broker\n\nNot measured: dbus-broker-launch is not "
+                "installed (`apt-get install dbus-broker`).\n\n");
         }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "nsfd-bench: %s\n", e.what());

@@ -90,8 +90,8 @@ std::set<std::string> membersOf(const std::string& xml, const std::string& inter
             if (kind == "method") {
                 direction = (attrs.count("direction") != 0 ? attrs["direction"] : "in") + " ";
             }
-            arguments += (arguments.empty() ? "" : ", ") + direction + attrs["type"] + " " +
-                         attrs["name"];
+            arguments +=
+                (arguments.empty() ? "" : ", ") + direction + attrs["type"] + " " + attrs["name"];
         } else if (tag.name == "annotation" && kind == "property" &&
                    attrs["name"] == "org.freedesktop.DBus.Property.EmitsChangedSignal") {
             emits = attrs["value"];

@@ -52,8 +52,7 @@ BusKind testBusKind() {
     if (std::string(name) == "dbus-broker") {
         return BusKind::DbusBroker;
     }
-    throw std::runtime_error("NSFD_TEST_BUS: dbus-daemon or dbus-broker, not " +
-                             std::string(name));
+    throw std::runtime_error("NSFD_TEST_BUS: dbus-daemon or dbus-broker, not " + std::string(name));
 }
 
 const std::string& busAddress() {

@@ -169,7 +169,7 @@ TestBus::TestBus(BusKind kind) : dir_(makeTempDir()) {
     if (pid_ == 0) {
         int devNull = ::open("/dev/null", O_RDWR);
         ::dup2(devNull, 0);
-        ::dup2(devNull, 1);         // never hold the test runner's output open
+        ::dup2(devNull, 1);  // never hold the test runner's output open
         inheritAs(writeEnd.get(), 3);
         execOrDie({"dbus-daemon", "--config-file=" + dir_ + "/bus.conf", "--nofork", "--nopidfile",
                    "--print-address=3"});
@@ -203,24 +203,25 @@ void TestBus::startBroker() {
     address_ = "unix:path=" + socket;
     journal_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     // The broker's messages (MESSAGE= lines) go to broker.log, for whoever debugs.
-    journalReader_ = std::thread([this, log = UniqueFd(::open((dir_ + "/broker.log").c_str(),
-                                                              O_WRONLY | O_CREAT | O_CLOEXEC | O_TRUNC,
-                                                              0644))] {
-        char entry[65536];
-        while (!stopping_) {
-            ssize_t n = ::recv(journal_.get(), entry, sizeof(entry) - 1, 0);
-            if (n < 0 && errno != EINTR) {
-                return;
+    journalReader_ =
+        std::thread([this, log = UniqueFd(::open((dir_ + "/broker.log").c_str(),
+                                                 O_WRONLY | O_CREAT | O_CLOEXEC | O_TRUNC, 0644))] {
+            char entry[65536];
+            while (!stopping_) {
+                ssize_t n = ::recv(journal_.get(), entry, sizeof(entry) - 1, 0);
+                if (n < 0 && errno != EINTR) {
+                    return;
+                }
+                entry[n > 0 ? n : 0] = '\0';
+                if (const char* message = std::strstr(entry, "MESSAGE=")) {
+                    const char* end = std::strchr(message, '\n');
+                    std::size_t length = end != nullptr
+                                             ? static_cast<std::size_t>(end - message) + 1
+                                             : std::strlen(message);
+                    (void)!::write(log.get(), message + 8, length - 8);
+                }
             }
-            entry[n > 0 ? n : 0] = '\0';
-            if (const char* message = std::strstr(entry, "MESSAGE=")) {
-                const char* end = std::strchr(message, '\n');
-                std::size_t length = end != nullptr ? static_cast<std::size_t>(end - message) + 1
-                                                    : std::strlen(message);
-                (void)!::write(log.get(), message + 8, length - 8);
-            }
-        }
-    });
+        });
     pid_ = forkProcess();
     if (pid_ == 0) {
         int devNull = ::open("/dev/null", O_RDWR);
@@ -235,8 +236,7 @@ void TestBus::startBroker() {
         ::unsetenv("NOTIFY_SOCKET");
         // The launcher is also a client of the bus it launches.
         ::setenv("DBUS_SYSTEM_BUS_ADDRESS", address_.c_str(), 1);
-        execOrDie({"dbus-broker-launch", "--scope", "system", "--config-file",
-                   dir_ + "/bus.conf"});
+        execOrDie({"dbus-broker-launch", "--scope", "system", "--config-file", dir_ + "/bus.conf"});
     }
     allowLongLivedChild(pid_);
 }
