@@ -2,6 +2,7 @@
 #include "harness.hpp"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
@@ -300,7 +301,12 @@ Daemon::Daemon(const std::string& busAddress, Options options) : dir_(makeTempDi
     UniqueFd execRead(execPipe[0]), execWrite(execPipe[1]);
     pid_ = forkProcess();
     if (pid_ == 0) {
-        int log = ::open((dir_ + "/log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        // Nothing of the test runner's reaches nsfdd: no stdin, stdout or stray fds.
+        ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+        int devNull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+        ::dup2(devNull, 0);
+        ::dup2(devNull, 1);
+        int log = ::open((dir_ + "/log").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         ::dup2(log, 2);
         ::setenv("NOTIFY_SOCKET", socketPath.c_str(), 1);
         if (options.fdLimit != 0) {
