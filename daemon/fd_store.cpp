@@ -35,18 +35,9 @@ std::optional<std::uint64_t> parseId(std::string_view name) {
     return id;
 }
 
-void notify(const std::string& message, const int* fd) {
-    int r = fd != nullptr ? sd_pid_notify_with_fds(0, 0, message.c_str(), fd, 1)
-                          : sd_notify(0, message.c_str());
-    if (r < 0) {
-        spdlog::warn("Failed to send '{}' to the service manager, ignoring: {}",
-                     message.substr(0, message.find('\n')), std::strerror(-r));
-    }
-}
-
 }  // namespace
 
-FdStore::FdStore() : active_(std::getenv("NOTIFY_SOCKET") != nullptr) {}
+FdStore::FdStore(const Notifier& notifier) : notifier_(notifier), active_(notifier.active()) {}
 
 std::string FdStore::nameOf(std::uint64_t id) {
     char buf[17];
@@ -141,7 +132,7 @@ void FdStore::createState() {
         return;
     }
     int fd = state_.get();
-    notify("FDSTORE=1\nFDPOLL=0\nFDNAME=" + std::string(kStateName), &fd);
+    notifier_.send("FDSTORE=1\nFDPOLL=0\nFDNAME=" + std::string(kStateName), fd);
 }
 
 void FdStore::writeRecord(std::uint32_t slot, const StoredProcess& process) {
@@ -159,7 +150,7 @@ void FdStore::discard(const RestoredPidFd& restored) {
     if (restored.stored) {
         remove(restored.stored->id);
     } else {
-        notify("FDSTOREREMOVE=1\nFDNAME=" + restored.name, nullptr);
+        notifier_.send("FDSTOREREMOVE=1\nFDNAME=" + restored.name);
     }
 }
 
@@ -183,7 +174,7 @@ void FdStore::add(int pidfd, const StoredProcess& process) {
     slots_[process.id] = slot;
     std::string name = nameOf(process.id);
     namesLength_ += name.size() + 1;
-    notify("FDSTORE=1\nFDPOLL=0\nFDNAME=" + name, &pidfd);
+    notifier_.send("FDSTORE=1\nFDPOLL=0\nFDNAME=" + name, pidfd);
 }
 
 void FdStore::remove(std::uint64_t id) {
@@ -192,7 +183,7 @@ void FdStore::remove(std::uint64_t id) {
         return;
     }
     std::string name = nameOf(id);
-    notify("FDSTOREREMOVE=1\nFDNAME=" + name, nullptr);
+    notifier_.send("FDSTOREREMOVE=1\nFDNAME=" + name);
     writeRecord(it->second, {});
     freeSlots_.push_back(it->second);
     slots_.erase(it);

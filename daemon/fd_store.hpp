@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "notifier.hpp"
 #include "nsfd/unique_fd.hpp"
 
 namespace nsfd::daemon {
@@ -43,9 +44,9 @@ class FdStore {
     // execve(2)'s limit on one environment string (MAX_ARG_STRLEN), less "LISTEN_FDNAMES=".
     static constexpr std::size_t kMaxNamesLength = 32 * 4096 - 16;
 
-    // Active if a service manager listens (NOTIFY_SOCKET); otherwise every
-    // call is a no-op and there is always room.
-    FdStore();
+    // Active if a service manager listens (`notifier` is active); otherwise
+    // every call is a no-op and there is always room.
+    explicit FdStore(const Notifier& notifier);
     FdStore(const FdStore&) = delete;
     FdStore& operator=(const FdStore&) = delete;
 
@@ -67,8 +68,9 @@ class FdStore {
     void writeRecord(std::uint32_t slot, const StoredProcess& process);
     static std::string nameOf(std::uint64_t id);
 
-    bool active_ = false;
-    UniqueFd state_;                                          // the memfd of records
+    const Notifier& notifier_;
+    bool active_;     // a service manager keeps what nsfdd stores
+    UniqueFd state_;  // the memfd of records
     std::unordered_map<std::uint64_t, std::uint32_t> slots_;  // id -> slot
     std::vector<std::uint32_t> freeSlots_;
     std::uint32_t nextSlot_ = 0;

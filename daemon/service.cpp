@@ -99,14 +99,15 @@ Service::Service(BusPtr bus, Config config)
       authorizer_(config_),
       bus_(std::move(bus)),
       callers_(bus_.get()),
+      fdStore_(notifier_),
       processObjects_(std::make_unique<ProcessObjects>(bus_.get(), *this)),
       manager_(std::make_unique<ManagerObject>(bus_.get(), *this)) {
     raiseFdLimit();
     loop_.attachBus(bus_.get());
 
-    auto onStopSignal = [](sd_event_source* source, const signalfd_siginfo* info, void*) {
+    auto onStopSignal = [](sd_event_source* source, const signalfd_siginfo* info, void* userdata) {
         spdlog::info("Received {}, stopping", strsignal(static_cast<int>(info->ssi_signo)));
-        sd_notify(0, "STOPPING=1");
+        static_cast<Service*>(userdata)->notifier_.send("STOPPING=1");
         sd_event_exit(sd_event_source_get_event(source), 0);
         return 0;
     };
@@ -118,10 +119,10 @@ Service::Service(BusPtr bus, Config config)
     sd_event_source_set_enabled(source, SD_EVENT_OFF);
     // Before the bus's next message, which must not find an untracked object.
     sd_event_source_set_priority(source, SD_EVENT_PRIORITY_IMPORTANT);
-    if (sd_event_add_signal(loop_.get(), &source, SIGTERM, onStopSignal, nullptr) >= 0) {
+    if (sd_event_add_signal(loop_.get(), &source, SIGTERM, onStopSignal, this) >= 0) {
         sigterm_.reset(source);
     }
-    if (sd_event_add_signal(loop_.get(), &source, SIGINT, onStopSignal, nullptr) >= 0) {
+    if (sd_event_add_signal(loop_.get(), &source, SIGINT, onStopSignal, this) >= 0) {
         sigint_.reset(source);
     }
 }
@@ -194,15 +195,15 @@ int Service::run() {
     }
     spdlog::info("nsfdd {} ready on the bus as {}, kernel features: {}", kVersion,
                  nsfd::dbus::kBusName, features);
-    sd_notify(0, "READY=1");
+    notifier_.send("READY=1");
     publishStatus();
     int code = loop_.run();
-    sd_notify(0, "STOPPING=1");
+    notifier_.send("STOPPING=1");
     return code;
 }
 
 void Service::publishStatus() {
-    sd_notifyf(0, "STATUS=Tracking %zu processes", registry_.size());
+    notifier_.send("STATUS=Tracking " + std::to_string(registry_.size()) + " processes");
 }
 
 const Caller& Service::callerOf(sd_bus_message* call) {

@@ -17,6 +17,7 @@
 #include "config.hpp"
 #include "event_loop.hpp"
 #include "fd_store.hpp"
+#include "notifier.hpp"
 #include "registry.hpp"
 
 namespace nsfd::daemon {
@@ -122,6 +123,7 @@ class Service {
     EventLoop loop_;
     BusPtr bus_;  // after the loop: detached from it before it goes
     CallerCache callers_;
+    Notifier notifier_;
     FdStore fdStore_;
     std::unique_ptr<ProcessObjects> processObjects_;
     std::unique_ptr<ManagerObject> manager_;
