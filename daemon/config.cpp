@@ -39,8 +39,11 @@ void checkKeys(const toml::table& table, std::initializer_list<std::string_view>
 template <typename T>
 T integerIn(const toml::node& node, long long min, long long max, const std::string& path,
             const std::string& name) {
-    std::optional<long long> value = node.value<long long>();
-    if (!node.is_integer() || !value || *value < min || *value > max) {
+    // Only an integer node: value<long long>() would convert a float, and one
+    // out of range (20e67) is undefined behaviour (found by tests/fuzz).
+    std::optional<long long> value =
+        node.is_integer() ? node.value_exact<long long>() : std::nullopt;
+    if (!value || *value < min || *value > max) {
         fail(path, node.source(),
              name + " must be an integer from " + std::to_string(min) + " to " +
                  std::to_string(max));

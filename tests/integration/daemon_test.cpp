@@ -440,6 +440,17 @@ TEST(DaemonConfigTest, BadConfigStopsTheDaemonWithFileAndLine) {
     EXPECT_NE(out.find(std::string(path) + ":6: unknown namespace type 'network'"),
               std::string::npos)
         << out;
+    // A float where an integer belongs, one no integer type holds (the config
+    // fuzzer found its conversion to be undefined behaviour).
+    text = "[limits]\ntracked-per-user = 20e67\n";
+    fd = ::open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    ::close(fd);
+    auto [status1, out1] = runDaemonOnce({"--config", path, "--check-config"});
+    EXPECT_TRUE(WIFEXITED(status1) && WEXITSTATUS(status1) == 1);
+    EXPECT_NE(out1.find(std::string(path) + ":2: tracked-per-user must be an integer"),
+              std::string::npos)
+        << out1;
     auto [status2, out2] = runDaemonOnce({"--config", "/nonexistent.conf"});
     EXPECT_TRUE(WIFEXITED(status2) && WEXITSTATUS(status2) == 1);
     EXPECT_NE(out2.find("/nonexistent.conf: No such file or directory"), std::string::npos) << out2;
