@@ -89,18 +89,14 @@ int replyFd(sd_bus_message* call, UniqueFd fd) {
     return sd_bus_reply_method_return(call, "h", fd.get());
 }
 
-namespace {
-
-BusMessage newReturn(sd_bus_message* call) {
+BusMessage newMethodReturn(sd_bus_message* call) {
     sd_bus_message* reply = nullptr;
     checkBus(sd_bus_message_new_method_return(call, &reply), "Failed to create a reply");
     return BusMessage(reply);
 }
 
-}  // namespace
-
 int replyNamespaceFds(sd_bus_message* call, const std::vector<std::pair<NsType, NsFd>>& fds) {
-    BusMessage reply = newReturn(call);
+    BusMessage reply = newMethodReturn(call);
     const char* what = "Failed to build a reply";
     checkBus(sd_bus_message_open_container(reply.get(), 'a', "{sh}"), what);
     for (const auto& [type, ns] : fds) {  // sd-bus sends duplicates; ours close on return
@@ -113,7 +109,7 @@ int replyNamespaceFds(sd_bus_message* call, const std::vector<std::pair<NsType, 
 
 int replyInfo(sd_bus_message* call, const Info& info, std::uint64_t id, std::string_view state,
               std::optional<int> exitStatus) {
-    BusMessage reply = newReturn(call);
+    BusMessage reply = newMethodReturn(call);
     sd_bus_message* m = reply.get();
     const char* what = "Failed to build a reply";
     auto u32 = [&](const char* key, auto value) {

@@ -51,6 +51,8 @@ std::vector<std::string> readStrings(sd_bus_message* m);
 UniqueFd readFd(sd_bus_message* m);
 
 // -- replies; each returns what a vtable handler returns --
+// An empty reply to `call`, to append to and send (sd_bus_send). Throws std::system_error.
+BusMessage newMethodReturn(sd_bus_message* call);
 int replyEmpty(sd_bus_message* call);
 int replyObjectPath(sd_bus_message* call, const std::string& path);
 // Sends the fd (sd-bus duplicates it) and closes ours.

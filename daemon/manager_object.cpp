@@ -52,9 +52,8 @@ int getProcess(sd_bus_message* call, void* userdata, sd_bus_error* error) {
 
 int listProcesses(sd_bus_message* call, void* userdata, sd_bus_error* error) {
     return onManager(call, userdata, error, [&](Service& service, const Caller& caller) {
-        sd_bus_message* m = nullptr;
-        checkBus(sd_bus_message_new_method_return(call, &m), "Failed to create a reply");
-        BusMessage reply(m);
+        BusMessage reply = newMethodReturn(call);
+        sd_bus_message* m = reply.get();
         const char* what = "Failed to build a reply";
         checkBus(sd_bus_message_open_container(m, 'a', "(uto)"), what);
         for (TrackedProcess* process : service.visibleProcesses(&caller)) {

@@ -45,9 +45,8 @@ int getNamespaceIds(sd_bus_message* call, void* userdata, sd_bus_error* error) {
     return onProcess(
         call, userdata, error,
         [&](Service& service, const Caller& caller, TrackedProcess& process) {
-            sd_bus_message* m = nullptr;
-            checkBus(sd_bus_message_new_method_return(call, &m), "Failed to create a reply");
-            BusMessage reply(m);
+            BusMessage reply = newMethodReturn(call);
+            sd_bus_message* m = reply.get();
             checkBus(sd_bus_message_open_container(m, 'a', "{st}"), "Failed to build a reply");
             for (const auto& [type, id] : service.namespaceIds(caller, process.pidfd())) {
                 checkBus(sd_bus_message_append(m, "{st}", type.c_str(), id),
