@@ -47,6 +47,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using test::BusKind;
 using test::Daemon;
+using test::rssKiB;
 using test::TestBus;
 using Results = std::map<std::string, double>;
 
@@ -114,19 +115,6 @@ double cpuNanos(pid_t pid) {
         }
     }
     return total;
-}
-
-long rssKiB(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string key;
-    long value = 0;
-    while (in >> key) {
-        if (key == "VmRSS:" && in >> value) {
-            return value;
-        }
-        in.ignore(4096, '\n');
-    }
-    return 0;
 }
 
 std::string firstLineOf(const std::vector<std::string>& argv) {

@@ -29,19 +29,6 @@ std::uint64_t envNumber(const char* name, std::uint64_t fallback) {
     return value != nullptr ? std::strtoull(value, nullptr, 10) : fallback;
 }
 
-long rssKiB(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string key;
-    long value = 0;
-    while (in >> key) {
-        if (key == "VmRSS:" && in >> value) {
-            return value;
-        }
-        in.ignore(4096, '\n');
-    }
-    return 0;
-}
-
 // The replies a well-behaved daemon may give to nonsense.
 bool isExpectedError(const std::string& name) {
     static const std::set<std::string> expected = {

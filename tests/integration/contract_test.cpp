@@ -104,13 +104,6 @@ std::set<std::string> membersOf(const std::string& xml, const std::string& inter
     return members;
 }
 
-std::string readFile(const std::string& path) {
-    std::ifstream in(path);
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
 std::string introspect(sdbus::IConnection& bus, const std::string& path) {
     auto proxy = sdbus::createProxy(bus, nsfd::dbus::kBusName, path);
     std::string xml;

@@ -2,8 +2,8 @@
 #include "harness.hpp"
 
 #include <fcntl.h>
-#include <linux/close_range.h>
 #include <grp.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -34,13 +34,6 @@ std::string makeTempDir() {
     }
     ::chmod(pattern, 0755);  // other users must reach the bus socket
     return pattern;
-}
-
-std::string readFile(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
 }
 
 void writeFile(const std::string& path, const std::string& text) {
@@ -145,6 +138,26 @@ void giveBrokerAJournal(int sink) {
 }
 
 }  // namespace
+
+std::string readFile(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+long rssKiB(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string key;
+    long value = 0;
+    while (in >> key) {
+        if (key == "VmRSS:" && in >> value) {
+            return value;
+        }
+        in.ignore(4096, '\n');
+    }
+    return 0;
+}
 
 bool TestBus::brokerInstalled() {
     return ::access("/usr/bin/dbus-broker-launch", X_OK) == 0;

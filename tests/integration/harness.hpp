@@ -125,6 +125,11 @@ pid_t forkProcess();
 std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child);
 
 // The bus address every test uses (one bus per test program).
+// The whole of a file ("" if it cannot be read).
+std::string readFile(const std::string& path);
+// VmRSS of a process, in KiB (0 if it is gone).
+long rssKiB(pid_t pid);
+
 // The bus of the integration tests: dbus-daemon, or dbus-broker with
 // NSFD_TEST_BUS=dbus-broker.
 BusKind testBusKind();

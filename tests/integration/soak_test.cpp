@@ -18,19 +18,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-long rssKiB(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string key;
-    long value = 0;
-    while (in >> key) {
-        if (key == "VmRSS:" && in >> value) {
-            return value;
-        }
-        in.ignore(4096, '\n');
-    }
-    return 0;
-}
-
 // Errors a caller must expect while processes come and go under it.
 bool isRaceError(const std::string& name) {
     return name == err::kNoSuchProcess || name == err::kProcessExited || name == err::kNotTracked ||
