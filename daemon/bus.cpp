@@ -35,16 +35,23 @@ BusPtr openBus(const std::string& bus) {
     return owned;
 }
 
-std::string readString(sd_bus_message* m) {
+namespace {
+
+// A string-like argument: 's' or 'o'.
+std::string readText(sd_bus_message* m, char type, const char* what) {
     const char* value = nullptr;
-    checkBus(sd_bus_message_read_basic(m, 's', &value), "Failed to read a string argument");
+    checkBus(sd_bus_message_read_basic(m, type, &value), what);
     return value;
 }
 
+}  // namespace
+
+std::string readString(sd_bus_message* m) {
+    return readText(m, 's', "Failed to read a string argument");
+}
+
 std::string readObjectPath(sd_bus_message* m) {
-    const char* value = nullptr;
-    checkBus(sd_bus_message_read_basic(m, 'o', &value), "Failed to read an object path argument");
-    return value;
+    return readText(m, 'o', "Failed to read an object path argument");
 }
 
 std::uint32_t readUint32(sd_bus_message* m) {
