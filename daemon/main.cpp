@@ -7,10 +7,9 @@
 
 #include <iostream>
 
-#include "bus.hpp"
-#include "config.hpp"
+#include "core/config.hpp"
 #include "logging.hpp"
-#include "service.hpp"
+#include "serve.hpp"
 #include "version.hpp"
 
 int main(int argc, char** argv) {
@@ -56,8 +55,7 @@ int main(int argc, char** argv) {
     (void)signal(SIGPIPE, SIG_IGN);
 
     try {
-        nsfd::daemon::Service service(nsfd::daemon::openBus(bus), std::move(config));
-        return service.run();
+        return nsfd::daemon::serve(bus, config);
     } catch (const std::exception& e) {
         spdlog::critical("Failed to start: {}", e.what());
     }

@@ -14,37 +14,42 @@ namespace nsfd {
 
 namespace {
 
-namespace names = nsfd::dbus::error;
-
 [[noreturn]] void rethrowTyped(const sdbus::Error& e) {
     const std::string& name = e.getName();
     const std::string& message = e.getMessage().empty() ? name : e.getMessage();
-    if (name == names::kAccessDenied) {
-        throw AccessDenied(name, message);
-    }
-    if (name == names::kNoSuchProcess) {
-        throw NoSuchProcess(name, message);
-    }
-    if (name == names::kProcessExited) {
-        throw ProcessExited(name, message);
-    }
-    if (name == names::kNotTracked || name == "org.freedesktop.DBus.Error.UnknownObject") {
-        throw NotTracked(name, message);
-    }
-    if (name == names::kNotSupported) {
-        throw NotSupported(name, message);
-    }
-    if (name == names::kLimitExceeded) {
-        throw LimitExceeded(name, message);
-    }
-    if (name == names::kInvalidArgs) {
-        throw InvalidArgument(name, message);
+    if (std::optional<ErrorKind> kind = errorKindOfDbusName(name)) {
+        switch (*kind) {
+            case ErrorKind::AccessDenied:
+                throw AccessDenied(name, message);
+            case ErrorKind::InteractiveAuthorizationRequired:
+                throw InteractiveAuthorizationRequired(name, message);
+            case ErrorKind::NoSuchProcess:
+                throw NoSuchProcess(name, message);
+            case ErrorKind::ProcessExited:
+                throw ProcessExited(name, message);
+            case ErrorKind::NotTracked:
+                throw NotTracked(name, message);
+            case ErrorKind::NotSupported:
+                throw NotSupported(name, message);
+            case ErrorKind::LimitExceeded:
+                throw LimitExceeded(name, message);
+            case ErrorKind::InvalidArgs:
+                throw InvalidArgument(name, message);
+            case ErrorKind::ForeignPidNamespace:
+                throw ForeignPidNamespace(name, message);
+            case ErrorKind::Failed:
+                break;
+        }
+        throw Error(name, message);
     }
     if (name == "org.freedesktop.DBus.Error.ServiceUnknown" ||
         name == "org.freedesktop.DBus.Error.NameHasNoOwner" ||
         name == "org.freedesktop.DBus.Error.NoReply" ||
         name == "org.freedesktop.DBus.Error.Disconnected" ||
-        name == "org.freedesktop.DBus.Error.NoServer" || name.rfind("System.Error.", 0) == 0) {
+        name == "org.freedesktop.DBus.Error.NoServer" ||
+        name == "org.freedesktop.DBus.Error.Spawn.ChildExited" ||
+        name == "org.freedesktop.DBus.Error.Spawn.Failed" ||
+        name == "org.freedesktop.systemd1.NoSuchUnit" || name.rfind("System.Error.", 0) == 0) {
         throw DaemonUnavailable(name, "nsfdd is not available: " + message);
     }
     throw Error(name, message);
@@ -102,19 +107,21 @@ T valueOr(const std::map<std::string, sdbus::Variant>& dict, const char* key, T 
 ProcessInfo toInfo(const std::map<std::string, sdbus::Variant>& dict) {
     ProcessInfo info;
     auto pid = [&](const char* key) { return static_cast<pid_t>(valueOr<uint32_t>(dict, key, 0)); };
-    info.pid = pid("Pid");
-    info.id = valueOr<uint64_t>(dict, "Id", 0);
-    info.threadGroupId = pid("ThreadGroupId");
-    info.parentPid = pid("ParentPid");
-    info.cgroupId = valueOr<uint64_t>(dict, "CgroupId", 0);
-    if (dict.count("Ruid") > 0) {
-        auto id = [&](const char* key) { return valueOr<uint32_t>(dict, key, 0); };
-        info.credentials = Credentials{id("Ruid"), id("Euid"), id("Suid"), id("Fsuid"),
-                                       id("Rgid"), id("Egid"), id("Sgid"), id("Fsgid")};
+    namespace key = nsfd::info_key;
+    info.pid = pid(key::kPid);
+    info.id = valueOr<uint64_t>(dict, key::kId, 0);
+    info.threadGroupId = pid(key::kThreadGroupId);
+    info.parentPid = pid(key::kParentPid);
+    info.cgroupId = valueOr<uint64_t>(dict, key::kCgroupId, 0);
+    if (dict.count(key::kRuid) > 0) {
+        auto id = [&](const char* k) { return valueOr<uint32_t>(dict, k, 0); };
+        info.credentials =
+            Credentials{id(key::kRuid), id(key::kEuid), id(key::kSuid), id(key::kFsuid),
+                        id(key::kRgid), id(key::kEgid), id(key::kSgid), id(key::kFsgid)};
     }
     info.state = parseState(
-        valueOr<std::string>(dict, "State", std::string(toString(ProcessState::Running))));
-    if (auto it = dict.find("ExitStatus"); it != dict.end()) {
+        valueOr<std::string>(dict, key::kState, std::string(toString(ProcessState::Running))));
+    if (auto it = dict.find(key::kExitStatus); it != dict.end()) {
         info.exitStatus = it->second.get<int32_t>();
     }
     return info;
@@ -135,6 +142,8 @@ class ManagerProxy final
                          const int32_t& waitStatus) override {
         onExit_(ExitEvent{process, static_cast<pid_t>(pid), id, waitStatus});
     }
+    void onProcessTracked(const sdbus::ObjectPath&, const uint32_t&, const uint64_t&) override {}
+    void onProcessUntracked(const sdbus::ObjectPath&, const uint64_t&) override {}
     void onPropertiesChanged(const std::string&, const std::map<std::string, sdbus::Variant>&,
                              const std::vector<std::string>&) override {}
 
@@ -183,6 +192,15 @@ struct TrackedProcess::Shared {
     }
 
     ProcessCalls process(const std::string& path) { return ProcessCalls(*connection, path); }
+
+    // nsfdd sends its news only to subscribers (Manager.Subscribe), once.
+    void subscribe() {
+        if (!subscribed) {
+            manager->Subscribe();
+            subscribed = true;
+        }
+    }
+    bool subscribed = false;
 };
 
 // -- TrackedProcess --
@@ -194,7 +212,7 @@ ProcessState TrackedProcess::state() const {
 std::optional<int> TrackedProcess::exitStatus() const {
     return callDaemon([&]() -> std::optional<int> {
         int32_t status = shared_->process(path_).ExitStatus();
-        return status < 0 ? std::nullopt : std::optional<int>(status);
+        return status == kNoExitStatus ? std::nullopt : std::optional<int>(status);
     });
 }
 
@@ -255,15 +273,16 @@ UniqueFd TrackedProcess::fd(int targetFd) const {
 }
 
 void TrackedProcess::onExit(std::function<void(int)> callback) const {
+    callDaemon([&] { shared_->subscribe(); });
     shared_->exitCallbacks.emplace(path_, std::move(callback));
     // It may have been reaped before we listened: ask once.
     std::optional<int> status;
     try {
         if (state() == ProcessState::Reaped) {
-            status = exitStatus().value_or(-1);
+            status = exitStatus().value_or(kNoExitStatus);
         }
     } catch (const NotTracked&) {
-        status = -1;  // gone already; its status is lost to us
+        status = kNoExitStatus;  // gone already; its status is lost to us
     }
     if (status) {
         auto [first, last] = shared_->exitCallbacks.equal_range(path_);
@@ -317,8 +336,22 @@ TrackedProcess Client::tracked(const std::string& path, std::optional<pid_t> pid
 }
 
 TrackedProcess Client::track(pid_t pid) {
-    return callDaemon(
-        [&] { return tracked(shared_->manager->TrackProcess(static_cast<uint32_t>(pid)), pid); });
+    std::optional<PidFd> pidfd;
+    try {
+        pidfd.emplace(PidFd::open(pid));
+    } catch (const std::system_error& e) {
+        std::string message =
+            "Failed to open a pidfd of pid " + std::to_string(pid) + ": " + e.code().message();
+        if (e.code() == std::errc::no_such_process) {
+            throw NoSuchProcess(std::string(dbusErrorName(ErrorKind::NoSuchProcess)), message);
+        }
+        throw InvalidArgument(std::string(dbusErrorName(ErrorKind::InvalidArgs)), message);
+    }
+    return callDaemon([&] {
+        return tracked(shared_->manager->TrackProcessByPidFd(
+                           sdbus::UnixFd(duplicateFd(pidfd->get()).release(), sdbus::adopt_fd)),
+                       pid);
+    });
 }
 
 TrackedProcess Client::track(const PidFd& pidfd) {
@@ -363,6 +396,10 @@ ProcessInfo Client::info(pid_t pid) {
         [&] { return toInfo(shared_->manager->GetProcessInfo(static_cast<uint32_t>(pid))); });
 }
 
+void Client::sendSignal(pid_t pid, int signal) {
+    callDaemon([&] { shared_->manager->SendSignal(static_cast<uint32_t>(pid), signal); });
+}
+
 std::string Client::daemonVersion() {
     return callDaemon([&] { return shared_->manager->Version(); });
 }
@@ -376,6 +413,7 @@ unsigned Client::trackedCount() {
 }
 
 void Client::onProcessExited(std::function<void(const ExitEvent&)> callback) {
+    callDaemon([&] { shared_->subscribe(); });
     shared_->exitListeners.push_back(std::move(callback));
 }
 

@@ -25,13 +25,20 @@ class ManagerProxy final
     : public sdbus::ProxyInterfaces<org::nsfd1::Manager_proxy, sdbus::ObjectManager_proxy,
                                     sdbus::Properties_proxy> {
   public:
-    explicit ManagerProxy(sdbus::IConnection& connection)
+    // `subscribe`: ask for nsfdd's news (Manager.Subscribe), as every client
+    // that listens does.
+    explicit ManagerProxy(sdbus::IConnection& connection, bool subscribe = true)
         : ProxyInterfaces(connection, nsfd::dbus::kBusName, nsfd::dbus::kManagerPath) {
         registerProxy();
+        if (subscribe) {
+            Subscribe();
+        }
     }
     ~ManagerProxy() { unregisterProxy(); }
 
     std::vector<ExitSignal> exits;
+    std::vector<std::string> trackedNews;    // ProcessTracked
+    std::vector<std::string> untrackedNews;  // ProcessUntracked
     std::vector<std::string> added;
     std::vector<std::string> removed;
 
@@ -39,6 +46,13 @@ class ManagerProxy final
     void onProcessExited(const sdbus::ObjectPath& process, const uint32_t& pid, const uint64_t& id,
                          const int32_t& waitStatus) override {
         exits.push_back({process, pid, id, waitStatus});
+    }
+    void onProcessTracked(const sdbus::ObjectPath& process, const uint32_t&,
+                          const uint64_t&) override {
+        trackedNews.push_back(process);
+    }
+    void onProcessUntracked(const sdbus::ObjectPath& process, const uint64_t&) override {
+        untrackedNews.push_back(process);
     }
     void onInterfacesAdded(
         const sdbus::ObjectPath& path,

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // nsfdd's notifications, received as a service manager receives them: on a
 // datagram socket with SO_PASSCRED, by path and in the abstract namespace.
-#include "notifier.hpp"
+#include "core/notifier.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>

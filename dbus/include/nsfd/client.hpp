@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "nsfd/dbus_names.hpp"  // ProcessState
+#include "nsfd/contract.hpp"  // ProcessState
 #include "nsfd/info.hpp"
 #include "nsfd/ns.hpp"
 #include "nsfd/pidfd.hpp"
@@ -75,6 +75,18 @@ class LimitExceeded : public Error {
 class InvalidArgument : public Error {
   public:
     using Error::Error;
+};
+// org.nsfd1.Error.ForeignPidNamespace: a pid from a caller in another pid
+// namespace than nsfdd's, where it would name another process; pass a pidfd
+class ForeignPidNamespace : public InvalidArgument {
+  public:
+    using InvalidArgument::InvalidArgument;
+};
+// org.freedesktop.DBus.Error.InteractiveAuthorizationRequired: polkit would
+// allow it after authentication, which the call did not allow
+class InteractiveAuthorizationRequired : public AccessDenied {
+  public:
+    using AccessDenied::AccessDenied;
 };
 // no bus, or no nsfdd on it
 class DaemonUnavailable : public Error {
@@ -155,6 +167,9 @@ class Client {
     Client& operator=(Client&&) noexcept;
     ~Client();
 
+    // Opens a pidfd of `pid` here, in the caller's own pid namespace, and
+    // passes it (TrackProcessByPidFd): `pid` means what it means to the caller.
+    // NoSuchProcess, InvalidArgument for a thread.
     TrackedProcess track(pid_t pid);
     // Race-free: names the process by a pidfd the caller holds.
     TrackedProcess track(const PidFd& pidfd);
@@ -165,12 +180,15 @@ class Client {
     NsFd namespaceFd(pid_t pid, NsType type);
     std::map<NsType, NsFd> namespaceFds(pid_t pid, std::span<const NsType> types = {});
     ProcessInfo info(pid_t pid);
+    // kill(2) through nsfdd (Manager.SendSignal): no tracking involved.
+    void sendSignal(pid_t pid, int signal);
 
     std::string daemonVersion();
     std::vector<std::string> kernelFeatures();
     unsigned trackedCount();
 
-    // Every ProcessExited nsfdd emits, from the client's event processing.
+    // Every ProcessExited of a process the caller may see, from the client's
+    // event processing (the first listener subscribes: Manager.Subscribe).
     void onProcessExited(std::function<void(const ExitEvent&)> callback);
 
     // For the caller's own loop: poll this fd for `pollEvents()`, with

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// Names of the nsfd D-Bus contract shared by nsfdd and libnsfd-client.
+// Names of the nsfd D-Bus contract shared by nsfdd and libnsfd-client: the bus
+// name, paths and interfaces; the rest of the contract is in nsfd/contract.hpp.
 #pragma once
 
 #include <charconv>
@@ -7,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "nsfd/contract.hpp"
 
 namespace nsfd::dbus {
 
@@ -36,49 +39,22 @@ inline std::optional<std::uint64_t> processIdOfPath(std::string_view path) {
     return id;
 }
 
-// The errors nsfdd replies with. Each message names the bad value.
+// The errors nsfdd replies with, as C strings (nsfd/contract.hpp has the one
+// table; its names are string literals, so data() ends with a NUL).
 namespace error {
-inline constexpr const char* kNoSuchProcess = "org.nsfd1.Error.NoSuchProcess";
-inline constexpr const char* kProcessExited = "org.nsfd1.Error.ProcessExited";
-inline constexpr const char* kNotTracked = "org.nsfd1.Error.NotTracked";
-inline constexpr const char* kNotSupported = "org.nsfd1.Error.NotSupported";
-inline constexpr const char* kLimitExceeded = "org.nsfd1.Error.LimitExceeded";
-inline constexpr const char* kFailed = "org.nsfd1.Error.Failed";
-inline constexpr const char* kAccessDenied = "org.freedesktop.DBus.Error.AccessDenied";
-inline constexpr const char* kInvalidArgs = "org.freedesktop.DBus.Error.InvalidArgs";
+inline constexpr const char* kNoSuchProcess = dbusErrorName(ErrorKind::NoSuchProcess).data();
+inline constexpr const char* kProcessExited = dbusErrorName(ErrorKind::ProcessExited).data();
+inline constexpr const char* kNotTracked = dbusErrorName(ErrorKind::NotTracked).data();
+inline constexpr const char* kNotSupported = dbusErrorName(ErrorKind::NotSupported).data();
+inline constexpr const char* kLimitExceeded = dbusErrorName(ErrorKind::LimitExceeded).data();
+inline constexpr const char* kFailed = dbusErrorName(ErrorKind::Failed).data();
+inline constexpr const char* kAccessDenied = dbusErrorName(ErrorKind::AccessDenied).data();
+inline constexpr const char* kInvalidArgs = dbusErrorName(ErrorKind::InvalidArgs).data();
+inline constexpr const char* kForeignPidNamespace =
+    dbusErrorName(ErrorKind::ForeignPidNamespace).data();
+inline constexpr const char* kInteractiveAuthorizationRequired =
+    dbusErrorName(ErrorKind::InteractiveAuthorizationRequired).data();
+inline constexpr const char* kUnknownObject = kUnknownObjectError.data();
 }  // namespace error
 
 }  // namespace nsfd::dbus
-
-namespace nsfd {
-
-// The life of a tracked process, as the Process.State property names it.
-enum class ProcessState {
-    Running,
-    Exited,  // a zombie: its parent has not reaped it yet
-    Reaped,
-};
-
-// "running", "exited", "reaped".
-constexpr std::string_view toString(ProcessState state) noexcept {
-    switch (state) {
-        case ProcessState::Running:
-            return "running";
-        case ProcessState::Exited:
-            return "exited";
-        case ProcessState::Reaped:
-            break;
-    }
-    return "reaped";
-}
-
-inline std::optional<ProcessState> parseProcessState(std::string_view name) noexcept {
-    for (ProcessState state : {ProcessState::Running, ProcessState::Exited, ProcessState::Reaped}) {
-        if (toString(state) == name) {
-            return state;
-        }
-    }
-    return std::nullopt;
-}
-
-}  // namespace nsfd

@@ -8,20 +8,15 @@
 
 namespace nsfd::daemon {
 
-class Service;
-class TrackedProcess;
+class BusEndpoint;
 
-class ManagerObject {
+class ManagerObject final {
   public:
-    ManagerObject(sd_bus* bus, Service& service);
-
-    // PropertiesChanged for TrackedProcesses.
-    void trackedCountChanged();
-    // ProcessExited: a tracked process was reaped.
-    void processExited(const TrackedProcess& process);
+    ManagerObject(BusEndpoint& endpoint);
+    ManagerObject(const ManagerObject&) = delete;
+    ManagerObject& operator=(const ManagerObject&) = delete;
 
   private:
-    sd_bus* bus_;
     BusSlot vtable_;
     BusSlot objectManager_;
 };

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The tracked processes: each a pidfd, its identity and what is known of its
-// life. No bus here; the service hangs its bus object on each entry.
+// The tracked processes: each a pidfd, its identity, who tracks it and what is
+// known of its life. No IPC here.
 #pragma once
 
 #include <sys/types.h>
@@ -8,19 +8,17 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <string>
-#include <string_view>
 #include <unordered_map>
 #include <vector>
 
-#include "nsfd/dbus_names.hpp"
+#include "nsfd/contract.hpp"
 #include "nsfd/info.hpp"
 #include "nsfd/pidfd.hpp"
 
 namespace nsfd::daemon {
 
-// Whatever the service layer keeps per process (its bus object, event sources).
-// Destroyed with the process entry, before its pidfd.
+// Whatever the manager keeps per process (its event sources). Destroyed with
+// the process entry, before its pidfd.
 class Attachment {
   public:
     virtual ~Attachment() = default;
@@ -30,19 +28,21 @@ class TrackedProcess {
   public:
     // Reads the process's info now, so that it can be told about after it is gone.
     // `knownPid` names a process the kernel has forgotten the pid of (reaped).
-    TrackedProcess(PidFd pidfd, uid_t trackedBy, pid_t knownPid = 0);
+    explicit TrackedProcess(PidFd pidfd, pid_t knownPid = 0);
     ~TrackedProcess();
     TrackedProcess(const TrackedProcess&) = delete;
     TrackedProcess& operator=(const TrackedProcess&) = delete;
 
     const PidFd& pidfd() const noexcept { return pidfd_; }
     std::uint64_t id() const noexcept { return id_; }
+    // In nsfdd's pid namespace; the last one it had once reaped.
     pid_t pid() const noexcept { return pid_; }
-    uid_t trackedBy() const noexcept { return trackedBy_; }
+    // Who tracks it, by uid, in the order they came; never empty while registered.
+    const std::vector<uid_t>& trackers() const noexcept { return trackers_; }
+    bool isTrackedBy(uid_t uid) const noexcept;
     ProcessState state() const noexcept { return state_; }
     // The wait(2) status once reaped; nullopt before (and on kernels without exit info).
     std::optional<int> exitStatus() const noexcept { return exitStatus_; }
-    std::string objectPath() const;
 
     // Fresh info while the process runs; the last known one after it exited.
     Info info();
@@ -58,30 +58,44 @@ class TrackedProcess {
     Attachment* attachment() const noexcept { return attachment_.get(); }
 
   private:
+    friend class Registry;
+
     PidFd pidfd_;
     std::uint64_t id_;
     pid_t pid_;
-    uid_t trackedBy_;
+    std::vector<uid_t> trackers_;
     ProcessState state_ = ProcessState::Running;
     std::optional<int> exitStatus_;
     Info lastInfo_;
+    bool counted_ = false;                    // its trackers count against their quotas
     std::unique_ptr<Attachment> attachment_;  // declared last: goes first
 };
 
 class Registry {
   public:
     TrackedProcess* find(std::uint64_t id) const;
-    // The tracked process with this pid: a running one if any, else the one reaped last.
-    TrackedProcess* findByPid(pid_t pid) const;
+    // The tracked process that has this pid now (not one reaped since).
+    TrackedProcess* findLive(pid_t pid) const;
+    // The tracked process reaped last that had this pid.
+    TrackedProcess* findReaped(pid_t pid) const;
 
+    // Registers a process with no trackers yet.
     TrackedProcess& add(std::unique_ptr<TrackedProcess> process);
     void remove(std::uint64_t id);
+    // Each returns whether anything changed.
+    bool addTracker(TrackedProcess& process, uid_t uid);
+    bool removeTracker(TrackedProcess& process, uid_t uid);
+    // Call when `process` reached Reaped: its trackers' quotas get it back.
+    void reaped(TrackedProcess& process);
 
     std::size_t size() const noexcept { return byId_.size(); }
+    // Processes `uid` tracks that have not been reaped: what its quota counts.
     std::size_t countTrackedBy(uid_t uid) const;
     std::vector<TrackedProcess*> all() const;
 
   private:
+    void count(const TrackedProcess& process, uid_t uid, int delta);
+
     std::unordered_map<std::uint64_t, std::unique_ptr<TrackedProcess>> byId_;
     std::unordered_multimap<pid_t, std::uint64_t> byPid_;
     std::unordered_map<uid_t, std::size_t> countByUid_;

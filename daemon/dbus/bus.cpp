@@ -114,46 +114,62 @@ int replyNamespaceFds(sd_bus_message* call, const std::vector<std::pair<NsType, 
     return sd_bus_send(nullptr, reply.get(), nullptr);
 }
 
-int replyInfo(sd_bus_message* call, const Info& info, std::uint64_t id, std::string_view state,
-              std::optional<int> exitStatus) {
+int replyInfo(sd_bus_message* call, const InfoReply& in) {
+    namespace key = nsfd::info_key;
     BusMessage reply = newMethodReturn(call);
     sd_bus_message* m = reply.get();
     const char* what = "Failed to build a reply";
-    auto u32 = [&](const char* key, auto value) {
-        checkBus(sd_bus_message_append(m, "{sv}", key, "u", static_cast<std::uint32_t>(value)),
+    auto u32 = [&](const char* name, auto value) {
+        checkBus(sd_bus_message_append(m, "{sv}", name, "u", static_cast<std::uint32_t>(value)),
                  what);
     };
-    std::string stateName(state);
+    std::string stateName(toString(in.state));
     checkBus(sd_bus_message_open_container(m, 'a', "{sv}"), what);
-    checkBus(sd_bus_message_append(m, "{sv}", "Id", "t", id), what);
-    checkBus(sd_bus_message_append(m, "{sv}", "State", "s", stateName.c_str()), what);
-    if (info.pid()) {
-        u32("Pid", *info.pid());
-        u32("ThreadGroupId", *info.threadGroupId());
-        u32("ParentPid", *info.parentPid());
+    checkBus(sd_bus_message_append(m, "{sv}", key::kId, "t", in.id), what);
+    checkBus(sd_bus_message_append(m, "{sv}", key::kState, "s", stateName.c_str()), what);
+    if (in.info.pid()) {
+        u32(key::kPid, in.pid);
+        u32(key::kThreadGroupId, in.pid);  // a tracked process is a thread-group leader
+        u32(key::kParentPid, in.parentPid);
     }
-    if (info.cgroupId()) {
-        checkBus(sd_bus_message_append(m, "{sv}", "CgroupId", "t",
-                                       static_cast<std::uint64_t>(*info.cgroupId())),
+    if (in.info.cgroupId()) {
+        checkBus(sd_bus_message_append(m, "{sv}", key::kCgroupId, "t",
+                                       static_cast<std::uint64_t>(*in.info.cgroupId())),
                  what);
     }
-    if (std::optional<Credentials> c = info.credentials()) {
-        u32("Ruid", c->ruid);
-        u32("Euid", c->euid);
-        u32("Suid", c->suid);
-        u32("Fsuid", c->fsuid);
-        u32("Rgid", c->rgid);
-        u32("Egid", c->egid);
-        u32("Sgid", c->sgid);
-        u32("Fsgid", c->fsgid);
+    if (std::optional<Credentials> c = in.info.credentials()) {
+        u32(key::kRuid, c->ruid);
+        u32(key::kEuid, c->euid);
+        u32(key::kSuid, c->suid);
+        u32(key::kFsuid, c->fsuid);
+        u32(key::kRgid, c->rgid);
+        u32(key::kEgid, c->egid);
+        u32(key::kSgid, c->sgid);
+        u32(key::kFsgid, c->fsgid);
     }
-    if (exitStatus) {
-        checkBus(sd_bus_message_append(m, "{sv}", "ExitStatus", "i",
-                                       static_cast<std::int32_t>(*exitStatus)),
+    if (in.exitStatus) {
+        checkBus(sd_bus_message_append(m, "{sv}", key::kExitStatus, "i",
+                                       static_cast<std::int32_t>(*in.exitStatus)),
                  what);
     }
     checkBus(sd_bus_message_close_container(m), what);
     return sd_bus_send(nullptr, m, nullptr);
+}
+
+int setBusErrorFromException(sd_bus_error* error) noexcept {
+    auto [kind, message] = currentError();
+    std::string name(dbusErrorName(kind));
+    int r = sd_bus_error_set(error, name.c_str(), message.c_str());
+    return r < 0 ? r : -EIO;
+}
+
+int replyError(sd_bus_message* call, ErrorKind kind, const std::string& message) noexcept {
+    std::string name(dbusErrorName(kind));
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    sd_bus_error_set(&error, name.c_str(), message.c_str());
+    int r = sd_bus_reply_method_error(call, &error);
+    sd_bus_error_free(&error);
+    return r < 0 ? r : 1;
 }
 
 }  // namespace nsfd::daemon

@@ -1,17 +1,14 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "registry.hpp"
 
-#include <cstring>
-
-#include "nsfd/dbus_names.hpp"
+#include <algorithm>
 
 namespace nsfd::daemon {
 
-TrackedProcess::TrackedProcess(PidFd pidfd, uid_t trackedBy, pid_t knownPid)
+TrackedProcess::TrackedProcess(PidFd pidfd, pid_t knownPid)
     : pidfd_(std::move(pidfd)),
       id_(pidfd_.id()),
       pid_(pidfd_.pid() > 0 ? pidfd_.pid() : knownPid),
-      trackedBy_(trackedBy),
       lastInfo_(pidfd_.info()) {
     exitStatus_ = lastInfo_.exitStatus();
     if (exitStatus_) {
@@ -23,8 +20,8 @@ TrackedProcess::TrackedProcess(PidFd pidfd, uid_t trackedBy, pid_t knownPid)
 
 TrackedProcess::~TrackedProcess() = default;
 
-std::string TrackedProcess::objectPath() const {
-    return nsfd::dbus::processObjectPath(id_);
+bool TrackedProcess::isTrackedBy(uid_t uid) const noexcept {
+    return std::find(trackers_.begin(), trackers_.end(), uid) != trackers_.end();
 }
 
 Info TrackedProcess::info() {
@@ -65,14 +62,24 @@ TrackedProcess* Registry::find(std::uint64_t id) const {
     return it == byId_.end() ? nullptr : it->second.get();
 }
 
-TrackedProcess* Registry::findByPid(pid_t pid) const {
+TrackedProcess* Registry::findLive(pid_t pid) const {
+    auto [first, last] = byPid_.equal_range(pid);
+    for (auto it = first; it != last; ++it) {
+        TrackedProcess* candidate = find(it->second);
+        if (candidate->state() != ProcessState::Reaped) {
+            return candidate;  // a pid names one process at a time
+        }
+    }
+    return nullptr;
+}
+
+TrackedProcess* Registry::findReaped(pid_t pid) const {
     TrackedProcess* best = nullptr;
     auto [first, last] = byPid_.equal_range(pid);
     for (auto it = first; it != last; ++it) {
         TrackedProcess* candidate = find(it->second);
-        if (best == nullptr ||
-            (candidate->state() != ProcessState::Reaped && best->state() == ProcessState::Reaped) ||
-            (candidate->state() == best->state() && candidate->id() > best->id())) {
+        if (candidate->state() == ProcessState::Reaped &&
+            (best == nullptr || candidate->id() > best->id())) {
             best = candidate;
         }
     }
@@ -81,10 +88,50 @@ TrackedProcess* Registry::findByPid(pid_t pid) const {
 
 TrackedProcess& Registry::add(std::unique_ptr<TrackedProcess> process) {
     TrackedProcess& ref = *process;
+    ref.counted_ = ref.state() != ProcessState::Reaped;
     byPid_.emplace(ref.pid(), ref.id());
-    ++countByUid_[ref.trackedBy()];
     byId_.emplace(ref.id(), std::move(process));
     return ref;
+}
+
+void Registry::count(const TrackedProcess& process, uid_t uid, int delta) {
+    if (!process.counted_) {
+        return;
+    }
+    std::size_t& n = countByUid_[uid];
+    n += static_cast<std::size_t>(delta);
+    if (n == 0) {
+        countByUid_.erase(uid);
+    }
+}
+
+bool Registry::addTracker(TrackedProcess& process, uid_t uid) {
+    if (process.isTrackedBy(uid)) {
+        return false;
+    }
+    process.trackers_.push_back(uid);
+    count(process, uid, +1);
+    return true;
+}
+
+bool Registry::removeTracker(TrackedProcess& process, uid_t uid) {
+    auto it = std::find(process.trackers_.begin(), process.trackers_.end(), uid);
+    if (it == process.trackers_.end()) {
+        return false;
+    }
+    process.trackers_.erase(it);
+    count(process, uid, -1);
+    return true;
+}
+
+void Registry::reaped(TrackedProcess& process) {
+    if (!process.counted_) {
+        return;
+    }
+    for (uid_t uid : process.trackers_) {
+        count(process, uid, -1);
+    }
+    process.counted_ = false;
 }
 
 void Registry::remove(std::uint64_t id) {
@@ -93,15 +140,13 @@ void Registry::remove(std::uint64_t id) {
         return;
     }
     TrackedProcess& process = *it->second;
+    reaped(process);  // no longer counts, whatever its state
     auto [first, last] = byPid_.equal_range(process.pid());
     for (auto pidIt = first; pidIt != last; ++pidIt) {
         if (pidIt->second == id) {
             byPid_.erase(pidIt);
             break;
         }
-    }
-    if (--countByUid_[process.trackedBy()] == 0) {
-        countByUid_.erase(process.trackedBy());
     }
     byId_.erase(it);
 }

@@ -14,11 +14,12 @@
 
 namespace nsfd::daemon {
 
-// One slot of the state table; id 0 marks a free slot (pidfs ids start at 1).
+// One slot of the state table: one tracker of one process. id 0 marks a free
+// slot (pidfs ids start at 1).
 struct FdStore::Record {
     std::uint64_t id;
     std::int32_t pid;
-    std::uint32_t trackedBy;
+    std::uint32_t tracker;
 };
 static_assert(sizeof(FdStore::Record) == 16);
 
@@ -77,10 +78,12 @@ std::vector<RestoredPidFd> FdStore::takeInherited() {
         ssize_t got = ::pread(state_.get(), records.data(), records.size() * sizeof(Record), 0);
         records.resize(got < 0 ? 0 : static_cast<std::size_t>(got) / sizeof(Record));
         for (std::uint32_t slot = 0; slot < records.size(); ++slot) {
-            if (records[slot].id != 0 && records[slot].pid > 0) {
-                stored[records[slot].id] = {records[slot].id, records[slot].pid,
-                                            records[slot].trackedBy};
-                slots_[records[slot].id] = slot;
+            const Record& r = records[slot];
+            if (r.id != 0 && r.pid > 0 && slots_.emplace(std::pair(r.id, r.tracker), slot).second) {
+                StoredProcess& process = stored[r.id];
+                process.id = r.id;
+                process.pid = r.pid;
+                process.trackers.push_back(r.tracker);
             }
         }
         nextSlot_ = static_cast<std::uint32_t>(records.size());
@@ -102,11 +105,12 @@ std::vector<RestoredPidFd> FdStore::takeInherited() {
     // Slots whose pidfd did not come back are free again.
     std::vector<bool> inUse(nextSlot_, false);
     for (auto it = slots_.begin(); it != slots_.end();) {
-        if (handedBack.count(it->first) != 0) {
+        if (handedBack.count(it->first.first) != 0) {
             inUse[it->second] = true;
+            ++stored_[it->first.first];
             ++it;
         } else {
-            writeRecord(it->second, {});
+            writeRecord(it->second, 0, 0, 0);
             it = slots_.erase(it);
         }
     }
@@ -135,12 +139,17 @@ void FdStore::createState() {
     notifier_.send("FDSTORE=1\nFDPOLL=0\nFDNAME=" + std::string(kStateName), fd);
 }
 
-void FdStore::writeRecord(std::uint32_t slot, const StoredProcess& process) {
-    Record record{process.id, process.pid, process.trackedBy};
+void FdStore::writeRecord(std::uint32_t slot, std::uint64_t id, pid_t pid, uid_t tracker) {
+    Record record{id, pid, tracker};
     auto offset = static_cast<off_t>(slot) * static_cast<off_t>(sizeof(Record));
     if (::pwrite(state_.get(), &record, sizeof(record), offset) != sizeof(record)) {
         spdlog::warn("Failed to write slot {} of the state table: {}", slot, std::strerror(errno));
     }
+}
+
+void FdStore::freeSlot(std::uint32_t slot) {
+    writeRecord(slot, 0, 0, 0);
+    freeSlots_.push_back(slot);
 }
 
 void FdStore::discard(const RestoredPidFd& restored) {
@@ -156,11 +165,11 @@ void FdStore::discard(const RestoredPidFd& restored) {
 
 bool FdStore::hasRoom() const {
     // The longest name an id can have: 16 hex digits and a ':'.
-    return !active_ || (slots_.size() + 1 < kMaxFds && namesLength_ + 17 <= kMaxNamesLength);
+    return !active_ || (stored_.size() + 1 < kMaxFds && namesLength_ + 17 <= kMaxNamesLength);
 }
 
-void FdStore::add(int pidfd, const StoredProcess& process) {
-    if (!active_ || slots_.count(process.id) != 0) {
+void FdStore::add(int pidfd, std::uint64_t id, pid_t pid, uid_t tracker) {
+    if (!active_ || slots_.count({id, tracker}) != 0) {
         return;
     }
     std::uint32_t slot = nextSlot_;
@@ -170,24 +179,42 @@ void FdStore::add(int pidfd, const StoredProcess& process) {
         slot = freeSlots_.back();
         freeSlots_.pop_back();
     }
-    writeRecord(slot, process);
-    slots_[process.id] = slot;
-    std::string name = nameOf(process.id);
-    namesLength_ += name.size() + 1;
-    notifier_.send("FDSTORE=1\nFDPOLL=0\nFDNAME=" + name, pidfd);
+    writeRecord(slot, id, pid, tracker);
+    slots_[{id, tracker}] = slot;
+    if (stored_[id]++ == 0) {
+        std::string name = nameOf(id);
+        namesLength_ += name.size() + 1;
+        notifier_.send("FDSTORE=1\nFDPOLL=0\nFDNAME=" + name, pidfd);
+    }
 }
 
-void FdStore::remove(std::uint64_t id) {
-    auto it = slots_.find(id);
+void FdStore::removeTracker(std::uint64_t id, uid_t tracker) {
+    auto it = slots_.find({id, tracker});
     if (!active_ || it == slots_.end()) {
         return;
     }
-    std::string name = nameOf(id);
-    notifier_.send("FDSTOREREMOVE=1\nFDNAME=" + name);
-    writeRecord(it->second, {});
-    freeSlots_.push_back(it->second);
+    freeSlot(it->second);
     slots_.erase(it);
-    namesLength_ -= name.size() + 1;
+    if (--stored_[id] == 0) {
+        stored_.erase(id);
+        std::string name = nameOf(id);
+        notifier_.send("FDSTOREREMOVE=1\nFDNAME=" + name);
+        namesLength_ -= name.size() + 1;
+    }
+}
+
+void FdStore::remove(std::uint64_t id) {
+    if (!active_) {
+        return;
+    }
+    auto first = slots_.lower_bound({id, 0});
+    std::vector<uid_t> trackers;
+    for (auto it = first; it != slots_.end() && it->first.first == id; ++it) {
+        trackers.push_back(it->first.second);
+    }
+    for (uid_t tracker : trackers) {
+        removeTracker(id, tracker);
+    }
 }
 
 }  // namespace nsfd::daemon

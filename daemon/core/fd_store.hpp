@@ -4,16 +4,17 @@
 //
 // A pidfd is stored as FDNAME=<id in hex>, FDPOLL=0 (an exited process must
 // stay, to give its exit status after a restart). What the kernel cannot say
-// after a restart, the pid of a reaped process and who tracked it, is kept in
+// after a restart, the pid of a reaped process and who tracks it, is kept in
 // one memfd stored as FDNAME=state: a table of fixed-size records, one slot per
-// process. Names are short because systemd hands all of them to the next nsfdd
-// in one LISTEN_FDNAMES variable, and execve(2) refuses a variable over 128 KiB:
-// the store says when it is full rather than let a restart fail.
+// tracker of a process (a process tracked by two uids has two). Names are short because systemd
+// hands all of them to the next nsfdd in one LISTEN_FDNAMES variable, and execve(2) refuses a
+// variable over 128 KiB: the store says when it is full rather than let a restart fail.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -27,7 +28,7 @@ namespace nsfd::daemon {
 struct StoredProcess {
     std::uint64_t id = 0;
     pid_t pid = 0;
-    uid_t trackedBy = 0;
+    std::vector<uid_t> trackers;
 };
 
 // A pidfd handed back at start, with what the state table says of it.
@@ -57,7 +58,11 @@ class FdStore {
     void discard(const RestoredPidFd& restored);
 
     bool hasRoom() const;
-    void add(int pidfd, const StoredProcess& process);
+    // Keeps `tracker`'s tracking of process `id`, and its pidfd the first time.
+    void add(int pidfd, std::uint64_t id, pid_t pid, uid_t tracker);
+    // Forgets one tracking; the pidfd goes with the last.
+    void removeTracker(std::uint64_t id, uid_t tracker);
+    // Forgets the process.
     void remove(std::uint64_t id);
 
     // One slot of the state table.
@@ -65,13 +70,15 @@ class FdStore {
 
   private:
     void createState();
-    void writeRecord(std::uint32_t slot, const StoredProcess& process);
+    void writeRecord(std::uint32_t slot, std::uint64_t id, pid_t pid, uid_t tracker);
+    void freeSlot(std::uint32_t slot);
     static std::string nameOf(std::uint64_t id);
 
     const Notifier& notifier_;
     bool active_;     // a service manager keeps what nsfdd stores
     UniqueFd state_;  // the memfd of records
-    std::unordered_map<std::uint64_t, std::uint32_t> slots_;  // id -> slot
+    std::map<std::pair<std::uint64_t, uid_t>, std::uint32_t> slots_;  // (id, tracker) -> slot
+    std::unordered_map<std::uint64_t, std::size_t> stored_;           // id -> its slots
     std::vector<std::uint32_t> freeSlots_;
     std::uint32_t nextSlot_ = 0;
     std::size_t namesLength_ = 0;  // of LISTEN_FDNAMES, were nsfdd restarted now

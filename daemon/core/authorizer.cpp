@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "authorizer.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <limits>
+
+namespace nsfd::daemon {
+
+std::string_view verbOf(Action action) noexcept {
+    switch (action) {
+        case Action::ReadInfo:
+            return "read the info of";
+        case Action::Track:
+            return "track";
+        case Action::Untrack:
+            return "drop other users' tracking of";
+        case Action::GetNamespace:
+            return "get a namespace of";
+        case Action::GetPidFd:
+            return "get the pidfd of";
+        case Action::SendSignal:
+            return "send a signal to";
+        case Action::GetFd:
+            break;
+    }
+    return "get an fd of";
+}
+
+bool Target::isTrackedBy(uid_t uid) const noexcept {
+    return std::find(trackers.begin(), trackers.end(), uid) != trackers.end();
+}
+
+std::string describe(const Request& request) {
+    std::string pid = "pid " + std::to_string(request.target.pid);
+    switch (request.action) {
+        case Action::GetNamespace: {
+            std::string types;
+            for (NsType type : request.namespaces) {
+                types += (types.empty() ? "" : ", ") + std::string(toString(type));
+            }
+            return "get the " + types + " namespace" + (request.namespaces.size() == 1 ? "" : "s") +
+                   " of " + pid;
+        }
+        case Action::SendSignal:
+            return "send signal " + std::to_string(request.signal) + " to " + pid;
+        default:
+            return std::string(verbOf(request.action)) + " " + pid;
+    }
+}
+
+namespace {
+
+using Verdict = Decider::Verdict;
+
+Verdict allowIf(bool allowed) noexcept {
+    return allowed ? Verdict::Allow : Verdict::Pass;
+}
+
+// ptrace's PTRACE_MODE_READ_FSCREDS for an unprivileged caller: every uid and
+// gid of the target is the caller's, and the target is dumpable.
+bool ptraceWouldAllow(const Caller& caller, const Target& target) {
+    const Credentials& c = target.creds;
+    bool uidsMatch = c.ruid == caller.uid && c.euid == caller.uid && c.suid == caller.uid;
+    bool gidsMatch = c.rgid == caller.gid && c.egid == caller.gid && c.sgid == caller.gid;
+    return uidsMatch && gidsMatch && target.dumpable;
+}
+
+}  // namespace
+
+Verdict KernelRule::decideNow(const Caller& caller, const Request& request) const {
+    const Target& target = request.target;
+    switch (request.action) {
+        case Action::ReadInfo:
+        case Action::Track:
+            return allowIf(target.creds.ruid == caller.uid || target.isTrackedBy(caller.uid));
+        case Action::Untrack:
+            return allowIf(target.isTrackedBy(caller.uid));
+        case Action::GetNamespace:
+        case Action::GetPidFd:
+            return allowIf(ptraceWouldAllow(caller, target));
+        case Action::SendSignal:  // kill(2)
+            return allowIf(caller.uid == target.creds.ruid || caller.uid == target.creds.suid);
+        case Action::GetFd:
+            break;
+    }
+    return Verdict::Pass;
+}
+
+void KernelRule::decide(const Caller& caller, const Request& request, Answer answer) {
+    answer(decideNow(caller, request));
+}
+
+bool ConfigGrants::isGranted(const Caller& caller, const Grant& grant) const {
+    if (grant.uid) {
+        return *grant.uid == caller.uid;
+    }
+    return grant.gid &&
+           (*grant.gid == caller.gid || std::find(caller.groups.begin(), caller.groups.end(),
+                                                  *grant.gid) != caller.groups.end());
+}
+
+Verdict ConfigGrants::decideNow(const Caller& caller, const Request& request) const {
+    auto any = [&](auto&& grants) {
+        return allowIf(
+            std::any_of(config_.grants.begin(), config_.grants.end(),
+                        [&](const Grant& g) { return grants(g) && isGranted(caller, g); }));
+    };
+    switch (request.action) {
+        case Action::ReadInfo:
+        case Action::Track:
+            return any([](const Grant& g) { return g.info; });
+        case Action::GetNamespace:
+            // Each type asked for, by some grant of the caller's.
+            return allowIf(
+                std::all_of(request.namespaces.begin(), request.namespaces.end(), [&](NsType type) {
+                    return any([&](const Grant& g) { return g.namespaces.count(type) > 0; }) ==
+                           Verdict::Allow;
+                }));
+        case Action::GetPidFd:
+            return any([](const Grant& g) { return g.pidfd; });
+        case Action::Untrack:
+        case Action::SendSignal:
+        case Action::GetFd:
+            break;
+    }
+    return Verdict::Pass;
+}
+
+void ConfigGrants::decide(const Caller& caller, const Request& request, Answer answer) {
+    answer(decideNow(caller, request));
+}
+
+// A decision in progress, kept alive by the deciders' answers.
+struct Pending {
+    Caller caller;
+    Request request;
+    Authorizer::Done done;
+    std::string_view lastDecider = "kernel rule";
+    bool unavailable = false;  // a decider could not answer
+};
+
+Authorizer::Authorizer(const Config& config) : config_(config) {
+    deciders_.push_back(std::make_unique<KernelRule>());
+    deciders_.push_back(std::make_unique<ConfigGrants>(config));
+}
+
+void Authorizer::authorize(const Caller& caller, const Request& request, Done done) {
+    if (caller.isRoot()) {
+        done(Decision{true, "root", ErrorKind::AccessDenied, {}});
+        return;
+    }
+    // The synchronous deciders first, without allocating: most calls end here.
+    std::size_t index = 0;
+    for (; index < deciders_.size() && deciders_[index]->synchronous(); ++index) {
+        Verdict verdict = Verdict::Pass;
+        deciders_[index]->decide(caller, request, [&verdict](Verdict v) { verdict = v; });
+        if (verdict == Verdict::Allow) {
+            done(Decision{true, deciders_[index]->name(), ErrorKind::AccessDenied, {}});
+            return;
+        }
+        if (verdict != Verdict::Pass) {
+            break;  // next() asks it again and says why
+        }
+    }
+    auto pending = std::make_shared<Pending>(Pending{caller, request, std::move(done)});
+    if (index > 0) {
+        pending->lastDecider = deciders_[index - 1]->name();
+    }
+    next(std::move(pending), index);
+}
+
+void Authorizer::next(std::shared_ptr<Pending> pending, std::size_t index) {
+    if (index >= deciders_.size()) {
+        std::string what = describe(pending->request);
+        spdlog::warn("Denied uid {} (pid {}) to {} (decided by: {}{})", pending->caller.uid,
+                     pending->caller.pid, what, pending->lastDecider,
+                     pending->unavailable ? "; a decider was unavailable" : "");
+        pending->done(Decision{
+            false, pending->lastDecider, ErrorKind::AccessDenied,
+            "Access denied: uid " + std::to_string(pending->caller.uid) + " may not " + what});
+        return;
+    }
+    Decider& decider = *deciders_[index];
+    decider.decide(pending->caller, pending->request, [this, pending, index](Verdict verdict) {
+        std::string_view name = deciders_[index]->name();
+        std::string what = describe(pending->request);
+        switch (verdict) {
+            case Verdict::Allow:
+                pending->done(Decision{true, name, ErrorKind::AccessDenied, {}});
+                return;
+            case Verdict::Deny:
+                spdlog::warn("Denied uid {} (pid {}) to {} (decided by: {})", pending->caller.uid,
+                             pending->caller.pid, what, name);
+                pending->done(Decision{false, name, ErrorKind::AccessDenied,
+                                       "Access denied: uid " + std::to_string(pending->caller.uid) +
+                                           " may not " + what + " (" + std::string(name) + ")"});
+                return;
+            case Verdict::Challenge:
+                spdlog::warn(
+                    "Denied uid {} (pid {}) to {}: {} asks for authentication, which "
+                    "the caller did not allow",
+                    pending->caller.uid, pending->caller.pid, what, name);
+                pending->done(Decision{false, name, ErrorKind::InteractiveAuthorizationRequired,
+                                       "Interactive authentication is required to " + what + " (" +
+                                           std::string(name) +
+                                           "); allow interactive authorization and retry"});
+                return;
+            case Verdict::Unavailable:
+                pending->unavailable = true;
+                [[fallthrough]];
+            case Verdict::Pass:
+                pending->lastDecider = name;
+                next(pending, index + 1);
+                return;
+        }
+    });
+}
+
+bool Authorizer::decideNow(const Caller& caller, const Request& request) const {
+    if (caller.isRoot()) {
+        return true;
+    }
+    for (const auto& decider : deciders_) {
+        if (!decider->synchronous()) {
+            continue;
+        }
+        Verdict verdict = Verdict::Pass;
+        decider->decide(caller, request, [&verdict](Verdict v) { verdict = v; });
+        if (verdict == Verdict::Allow) {
+            return true;
+        }
+        if (verdict == Verdict::Deny) {
+            return false;
+        }
+    }
+    return false;
+}
+
+std::size_t Authorizer::trackQuota(const Caller& caller) const {
+    return caller.isRoot() ? std::numeric_limits<std::size_t>::max() : config_.trackedPerUser;
+}
+
+}  // namespace nsfd::daemon

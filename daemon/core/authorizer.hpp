@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The one authorization step. Every call of every endpoint asks it once, at
+// the top of its handler: an action, the caller, the target. Root passes first;
+// then the deciders run in order (the kernel's own rule, nsfdd.conf's grants,
+// and an asynchronous one such as polkit) until one allows or denies. A
+// decider may answer later: the step never blocks the loop, and the caller's
+// reply goes out when the answer comes.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "caller.hpp"
+#include "config.hpp"
+#include "nsfd/contract.hpp"
+#include "nsfd/info.hpp"
+#include "nsfd/ns.hpp"
+
+namespace nsfd::daemon {
+
+enum class Action {
+    ReadInfo,      // info, namespace ids, GetProcess/listing of a process
+    Track,         // TrackProcess: ReadInfo's rule
+    Untrack,       // drop a tracking: the caller's own, or, if it has none, everyone's
+    GetNamespace,  // a namespace fd (Request::ns)
+    GetPidFd,      // a pidfd of the process
+    SendSignal,    // Request::signal
+    GetFd,         // pidfd_getfd: root only
+};
+
+// "read the info of", ... for messages: "uid 1000 may not <verb> pid 4711".
+std::string_view verbOf(Action action) noexcept;
+
+// The target, as the deciders see it.
+struct Target {
+    std::uint64_t id = 0;  // pidfs id
+    pid_t pid = 0;         // in nsfdd's pid namespace
+    Credentials creds{};   // its last known credentials
+    bool dumpable = false;
+    std::vector<uid_t> trackers;  // who tracks it (empty if untracked)
+
+    bool isTrackedBy(uid_t uid) const noexcept;
+};
+
+struct Request {
+    Action action = Action::ReadInfo;
+    Target target;
+    std::vector<NsType> namespaces;  // GetNamespace: each of these types
+    int signal = 0;                  // SendSignal
+};
+
+// "get the net namespace of pid 4711", for logs and error messages.
+std::string describe(const Request& request);
+
+struct Decision {
+    bool allowed = false;
+    std::string_view decider;                   // who said yes, or the last who said no
+    ErrorKind error = ErrorKind::AccessDenied;  // when denied
+    std::string message;                        // when denied: for the caller
+};
+
+class Decider {
+  public:
+    enum class Verdict {
+        Allow,
+        Pass,         // no opinion: the next decider decides
+        Deny,         // no, and nobody after is asked
+        Challenge,    // only with authentication, which the caller did not allow
+        Unavailable,  // could not decide (polkitd absent, timeout): as Pass at the end
+    };
+    using Answer = std::function<void(Verdict)>;
+
+    virtual ~Decider() = default;
+    // "kernel rule", "nsfdd.conf", "polkit": named in denials.
+    virtual std::string_view name() const noexcept = 0;
+    // Synchronous deciders answer before returning; only they decide what a
+    // caller may see in listings and news (decideNow).
+    virtual bool synchronous() const noexcept { return true; }
+    // Calls `answer` once, now or later (never after the decider is destroyed).
+    virtual void decide(const Caller& caller, const Request& request, Answer answer) = 0;
+};
+
+// The kernel's rules, as if the caller asked the kernel itself: ptrace's
+// PTRACE_MODE_READ_FSCREDS for namespace fds and pidfds, kill(2)'s for signals,
+// the real uid for info, a tracker for its own tracking.
+class KernelRule final : public Decider {
+  public:
+    std::string_view name() const noexcept override { return "kernel rule"; }
+    void decide(const Caller& caller, const Request& request, Answer answer) override;
+    Verdict decideNow(const Caller& caller, const Request& request) const;
+};
+
+// The administrator's [[grant]] tables in nsfdd.conf.
+class ConfigGrants final : public Decider {
+  public:
+    explicit ConfigGrants(const Config& config) : config_(config) {}
+    std::string_view name() const noexcept override { return "nsfdd.conf"; }
+    void decide(const Caller& caller, const Request& request, Answer answer) override;
+    Verdict decideNow(const Caller& caller, const Request& request) const;
+
+  private:
+    bool isGranted(const Caller& caller, const Grant& grant) const;
+
+    const Config& config_;
+};
+
+class Authorizer {
+  public:
+    using Done = std::function<void(const Decision&)>;
+
+    // The kernel rule and `config`'s grants; add() appends more deciders.
+    explicit Authorizer(const Config& config);
+    Authorizer(const Authorizer&) = delete;
+    Authorizer& operator=(const Authorizer&) = delete;
+
+    void add(std::unique_ptr<Decider> decider) { deciders_.push_back(std::move(decider)); }
+
+    // Decides, then calls `done` once: before returning if no asynchronous
+    // decider is asked, later otherwise. Denials are logged here, once, with
+    // the decider that said no.
+    void authorize(const Caller& caller, const Request& request, Done done);
+
+    // The synchronous deciders' answer alone (root, kernel rule, grants): what
+    // a caller may see of a process in listings, lookups and news, where
+    // nobody can wait for polkit.
+    bool decideNow(const Caller& caller, const Request& request) const;
+
+    // How many processes a caller may track at once; unbounded for root.
+    std::size_t trackQuota(const Caller& caller) const;
+
+  private:
+    void next(std::shared_ptr<struct Pending> pending, std::size_t index);
+
+    const Config& config_;
+    std::vector<std::unique_ptr<Decider>> deciders_;
+};
+
+}  // namespace nsfd::daemon

@@ -1,0 +1,584 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "manager.hpp"
+
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <csignal>
+#include <cstring>
+
+#include "nsfd/features.hpp"
+
+namespace nsfd::daemon {
+
+// The watch on a tracked process's pidfd and, once it is reaped, the end of
+// its retention. Hangs on the registry's entry and goes with it.
+class ProcessWatch final : public Attachment {
+  public:
+    ProcessWatch(Manager& manager, TrackedProcess& process);
+    ProcessWatch(const ProcessWatch&) = delete;
+    ProcessWatch& operator=(const ProcessWatch&) = delete;
+
+    // Follows the process's new state: stops watching once reaped and starts
+    // its retention. Returns false if the retention timer could not start.
+    [[nodiscard]] bool follow();
+
+  private:
+    static int onPidFd(sd_event_source* source, int fd, uint32_t revents, void* userdata);
+    static int onRetentionEnd(sd_event_source* source, uint64_t usec, void* userdata);
+
+    Manager& manager_;
+    TrackedProcess& process_;
+    EventSource exitWatch_;
+    EventSource retention_;
+};
+
+ProcessWatch::ProcessWatch(Manager& manager, TrackedProcess& process)
+    : manager_(manager), process_(process) {
+    if (process.state() == ProcessState::Reaped) {
+        return;  // nothing left to watch; follow() starts its retention
+    }
+    // POLLIN (exit) is level-triggered: once seen, only POLLHUP (the reap)
+    // is of interest, and epoll always reports that.
+    uint32_t events =
+        process.state() == ProcessState::Running ? static_cast<uint32_t>(EPOLLIN) : 0U;
+    sd_event_source* source = nullptr;
+    checkEvent(
+        sd_event_add_io(manager.loop_.get(), &source, process.pidfd().get(), events, onPidFd, this),
+        "Failed to watch a pidfd");
+    exitWatch_.reset(source);
+}
+
+bool ProcessWatch::follow() {
+    if (process_.state() != ProcessState::Running && exitWatch_) {
+        sd_event_source_set_io_events(exitWatch_.get(), 0);
+    }
+    if (process_.state() != ProcessState::Reaped || retention_) {
+        return true;
+    }
+    exitWatch_.reset();
+    uint64_t now = 0;
+    sd_event_now(manager_.loop_.get(), CLOCK_MONOTONIC, &now);
+    auto usec = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(manager_.config_.retention).count());
+    sd_event_source* source = nullptr;
+    int r = sd_event_add_time(manager_.loop_.get(), &source, CLOCK_MONOTONIC, now + usec, 0,
+                              onRetentionEnd, this);
+    if (r < 0) {
+        spdlog::warn("Failed to start the retention of reaped pid {} (id {}), dropping it now: {}",
+                     process_.pid(), process_.id(), std::strerror(-r));
+        return false;
+    }
+    retention_.reset(source);
+    return true;
+}
+
+int ProcessWatch::onPidFd(sd_event_source* /*source*/, int /*fd*/, uint32_t revents,
+                          void* userdata) {
+    auto* self = static_cast<ProcessWatch*>(userdata);
+    if (self->process_.updateState((revents & EPOLLIN) != 0, (revents & EPOLLHUP) != 0)) {
+        self->manager_.onStateChanged(self->process_);  // may destroy self
+    }
+    return 0;
+}
+
+int ProcessWatch::onRetentionEnd(sd_event_source* /*source*/, uint64_t /*usec*/, void* userdata) {
+    auto* self = static_cast<ProcessWatch*>(userdata);
+    spdlog::debug("Retention of reaped pid {} (id {}) ended", self->process_.pid(),
+                  self->process_.id());
+    self->manager_.remove(self->process_.id());  // destroys self
+    return 0;
+}
+
+namespace {
+
+ProcessWatch& watchOf(const TrackedProcess& process) {
+    return *static_cast<ProcessWatch*>(process.attachment());
+}
+
+std::string describe(const PidFd& pidfd) {
+    return "pid " + std::to_string(pidfd.pid());
+}
+
+// The errno of a namespace ioctl on a process that was alive a moment ago,
+// said as what happened to it.
+[[noreturn]] void throwNamespaceError(const std::system_error& e, const PidFd& pidfd) {
+    if (e.code() == std::errc::no_such_process) {
+        if (!pidfd.hasExited()) {
+            // The kernel finds no namespaces on a thread-group leader that
+            // called pthread_exit() while other threads run on (nsenter fails too).
+            throw ServiceError(ErrorKind::ProcessExited,
+                               "The main thread of " + describe(pidfd) +
+                                   " has exited while other threads run on: the kernel gives no "
+                                   "namespaces of such a process");
+        }
+        throw ServiceError(ErrorKind::ProcessExited, describe(pidfd) + " has exited");
+    }
+    throw e;
+}
+
+}  // namespace
+
+Manager::Manager(EventLoop& loop, const Config& config, Notifier& notifier)
+    : loop_(loop), config_(config), notifier_(notifier), authorizer_(config), fdStore_(notifier) {
+    raiseFdLimit();
+    sd_event_source* source = nullptr;
+    checkEvent(sd_event_add_defer(loop_.get(), &source, onTurnEnd, this),
+               "Failed to add the end-of-turn hook");
+    turnEnd_.reset(source);
+    sd_event_source_set_enabled(source, SD_EVENT_OFF);
+    // After the endpoints' replies and news of this turn.
+    sd_event_source_set_priority(source, SD_EVENT_PRIORITY_IDLE);
+}
+
+Manager::~Manager() = default;
+
+void Manager::removeObserver(ManagerObserver& observer) {
+    observers_.erase(std::remove(observers_.begin(), observers_.end(), &observer),
+                     observers_.end());
+}
+
+void Manager::raiseFdLimit() {
+    struct rlimit limit {};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+        if (limit.rlim_cur < limit.rlim_max) {
+            struct rlimit raised = {limit.rlim_max, limit.rlim_max};
+            if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+                limit = raised;
+            } else {
+                spdlog::warn("Failed to raise the fd limit to {}, ignoring: {}", limit.rlim_max,
+                             std::strerror(errno));
+            }
+        }
+        fdLimit_ = limit.rlim_cur == RLIM_INFINITY ? INT_MAX : limit.rlim_cur;
+    }
+    spdlog::debug("Fd limit {}", fdLimit_);
+}
+
+void Manager::restore() {
+    std::vector<RestoredPidFd> inherited = fdStore_.takeInherited();
+    std::vector<TrackedProcess*> reaped;
+    for (RestoredPidFd& entry : inherited) {
+        try {
+            if (!entry.stored) {
+                throw std::runtime_error("not a process nsfdd stored");
+            }
+            const StoredProcess& stored = *entry.stored;
+            auto process =
+                std::make_unique<TrackedProcess>(PidFd::adopt(std::move(entry.fd)), stored.pid);
+            if (process->id() != stored.id) {
+                throw std::runtime_error("its pidfd is of process " +
+                                         std::to_string(process->id()));
+            }
+            if (registry_.find(process->id()) != nullptr) {
+                continue;  // stored twice: one is enough
+            }
+            TrackedProcess& tracked = add(std::move(process));
+            for (uid_t tracker : stored.trackers) {
+                registry_.addTracker(tracked, tracker);
+            }
+            if (tracked.state() == ProcessState::Reaped) {
+                reaped.push_back(&tracked);
+            }
+        } catch (const std::exception& e) {
+            spdlog::warn("Closing inherited fd '{}': {}", entry.name, e.what());
+            fdStore_.discard(entry);
+        }
+    }
+    if (!inherited.empty()) {
+        spdlog::info("Restored {} tracked processes from {} inherited fds", registry_.size(),
+                     inherited.size());
+    } else if (notifier_.active()) {
+        spdlog::info(
+            "Started with an empty fd store: no tracked processes to restore (a first start, "
+            "or the service manager emptied the store when the service stopped)");
+    }
+    // Those reaped while nsfdd was down: report them now, as if it had watched.
+    std::vector<std::uint64_t> ids;
+    for (TrackedProcess* process : reaped) {
+        ids.push_back(process->id());
+    }
+    for (std::uint64_t id : ids) {
+        if (TrackedProcess* process = registry_.find(id)) {
+            onStateChanged(*process);
+        }
+    }
+    countChanged();
+}
+
+void Manager::publishStatus() {
+    notifier_.send("STATUS=Tracking " + std::to_string(registry_.size()) + " processes");
+}
+
+void Manager::countChanged() {
+    countChanged_ = true;
+    sd_event_source_set_enabled(turnEnd_.get(), SD_EVENT_ONESHOT);
+}
+
+int Manager::onTurnEnd(sd_event_source* /*source*/, void* userdata) {
+    auto* self = static_cast<Manager*>(userdata);
+    if (self->countChanged_) {
+        self->countChanged_ = false;
+        for (ManagerObserver* observer : self->observers_) {
+            observer->trackedCountChanged(self->registry_.size());
+        }
+        self->publishStatus();
+    }
+    return 0;
+}
+
+PidFd Manager::openPid(const Caller& caller, std::uint32_t pid) const {
+    if (!caller.inOurPidNamespace) {
+        throw ServiceError(ErrorKind::ForeignPidNamespace,
+                           "pid " + std::to_string(pid) +
+                               " is from another pid namespace than nsfdd's, where it may name "
+                               "another process: pass a pidfd instead (TrackProcessByPidFd)");
+    }
+    if (pid == 0 || pid > static_cast<std::uint32_t>(INT_MAX)) {
+        throw ServiceError(ErrorKind::InvalidArgs, "Invalid pid " + std::to_string(pid));
+    }
+    try {
+        return PidFd::open(static_cast<pid_t>(pid));
+    } catch (const std::system_error& e) {
+        switch (e.code().value()) {
+            case ESRCH:
+                throw ServiceError(ErrorKind::NoSuchProcess,
+                                   "No such process: " + std::to_string(pid));
+            case ENOENT:
+                throw ServiceError(
+                    ErrorKind::InvalidArgs,
+                    "pid " + std::to_string(pid) + " is a thread, not a thread-group leader");
+            default:
+                throw;
+        }
+    }
+}
+
+PidFd Manager::adoptPidFd(UniqueFd fd) const {
+    PidFd pidfd = PidFd::adopt(std::move(fd));
+    if (pidfd.pid() <= 0) {
+        throw ServiceError(ErrorKind::ProcessExited,
+                           "The process of the passed pidfd has exited and been reaped");
+    }
+    std::optional<pid_t> tgid;
+    try {
+        tgid = pidfd.info(InfoFlags::Pid).threadGroupId();
+    } catch (const std::system_error& e) {
+        if (e.code() == std::errc::no_such_process) {
+            throw ServiceError(ErrorKind::ProcessExited,
+                               "The process of the passed pidfd has exited");
+        }
+        throw;
+    }
+    if (tgid && *tgid != pidfd.pid()) {
+        throw ServiceError(ErrorKind::InvalidArgs, "The passed pidfd refers to thread " +
+                                                       std::to_string(pidfd.pid()) +
+                                                       ", not a thread-group leader");
+    }
+    return pidfd;
+}
+
+bool Manager::isVisible(const Caller& caller, const TrackedProcess& process) {
+    if (caller.isRoot() || process.isTrackedBy(caller.uid)) {
+        return true;
+    }
+    Request request{Action::ReadInfo, {}, {}, 0};
+    request.target.id = process.id();
+    request.target.pid = process.pid();
+    request.target.creds = process.lastCredentials();
+    request.target.trackers = process.trackers();
+    return authorizer_.decideNow(caller, request);
+}
+
+TrackedProcess& Manager::tracked(const Caller& caller, std::uint64_t id) {
+    TrackedProcess* process = registry_.find(id);
+    if (process == nullptr || !isVisible(caller, *process)) {
+        throw ServiceError(ErrorKind::NotTracked,
+                           "No tracked process with id " + std::to_string(id));
+    }
+    return *process;
+}
+
+TrackedProcess& Manager::trackedWithPid(const Caller& caller, std::uint32_t pid) {
+    if (!caller.inOurPidNamespace) {
+        throw ServiceError(ErrorKind::ForeignPidNamespace,
+                           "pid " + std::to_string(pid) +
+                               " is from another pid namespace than nsfdd's: name the process "
+                               "by its id or pass a pidfd");
+    }
+    auto p = static_cast<pid_t>(pid);
+    TrackedProcess* process = p > 0 ? registry_.findLive(p) : nullptr;
+    if (process == nullptr && p > 0 && ::kill(p, 0) < 0 && errno == ESRCH) {
+        process = registry_.findReaped(p);  // nothing has its pid since
+    }
+    if (process == nullptr || !isVisible(caller, *process)) {
+        throw ServiceError(ErrorKind::NotTracked,
+                           "No tracked process has pid " + std::to_string(pid));
+    }
+    return *process;
+}
+
+std::vector<TrackedProcess*> Manager::visibleProcesses(const Caller* caller) {
+    std::vector<TrackedProcess*> out;
+    for (TrackedProcess* process : registry_.all()) {
+        if (caller == nullptr || isVisible(*caller, *process)) {
+            out.push_back(process);
+        }
+    }
+    return out;
+}
+
+std::uint32_t Manager::pidFor(const Caller& caller, pid_t pid) const noexcept {
+    return caller.inOurPidNamespace && pid > 0 ? static_cast<std::uint32_t>(pid) : 0;
+}
+
+namespace {
+
+bool needsAlive(Action action) noexcept {
+    return action == Action::GetNamespace || action == Action::GetPidFd;
+}
+
+// ptrace's dumpable flag, as far as a root process can tell from outside: the
+// entries under /proc/PID belong to root while the process is not dumpable.
+// Trusted only if the pid still names our process afterwards.
+bool isDumpable(const PidFd& pidfd, const Credentials& creds) {
+    struct stat st {};
+    std::string path = "/proc/" + std::to_string(pidfd.pid()) + "/status";
+    return ::stat(path.c_str(), &st) == 0 && st.st_uid == creds.euid && !pidfd.hasExited();
+}
+
+}  // namespace
+
+Target Manager::targetOf(const PidFd& pidfd, Action action) const {
+    Target target;
+    target.id = pidfd.id();
+    target.pid = pidfd.pid();
+    try {
+        target.creds = pidfd.credentials();
+    } catch (const std::system_error& e) {
+        if (e.code() == std::errc::no_such_process) {
+            throw ServiceError(ErrorKind::ProcessExited, describe(pidfd) + " has exited");
+        }
+        throw;
+    }
+    if (needsAlive(action)) {
+        target.dumpable = isDumpable(pidfd, target.creds);
+        if (!target.dumpable && pidfd.hasExited()) {
+            throw ServiceError(ErrorKind::ProcessExited, describe(pidfd) + " has exited");
+        }
+    }
+    if (const TrackedProcess* process = registry_.find(target.id)) {
+        target.trackers = process->trackers();
+    }
+    return target;
+}
+
+Target Manager::targetOf(TrackedProcess& process, Action action) const {
+    if (process.state() != ProcessState::Running && needsAlive(action)) {
+        throw ServiceError(ErrorKind::ProcessExited,
+                           "pid " + std::to_string(process.pid()) + " has exited");
+    }
+    if (process.state() == ProcessState::Running && needsAlive(action)) {
+        return targetOf(process.pidfd(), action);
+    }
+    Target target;
+    target.id = process.id();
+    target.pid = process.pid();
+    target.creds = process.info().credentials().value_or(process.lastCredentials());
+    target.trackers = process.trackers();
+    return target;
+}
+
+void Manager::checkFdBudget(std::size_t needed) const {
+    if (registry_.size() + needed + kFdReserve > fdLimit_) {
+        throw ServiceError(ErrorKind::LimitExceeded,
+                           "nsfdd is out of file descriptors (limit " + std::to_string(fdLimit_) +
+                               ", " + std::to_string(registry_.size()) + " processes tracked)");
+    }
+}
+
+TrackedProcess& Manager::add(std::unique_ptr<TrackedProcess> process) {
+    TrackedProcess& tracked = registry_.add(std::move(process));
+    try {
+        auto watch = std::make_unique<ProcessWatch>(*this, tracked);
+        ProcessWatch& ref = *watch;
+        tracked.setAttachment(std::move(watch));
+        if (!ref.follow()) {
+            throw std::runtime_error("no retention timer");
+        }
+    } catch (...) {
+        registry_.remove(tracked.id());
+        throw;
+    }
+    return tracked;
+}
+
+TrackedProcess& Manager::track(const Caller& caller, PidFd pidfd) {
+    TrackedProcess* process = registry_.find(pidfd.id());
+    if (process != nullptr && process->isTrackedBy(caller.uid)) {
+        return *process;
+    }
+    std::size_t quota = authorizer_.trackQuota(caller);
+    if (registry_.countTrackedBy(caller.uid) >= quota) {
+        throw ServiceError(ErrorKind::LimitExceeded,
+                           "uid " + std::to_string(caller.uid) + " already tracks " +
+                               std::to_string(registry_.countTrackedBy(caller.uid)) +
+                               " processes, its limit");
+    }
+    bool isNew = process == nullptr;
+    if (isNew) {
+        if (!fdStore_.hasRoom()) {
+            throw ServiceError(ErrorKind::LimitExceeded,
+                               "nsfdd tracks " + std::to_string(registry_.size()) +
+                                   " processes, as many as it can keep across a restart");
+        }
+        checkFdBudget(1);
+        process = &add(std::make_unique<TrackedProcess>(std::move(pidfd)));
+    }
+    registry_.addTracker(*process, caller.uid);
+    // Kept across a restart before the caller hears of it.
+    fdStore_.add(process->pidfd().get(), process->id(), process->pid(), caller.uid);
+    spdlog::info("Tracking pid {} (id {}) for uid {}", process->pid(), process->id(), caller.uid);
+    if (isNew) {
+        for (ManagerObserver* observer : observers_) {
+            observer->processTracked(*process);
+        }
+        countChanged();
+    }
+    return *process;
+}
+
+void Manager::untrack(const Caller& caller, std::uint64_t id) {
+    TrackedProcess* process = registry_.find(id);
+    if (process == nullptr) {
+        return;  // gone meanwhile: nothing left to drop
+    }
+    std::vector<uid_t> dropped{caller.uid};
+    if (!process->isTrackedBy(caller.uid)) {
+        dropped = process->trackers();  // the authorization step allowed dropping them all
+    }
+    for (uid_t uid : dropped) {
+        registry_.removeTracker(*process, uid);
+        fdStore_.removeTracker(id, uid);
+        spdlog::info("uid {} no longer tracks pid {} (id {}){}", uid, process->pid(), id,
+                     uid == caller.uid ? "" : ", dropped by uid " + std::to_string(caller.uid));
+    }
+    if (process->trackers().empty()) {
+        remove(id);
+    }
+}
+
+void Manager::remove(std::uint64_t id) {
+    TrackedProcess* process = registry_.find(id);
+    if (process == nullptr) {
+        return;
+    }
+    spdlog::info("No longer tracking pid {} (id {})", process->pid(), id);
+    for (ManagerObserver* observer : observers_) {
+        observer->processRemoved(*process);
+    }
+    fdStore_.remove(id);
+    registry_.remove(id);
+    countChanged();
+}
+
+void Manager::onStateChanged(TrackedProcess& process) {
+    if (process.state() == ProcessState::Reaped) {
+        registry_.reaped(process);
+        spdlog::info("Tracked pid {} (id {}) exited, wait status {}", process.pid(), process.id(),
+                     process.exitStatus().value_or(kNoExitStatus));
+    }
+    for (ManagerObserver* observer : observers_) {
+        observer->processStateChanged(process);
+    }
+    if (!watchOf(process).follow()) {
+        remove(process.id());  // never retained rather than kept for ever
+    }
+}
+
+Info Manager::info(const PidFd& pidfd) const {
+    try {
+        Info info = pidfd.info();
+        if (info.credentials()) {
+            return info;
+        }
+    } catch (const std::system_error& e) {
+        if (e.code() != std::errc::no_such_process) {
+            throw;
+        }
+    }
+    throw ServiceError(ErrorKind::ProcessExited, describe(pidfd) + " has exited");
+}
+
+std::vector<NsType> Manager::requestedTypes(const std::vector<NsType>& types) {
+    if (types.empty()) {
+        return {allNsTypes().begin(), allNsTypes().end()};
+    }
+    std::vector<NsType> wanted;
+    for (NsType type : types) {
+        if (std::find(wanted.begin(), wanted.end(), type) == wanted.end()) {
+            wanted.push_back(type);
+        }
+    }
+    return wanted;
+}
+
+NsFd Manager::namespaceFd(const PidFd& pidfd, NsType type) const {
+    try {
+        return pidfd.namespaceFd(type);
+    } catch (const std::system_error& e) {
+        throwNamespaceError(e, pidfd);
+    }
+}
+
+NamespaceFds Manager::namespaceFds(const PidFd& pidfd, const std::vector<NsType>& types) const {
+    bool all = types.empty();
+    std::vector<NsType> wanted = requestedTypes(types);
+    checkFdBudget(wanted.size());
+    NamespaceFds fds;
+    for (NsType type : wanted) {
+        try {
+            fds.emplace_back(type, pidfd.namespaceFd(type));
+        } catch (const std::system_error& e) {
+            // "Every type" means every type this kernel has.
+            if (!(all && e.code() == std::errc::operation_not_supported)) {
+                throwNamespaceError(e, pidfd);
+            }
+        }
+    }
+    return fds;
+}
+
+std::map<std::string, std::uint64_t> Manager::namespaceIds(const PidFd& pidfd) const {
+    std::map<std::string, std::uint64_t> ids;
+    for (NsType type : allNsTypes()) {
+        try {
+            ids.emplace(toString(type), pidfd.namespaceFd(type).id());
+        } catch (const std::system_error& e) {
+            if (e.code() != std::errc::operation_not_supported) {
+                throwNamespaceError(e, pidfd);
+            }
+        }
+    }
+    return ids;
+}
+
+UniqueFd Manager::duplicatePidFd(const PidFd& pidfd) const {
+    return duplicateFd(pidfd.get());
+}
+
+void Manager::sendSignal(const PidFd& pidfd, int signal) const {
+    pidfd.sendSignal(signal);
+}
+
+UniqueFd Manager::getFd(const PidFd& pidfd, int targetFd) const {
+    return pidfd.getFd(targetFd);
+}
+
+}  // namespace nsfd::daemon

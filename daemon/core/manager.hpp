@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// nsfdd's core: the tracked processes and their lives on the event loop (the
+// pidfd watches, retention after reap), who tracks what (quotas, the fd store,
+// restore after a restart), and the operations every endpoint calls after the
+// authorization step allowed them. No IPC here: a test can drive it alone.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "authorizer.hpp"
+#include "caller.hpp"
+#include "config.hpp"
+#include "errors.hpp"
+#include "event_loop.hpp"
+#include "fd_store.hpp"
+#include "notifier.hpp"
+#include "registry.hpp"
+
+namespace nsfd::daemon {
+
+using NamespaceFds = std::vector<std::pair<NsType, NsFd>>;
+
+// What happens to tracked processes, for the endpoints' news. Called on the
+// loop, synchronously; an observer must not track or untrack from a callback.
+class ManagerObserver {
+  public:
+    virtual ~ManagerObserver() = default;
+    // A process is tracked that was not before.
+    virtual void processTracked(const TrackedProcess& /*process*/) {}
+    // Its State changed (to exited, or to reaped with its exit status).
+    virtual void processStateChanged(const TrackedProcess& /*process*/) {}
+    // It is about to go: untracked by its last tracker, or its retention ended.
+    virtual void processRemoved(const TrackedProcess& /*process*/) {}
+    // The number of tracked processes changed (at most once per loop turn).
+    virtual void trackedCountChanged(std::size_t /*count*/) {}
+};
+
+class Manager final {
+  public:
+    // Fds kept free for the endpoints, logs and one GetNamespaces call.
+    static constexpr std::size_t kFdReserve = 64;
+
+    // Raises the soft RLIMIT_NOFILE to the hard one. Throws std::system_error.
+    Manager(EventLoop& loop, const Config& config, Notifier& notifier);
+    ~Manager();
+    Manager(const Manager&) = delete;
+    Manager& operator=(const Manager&) = delete;
+
+    void addObserver(ManagerObserver& observer) { observers_.push_back(&observer); }
+    void removeObserver(ManagerObserver& observer);
+
+    // Takes back the processes a previous nsfdd left in systemd's fd store, and
+    // reports those reaped meanwhile as if it had watched. Call once, first.
+    void restore();
+    // STATUS= for systemd: "Tracking N processes".
+    void publishStatus();
+
+    Authorizer& authorizer() noexcept { return authorizer_; }
+    std::size_t trackedCount() const noexcept { return registry_.size(); }
+
+    // -- naming a process; each throws ServiceError --
+    // pidfd_open of a pid the caller wrote. ForeignPidNamespace for a caller in
+    // another pid namespace, InvalidArgs for 0 or a thread, NoSuchProcess.
+    PidFd openPid(const Caller& caller, std::uint32_t pid) const;
+    // A pidfd a caller passed: InvalidArgs unless it names a thread-group
+    // leader, ProcessExited if it was reaped. Takes `fd` in every case.
+    PidFd adoptPidFd(UniqueFd fd) const;
+    // The tracked process with this id, if the caller may see it; NotTracked otherwise.
+    TrackedProcess& tracked(const Caller& caller, std::uint64_t id);
+    // The tracked process that has this pid now, or, while no process has it,
+    // the one that had it last (reaped, retained); NotTracked otherwise.
+    TrackedProcess& trackedWithPid(const Caller& caller, std::uint32_t pid);
+    // The caller tracks it, or may read its info (without asking asynchronous deciders).
+    bool isVisible(const Caller& caller, const TrackedProcess& process);
+    // Every tracked process the caller may see; with no caller, every one.
+    std::vector<TrackedProcess*> visibleProcesses(const Caller* caller);
+    TrackedProcess* find(std::uint64_t id) const { return registry_.find(id); }
+    // A pid to show the caller: itself in nsfdd's pid namespace, 0 to a caller
+    // in another one (the kernel's answer for a process it cannot see).
+    std::uint32_t pidFor(const Caller& caller, pid_t pid) const noexcept;
+
+    // -- the authorization step's view of a target; throws ServiceError --
+    // `action` needs the process alive (GetNamespace, GetPidFd): ProcessExited
+    // if it has exited, never a denial because it did.
+    Target targetOf(const PidFd& pidfd, Action action) const;
+    Target targetOf(TrackedProcess& process, Action action) const;
+
+    // -- operations, after the authorization step allowed them --
+    // Adds the caller as a tracker (LimitExceeded over its quota or nsfdd's).
+    TrackedProcess& track(const Caller& caller, PidFd pidfd);
+    // Drops the caller's own tracking, or, if it has none, every tracking (the
+    // authorization step allowed that). The process goes with its last tracker.
+    void untrack(const Caller& caller, std::uint64_t id);
+    // PIDFD_GET_INFO: ProcessExited once it is gone.
+    Info info(const PidFd& pidfd) const;
+    NsFd namespaceFd(const PidFd& pidfd, NsType type) const;
+    // `types` empty: every type this kernel has. The types the authorization
+    // step was asked about: requestedTypes().
+    NamespaceFds namespaceFds(const PidFd& pidfd, const std::vector<NsType>& types) const;
+    std::map<std::string, std::uint64_t> namespaceIds(const PidFd& pidfd) const;
+    // What a GetNamespaces of `types` asks for: each once, every type for none.
+    static std::vector<NsType> requestedTypes(const std::vector<NsType>& types);
+    // A close-on-exec duplicate of the pidfd.
+    UniqueFd duplicatePidFd(const PidFd& pidfd) const;
+    void sendSignal(const PidFd& pidfd, int signal) const;
+    UniqueFd getFd(const PidFd& pidfd, int targetFd) const;
+
+  private:
+    friend class ProcessWatch;
+
+    void checkFdBudget(std::size_t needed) const;
+    void raiseFdLimit();
+    TrackedProcess& add(std::unique_ptr<TrackedProcess> process);
+    void onStateChanged(TrackedProcess& process);
+    void remove(std::uint64_t id);
+    void countChanged();
+    static int onTurnEnd(sd_event_source* source, void* userdata);
+
+    EventLoop& loop_;
+    const Config& config_;
+    Notifier& notifier_;
+    Authorizer authorizer_;
+    FdStore fdStore_;
+    std::vector<ManagerObserver*> observers_;
+    std::size_t fdLimit_ = 1024;
+    EventSource turnEnd_;  // STATUS= and trackedCountChanged once per turn
+    bool countChanged_ = false;
+    Registry registry_;  // goes first: its watches hold event sources of the loop
+};
+
+}  // namespace nsfd::daemon

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "callers.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "nsfd/pidfd.hpp"
+
+namespace nsfd::daemon {
+
+namespace {
+
+std::uint64_t pidNamespaceIdOf(const PidFd& pidfd) noexcept {
+    try {
+        return pidfd.namespaceFd(NsType::Pid).id();
+    } catch (const std::system_error&) {
+        return 0;  // a kernel without the ioctls or NS_GET_ID
+    }
+}
+
+// What the bus does not say (dbus-daemon 1.14 gives no groups): the caller's
+// fsgid, which ptrace's rule compares, its supplementary groups, and its pid
+// namespace, from its process. Trusted only if that process still runs as
+// `uid` and has not exited by the end, so that the pid cannot have named
+// another process meanwhile.
+void completeFromProcess(Caller& caller, bool wantGroups, std::uint64_t ownPidNamespace) {
+    try {
+        PidFd pidfd = PidFd::open(caller.pid);
+        std::optional<Credentials> creds = pidfd.info(InfoFlags::Credentials).credentials();
+        if (!creds || creds->euid != caller.uid) {
+            return;
+        }
+        std::vector<gid_t> groups;
+        if (wantGroups) {
+            std::ifstream status("/proc/" + std::to_string(caller.pid) + "/status");
+            std::string line;
+            while (std::getline(status, line)) {
+                if (line.rfind("Groups:", 0) == 0) {
+                    std::istringstream list(line.substr(7));
+                    for (gid_t gid = 0; list >> gid;) {
+                        groups.push_back(gid);
+                    }
+                }
+            }
+        }
+        std::uint64_t pidNamespace = pidNamespaceIdOf(pidfd);
+        if (!pidfd.hasExited()) {
+            caller.gid = creds->fsgid;
+            if (wantGroups) {
+                caller.groups = std::move(groups);
+            }
+            caller.inOurPidNamespace =
+                ownPidNamespace == 0 || pidNamespace == 0 || pidNamespace == ownPidNamespace;
+        }
+    } catch (const std::system_error&) {
+        // Gone already: the caller keeps no gid and no groups, which grants nothing.
+    }
+}
+
+}  // namespace
+
+CallerCache::CallerCache(sd_bus* bus) : bus_(bus) {
+    try {
+        ownPidNamespace_ = pidNamespaceIdOf(PidFd::self());
+    } catch (const std::system_error&) {
+        ownPidNamespace_ = 0;
+    }
+}
+
+Caller CallerCache::callerOf(sd_bus_message* call) {
+    Caller caller = peerOf(call).caller;
+    caller.allowInteractive = sd_bus_message_get_allow_interactive_authorization(call) > 0;
+    return caller;
+}
+
+CallerCache::Peer& CallerCache::peerOf(sd_bus_message* call) {
+    const char* sender = sd_bus_message_get_sender(call);
+    if (sender == nullptr) {
+        throw ServiceError(ErrorKind::AccessDenied, "No caller to authorize");
+    }
+    auto it = peers_.find(sender);
+    if (it != peers_.end()) {
+        return *it->second;
+    }
+    auto peer = std::make_unique<Peer>();
+    peer->cache = this;
+    peer->name = sender;
+    peer->caller = query(call, sender);
+    sd_bus_track* track = nullptr;
+    checkBus(sd_bus_track_new(bus_, &track, onPeerGone, peer.get()),
+             "Failed to watch a caller's connection");
+    peer->track.reset(track);
+    checkBus(sd_bus_track_add_name(track, sender), "Failed to watch a caller's connection");
+    // The track's match goes to the bus after the caller's call came; had the
+    // caller left in between, no signal would say so. The bus answers this
+    // after the match is in place.
+    sd_bus_slot* slot = nullptr;
+    checkBus(sd_bus_call_method_async(bus_, &slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                      "org.freedesktop.DBus", "GetNameOwner", onOwnerChecked,
+                                      peer.get(), "s", sender),
+             "Failed to watch a caller's connection");
+    peer->ownerCheck.reset(slot);
+    return *peers_.emplace(sender, std::move(peer)).first->second;
+}
+
+void CallerCache::forget(const std::string& name) {
+    peers_.erase(name);
+}
+
+int CallerCache::onPeerGone(sd_bus_track* /*track*/, void* userdata) {
+    auto* peer = static_cast<Peer*>(userdata);
+    peer->cache->forget(peer->name);  // sd-bus holds its own reference to the track meanwhile
+    return 0;
+}
+
+int CallerCache::onOwnerChecked(sd_bus_message* reply, void* userdata, sd_bus_error* /*error*/) {
+    auto* peer = static_cast<Peer*>(userdata);
+    peer->ownerCheck.reset();  // as systemd's polkit callbacks do: the slot may go in its callback
+    if (sd_bus_message_is_method_error(reply, nullptr) != 0) {
+        peer->cache->forget(peer->name);  // it left before the track was in place
+    }
+    return 0;
+}
+
+Caller CallerCache::query(sd_bus_message* call, const std::string& sender) {
+    sd_bus_creds* raw = nullptr;
+    int r = sd_bus_query_sender_creds(
+        call, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS, &raw);
+    BusCreds creds(raw);
+    if (r < 0) {
+        throw ServiceError(ErrorKind::AccessDenied,
+                           "Failed to identify caller " + sender + ": " + std::strerror(-r));
+    }
+    Caller caller;
+    uid_t uid = 0;
+    pid_t pid = 0;
+    if (sd_bus_creds_get_euid(creds.get(), &uid) < 0 ||
+        sd_bus_creds_get_pid(creds.get(), &pid) < 0) {
+        throw ServiceError(ErrorKind::AccessDenied,
+                           "Failed to identify caller " + sender + ": the bus gave no uid or pid");
+    }
+    caller.uid = uid;
+    caller.pid = pid;
+    caller.busName = sender;
+    const gid_t* gids = nullptr;
+    int n = sd_bus_creds_get_supplementary_gids(creds.get(), &gids);
+    if (n >= 0) {
+        caller.groups.assign(gids, gids + n);
+    }
+    if (!caller.isRoot()) {
+        completeFromProcess(caller, n < 0, ownPidNamespace_);
+    }
+    return caller;
+}
+
+}  // namespace nsfd::daemon

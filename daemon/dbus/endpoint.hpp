@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The D-Bus endpoint: nsfdd's bus connection on the event loop, its objects
+// (/org/nsfd1 and /org/nsfd1/process/ID), who calls, and the news for
+// subscribers. Every method handler has one shape: decode the arguments,
+// authorize (once, visibly: authorizeThen), call the core, encode the reply;
+// any error becomes its named D-Bus error in one place (bus.hpp).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "bus.hpp"
+#include "callers.hpp"
+#include "core/authorizer.hpp"
+#include "core/event_loop.hpp"
+#include "core/manager.hpp"
+
+namespace nsfd::daemon {
+
+class ManagerObject;
+class ProcessObjects;
+class BusNews;
+
+class BusEndpoint final {
+  public:
+    // Attaches `bus` to `loop` (a lost connection ends the loop with 1) and
+    // registers the objects. Throws std::system_error.
+    BusEndpoint(BusPtr bus, EventLoop& loop, Manager& manager);
+    ~BusEndpoint();
+    BusEndpoint(const BusEndpoint&) = delete;
+    BusEndpoint& operator=(const BusEndpoint&) = delete;
+
+    // Takes the bus name org.nsfd1. Throws std::system_error.
+    void requestName();
+
+    sd_bus* bus() const noexcept { return bus_.get(); }
+    Manager& core() noexcept { return manager_; }
+    CallerCache& callers() noexcept { return callers_; }
+    BusNews& news() noexcept { return *news_; }
+
+    // The caller of `call`. Throws ServiceError(AccessDenied) if unknown.
+    Caller callerOf(sd_bus_message* call) { return callers_.callerOf(call); }
+    // The tracked process `call` is addressed to, as its caller may see it; NotTracked otherwise.
+    TrackedProcess& processOf(sd_bus_message* call, const Caller& caller);
+
+    // The one authorization step of a handler: asks the core's Authorizer,
+    // then runs `body(call)` (core, encode) if it allowed, or replies with the
+    // denial. The reply may go out later (an asynchronous decider), so `body`
+    // must hold what it needs by value and look processes up again by id.
+    // Returns what the handler returns.
+    template <typename Body>
+    int authorizeThen(sd_bus_message* call, const Caller& caller, const Request& request,
+                      Body&& body) {
+        auto held = std::make_shared<BusMessage>(sd_bus_message_ref(call));
+        auto run = std::make_shared<std::decay_t<Body>>(std::forward<Body>(body));
+        manager_.authorizer().authorize(caller, request, [held, run](const Decision& decision) {
+            sd_bus_message* m = held->get();
+            if (!decision.allowed) {
+                replyError(m, decision.error, decision.message);
+                return;
+            }
+            serveCall(m, [&] { return (*run)(m); });
+        });
+        return 1;
+    }
+
+  private:
+    static int onDisconnected(sd_bus_message* message, void* userdata, sd_bus_error* error);
+
+    BusPtr bus_;
+    EventLoop& loop_;
+    Manager& manager_;
+    CallerCache callers_;
+    BusSlot disconnected_;
+    std::unique_ptr<ProcessObjects> processObjects_;
+    std::unique_ptr<ManagerObject> managerObject_;
+    std::unique_ptr<BusNews> news_;
+};
+
+// The endpoint a vtable's userdata points to.
+inline BusEndpoint& endpointOf(void* userdata) {
+    return *static_cast<BusEndpoint*>(userdata);
+}
+
+// A namespace type argument: InvalidArgs unless it is one of the names
+// nsfd/ns.hpp spells (exactly).
+NsType readNsType(sd_bus_message* call);
+std::vector<NsType> readNsTypes(sd_bus_message* call);
+
+}  // namespace nsfd::daemon
+
+namespace nsfd::daemon {
+
+// A signal number argument: InvalidArgs unless 0..SIGRTMAX.
+int readSignal(sd_bus_message* call);
+
+// The process a call acts on, once authorized: a pidfd the handler opened, or
+// a tracked process looked up again by id (it may have gone meanwhile).
+using PidFdOf = std::function<const PidFd&()>;
+PidFdOf heldPidFd(PidFd pidfd);
+PidFdOf trackedPidFd(BusEndpoint& bus, std::uint64_t id);
+
+// The handlers that Manager and Process share (decode done, target named):
+// authorize, then the core, then the reply.
+int authorizeNamespaces(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, Target target,
+                        PidFdOf pidfd, const std::vector<NsType>& types);
+int authorizeSignal(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, Target target,
+                    PidFdOf pidfd, int signal);
+
+}  // namespace nsfd::daemon

@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "serve.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstring>
+
+#include "core/manager.hpp"
+#include "dbus/endpoint.hpp"
+#include "nsfd/dbus_names.hpp"
+#include "nsfd/features.hpp"
+#include "version.hpp"
+
+namespace nsfd::daemon {
+
+namespace {
+
+int onStopSignal(sd_event_source* source, const signalfd_siginfo* info, void* /*userdata*/) {
+    spdlog::info("Received {}, stopping", strsignal(static_cast<int>(info->ssi_signo)));
+    sd_event_exit(sd_event_source_get_event(source), 0);
+    return 0;
+}
+
+EventSource addStopSignal(EventLoop& loop, int signal) {
+    sd_event_source* source = nullptr;
+    checkEvent(sd_event_add_signal(loop.get(), &source, signal, onStopSignal, nullptr),
+               "Failed to handle the stop signals");
+    return EventSource(source);
+}
+
+}  // namespace
+
+int serve(const std::string& bus, const Config& config) {
+    EventLoop loop;
+    EventSource sigterm = addStopSignal(loop, SIGTERM);
+    EventSource sigint = addStopSignal(loop, SIGINT);
+    Notifier notifier;
+    Manager manager(loop, config, notifier);
+    BusEndpoint endpoint(openBus(bus), loop, manager);
+    manager.restore();
+    endpoint.requestName();
+    std::string features;
+    for (std::string_view name : kernelFeatures().names()) {
+        features += features.empty() ? "" : " ";
+        features += name;
+    }
+    spdlog::info("nsfdd {} ready on the bus as {}, kernel features: {}", kVersion,
+                 nsfd::dbus::kBusName, features);
+    notifier.send("READY=1");
+    manager.publishStatus();
+    int code = loop.run();
+    notifier.send("STOPPING=1");
+    return code;
+}
+
+}  // namespace nsfd::daemon

@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#pragma once
+
+#include <string>
+
+#include "core/config.hpp"
+
+namespace nsfd::daemon {
+
+// nsfdd's life: the loop, the core, its endpoints; restores what systemd kept,
+// takes the bus name, tells systemd READY=1, and runs until SIGTERM/SIGINT
+// (returns 0) or a lost bus (1). Throws std::system_error if it cannot start.
+int serve(const std::string& bus, const Config& config);
+
+}  // namespace nsfd::daemon
