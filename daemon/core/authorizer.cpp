@@ -89,7 +89,7 @@ Verdict KernelRule::decideNow(const Caller& caller, const Request& request) cons
 }
 
 void KernelRule::decide(const Caller& caller, const Request& request, Answer answer) {
-    answer(decideNow(caller, request));
+    answer(decideNow(caller, request), {});
 }
 
 bool ConfigGrants::isGranted(const Caller& caller, const Grant& grant) const {
@@ -129,7 +129,7 @@ Verdict ConfigGrants::decideNow(const Caller& caller, const Request& request) co
 }
 
 void ConfigGrants::decide(const Caller& caller, const Request& request, Answer answer) {
-    answer(decideNow(caller, request));
+    answer(decideNow(caller, request), {});
 }
 
 // A decision in progress, kept alive by the deciders' answers.
@@ -138,12 +138,16 @@ struct Pending {
     Request request;
     Authorizer::Done done;
     std::string_view lastDecider = "kernel rule";
-    bool unavailable = false;  // a decider could not answer
+    std::string unavailable;  // why a decider could not answer
 };
 
-Authorizer::Authorizer(const Config& config) : config_(config) {
-    deciders_.push_back(std::make_unique<KernelRule>());
-    deciders_.push_back(std::make_unique<ConfigGrants>(config));
+Authorizer::Authorizer(const Config& config) : config_(config), grants_(config) {
+    deciders_.push_back(&kernelRule_);
+    deciders_.push_back(&grants_);
+}
+
+void Authorizer::remove(Decider& decider) {
+    deciders_.erase(std::remove(deciders_.begin(), deciders_.end(), &decider), deciders_.end());
 }
 
 void Authorizer::authorize(const Caller& caller, const Request& request, Done done) {
@@ -155,7 +159,8 @@ void Authorizer::authorize(const Caller& caller, const Request& request, Done do
     std::size_t index = 0;
     for (; index < deciders_.size() && deciders_[index]->synchronous(); ++index) {
         Verdict verdict = Verdict::Pass;
-        deciders_[index]->decide(caller, request, [&verdict](Verdict v) { verdict = v; });
+        deciders_[index]->decide(caller, request,
+                                 [&verdict](Verdict v, std::string_view /*note*/) { verdict = v; });
         if (verdict == Verdict::Allow) {
             done(Decision{true, deciders_[index]->name(), ErrorKind::AccessDenied, {}});
             return;
@@ -164,7 +169,8 @@ void Authorizer::authorize(const Caller& caller, const Request& request, Done do
             break;  // next() asks it again and says why
         }
     }
-    auto pending = std::make_shared<Pending>(Pending{caller, request, std::move(done)});
+    auto pending =
+        std::make_shared<Pending>(Pending{caller, request, std::move(done), "kernel rule", {}});
     if (index > 0) {
         pending->lastDecider = deciders_[index - 1]->name();
     }
@@ -172,50 +178,51 @@ void Authorizer::authorize(const Caller& caller, const Request& request, Done do
 }
 
 void Authorizer::next(std::shared_ptr<Pending> pending, std::size_t index) {
+    auto deny = [pending](std::string_view decider, ErrorKind kind, const std::string& message,
+                          const std::string& log) {
+        spdlog::warn("Denied uid {} (pid {}) to {} ({})", pending->caller.uid, pending->caller.pid,
+                     describe(pending->request), log);
+        pending->done(Decision{false, decider, kind, message});
+    };
+    std::string mayNot = "Access denied: uid " + std::to_string(pending->caller.uid) + " may not " +
+                         describe(pending->request);
     if (index >= deciders_.size()) {
-        std::string what = describe(pending->request);
-        spdlog::warn("Denied uid {} (pid {}) to {} (decided by: {}{})", pending->caller.uid,
-                     pending->caller.pid, what, pending->lastDecider,
-                     pending->unavailable ? "; a decider was unavailable" : "");
-        pending->done(Decision{
-            false, pending->lastDecider, ErrorKind::AccessDenied,
-            "Access denied: uid " + std::to_string(pending->caller.uid) + " may not " + what});
+        std::string why = pending->unavailable.empty() ? "" : "; " + pending->unavailable;
+        deny(pending->lastDecider, ErrorKind::AccessDenied, mayNot + why,
+             "decided by: " + std::string(pending->lastDecider) + why);
         return;
     }
     Decider& decider = *deciders_[index];
-    decider.decide(pending->caller, pending->request, [this, pending, index](Verdict verdict) {
-        std::string_view name = deciders_[index]->name();
-        std::string what = describe(pending->request);
-        switch (verdict) {
-            case Verdict::Allow:
-                pending->done(Decision{true, name, ErrorKind::AccessDenied, {}});
-                return;
-            case Verdict::Deny:
-                spdlog::warn("Denied uid {} (pid {}) to {} (decided by: {})", pending->caller.uid,
-                             pending->caller.pid, what, name);
-                pending->done(Decision{false, name, ErrorKind::AccessDenied,
-                                       "Access denied: uid " + std::to_string(pending->caller.uid) +
-                                           " may not " + what + " (" + std::string(name) + ")"});
-                return;
-            case Verdict::Challenge:
-                spdlog::warn(
-                    "Denied uid {} (pid {}) to {}: {} asks for authentication, which "
-                    "the caller did not allow",
-                    pending->caller.uid, pending->caller.pid, what, name);
-                pending->done(Decision{false, name, ErrorKind::InteractiveAuthorizationRequired,
-                                       "Interactive authentication is required to " + what + " (" +
-                                           std::string(name) +
-                                           "); allow interactive authorization and retry"});
-                return;
-            case Verdict::Unavailable:
-                pending->unavailable = true;
-                [[fallthrough]];
-            case Verdict::Pass:
-                pending->lastDecider = name;
-                next(pending, index + 1);
-                return;
-        }
-    });
+    decider.decide(pending->caller, pending->request,
+                   [this, pending, index, deny, mayNot, name = decider.name()](
+                       Verdict verdict, std::string_view note) {
+                       std::string why = note.empty() ? "" : ": " + std::string(note);
+                       switch (verdict) {
+                           case Verdict::Allow:
+                               pending->done(Decision{true, name, ErrorKind::AccessDenied, {}});
+                               return;
+                           case Verdict::Deny:
+                               deny(name, ErrorKind::AccessDenied,
+                                    mayNot + " (" + std::string(name) + ")",
+                                    "decided by: " + std::string(name) + why);
+                               return;
+                           case Verdict::Challenge:
+                               deny(name, ErrorKind::InteractiveAuthorizationRequired,
+                                    "Interactive authentication is required to " +
+                                        describe(pending->request) + " (" + std::string(name) +
+                                        "); allow interactive authorization and retry",
+                                    std::string(name) +
+                                        " asks for authentication, which the caller did not allow");
+                               return;
+                           case Verdict::Unavailable:
+                               pending->unavailable = std::string(name) + why;
+                               [[fallthrough]];
+                           case Verdict::Pass:
+                               pending->lastDecider = name;
+                               next(pending, index + 1);
+                               return;
+                       }
+                   });
 }
 
 bool Authorizer::decideNow(const Caller& caller, const Request& request) const {
@@ -227,7 +234,8 @@ bool Authorizer::decideNow(const Caller& caller, const Request& request) const {
             continue;
         }
         Verdict verdict = Verdict::Pass;
-        decider->decide(caller, request, [&verdict](Verdict v) { verdict = v; });
+        decider->decide(caller, request,
+                        [&verdict](Verdict v, std::string_view /*note*/) { verdict = v; });
         if (verdict == Verdict::Allow) {
             return true;
         }

@@ -75,7 +75,8 @@ class Decider {
         Challenge,    // only with authentication, which the caller did not allow
         Unavailable,  // could not decide (polkitd absent, timeout): as Pass at the end
     };
-    using Answer = std::function<void(Verdict)>;
+    // `note`: why, for the log and the caller (e.g. "polkitd did not answer").
+    using Answer = std::function<void(Verdict, std::string_view note)>;
 
     virtual ~Decider() = default;
     // "kernel rule", "nsfdd.conf", "polkit": named in denials.
@@ -120,7 +121,10 @@ class Authorizer {
     Authorizer(const Authorizer&) = delete;
     Authorizer& operator=(const Authorizer&) = delete;
 
-    void add(std::unique_ptr<Decider> decider) { deciders_.push_back(std::move(decider)); }
+    // Asks `decider` after the others. It is not owned: remove() it before it
+    // goes (an endpoint's decider, such as polkit on the bus).
+    void add(Decider& decider) { deciders_.push_back(&decider); }
+    void remove(Decider& decider);
 
     // Decides, then calls `done` once: before returning if no asynchronous
     // decider is asked, later otherwise. Denials are logged here, once, with
@@ -139,7 +143,9 @@ class Authorizer {
     void next(std::shared_ptr<struct Pending> pending, std::size_t index);
 
     const Config& config_;
-    std::vector<std::unique_ptr<Decider>> deciders_;
+    KernelRule kernelRule_;
+    ConfigGrants grants_;
+    std::vector<Decider*> deciders_;
 };
 
 }  // namespace nsfd::daemon

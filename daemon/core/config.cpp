@@ -122,7 +122,7 @@ Config parseConfig(std::string_view text, const std::string& path) {
     } catch (const toml::parse_error& e) {
         fail(path, e.source(), std::string(e.description()));
     }
-    checkKeys(root, {"limits", "grant"}, path, "the top level");
+    checkKeys(root, {"limits", "polkit", "grant"}, path, "the top level");
     Config config;
     config.source = path;
     if (const toml::node* limitsNode = root.get("limits")) {
@@ -137,6 +137,20 @@ Config parseConfig(std::string_view text, const std::string& path) {
         if (const toml::node* n = limits->get("retention-seconds")) {
             config.retention =
                 std::chrono::seconds(integerIn<long>(*n, 0, 86'400, path, "retention-seconds"));
+        }
+    }
+    if (const toml::node* polkitNode = root.get("polkit")) {
+        const toml::table* polkit = polkitNode->as_table();
+        if (polkit == nullptr) {
+            fail(path, polkitNode->source(), "[polkit] must be a table");
+        }
+        checkKeys(*polkit, {"enabled", "timeout-ms"}, path, "[polkit]");
+        if (const toml::node* n = polkit->get("enabled")) {
+            config.polkit = boolean(*n, path, "enabled");
+        }
+        if (const toml::node* n = polkit->get("timeout-ms")) {
+            config.polkitTimeout =
+                std::chrono::milliseconds(integerIn<long>(*n, 1, 120'000, path, "timeout-ms"));
         }
     }
     if (const toml::node* grants = root.get("grant")) {

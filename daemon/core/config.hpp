@@ -32,6 +32,10 @@ struct Config {
     unsigned trackedPerUser = 1024;
     std::chrono::seconds retention{60};
     std::vector<Grant> grants;
+    // Ask polkit (after the kernel rule and the grants), and how long to wait
+    // for its answer before the call is denied.
+    bool polkit = true;
+    std::chrono::milliseconds polkitTimeout{20'000};
     std::string source;  // the file it came from, "" for built-in defaults
 };
 

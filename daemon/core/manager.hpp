@@ -63,6 +63,7 @@ class Manager final {
     void publishStatus();
 
     Authorizer& authorizer() noexcept { return authorizer_; }
+    const Config& config() const noexcept { return config_; }
     std::size_t trackedCount() const noexcept { return registry_.size(); }
 
     // -- naming a process; each throws ServiceError --

@@ -21,6 +21,7 @@ namespace nsfd::daemon {
 class ManagerObject;
 class ProcessObjects;
 class BusNews;
+class PolkitDecider;
 
 class BusEndpoint final {
   public:
@@ -76,6 +77,7 @@ class BusEndpoint final {
     std::unique_ptr<ProcessObjects> processObjects_;
     std::unique_ptr<ManagerObject> managerObject_;
     std::unique_ptr<BusNews> news_;
+    std::unique_ptr<PolkitDecider> polkit_;  // the authorization step's last decider
 };
 
 // The endpoint a vtable's userdata points to.

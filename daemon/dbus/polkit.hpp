@@ -16,7 +16,7 @@
 #include <variant>
 
 #include "bus.hpp"
-#include "event_loop.hpp"
+#include "core/event_loop.hpp"
 
 namespace nsfd::daemon {
 

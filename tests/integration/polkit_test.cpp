@@ -18,10 +18,10 @@
 #include <memory>
 #include <optional>
 
-#include "bus.hpp"
 #include "child.hpp"
+#include "core/event_loop.hpp"
+#include "dbus/bus.hpp"
 #include "dbus/polkit.hpp"
-#include "event_loop.hpp"
 #include "harness.hpp"
 #include "polkit_harness.hpp"
 
@@ -55,7 +55,9 @@ class PolkitEnvironment : public ::testing::Environment {
         }
         daemon::EventLoop loop;
         daemon::BusPtr bus = daemon::openBus(bus_->address());
-        loop.attachBus(bus.get());
+        daemon::checkBus(sd_bus_attach_event(bus.get(), loop.get(), SD_EVENT_PRIORITY_NORMAL),
+                         "attach");
+        sd_bus_detach_event(bus.get());
     }
     void TearDown() override { bus_.reset(); }
     const std::string& address() const { return bus_->address(); }
@@ -139,7 +141,8 @@ class PolkitTest : public LeakCheckedTest {
         }
         loop_ = std::make_unique<daemon::EventLoop>();
         bus_ = daemon::openBus(kEnvironment->address());
-        loop_->attachBus(bus_.get());
+        daemon::checkBus(sd_bus_attach_event(bus_.get(), loop_->get(), SD_EVENT_PRIORITY_NORMAL),
+                         "Failed to attach the bus");
     }
 
     void TearDown() override {

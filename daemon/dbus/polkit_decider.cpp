@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "polkit_decider.hpp"
+
+namespace nsfd::daemon {
+
+std::string_view polkitActionOf(Action action) noexcept {
+    switch (action) {
+        case Action::ReadInfo:
+        case Action::Track:
+            return "org.nsfd1.read-info";
+        case Action::Untrack:
+            return "org.nsfd1.untrack-any";
+        case Action::GetNamespace:
+            return "org.nsfd1.get-namespace";
+        case Action::GetPidFd:
+            return "org.nsfd1.get-pidfd";
+        case Action::SendSignal:
+            return "org.nsfd1.send-signal";
+        case Action::GetFd:
+            break;
+    }
+    return {};
+}
+
+void PolkitDecider::decide(const Caller& caller, const Request& request, Answer answer) {
+    if (polkitActionOf(request.action).empty()) {
+        answer(Verdict::Pass, {});
+        return;
+    }
+    check(caller, request, 0, std::move(answer));
+}
+
+void PolkitDecider::check(const Caller& caller, const Request& request, std::size_t namespaceIndex,
+                          Answer answer) {
+    PolkitRequest ask;
+    if (!caller.busName.empty()) {
+        ask.subject = PolkitBusName{caller.busName};
+    } else {
+        ask.subject = PolkitProcess{caller.pid, caller.startTime, caller.uid};
+    }
+    ask.action = std::string(polkitActionOf(request.action));
+    ask.details = {{"pid", std::to_string(request.target.pid)},
+                   {"id", std::to_string(request.target.id)},
+                   {"uid", std::to_string(request.target.creds.ruid)}};
+    if (request.action == Action::GetNamespace && namespaceIndex < request.namespaces.size()) {
+        ask.details["namespace"] = std::string(toString(request.namespaces[namespaceIndex]));
+    }
+    if (request.action == Action::SendSignal) {
+        ask.details["signal"] = std::to_string(request.signal);
+    }
+    ask.allowInteraction = caller.allowInteractive;
+    bool interactive = caller.allowInteractive;
+    client_.check(ask, [this, caller, request, namespaceIndex, interactive,
+                        answer](const PolkitAnswer& reply) {
+        switch (reply.result) {
+            case PolkitResult::Authorized:
+                if (request.action == Action::GetNamespace &&
+                    namespaceIndex + 1 < request.namespaces.size()) {
+                    check(caller, request, namespaceIndex + 1, answer);
+                    return;
+                }
+                answer(Verdict::Allow, {});
+                return;
+            case PolkitResult::NotAuthorized:
+                answer(Verdict::Deny, "not authorized");
+                return;
+            case PolkitResult::Challenge:
+                // With the flag, polkit already asked (or had no agent to ask):
+                // that is a plain no.
+                if (interactive) {
+                    answer(Verdict::Deny, "authentication failed or no agent to ask");
+                } else {
+                    answer(Verdict::Challenge, {});
+                }
+                return;
+            case PolkitResult::Unavailable:
+                answer(Verdict::Unavailable, reply.message);
+                return;
+        }
+    });
+}
+
+}  // namespace nsfd::daemon
