@@ -1,0 +1,419 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// nsfdd's core without any bus, as systemd's test-machined-core.c tests
+// machined's manager: real processes on a real sd-event loop, tracked, reaped
+// and retained; trackers and their quotas; lookups by pid across pid reuse;
+// exits racing a call; and the authorization step decider by decider.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <string>
+#include <vector>
+
+#include "child.hpp"
+#include "core/manager.hpp"
+#include "nsfd/features.hpp"
+
+namespace nsfd::test {
+namespace {
+
+using namespace daemon;  // NOLINT: the core's names read best unqualified here
+
+Caller callerWithUid(uid_t uid) {
+    Caller caller;
+    caller.uid = uid;
+    caller.gid = uid;
+    caller.pid = ::getpid();
+    return caller;
+}
+
+// What the manager told its observer, in order.
+class Recorder final : public ManagerObserver {
+  public:
+    void processTracked(const TrackedProcess& p) override { add("tracked", p); }
+    void processStateChanged(const TrackedProcess& p) override {
+        add(std::string(toString(p.state())), p);
+        if (p.exitStatus()) {
+            status = *p.exitStatus();
+        }
+    }
+    void processRemoved(const TrackedProcess& p) override { add("removed", p); }
+
+    std::vector<std::string> events;
+    int status = -1;
+
+  private:
+    void add(const std::string& what, const TrackedProcess& p) {
+        events.push_back(what + " " + std::to_string(p.id()));
+    }
+};
+
+class CoreTest : public LeakCheckedTest {
+  protected:
+    void SetUp() override {
+        LeakCheckedTest::SetUp();
+        if (!kernelFeatures().pidfs || !kernelFeatures().info) {
+            GTEST_SKIP() << "the core needs pidfs and PIDFD_GET_INFO (kernel 6.13+)";
+        }
+        ::unsetenv("NOTIFY_SOCKET");  // no service manager: the fd store is off
+        config_.retention = std::chrono::seconds(0);
+        start();
+    }
+
+    void TearDown() override {
+        stop();
+        LeakCheckedTest::TearDown();
+    }
+
+    void start() {
+        loop_ = std::make_unique<EventLoop>();
+        notifier_ = std::make_unique<Notifier>();
+        manager_ = std::make_unique<Manager>(*loop_, config_, *notifier_);
+        manager_->addObserver(recorder_);
+    }
+
+    void stop() {
+        manager_.reset();
+        notifier_.reset();
+        loop_.reset();
+    }
+
+    // Runs the loop until `done`, for at most two seconds.
+    bool runUntil(const std::function<bool()>& done) {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        while (!done()) {
+            if (std::chrono::steady_clock::now() > deadline) {
+                return false;
+            }
+            sd_event_run(loop_->get(), 10'000);
+        }
+        return true;
+    }
+
+    TrackedProcess& track(const Caller& caller, const Child& child) {
+        return manager_->track(caller, manager_->openPid(caller, child.pid()));
+    }
+
+    Config config_;
+    Recorder recorder_;
+    std::unique_ptr<EventLoop> loop_;
+    std::unique_ptr<Notifier> notifier_;
+    std::unique_ptr<Manager> manager_;
+};
+
+TEST_F(CoreTest, ATrackedProcessExitsIsReapedWithItsWaitStatusAndGoesAfterRetention) {
+    Child child = Child::spawn();
+    TrackedProcess& process = track(callerWithUid(0), child);
+    std::uint64_t id = process.id();
+    std::string tag = " " + std::to_string(id);
+    EXPECT_EQ(recorder_.events, std::vector<std::string>{"tracked" + tag});
+
+    child.release(42);
+    child.awaitExit();
+    ASSERT_TRUE(runUntil([&] { return process.state() == ProcessState::Exited; }));
+    EXPECT_EQ(child.reap(), 42 << 8);
+    ASSERT_TRUE(runUntil([&] { return manager_->find(id) == nullptr; }));
+    EXPECT_EQ(recorder_.events, (std::vector<std::string>{"tracked" + tag, "exited" + tag,
+                                                          "reaped" + tag, "removed" + tag}));
+    EXPECT_EQ(recorder_.status, 42 << 8);
+}
+
+TEST_F(CoreTest, EachTrackerDropsOnlyItsOwnTrackingAndTheProcessGoesWithTheLast) {
+    Child child = Child::spawn();
+    Caller a = callerWithUid(60001), b = callerWithUid(60002), root = callerWithUid(0);
+    std::uint64_t id = track(a, child).id();
+    EXPECT_EQ(track(b, child).id(), id);
+    EXPECT_EQ(track(root, child).id(), id);
+    EXPECT_EQ(track(a, child).id(), id);  // again: still one tracking of a's
+    EXPECT_EQ(manager_->find(id)->trackers(), (std::vector<uid_t>{60001, 60002, 0}));
+    EXPECT_EQ(recorder_.events.size(), 1U) << "tracked once, whoever tracks it";
+
+    manager_->untrack(a, id);
+    EXPECT_EQ(manager_->find(id)->trackers(), (std::vector<uid_t>{60002, 0}));
+    manager_->untrack(root, id);  // root tracks it too: drops only its own
+    EXPECT_EQ(manager_->find(id)->trackers(), (std::vector<uid_t>{60002}));
+    manager_->untrack(b, id);
+    EXPECT_EQ(manager_->find(id), nullptr);
+    EXPECT_EQ(recorder_.events.back(), "removed " + std::to_string(id));
+}
+
+TEST_F(CoreTest, UntrackByACallerThatTracksNothingDropsEveryTracking) {
+    // The authorization step let it through (root, or polkit's untrack-any).
+    Child child = Child::spawn();
+    Caller a = callerWithUid(60001), b = callerWithUid(60002);
+    std::uint64_t id = track(a, child).id();
+    track(b, child);
+    manager_->untrack(callerWithUid(0), id);
+    EXPECT_EQ(manager_->find(id), nullptr);
+}
+
+TEST_F(CoreTest, QuotasCountLiveTrackingsPerTrackerAndAReapedProcessGivesItsPlaceBack) {
+    config_.trackedPerUser = 1;
+    Child first = Child::spawn(), second = Child::spawn();
+    Caller a = callerWithUid(60001), b = callerWithUid(60002);
+    std::uint64_t id = track(a, first).id();
+    track(b, first);  // b's own quota
+    try {
+        track(a, second);
+        ADD_FAILURE() << "a tracked two processes with a quota of one";
+    } catch (const ServiceError& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::LimitExceeded);
+        EXPECT_NE(std::string(e.what()).find("already tracks 1 processes"), std::string::npos)
+            << e.what();
+    }
+    config_.retention = std::chrono::seconds(60);  // kept, reaped: must not count
+    first.release(0);
+    first.reap();
+    ASSERT_TRUE(runUntil([&] { return manager_->find(id)->state() == ProcessState::Reaped; }));
+    EXPECT_NO_THROW(track(a, second));
+    EXPECT_NE(manager_->find(id), nullptr) << "still retained";
+}
+
+TEST_F(CoreTest, ALookupByPidFindsTheProcessThatHasThatPidNow) {
+    config_.retention = std::chrono::seconds(60);
+    Caller root = callerWithUid(0);
+    Child old = Child::spawn();
+    pid_t pid = old.pid();
+    std::uint64_t oldId = track(root, old).id();
+    EXPECT_EQ(manager_->trackedWithPid(root, pid).id(), oldId);
+    old.release(3);
+    old.reap();
+    ASSERT_TRUE(runUntil([&] { return manager_->find(oldId)->state() == ProcessState::Reaped; }));
+    // No process has the pid: the retained one answers, with its exit status.
+    EXPECT_EQ(manager_->trackedWithPid(root, pid).id(), oldId);
+    EXPECT_EQ(manager_->trackedWithPid(root, pid).exitStatus(), 3 << 8);
+
+    // The pid taken again, by an untracked process: the old one is found by id only.
+    Child reused = Child::spawn({}, {0, pid});
+    ASSERT_EQ(reused.pid(), pid);
+    EXPECT_THROW(manager_->trackedWithPid(root, pid), ServiceError);
+    EXPECT_EQ(manager_->find(oldId)->pid(), pid);
+    std::uint64_t newId = track(root, reused).id();
+    EXPECT_NE(newId, oldId);
+    EXPECT_EQ(manager_->trackedWithPid(root, pid).id(), newId);
+}
+
+TEST_F(CoreTest, AProcessThatExitedBeforeTheDecisionIsProcessExitedNeverADenial) {
+    Child zombie = Child::spawn([] {
+        return ::setresgid(60001, 60001, 60001) < 0 || ::setresuid(60001, 60001, 60001) < 0
+                   ? errno
+                   : 0;
+    });
+    PidFd pidfd = manager_->openPid(callerWithUid(60001), zombie.pid());
+    zombie.release(0);
+    zombie.awaitExit();
+    for (Action action : {Action::GetNamespace, Action::GetPidFd}) {
+        try {
+            manager_->targetOf(pidfd, action);
+            ADD_FAILURE() << "no error for a zombie";
+        } catch (const ServiceError& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::ProcessExited) << e.what();
+        }
+    }
+    // What needs only its credentials is still decided (a zombie keeps them).
+    EXPECT_EQ(manager_->targetOf(pidfd, Action::SendSignal).creds.ruid, 60001U);
+    zombie.reap();
+    try {
+        manager_->targetOf(pidfd, Action::ReadInfo);
+        ADD_FAILURE() << "no error for a reaped process";
+    } catch (const ServiceError& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::ProcessExited) << e.what();
+    }
+}
+
+TEST_F(CoreTest, APidFromAnotherPidNamespaceIsRefusedAndNoPidIsShownToIt) {
+    Caller foreign = callerWithUid(0);
+    foreign.inOurPidNamespace = false;
+    try {
+        manager_->openPid(foreign, ::getpid());
+        ADD_FAILURE() << "a foreign pid was taken";
+    } catch (const ServiceError& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::ForeignPidNamespace);
+        EXPECT_NE(std::string(e.what()).find("pass a pidfd"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(manager_->trackedWithPid(foreign, ::getpid()), ServiceError);
+    EXPECT_EQ(manager_->pidFor(foreign, ::getpid()), 0U);
+    EXPECT_EQ(manager_->pidFor(callerWithUid(0), ::getpid()), static_cast<std::uint32_t>(::getpid()));
+}
+
+// -- the authorization step, decider by decider --
+
+Target targetOwnedBy(uid_t uid, bool dumpable = true) {
+    Target target;
+    target.id = 1;
+    target.pid = 4711;
+    target.creds = Credentials{uid, uid, uid, uid, uid, uid, uid, uid};
+    target.dumpable = dumpable;
+    return target;
+}
+
+using Verdict = Decider::Verdict;
+
+TEST(KernelRuleTest, DecidesAsTheKernelWouldForTheCallerItself) {
+    KernelRule rule;
+    Caller user = callerWithUid(1000);
+    auto decide = [&](Action action, Target target) {
+        return rule.decideNow(user, Request{action, std::move(target), {NsType::Net}, 15});
+    };
+    // Its own process: info, namespaces, pidfd, signal; never GetFd.
+    for (Action action : {Action::ReadInfo, Action::Track, Action::GetNamespace, Action::GetPidFd,
+                          Action::SendSignal}) {
+        EXPECT_EQ(decide(action, targetOwnedBy(1000)), Verdict::Allow) << verbOf(action);
+    }
+    EXPECT_EQ(decide(Action::GetFd, targetOwnedBy(1000)), Verdict::Pass);
+    // Not dumpable: ptrace's rule says no; info and kill(2)'s rule do not care.
+    EXPECT_EQ(decide(Action::GetNamespace, targetOwnedBy(1000, false)), Verdict::Pass);
+    EXPECT_EQ(decide(Action::GetPidFd, targetOwnedBy(1000, false)), Verdict::Pass);
+    EXPECT_EQ(decide(Action::ReadInfo, targetOwnedBy(1000, false)), Verdict::Allow);
+    // Someone else's process: nothing, unless it is the caller's by real or saved uid.
+    for (Action action : {Action::ReadInfo, Action::GetNamespace, Action::SendSignal,
+                          Action::Untrack}) {
+        EXPECT_EQ(decide(action, targetOwnedBy(1001)), Verdict::Pass) << verbOf(action);
+    }
+    Target setuid = targetOwnedBy(0);
+    setuid.creds.ruid = 1000;  // a setuid program the caller started
+    EXPECT_EQ(decide(Action::SendSignal, setuid), Verdict::Allow);
+    EXPECT_EQ(decide(Action::GetNamespace, setuid), Verdict::Pass);
+    // Its own tracking: it may read and drop it.
+    Target tracked = targetOwnedBy(1001);
+    tracked.trackers = {1000};
+    EXPECT_EQ(decide(Action::ReadInfo, tracked), Verdict::Allow);
+    EXPECT_EQ(decide(Action::Untrack, tracked), Verdict::Allow);
+}
+
+TEST(ConfigGrantsTest, GrantWhatTheTablesSayToTheirUserOrGroup) {
+    Config config = parseConfig(R"(
+[[grant]]
+group = "users"
+namespaces = ["net", "uts"]
+[[grant]]
+user = "root"
+info = true
+pidfd = true
+)",
+                                "test.conf");
+    ConfigGrants grants(config);
+    Caller member = callerWithUid(1000);
+    member.groups = {100};  // "users"
+    Target other = targetOwnedBy(1001);
+    auto decide = [&](const Caller& caller, Action action, std::vector<NsType> types = {}) {
+        return grants.decideNow(caller, Request{action, other, std::move(types), 0});
+    };
+    EXPECT_EQ(decide(member, Action::GetNamespace, {NsType::Net}), Verdict::Allow);
+    EXPECT_EQ(decide(member, Action::GetNamespace, {NsType::Net, NsType::Uts}), Verdict::Allow);
+    EXPECT_EQ(decide(member, Action::GetNamespace, {NsType::Net, NsType::Mnt}), Verdict::Pass)
+        << "every type asked for must be granted";
+    EXPECT_EQ(decide(member, Action::ReadInfo), Verdict::Pass);
+    EXPECT_EQ(decide(member, Action::GetPidFd), Verdict::Pass);
+    EXPECT_EQ(decide(callerWithUid(1000), Action::GetNamespace, {NsType::Net}), Verdict::Pass)
+        << "not a member";
+    Caller namedUser = callerWithUid(0);
+    EXPECT_EQ(decide(namedUser, Action::ReadInfo), Verdict::Allow);
+    EXPECT_EQ(decide(namedUser, Action::GetPidFd), Verdict::Allow);
+    // Grants never extend signals, untracking or GetFd.
+    for (Action action : {Action::SendSignal, Action::Untrack, Action::GetFd}) {
+        EXPECT_EQ(decide(namedUser, action), Verdict::Pass) << verbOf(action);
+    }
+}
+
+// A decider that answers later, from the loop, as polkit does.
+class LaterDecider final : public Decider {
+  public:
+    LaterDecider(sd_event* loop, Verdict verdict) : loop_(loop), verdict_(verdict) {}
+    std::string_view name() const noexcept override { return "later"; }
+    bool synchronous() const noexcept override { return false; }
+    void decide(const Caller& /*caller*/, const Request& /*request*/, Answer answer) override {
+        ++asked;
+        answers_.push_back(std::move(answer));
+        sd_event_source* source = nullptr;
+        sd_event_add_defer(
+            loop_, &source,
+            [](sd_event_source* /*s*/, void* userdata) {
+                auto* self = static_cast<LaterDecider*>(userdata);
+                std::vector<Answer> due;
+                due.swap(self->answers_);
+                for (Answer& a : due) {
+                    a(self->verdict_, "later said so");
+                }
+                return 0;
+            },
+            this);
+        sources_.emplace_back(source);
+    }
+    int asked = 0;
+
+  private:
+    sd_event* loop_;
+    Verdict verdict_;
+    std::vector<Answer> answers_;
+    std::vector<EventSource> sources_;
+};
+
+TEST(AuthorizerTest, RootPassesFirstThenTheDecidersInOrderAndALateAnswerComesFromTheLoop) {
+    EventLoop loop;
+    Config config;
+    Authorizer authorizer(config);
+    LaterDecider later(loop.get(), Verdict::Allow);
+    authorizer.add(later);
+
+    std::vector<Decision> decisions;
+    auto record = [&](const Decision& d) { decisions.push_back(d); };
+    Request own{Action::GetNamespace, targetOwnedBy(1000), {NsType::Net}, 0};
+    Request other{Action::GetNamespace, targetOwnedBy(1001), {NsType::Net}, 0};
+
+    authorizer.authorize(callerWithUid(0), other, record);
+    ASSERT_EQ(decisions.size(), 1U) << "root is decided at once";
+    EXPECT_EQ(decisions[0].decider, "root");
+    authorizer.authorize(callerWithUid(1000), own, record);
+    ASSERT_EQ(decisions.size(), 2U) << "the kernel rule is decided at once";
+    EXPECT_EQ(decisions[1].decider, "kernel rule");
+    EXPECT_EQ(later.asked, 0);
+
+    authorizer.authorize(callerWithUid(1000), other, record);
+    EXPECT_EQ(decisions.size(), 2U) << "the late decider answers from the loop, not within";
+    EXPECT_FALSE(authorizer.decideNow(callerWithUid(1000), other))
+        << "what a caller may see is never left to a late decider";
+    sd_event_run(loop.get(), 0);
+    ASSERT_EQ(decisions.size(), 3U);
+    EXPECT_TRUE(decisions[2].allowed);
+    EXPECT_EQ(decisions[2].decider, "later");
+}
+
+TEST(AuthorizerTest, ADenialNamesItsDeciderAndAChallengeAsksForInteraction) {
+    EventLoop loop;
+    Config config;
+    Request other{Action::SendSignal, targetOwnedBy(1001), {}, 9};
+    std::vector<Decision> decisions;
+    auto record = [&](const Decision& d) { decisions.push_back(d); };
+    {
+        Authorizer authorizer(config);
+        authorizer.authorize(callerWithUid(1000), other, record);
+        ASSERT_EQ(decisions.size(), 1U);
+        EXPECT_FALSE(decisions[0].allowed);
+        EXPECT_EQ(decisions[0].error, ErrorKind::AccessDenied);
+        EXPECT_EQ(decisions[0].message, "Access denied: uid 1000 may not send signal 9 to pid 4711");
+    }
+    for (auto [verdict, kind] : {std::pair{Verdict::Deny, ErrorKind::AccessDenied},
+                                 std::pair{Verdict::Challenge,
+                                           ErrorKind::InteractiveAuthorizationRequired},
+                                 std::pair{Verdict::Unavailable, ErrorKind::AccessDenied}}) {
+        decisions.clear();
+        Authorizer authorizer(config);
+        LaterDecider later(loop.get(), verdict);
+        authorizer.add(later);
+        authorizer.authorize(callerWithUid(1000), other, record);
+        sd_event_run(loop.get(), 0);
+        ASSERT_EQ(decisions.size(), 1U);
+        EXPECT_FALSE(decisions[0].allowed);
+        EXPECT_EQ(decisions[0].error, kind) << decisions[0].message;
+        EXPECT_NE(decisions[0].message.find(verdict == Verdict::Unavailable ? "later said so"
+                                                                              : "(later)"),
+                  std::string::npos)
+            << decisions[0].message;
+    }
+}
+
+}  // namespace
+}  // namespace nsfd::test
