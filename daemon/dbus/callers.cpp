@@ -49,7 +49,7 @@ void completeFromProcess(Caller& caller, bool wantGroups, std::uint64_t ownPidNa
         }
         std::uint64_t pidNamespace = pidNamespaceIdOf(pidfd);
         if (!pidfd.hasExited()) {
-            caller.gid = creds->fsgid;
+            caller.gid = caller.isRoot() ? 0 : creds->fsgid;
             if (wantGroups) {
                 caller.groups = std::move(groups);
             }
@@ -151,9 +151,7 @@ Caller CallerCache::query(sd_bus_message* call, const std::string& sender) {
     if (n >= 0) {
         caller.groups.assign(gids, gids + n);
     }
-    if (!caller.isRoot()) {
-        completeFromProcess(caller, n < 0, ownPidNamespace_);
-    }
+    completeFromProcess(caller, n < 0 && !caller.isRoot(), ownPidNamespace_);
     return caller;
 }
 

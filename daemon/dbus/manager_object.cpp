@@ -106,11 +106,19 @@ int getNamespace(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) 
     });
 }
 
-int getNamespaces(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+// A process named by pid (`u`) or by a pidfd the caller passed (`h`).
+enum class Named { ByPid, ByPidFd };
+
+PidFd readProcess(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, Named named) {
+    return named == Named::ByPidFd ? bus.core().adoptPidFd(readFd(call))
+                                   : bus.core().openPid(caller, readUint32(call));
+}
+
+int getNamespaces(sd_bus_message* call, void* userdata, Named named) {
     return serveCall(call, [&] {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
-        PidFd pidfd = bus.core().openPid(caller, readUint32(call));
+        PidFd pidfd = readProcess(bus, call, caller, named);
         std::vector<NsType> types = readNsTypes(call);
         Target target = bus.core().targetOf(pidfd, Action::GetNamespace);
         return authorizeNamespaces(bus, call, caller, std::move(target),
@@ -118,11 +126,11 @@ int getNamespaces(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/)
     });
 }
 
-int getProcessInfo(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+int getProcessInfo(sd_bus_message* call, void* userdata, Named named) {
     return serveCall(call, [&] {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
-        auto pidfd = std::make_shared<PidFd>(bus.core().openPid(caller, readUint32(call)));
+        auto pidfd = std::make_shared<PidFd>(readProcess(bus, call, caller, named));
         Request request{Action::ReadInfo, bus.core().targetOf(*pidfd, Action::ReadInfo), {}, 0};
         return bus.authorizeThen(call, caller, request, [&bus, caller, pidfd](sd_bus_message* m) {
             Info info = bus.core().info(*pidfd);
@@ -137,16 +145,35 @@ int getProcessInfo(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/
     });
 }
 
-int sendSignal(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+int sendSignal(sd_bus_message* call, void* userdata, Named named) {
     return serveCall(call, [&] {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
-        PidFd pidfd = bus.core().openPid(caller, readUint32(call));
+        PidFd pidfd = readProcess(bus, call, caller, named);
         int signal = readSignal(call);
         Target target = bus.core().targetOf(pidfd, Action::SendSignal);
         return authorizeSignal(bus, call, caller, std::move(target), heldPidFd(std::move(pidfd)),
                                signal);
     });
+}
+
+int getNamespacesByPid(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+    return getNamespaces(call, userdata, Named::ByPid);
+}
+int getNamespacesByPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+    return getNamespaces(call, userdata, Named::ByPidFd);
+}
+int getProcessInfoByPid(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+    return getProcessInfo(call, userdata, Named::ByPid);
+}
+int getProcessInfoByPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+    return getProcessInfo(call, userdata, Named::ByPidFd);
+}
+int sendSignalByPid(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+    return sendSignal(call, userdata, Named::ByPid);
+}
+int sendSignalByPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+    return sendSignal(call, userdata, Named::ByPidFd);
 }
 
 int subscribe(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
@@ -208,11 +235,17 @@ const sd_bus_vtable kManagerVtable[] = {
     SD_BUS_METHOD_WITH_ARGS("GetNamespace", SD_BUS_ARGS("u", pid, "s", type),
                             SD_BUS_RESULT("h", fd), getNamespace, kMethod),
     SD_BUS_METHOD_WITH_ARGS("GetNamespaces", SD_BUS_ARGS("u", pid, "as", types),
-                            SD_BUS_RESULT("a{sh}", fds), getNamespaces, kMethod),
+                            SD_BUS_RESULT("a{sh}", fds), getNamespacesByPid, kMethod),
     SD_BUS_METHOD_WITH_ARGS("GetProcessInfo", SD_BUS_ARGS("u", pid), SD_BUS_RESULT("a{sv}", info),
-                            getProcessInfo, kMethod),
+                            getProcessInfoByPid, kMethod),
+    SD_BUS_METHOD_WITH_ARGS("GetNamespacesByPidFd", SD_BUS_ARGS("h", pidfd, "as", types),
+                            SD_BUS_RESULT("a{sh}", fds), getNamespacesByPidFd, kMethod),
+    SD_BUS_METHOD_WITH_ARGS("GetProcessInfoByPidFd", SD_BUS_ARGS("h", pidfd),
+                            SD_BUS_RESULT("a{sv}", info), getProcessInfoByPidFd, kMethod),
+    SD_BUS_METHOD_WITH_ARGS("SendSignalByPidFd", SD_BUS_ARGS("h", pidfd, "i", signal),
+                            SD_BUS_NO_RESULT, sendSignalByPidFd, kMethod),
     SD_BUS_METHOD_WITH_ARGS("SendSignal", SD_BUS_ARGS("u", pid, "i", signal), SD_BUS_NO_RESULT,
-                            sendSignal, kMethod),
+                            sendSignalByPid, kMethod),
     SD_BUS_METHOD_WITH_ARGS("Subscribe", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, subscribe, kMethod),
     SD_BUS_METHOD_WITH_ARGS("Unsubscribe", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, unsubscribe, kMethod),
     SD_BUS_SIGNAL_WITH_ARGS("ProcessTracked", SD_BUS_ARGS("o", process, "u", pid, "t", id), 0),

@@ -55,6 +55,25 @@ namespace {
     throw Error(name, message);
 }
 
+// A pidfd of `pid` as the caller's own pid namespace sees it: what every
+// by-pid call passes to nsfdd, so that a pid means what it means to the caller.
+PidFd openPidFd(pid_t pid) {
+    try {
+        return PidFd::open(pid);
+    } catch (const std::system_error& e) {
+        std::string message =
+            "Failed to open a pidfd of pid " + std::to_string(pid) + ": " + e.code().message();
+        if (e.code() == std::errc::no_such_process) {
+            throw NoSuchProcess(std::string(dbusErrorName(ErrorKind::NoSuchProcess)), message);
+        }
+        throw InvalidArgument(std::string(dbusErrorName(ErrorKind::InvalidArgs)), message);
+    }
+}
+
+sdbus::UnixFd passFd(const PidFd& pidfd) {
+    return sdbus::UnixFd(duplicateFd(pidfd.get()).release(), sdbus::adopt_fd);
+}
+
 template <typename Body>
 auto callDaemon(Body&& body) -> decltype(body()) {
     try {
@@ -336,34 +355,27 @@ TrackedProcess Client::tracked(const std::string& path, std::optional<pid_t> pid
 }
 
 TrackedProcess Client::track(pid_t pid) {
-    std::optional<PidFd> pidfd;
-    try {
-        pidfd.emplace(PidFd::open(pid));
-    } catch (const std::system_error& e) {
-        std::string message =
-            "Failed to open a pidfd of pid " + std::to_string(pid) + ": " + e.code().message();
-        if (e.code() == std::errc::no_such_process) {
-            throw NoSuchProcess(std::string(dbusErrorName(ErrorKind::NoSuchProcess)), message);
-        }
-        throw InvalidArgument(std::string(dbusErrorName(ErrorKind::InvalidArgs)), message);
-    }
-    return callDaemon([&] {
-        return tracked(shared_->manager->TrackProcessByPidFd(
-                           sdbus::UnixFd(duplicateFd(pidfd->get()).release(), sdbus::adopt_fd)),
-                       pid);
-    });
+    return track(openPidFd(pid));
 }
 
 TrackedProcess Client::track(const PidFd& pidfd) {
-    return callDaemon([&] {
-        return tracked(shared_->manager->TrackProcessByPidFd(
-            sdbus::UnixFd(duplicateFd(pidfd.get()).release(), sdbus::adopt_fd)));
-    });
+    return callDaemon(
+        [&] { return tracked(shared_->manager->TrackProcessByPidFd(passFd(pidfd)), pidfd.pid()); });
 }
 
 TrackedProcess Client::process(pid_t pid) {
-    return callDaemon(
-        [&] { return tracked(shared_->manager->GetProcess(static_cast<uint32_t>(pid)), pid); });
+    return callDaemon([&] {
+        std::optional<PidFd> pidfd;
+        try {
+            pidfd.emplace(openPidFd(pid));
+        } catch (const NoSuchProcess&) {
+            // No process has the pid: nsfdd may keep the one reaped last that had it.
+            return tracked(shared_->manager->GetProcess(static_cast<uint32_t>(pid)), pid);
+        }
+        TrackedProcess process = tracked(nsfd::dbus::processObjectPath(pidfd->id()), pid);
+        process.state();  // NotTracked (UnknownObject) unless tracked and visible to us
+        return process;
+    });
 }
 
 std::vector<ProcessEntry> Client::list() {
@@ -377,27 +389,36 @@ std::vector<ProcessEntry> Client::list() {
 }
 
 NsFd Client::namespaceFd(pid_t pid, NsType type) {
-    return callDaemon([&] {
-        sdbus::UnixFd fd =
-            shared_->manager->GetNamespace(static_cast<uint32_t>(pid), std::string(toString(type)));
-        return NsFd::adopt(takeFd(fd), type);
-    });
+    std::map<NsType, NsFd> fds = namespaceFds(pid, std::span<const NsType>(&type, 1));
+    auto it = fds.find(type);
+    if (it == fds.end()) {
+        throw Error(nsfd::dbus::error::kFailed, "nsfdd answered without the namespace asked for");
+    }
+    return std::move(it->second);
 }
 
 std::map<NsType, NsFd> Client::namespaceFds(pid_t pid, std::span<const NsType> types) {
+    PidFd pidfd = openPidFd(pid);
     return callDaemon([&] {
-        auto fds = shared_->manager->GetNamespaces(static_cast<uint32_t>(pid), typeNames(types));
+        auto fds = shared_->manager->GetNamespacesByPidFd(passFd(pidfd), typeNames(types));
         return toNsFds(fds);
     });
 }
 
 ProcessInfo Client::info(pid_t pid) {
-    return callDaemon(
-        [&] { return toInfo(shared_->manager->GetProcessInfo(static_cast<uint32_t>(pid))); });
+    PidFd pidfd = openPidFd(pid);
+    ProcessInfo info =
+        callDaemon([&] { return toInfo(shared_->manager->GetProcessInfoByPidFd(passFd(pidfd))); });
+    if (info.pid == 0) {
+        // nsfdd shows a caller in another pid namespace no pid; we know ours.
+        info.pid = info.threadGroupId = pid;
+    }
+    return info;
 }
 
 void Client::sendSignal(pid_t pid, int signal) {
-    callDaemon([&] { shared_->manager->SendSignal(static_cast<uint32_t>(pid), signal); });
+    PidFd pidfd = openPidFd(pid);
+    callDaemon([&] { shared_->manager->SendSignalByPidFd(passFd(pidfd), signal); });
 }
 
 std::string Client::daemonVersion() {

@@ -47,9 +47,10 @@ TEST_F(TrackersTest, TwoUsersAndRootTrackTheSameProcessAndEachUntrackDropsOnlyIt
     Child child = spawnAs(kUser);
     auto pid = static_cast<uint32_t>(child.pid());
     std::string path;
-    EXPECT_EQ(asUser(kUser, kUser, {}, [&](sdbus::IConnection& bus) {
-                  return std::string(ManagerProxy(bus, false).TrackProcess(pid));
-              }),
+    EXPECT_EQ(asUser(kUser, kUser, {},
+                     [&](sdbus::IConnection& bus) {
+                         return std::string(ManagerProxy(bus, false).TrackProcess(pid));
+                     }),
               manager_->TrackProcess(pid));
     path = manager_->TrackProcess(pid);  // root, again: still one tracking of root's
     std::vector<gid_t> users{kGrantedGroup};
@@ -66,9 +67,10 @@ TEST_F(TrackersTest, TwoUsersAndRootTrackTheSameProcessAndEachUntrackDropsOnlyIt
     // Root tracks it too: its Untrack drops only its own.
     manager_->UntrackProcess(path);
     EXPECT_TRUE(isTracked(path)) << "a still tracks it";
-    EXPECT_EQ(asUser(kUser, kUser, {}, [&](sdbus::IConnection& bus) {
-                  return errorNameOf([&] { ProcessProxy(bus, path).Untrack(); });
-              }),
+    EXPECT_EQ(asUser(kUser, kUser, {},
+                     [&](sdbus::IConnection& bus) {
+                         return errorNameOf([&] { ProcessProxy(bus, path).Untrack(); });
+                     }),
               "");
     EXPECT_FALSE(isTracked(path)) << "the object goes with its last tracker";
     child.release(0);
@@ -81,8 +83,8 @@ TEST_F(TrackersTest, RootThatTracksNothingDropsEveryonesTracking) {
     std::string path;
     EXPECT_EQ(as(kUser, {}, [&](ManagerProxy& m) { path = m.TrackProcess(pid); }), "");
     EXPECT_EQ(as(kOtherUser, {kGrantedGroup}, [&](ManagerProxy& m) { m.TrackProcess(pid); }), "");
-    path = std::string(nsfd::dbus::kProcessPathPrefix) +
-           std::to_string(PidFd::open(child.pid()).id());
+    path =
+        std::string(nsfd::dbus::kProcessPathPrefix) + std::to_string(PidFd::open(child.pid()).id());
     manager_->UntrackProcess(path);
     EXPECT_FALSE(isTracked(path));
     EXPECT_NE(daemon_->log().find("dropped by uid 0"), std::string::npos);
@@ -180,7 +182,8 @@ class Listener {
             });
             ManagerProxy manager(bus);  // subscribes
             (void)!::write(ready, "r", 1);
-            if (!waitUntil(bus, [&] { return done; }, std::chrono::seconds(20))) {
+            if (!waitUntil(
+                    bus, [&] { return done; }, std::chrono::seconds(20))) {
                 return std::string("timeout\n");
             }
             std::string out;

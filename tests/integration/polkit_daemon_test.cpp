@@ -79,10 +79,12 @@ TEST_F(PolkitDaemonTest, ARuleDecidesOnTheNamespaceTheTargetsUidAndTheSignal) {
     auto other = static_cast<uint32_t>(others.pid());
 
     EXPECT_EQ(as(kUser, [&](ManagerProxy& m) { m.GetNamespace(root, "net"); }), "ok");
-    EXPECT_EQ(as(kUser, [&](ManagerProxy& m) { m.GetNamespace(root, "uts"); }),
-              err::kAccessDenied);
+    EXPECT_EQ(as(kUser, [&](ManagerProxy& m) { m.GetNamespace(root, "uts"); }), err::kAccessDenied);
     EXPECT_EQ(as(kUser, [&](ManagerProxy& m) { m.GetNamespaces(root, {"net"}); }), "ok");
-    EXPECT_EQ(as(kUser, [&](ManagerProxy& m) { m.GetNamespaces(root, {"net", "uts"}); }),
+    EXPECT_EQ(as(kUser,
+                 [&](ManagerProxy& m) {
+                     m.GetNamespaces(root, {"net", "uts"});
+                 }),
               err::kAccessDenied)
         << "each type asked for is one check";
     EXPECT_EQ(as(kOtherUser, [&](ManagerProxy& m) { m.GetNamespace(root, "net"); }),
@@ -129,8 +131,7 @@ TEST_F(PolkitDaemonTest, WithoutARuleTheActionsDefaultsDecide) {
     Child roots = Child::spawn();
     auto root = static_cast<uint32_t>(roots.pid());
     // No session here: allow_any (no) applies.
-    EXPECT_EQ(as(kUser, [&](ManagerProxy& m) { m.GetNamespace(root, "net"); }),
-              err::kAccessDenied);
+    EXPECT_EQ(as(kUser, [&](ManagerProxy& m) { m.GetNamespace(root, "net"); }), err::kAccessDenied);
     EXPECT_EQ(as(kUser, [&](ManagerProxy& m) { m.GetProcessInfo(root); }), err::kAccessDenied);
     roots.release(0);
     roots.reap();
@@ -174,8 +175,7 @@ TEST_F(PolkitDaemonTest, WithoutPolkitdTheAnswerIsTodaysDenialWithNoDelay) {
     Child roots = Child::spawn();
     auto root = static_cast<uint32_t>(roots.pid());
     Clock::time_point start = Clock::now();
-    EXPECT_EQ(as(kUser, [&](ManagerProxy& m) { m.GetNamespace(root, "net"); }),
-              err::kAccessDenied);
+    EXPECT_EQ(as(kUser, [&](ManagerProxy& m) { m.GetNamespace(root, "net"); }), err::kAccessDenied);
     // Well under the 3 s polkit timeout: nothing waited for polkitd.
     EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(1500));
     EXPECT_NE(daemon_->log().find("polkitd is not running"), std::string::npos) << daemon_->log();

@@ -197,9 +197,8 @@ TEST_F(CoreTest, ALookupByPidFindsTheProcessThatHasThatPidNow) {
 
 TEST_F(CoreTest, AProcessThatExitedBeforeTheDecisionIsProcessExitedNeverADenial) {
     Child zombie = Child::spawn([] {
-        return ::setresgid(60001, 60001, 60001) < 0 || ::setresuid(60001, 60001, 60001) < 0
-                   ? errno
-                   : 0;
+        return ::setresgid(60001, 60001, 60001) < 0 || ::setresuid(60001, 60001, 60001) < 0 ? errno
+                                                                                            : 0;
     });
     PidFd pidfd = manager_->openPid(callerWithUid(60001), zombie.pid());
     zombie.release(0);
@@ -235,7 +234,8 @@ TEST_F(CoreTest, APidFromAnotherPidNamespaceIsRefusedAndNoPidIsShownToIt) {
     }
     EXPECT_THROW(manager_->trackedWithPid(foreign, ::getpid()), ServiceError);
     EXPECT_EQ(manager_->pidFor(foreign, ::getpid()), 0U);
-    EXPECT_EQ(manager_->pidFor(callerWithUid(0), ::getpid()), static_cast<std::uint32_t>(::getpid()));
+    EXPECT_EQ(manager_->pidFor(callerWithUid(0), ::getpid()),
+              static_cast<std::uint32_t>(::getpid()));
 }
 
 // -- the authorization step, decider by decider --
@@ -268,8 +268,8 @@ TEST(KernelRuleTest, DecidesAsTheKernelWouldForTheCallerItself) {
     EXPECT_EQ(decide(Action::GetPidFd, targetOwnedBy(1000, false)), Verdict::Pass);
     EXPECT_EQ(decide(Action::ReadInfo, targetOwnedBy(1000, false)), Verdict::Allow);
     // Someone else's process: nothing, unless it is the caller's by real or saved uid.
-    for (Action action : {Action::ReadInfo, Action::GetNamespace, Action::SendSignal,
-                          Action::Untrack}) {
+    for (Action action :
+         {Action::ReadInfo, Action::GetNamespace, Action::SendSignal, Action::Untrack}) {
         EXPECT_EQ(decide(action, targetOwnedBy(1001)), Verdict::Pass) << verbOf(action);
     }
     Target setuid = targetOwnedBy(0);
@@ -393,12 +393,13 @@ TEST(AuthorizerTest, ADenialNamesItsDeciderAndAChallengeAsksForInteraction) {
         ASSERT_EQ(decisions.size(), 1U);
         EXPECT_FALSE(decisions[0].allowed);
         EXPECT_EQ(decisions[0].error, ErrorKind::AccessDenied);
-        EXPECT_EQ(decisions[0].message, "Access denied: uid 1000 may not send signal 9 to pid 4711");
+        EXPECT_EQ(decisions[0].message,
+                  "Access denied: uid 1000 may not send signal 9 to pid 4711");
     }
-    for (auto [verdict, kind] : {std::pair{Verdict::Deny, ErrorKind::AccessDenied},
-                                 std::pair{Verdict::Challenge,
-                                           ErrorKind::InteractiveAuthorizationRequired},
-                                 std::pair{Verdict::Unavailable, ErrorKind::AccessDenied}}) {
+    for (auto [verdict, kind] :
+         {std::pair{Verdict::Deny, ErrorKind::AccessDenied},
+          std::pair{Verdict::Challenge, ErrorKind::InteractiveAuthorizationRequired},
+          std::pair{Verdict::Unavailable, ErrorKind::AccessDenied}}) {
         decisions.clear();
         Authorizer authorizer(config);
         LaterDecider later(loop.get(), verdict);
@@ -409,7 +410,7 @@ TEST(AuthorizerTest, ADenialNamesItsDeciderAndAChallengeAsksForInteraction) {
         EXPECT_FALSE(decisions[0].allowed);
         EXPECT_EQ(decisions[0].error, kind) << decisions[0].message;
         EXPECT_NE(decisions[0].message.find(verdict == Verdict::Unavailable ? "later said so"
-                                                                              : "(later)"),
+                                                                            : "(later)"),
                   std::string::npos)
             << decisions[0].message;
     }
