@@ -133,8 +133,8 @@ Manager::Manager(EventLoop& loop, const Config& config, Notifier& notifier)
                "Failed to add the end-of-turn hook");
     turnEnd_.reset(source);
     sd_event_source_set_enabled(source, SD_EVENT_OFF);
-    // After the endpoints' replies and news of this turn.
-    sd_event_source_set_priority(source, SD_EVENT_PRIORITY_IDLE);
+    // After the reply of the call being handled, before the next message.
+    sd_event_source_set_priority(source, SD_EVENT_PRIORITY_IMPORTANT);
 }
 
 Manager::~Manager() = default;

@@ -61,12 +61,13 @@ PidFd openPidFd(pid_t pid) {
     try {
         return PidFd::open(pid);
     } catch (const std::system_error& e) {
-        std::string message =
-            "Failed to open a pidfd of pid " + std::to_string(pid) + ": " + e.code().message();
         if (e.code() == std::errc::no_such_process) {
-            throw NoSuchProcess(std::string(dbusErrorName(ErrorKind::NoSuchProcess)), message);
+            throw NoSuchProcess(std::string(dbusErrorName(ErrorKind::NoSuchProcess)),
+                                "No such process: " + std::to_string(pid));
         }
-        throw InvalidArgument(std::string(dbusErrorName(ErrorKind::InvalidArgs)), message);
+        throw InvalidArgument(std::string(dbusErrorName(ErrorKind::InvalidArgs)),
+                              "Failed to open a pidfd of pid " + std::to_string(pid) + ": " +
+                                  e.code().message());
     }
 }
 
