@@ -101,7 +101,7 @@ int getNamespace(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) 
         Request request{
             Action::GetNamespace, bus.core().targetOf(*pidfd, Action::GetNamespace), {type}, 0};
         return bus.authorizeThen(call, caller, request, [&bus, pidfd, type](sd_bus_message* m) {
-            return replyFd(m, bus.core().namespaceFd(*pidfd, type).release());
+            return replyFd(m, UniqueFd(bus.core().namespaceFd(*pidfd, type).release()));
         });
     });
 }

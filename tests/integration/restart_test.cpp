@@ -92,7 +92,7 @@ TEST_F(RestartTest, UnknownInheritedFdsAreClosedAndLogged) {
     store["state"] = std::move(state);
     store["1"] = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));  // not in the table
     store["something-else"] = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    store[wrongName.str()] = pidfd.release();
+    store[wrongName.str()] = UniqueFd(pidfd.release());
     Daemon restarted(busAddress(), Daemon::Options{"", std::move(store), "debug", 0});
     ManagerProxy manager(*connection_);
     EXPECT_EQ(manager.ListProcesses().size(), 0U);

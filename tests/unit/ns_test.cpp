@@ -94,7 +94,7 @@ TEST_F(NsTest, AdoptRejectsFdsThatAreNotNamespaces) {
     EXPECT_EQ(errnoOf([&] { NsFd::adopt(std::move(readEnd)); }), EINVAL);
     EXPECT_EQ(errnoOf([] { NsFd::adopt(openPath("/dev/null")); }), EINVAL);
     EXPECT_EQ(errnoOf([] { NsFd::adopt(UniqueFd(::eventfd(0, EFD_CLOEXEC))); }), EINVAL);
-    EXPECT_EQ(errnoOf([] { NsFd::adopt(PidFd::self().release()); }), EINVAL);
+    EXPECT_EQ(errnoOf([] { NsFd::adopt(UniqueFd(PidFd::self().release())); }), EINVAL);
     EXPECT_EQ(errnoOf([] { NsFd::adopt(UniqueFd()); }), EINVAL);
 }
 
@@ -137,7 +137,7 @@ TEST_F(NsTest, ParentOfANestedUserNamespace) {
 TEST_F(NsTest, ReleaseHandsOverTheFd) {
     NsFd ns = NsFd::current(NsType::Net);
     int raw = ns.get();
-    UniqueFd fd = ns.release();
+    UniqueFd fd(ns.release());
     EXPECT_EQ(fd.get(), raw);
     EXPECT_EQ(ns.get(), -1);
 }

@@ -389,7 +389,7 @@ TEST_F(PidFdTest, NonBlockFlag) {
 TEST_F(PidFdTest, AdoptAcceptsOnlyPidFds) {
     PidFd original = PidFd::open(::getpid());
     std::uint64_t id = kernelFeatures().pidfs ? original.id() : 0;
-    PidFd adopted = PidFd::adopt(original.release());
+    PidFd adopted = PidFd::adopt(UniqueFd(original.release()));
     EXPECT_EQ(adopted.pid(), ::getpid());
     if (kernelFeatures().pidfs) {
         EXPECT_EQ(adopted.id(), id);
@@ -402,13 +402,13 @@ TEST_F(PidFdTest, AdoptAcceptsOnlyPidFds) {
     EXPECT_EQ(errnoOf([&] { PidFd::adopt(UniqueFd(pipeFds[0])); }, &message), EINVAL);
     EXPECT_NE(message.find("is not a pidfd"), std::string::npos) << message;
     EXPECT_EQ(errnoOf([] { PidFd::adopt(UniqueFd(::memfd_create("x", MFD_CLOEXEC))); }), EINVAL);
-    EXPECT_EQ(errnoOf([] { PidFd::adopt(NsFd::current(NsType::Net).release()); }), EINVAL);
+    EXPECT_EQ(errnoOf([] { PidFd::adopt(UniqueFd(NsFd::current(NsType::Net).release())); }), EINVAL);
     EXPECT_EQ(errnoOf([] { PidFd::adopt(UniqueFd()); }), EINVAL);
 }
 
 TEST_F(PidFdTest, AdoptOfAReapedProcess) {
     Child child = Child::spawn();
-    UniqueFd raw = PidFd::open(child.pid()).release();
+    UniqueFd raw(PidFd::open(child.pid()).release());
     child.release(3);
     child.reap();
     PidFd adopted = PidFd::adopt(std::move(raw));

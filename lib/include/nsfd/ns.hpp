@@ -86,7 +86,9 @@ class NsFd {
     NsFd parent() const;
 
     int get() const noexcept { return fd_.get(); }
-    UniqueFd release() noexcept { return std::move(fd_); }
+    // Gives up ownership, as UniqueFd::release() does: the caller must close
+    // the returned fd (or hand it to a UniqueFd). This object is empty after.
+    [[nodiscard]] int release() noexcept { return fd_.release(); }
 
   private:
     friend class PidFd;  // builds NsFds from fds the kernel vouches for

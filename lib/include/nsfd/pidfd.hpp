@@ -79,7 +79,9 @@ class PidFd {
     bool hasExited() const;
 
     int get() const noexcept { return fd_.get(); }
-    UniqueFd release() noexcept { return std::move(fd_); }
+    // Gives up ownership, as UniqueFd::release() does: the caller must close
+    // the returned fd (or hand it to a UniqueFd). This object is empty after.
+    [[nodiscard]] int release() noexcept { return fd_.release(); }
 
   private:
     PidFd(UniqueFd fd, pid_t pid);
