@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "codec.hpp"
+
+#include <utility>
+
+namespace nsfd::daemon::varlink {
+
+const char* toString(DecodeError error) noexcept {
+    switch (error) {
+        case DecodeError::MessageTooLarge:
+            return "MessageTooLarge";
+        case DecodeError::InvalidJson:
+            return "InvalidJson";
+        case DecodeError::TooDeep:
+            return "TooDeep";
+        case DecodeError::NotAnObject:
+            return "NotAnObject";
+        case DecodeError::InvalidMethod:
+            return "InvalidMethod";
+        case DecodeError::InvalidField:
+            return "InvalidField";
+        case DecodeError::UnknownField:
+            return "UnknownField";
+        case DecodeError::ConflictingFlags:
+            return "ConflictingFlags";
+        case DecodeError::MisplacedFds:
+            return "MisplacedFds";
+        case DecodeError::TooManyFds:
+            return "TooManyFds";
+    }
+    return "Unknown";
+}
+
+namespace {
+
+bool isAlpha(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool isAlnum(char c) {
+    return isAlpha(c) || (c >= '0' && c <= '9');
+}
+
+// Thrown from inside the parser, so that a deep document is never built.
+struct TooDeepSignal {};
+
+}  // namespace
+
+// varlink.org: [A-Za-z]([-]*[A-Za-z0-9])* ( \. [A-Za-z0-9]([-]*[A-Za-z0-9])* )+
+bool isValidInterfaceName(std::string_view name) noexcept {
+    if (name.empty() || name.size() > 255 || !isAlpha(name.front())) {
+        return false;
+    }
+    int segments = 1;
+    bool segmentStart = false;
+    for (std::size_t i = 1; i < name.size(); ++i) {
+        char c = name[i];
+        if (c == '.') {
+            if (segmentStart || name[i - 1] == '-') {
+                return false;
+            }
+            segmentStart = true;
+            ++segments;
+        } else if (c == '-') {
+            if (segmentStart) {
+                return false;
+            }
+        } else if (isAlnum(c)) {
+            segmentStart = false;
+        } else {
+            return false;
+        }
+    }
+    return segments >= 2 && !segmentStart && name.back() != '-';
+}
+
+// "interface.Method", the method name being [A-Z][A-Za-z0-9]*.
+bool isValidMethodName(std::string_view name) noexcept {
+    std::size_t dot = name.rfind('.');
+    if (dot == std::string_view::npos || dot + 1 >= name.size()) {
+        return false;
+    }
+    std::string_view method = name.substr(dot + 1);
+    if (method.front() < 'A' || method.front() > 'Z') {
+        return false;
+    }
+    for (char c : method) {
+        if (!isAlnum(c)) {
+            return false;
+        }
+    }
+    return isValidInterfaceName(name.substr(0, dot));
+}
+
+std::optional<Json> parseObject(std::string_view text, unsigned maxDepth, DecodeError& error) {
+    // The callback sees each container's start with the number of containers
+    // already open around it, while the parser runs.
+    Json::parser_callback_t limitDepth = [maxDepth](int depth, Json::parse_event_t event, Json&) {
+        if ((event == Json::parse_event_t::object_start ||
+             event == Json::parse_event_t::array_start) &&
+            static_cast<unsigned>(depth) >= maxDepth) {
+            throw TooDeepSignal();
+        }
+        return true;
+    };
+    Json value;
+    try {
+        value = Json::parse(text.begin(), text.end(), limitDepth);
+    } catch (const TooDeepSignal&) {
+        error = DecodeError::TooDeep;
+        return std::nullopt;
+    } catch (const Json::exception&) {
+        error = DecodeError::InvalidJson;
+        return std::nullopt;
+    }
+    if (!value.is_object()) {
+        error = DecodeError::NotAnObject;
+        return std::nullopt;
+    }
+    return value;
+}
+
+Decoded decodeCall(std::string_view text, const DecodeLimits& limits) {
+    DecodeError error{};
+    std::optional<Json> object = parseObject(text, limits.maxDepth, error);
+    if (!object) {
+        return error;
+    }
+    CallMessage call;
+    bool haveMethod = false;
+    for (auto& [key, value] : object->items()) {
+        if (key == "method") {
+            if (!value.is_string() || !isValidMethodName(value.get_ref<const std::string&>())) {
+                return DecodeError::InvalidMethod;
+            }
+            call.method = value.get<std::string>();
+            haveMethod = true;
+        } else if (key == "parameters") {
+            if (value.is_object()) {
+                call.parameters = std::move(value);
+            } else if (!value.is_null()) {
+                return DecodeError::InvalidField;
+            }
+        } else if (key == "oneway" || key == "more" || key == "upgrade") {
+            if (!value.is_boolean() && !value.is_null()) {
+                return DecodeError::InvalidField;
+            }
+            bool set = value.is_boolean() && value.get<bool>();
+            (key == "oneway" ? call.oneway : key == "more" ? call.more : call.upgrade) = set;
+        } else if (key.find('.') == std::string::npos) {
+            // varlink.org: vendor extensions are keys in reverse-domain notation;
+            // anything else is a mistake worth reporting (as sd-varlink does).
+            return DecodeError::UnknownField;
+        }
+    }
+    if (!haveMethod) {
+        return DecodeError::InvalidMethod;
+    }
+    if (call.oneway && (call.more || call.upgrade)) {
+        return DecodeError::ConflictingFlags;
+    }
+    return call;
+}
+
+void Decoder::fail(DecodeError error) {
+    failed_ = true;
+    partial_.clear();
+    partial_.shrink_to_fit();
+    partialFds_.clear();
+    ready_.emplace_back(error);
+}
+
+void Decoder::finishMessage(std::string_view text, std::vector<UniqueFd> fds, bool tooManyFds) {
+    Decoded decoded = decodeCall(text, limits_);
+    if (auto* error = std::get_if<DecodeError>(&decoded)) {
+        fail(*error);
+        return;
+    }
+    auto& call = std::get<CallMessage>(decoded);
+    call.fds = std::move(fds);
+    call.tooManyFds = tooManyFds;
+    ready_.push_back(std::move(decoded));
+}
+
+void Decoder::feed(std::string_view bytes, std::vector<UniqueFd> fds, bool fdsTruncated) {
+    if (failed_) {
+        return;  // `fds` close here
+    }
+    // The kernel hands fds over with the read holding the first byte of the skb
+    // they were sent with, and ends that read with the skb: so they belong to the
+    // last message that starts in this read. None starting here: a sender that
+    // attached fds to the middle of a message, which nobody can make sense of.
+    bool withFds = !fds.empty() || fdsTruncated;
+    std::size_t fdsAt = std::string_view::npos;
+    bool tooMany = false;
+    if (withFds) {
+        if (partial_.empty() && !partialHasFds_) {
+            fdsAt = 0;
+        }
+        for (std::size_t i = bytes.find('\0'); i != std::string_view::npos && i + 1 < bytes.size();
+             i = bytes.find('\0', i + 1)) {
+            fdsAt = i + 1;
+        }
+        if (fdsAt == std::string_view::npos) {
+            fail(DecodeError::MisplacedFds);
+            return;
+        }
+        if (fdsTruncated || fds.size() > limits_.maxFdsPerMessage) {
+            fds.clear();
+            tooMany = true;
+        }
+    }
+    std::size_t pos = 0;
+    while (pos < bytes.size()) {
+        if (pos == fdsAt) {
+            partialFds_ = std::move(fds);
+            partialHasFds_ = true;
+            partialTooManyFds_ = tooMany;
+        }
+        std::size_t nul = bytes.find('\0', pos);
+        std::size_t length = (nul == std::string_view::npos ? bytes.size() : nul) - pos;
+        if (partial_.size() + length > limits_.maxMessageBytes) {
+            fail(DecodeError::MessageTooLarge);
+            return;
+        }
+        if (nul == std::string_view::npos) {
+            partial_.append(bytes.substr(pos));
+            return;
+        }
+        std::string_view text = bytes.substr(pos, length);
+        if (!partial_.empty()) {
+            partial_.append(text);
+            text = partial_;
+        }
+        finishMessage(text, std::move(partialFds_), partialTooManyFds_);
+        partial_.clear();
+        partialFds_.clear();
+        partialHasFds_ = false;
+        partialTooManyFds_ = false;
+        if (failed_) {
+            return;
+        }
+        pos = nul + 1;
+    }
+}
+
+std::optional<Decoded> Decoder::next() {
+    if (ready_.empty()) {
+        return std::nullopt;
+    }
+    Decoded front = std::move(ready_.front());
+    ready_.pop_front();
+    return front;
+}
+
+namespace {
+
+std::string finish(const Json& message) {
+    std::string out = message.dump(-1, ' ', false, Json::error_handler_t::replace);
+    out.push_back('\0');
+    return out;
+}
+
+Json asObject(const Json& parameters) {
+    return parameters.is_object() ? parameters : Json::object();
+}
+
+}  // namespace
+
+std::string encodeReply(const Json& parameters, bool continues) {
+    Json message = {{"parameters", asObject(parameters)}};
+    if (continues) {
+        message["continues"] = true;
+    }
+    return finish(message);
+}
+
+std::string encodeError(std::string_view name, const Json& parameters) {
+    return finish({{"error", std::string(name)}, {"parameters", asObject(parameters)}});
+}
+
+std::string encodeCall(std::string_view method, const Json& parameters, bool more, bool oneway) {
+    Json message = {{"method", std::string(method)}, {"parameters", asObject(parameters)}};
+    if (more) {
+        message["more"] = true;
+    }
+    if (oneway) {
+        message["oneway"] = true;
+    }
+    return finish(message);
+}
+
+}  // namespace nsfd::daemon::varlink

@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The Varlink wire format: JSON objects, each ended by a NUL byte, on an AF_UNIX
+// stream socket, with file descriptors (systemd's extension) sent as SCM_RIGHTS
+// along with the first byte of the message whose JSON refers to them by index.
+// No I/O and no event loop here: a decoder is fed what recvmsg(2) returned.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "nsfd/unique_fd.hpp"
+
+namespace nsfd::daemon::varlink {
+
+using Json = nlohmann::json;
+
+struct DecodeLimits {
+    // nsfd's largest call (GetNamespaces with all ten types) is under 300 bytes;
+    // 64 KiB leaves room for new methods and bounds each connection's input
+    // buffer (systemd's generic 16 MiB is sized for user records, not for us).
+    std::size_t maxMessageBytes = 64 * 1024;
+    // Objects and arrays nested deeper than this are refused while parsing, before
+    // they are built. nsfd's calls nest three deep ({"parameters":{"types":[]}}).
+    unsigned maxDepth = 16;
+    // A call carries at most one fd today (TrackProcess's pidfd).
+    std::size_t maxFdsPerMessage = 8;
+};
+
+// Why input was refused. Every value but TooManyFds ends the connection: after
+// it nobody can tell where the next message starts or which fds belong to it.
+enum class DecodeError {
+    MessageTooLarge,   // no NUL within maxMessageBytes
+    InvalidJson,       // not JSON, or not UTF-8
+    TooDeep,           // nesting beyond maxDepth
+    NotAnObject,       // a JSON value that is not an object
+    InvalidMethod,     // "method" missing, not a string, or not "iface.Method"
+    InvalidField,      // "parameters" not an object, or a flag not a bool
+    UnknownField,      // a top-level key the protocol does not define
+    ConflictingFlags,  // "oneway" together with "more" or "upgrade"
+    MisplacedFds,      // fds that arrived with a byte that does not start a message
+    TooManyFds,        // more than maxFdsPerMessage fds: refused, the fds closed
+};
+
+// "MessageTooLarge", ...: the names tests and logs use.
+const char* toString(DecodeError error) noexcept;
+
+// One method call as it came off the wire.
+struct CallMessage {
+    std::string method;  // "org.nsfd1.Manager.GetNamespace"
+    Json parameters = Json::object();
+    bool oneway = false;
+    bool more = false;
+    bool upgrade = false;
+    std::vector<UniqueFd> fds;  // those sent with the message, by index
+    bool tooManyFds = false;    // the message came with too many fds; all are closed
+};
+
+using Decoded = std::variant<CallMessage, DecodeError>;
+
+// Parses one message (without its NUL) into a call. Never throws.
+Decoded decodeCall(std::string_view text, const DecodeLimits& limits);
+
+// Parses one message into a JSON object with the depth limit; nullopt and
+// `error` set if it is not one. Also used for replies, by test clients.
+std::optional<Json> parseObject(std::string_view text, unsigned maxDepth, DecodeError& error);
+
+// True for "interface.Method" as varlink.org defines the two names.
+bool isValidMethodName(std::string_view name) noexcept;
+bool isValidInterfaceName(std::string_view name) noexcept;
+
+// Splits a byte stream into calls. Feed it each recvmsg(2) result in order;
+// take what it decoded with next(). After a fatal error it yields that error
+// and ignores (and closes) everything fed after.
+class Decoder {
+  public:
+    explicit Decoder(DecodeLimits limits = {}) : limits_(limits) {}
+
+    // `bytes` and the fds that came with them; `fdsTruncated`: the kernel
+    // dropped fds that did not fit (MSG_CTRUNC), so the message had too many.
+    void feed(std::string_view bytes, std::vector<UniqueFd> fds, bool fdsTruncated = false);
+
+    std::optional<Decoded> next();
+    bool hasNext() const noexcept { return !ready_.empty(); }
+    bool failed() const noexcept { return failed_; }
+    // Bytes of a message whose NUL has not come yet.
+    bool midMessage() const noexcept { return !partial_.empty() || partialHasFds_; }
+
+  private:
+    void fail(DecodeError error);
+    void finishMessage(std::string_view text, std::vector<UniqueFd> fds, bool tooManyFds);
+
+    DecodeLimits limits_;
+    std::string partial_;
+    std::vector<UniqueFd> partialFds_;
+    bool partialHasFds_ = false;
+    bool partialTooManyFds_ = false;
+    std::deque<Decoded> ready_;
+    bool failed_ = false;
+};
+
+// Replies, each ended by its NUL, ready for the socket.
+std::string encodeReply(const Json& parameters, bool continues = false);
+std::string encodeError(std::string_view name, const Json& parameters = Json::object());
+// A call, for clients and tests.
+std::string encodeCall(std::string_view method, const Json& parameters, bool more = false,
+                       bool oneway = false);
+
+}  // namespace nsfd::daemon::varlink

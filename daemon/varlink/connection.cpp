@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "connection.hpp"
+
+#include <sys/epoll.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <system_error>
+
+#include "errors.hpp"
+#include "server.hpp"
+#include "socket_io.hpp"
+
+namespace nsfd::daemon::varlink {
+
+namespace {
+
+// Bytes read per recvmsg, and reads per wakeup: one busy client cannot keep
+// the loop from the others.
+constexpr std::size_t kReadChunk = 16 * 1024;
+constexpr int kReadsPerWakeup = 4;
+constexpr std::size_t kMaxIovecs = 64;
+
+}  // namespace
+
+Connection::Connection(Server& server, UniqueFd socket, std::shared_ptr<const Peer> peer)
+    : server_(server),
+      socket_(std::move(socket)),
+      peer_(std::move(peer)),
+      decoder_(server.limits().decode) {}
+
+void Connection::start(sd_event* event) {
+    sd_event_source* source = nullptr;
+    int r = sd_event_add_io(event, &source, socket_.get(), EPOLLIN, &Connection::onIo, this);
+    if (r < 0) {
+        throw std::system_error(-r, std::generic_category(), "Failed to watch a Varlink client");
+    }
+    source_.reset(source);
+    events_ = EPOLLIN;
+}
+
+int Connection::onIo(sd_event_source*, int, std::uint32_t revents, void* userdata) {
+    // Whatever happens below may close the connection and make the server drop
+    // it: hold it until the end of this callback.
+    std::shared_ptr<Connection> self = static_cast<Connection*>(userdata)->shared_from_this();
+    if (revents & EPOLLOUT) {
+        self->flush();
+    }
+    if (self->open() && (revents & EPOLLIN)) {
+        self->readSome();
+    }
+    // EPOLLHUP: the peer closed its socket entirely, so nothing more can reach it.
+    if (self->open() && (revents & (EPOLLHUP | EPOLLERR)) && !self->reading()) {
+        self->close();
+    }
+    return 0;
+}
+
+bool Connection::reading() const {
+    return open() && !readEof_ && !decoder_.hasNext() && !decoder_.failed() &&
+           inFlight_.size() < server_.limits().maxPendingCalls;
+}
+
+void Connection::readSome() {
+    std::array<char, kReadChunk> buffer;
+    for (int round = 0; round < kReadsPerWakeup && reading(); ++round) {
+        Received received;
+        int r = receiveWithFds(socket_.get(), buffer, server_.limits().decode.maxFdsPerMessage,
+                               received);
+        if (r == -EAGAIN || r == -EINTR) {
+            break;
+        }
+        if (r < 0) {
+            close();
+            return;
+        }
+        if (received.bytes == 0) {
+            readEof_ = true;
+            if (decoder_.midMessage()) {
+                close("hung up in the middle of a message");
+                return;
+            }
+            break;
+        }
+        decoder_.feed(std::string_view(buffer.data(), received.bytes), std::move(received.fds),
+                      received.fdsTruncated);
+        dispatchReady();
+        if (!open()) {
+            return;
+        }
+    }
+    updateEvents();
+    finishIfDone();
+}
+
+void Connection::dispatchReady() {
+    if (dispatching_) {
+        return;  // a handler answered at once; the loop below goes on
+    }
+    dispatching_ = true;
+    while (open() && decoder_.hasNext() && inFlight_.size() < server_.limits().maxPendingCalls) {
+        Decoded decoded = *decoder_.next();
+        if (auto* error = std::get_if<DecodeError>(&decoded)) {
+            close(toString(*error));
+            break;
+        }
+        auto& message = std::get<CallMessage>(decoded);
+        bool tooManyFds = message.tooManyFds;
+        auto call = std::make_shared<Call>(weak_from_this(), peer_, std::move(message));
+        if (!call->oneway()) {
+            inFlight_.push_back(Pending{call, {}, false});
+        }
+        if (tooManyFds) {
+            server_.report(*peer_, toString(DecodeError::TooManyFds));
+            call->error(error::kLimitExceeded,
+                        {{"limit", "fileDescriptors"},
+                         {"maximum", server_.limits().decode.maxFdsPerMessage}});
+            continue;
+        }
+        server_.dispatch(call);
+    }
+    dispatching_ = false;
+    updateEvents();
+}
+
+bool Connection::submit(Call& call, Outgoing reply, bool final) {
+    if (!open()) {
+        return false;
+    }
+    unsentBytes_ += reply.bytes.size();
+    unsentFds_ += reply.fds.size();
+    if (!inFlight_.empty() && inFlight_.front().call.get() == &call) {
+        output_.push_back(std::move(reply));
+        if (final) {
+            inFlight_.pop_front();
+            advance();
+        }
+    } else {
+        auto pending = std::find_if(inFlight_.begin(), inFlight_.end(),
+                                    [&](const Pending& each) { return each.call.get() == &call; });
+        if (pending == inFlight_.end()) {
+            unsentBytes_ -= reply.bytes.size();
+            unsentFds_ -= reply.fds.size();
+            return false;
+        }
+        pending->held.push_back(std::move(reply));
+        pending->finished = final;
+    }
+    flush();
+    if (!open()) {
+        return false;
+    }
+    const ServerLimits& limits = server_.limits();
+    if (unsentBytes_ > limits.maxUnsentBytes || unsentFds_ > limits.maxUnsentFds) {
+        close("does not read its replies");
+        return false;
+    }
+    if (final) {
+        dispatchReady();  // room for a call the pending bound held back
+        finishIfDone();
+    }
+    return true;
+}
+
+// The front call is answered: its successors' held replies may go now.
+void Connection::advance() {
+    while (!inFlight_.empty()) {
+        Pending& front = inFlight_.front();
+        for (Outgoing& reply : front.held) {
+            output_.push_back(std::move(reply));
+        }
+        front.held.clear();
+        if (!front.finished) {
+            break;
+        }
+        inFlight_.pop_front();
+    }
+}
+
+void Connection::flush() {
+    while (open() && !output_.empty()) {
+        std::array<iovec, kMaxIovecs> iov{};
+        std::size_t count = 0;
+        std::vector<int> fds;
+        Outgoing& front = output_.front();
+        if (!front.fds.empty()) {
+            // A reply with fds goes alone, so that its fds arrive with its first byte.
+            iov[count++] = {front.bytes.data() + front.offset, front.bytes.size() - front.offset};
+            for (const UniqueFd& fd : front.fds) {
+                fds.push_back(fd.get());
+            }
+        } else {
+            for (Outgoing& reply : output_) {
+                if (count == kMaxIovecs || !reply.fds.empty()) {
+                    break;
+                }
+                iov[count++] = {reply.bytes.data() + reply.offset,
+                                reply.bytes.size() - reply.offset};
+            }
+        }
+        ssize_t sent = sendWithFds(socket_.get(), std::span(iov.data(), count), fds);
+        if (sent == -EAGAIN || sent == -EINTR) {
+            break;
+        }
+        if (sent < 0) {
+            close();
+            return;
+        }
+        // The kernel holds its own references to the fds now.
+        unsentFds_ -= front.fds.size();
+        front.fds.clear();
+        auto done = static_cast<std::size_t>(sent);
+        unsentBytes_ -= done;
+        while (done > 0) {
+            Outgoing& reply = output_.front();
+            std::size_t left = reply.bytes.size() - reply.offset;
+            if (done < left) {
+                reply.offset += done;
+                break;
+            }
+            done -= left;
+            output_.pop_front();
+        }
+    }
+    updateEvents();
+}
+
+void Connection::updateEvents() {
+    if (!open()) {
+        return;
+    }
+    std::uint32_t want =
+        (reading() ? std::uint32_t{EPOLLIN} : 0) | (output_.empty() ? 0 : std::uint32_t{EPOLLOUT});
+    if (want != events_ && sd_event_source_set_io_events(source_.get(), want) >= 0) {
+        events_ = want;
+    }
+}
+
+// A client that shut down its sending side is served until its last reply is out.
+void Connection::finishIfDone() {
+    if (open() && readEof_ && inFlight_.empty() && output_.empty() && !decoder_.hasNext()) {
+        close();
+    }
+}
+
+void Connection::close(const char* why) {
+    if (closed_) {
+        return;
+    }
+    closed_ = true;
+    if (why != nullptr) {
+        server_.report(*peer_, why);
+    }
+    source_.reset();
+    socket_.reset();
+    output_.clear();
+    std::deque<Pending> pending = std::move(inFlight_);
+    inFlight_.clear();
+    unsentBytes_ = 0;
+    unsentFds_ = 0;
+    for (Pending& each : pending) {
+        each.call->disconnected();
+    }
+    server_.connectionClosed(*this);
+}
+
+}  // namespace nsfd::daemon::varlink

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// A Varlink server on sd-event: listens on an AF_UNIX stream socket, accepts
+// clients with their identity read from the socket, and dispatches each call to
+// the handler registered for its "interface.Method". Answers
+// org.varlink.service.GetInfo and GetInterfaceDescription itself.
+//
+// Every bound here is per connection or per uid, so no client can stall or
+// starve another: a client that breaks one is disconnected, alone.
+//
+//   Server server(loop.get(), {"nsfd", "nsfdd", version, url});
+//   server.addInterface(std::string(kManagerInterface), std::string(kManagerIdl));
+//   server.addMethod("org.nsfd1.Manager.GetNamespace", [&](const CallPtr& call) {
+//       authorizer.check(call->peer(), ..., [call](bool allowed) {   // later, on the loop
+//           if (!allowed) { call->error(error::kAccessDenied, {{"pid", pid}}); return; }
+//           std::vector<UniqueFd> fds;
+//           fds.push_back(std::move(nsfd));
+//           call->reply({{"fileDescriptor", 0}}, std::move(fds));
+//       });
+//   });
+//   server.bind("/run/nsfd/org.nsfd1.Manager");   // or listen(fd from sd_listen_fds)
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "call.hpp"
+#include "codec.hpp"
+#include "event_source.hpp"
+#include "peer.hpp"
+
+namespace nsfd::daemon::varlink {
+
+struct ServerInfo {
+    std::string vendor;
+    std::string product;
+    std::string version;
+    std::string url;
+};
+
+struct ServerLimits {
+    DecodeLimits decode;
+    // Connections cost an fd and a few KiB each; the per-uid bound keeps one
+    // user from taking them all. Worst case held fds: maxConnections *
+    // (1 + maxUnsentFds) = 66,000, under the 524,288 systemd gives a service.
+    std::size_t maxConnections = 512;
+    std::size_t maxConnectionsPerUid = 64;
+    // Replies a client has not read yet, fds included (each held fd counts
+    // against nsfdd's RLIMIT_NOFILE). Beyond either bound the client is
+    // disconnected. 4 MiB holds ListProcesses of 100,000 processes.
+    std::size_t maxUnsentBytes = 4 * 1024 * 1024;
+    std::size_t maxUnsentFds = 128;
+    // Calls read but not answered yet (pipelined, or waiting for authorization):
+    // beyond this the connection is simply not read until some are answered.
+    std::size_t maxPendingCalls = 64;
+};
+
+struct MethodFlags {
+    // Fds sent with a call of a method without this are closed before dispatch.
+    bool acceptsFds = false;
+    // Calls without "more" get org.varlink.service.ExpectedMore.
+    bool requiresMore = false;
+};
+inline constexpr MethodFlags kTakesFds{.acceptsFds = true, .requiresMore = false};
+inline constexpr MethodFlags kStreams{.acceptsFds = false, .requiresMore = true};
+
+// Answers `call` now (call->reply(...)) or keeps it to answer later. Must not
+// throw: an exception is answered with org.nsfd1.Manager.Failed and reported.
+using Handler = std::function<void(const CallPtr& call)>;
+
+// What a client did wrong, or a limit it hit; for the daemon to log.
+using ProtocolErrorHook = std::function<void(const Peer& peer, std::string_view what)>;
+
+class Server final {
+  public:
+    Server(sd_event* event, ServerInfo info, ServerLimits limits = {});
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // An interface GetInterfaceDescription returns `description` (IDL) for.
+    void addInterface(std::string name, std::string description);
+    // "interface.Method"; its interface should have been added.
+    void addMethod(std::string method, Handler handler, MethodFlags flags = {});
+    void setProtocolErrorHook(ProtocolErrorHook hook) { hook_ = std::move(hook); }
+
+    // Serves on a listening socket (from socket activation). Throws std::system_error.
+    void listen(UniqueFd socket);
+    // Creates the socket at `path` (mode 0666, parent directories made, a stale
+    // socket replaced) and serves on it; removes it again on destruction.
+    void bind(const std::string& path);
+
+    std::size_t connectionCount() const noexcept { return connections_.size(); }
+    const ServerLimits& limits() const noexcept { return limits_; }
+
+  private:
+    friend class Connection;
+    struct Method {
+        Handler handler;
+        MethodFlags flags;
+    };
+
+    static int onAccept(sd_event_source* source, int fd, std::uint32_t revents, void* userdata);
+    static int onResumeAccept(sd_event_source* source, std::uint64_t usec, void* userdata);
+    void acceptSome();
+    void pauseAccepting();
+    void dispatch(const CallPtr& call);
+    void builtin(const CallPtr& call);
+    void connectionClosed(Connection& connection);
+    void report(const Peer& peer, std::string_view what) const;
+
+    sd_event* event_;
+    ServerInfo info_;
+    ServerLimits limits_;
+    ProtocolErrorHook hook_;
+    std::map<std::string, std::string, std::less<>> interfaces_;
+    std::map<std::string, Method, std::less<>> methods_;
+    UniqueFd listening_;
+    EventSource acceptSource_;
+    EventSource resumeSource_;
+    std::string boundPath_;
+    ino_t boundInode_ = 0;
+    std::map<Connection*, std::shared_ptr<Connection>> connections_;
+    std::map<uid_t, std::size_t> perUid_;
+    bool destroying_ = false;
+};
+
+}  // namespace nsfd::daemon::varlink

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "socket_io.hpp"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace nsfd::daemon::varlink {
+
+namespace {
+
+// SCM_MAX_FD in the kernel: no message carries more.
+constexpr std::size_t kKernelMaxFds = 253;
+
+}  // namespace
+
+int receiveWithFds(int socket, std::span<char> buffer, std::size_t maxFds, Received& received) {
+    maxFds = std::min(maxFds, kKernelMaxFds);
+    // Room for one fd more than allowed (and never none), so that a message with
+    // too many is told apart from one with exactly the maximum.
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * (maxFds + 1)));
+    iovec iov{buffer.data(), buffer.size()};
+    msghdr message{};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.data();
+    message.msg_controllen = control.size();
+    ssize_t n = ::recvmsg(socket, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+        return -errno;
+    }
+    received.bytes = static_cast<std::size_t>(n);
+    received.fds.clear();
+    received.fdsTruncated = (message.msg_flags & MSG_CTRUNC) != 0;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr; c = CMSG_NXTHDR(&message, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < count; ++i) {
+            int fd;
+            std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            received.fds.emplace_back(fd);
+        }
+    }
+    if (received.fds.size() > maxFds) {
+        received.fdsTruncated = true;
+    }
+    return 0;
+}
+
+ssize_t sendWithFds(int socket, std::span<const iovec> data, std::span<const int> fds) {
+    msghdr message{};
+    message.msg_iov = const_cast<iovec*>(data.data());
+    message.msg_iovlen = data.size();
+    std::vector<char> control;
+    if (!fds.empty()) {
+        control.resize(CMSG_SPACE(sizeof(int) * fds.size()));
+        message.msg_control = control.data();
+        message.msg_controllen = control.size();
+        cmsghdr* c = CMSG_FIRSTHDR(&message);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    ssize_t n = ::sendmsg(socket, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return n < 0 ? -errno : n;
+}
+
+}  // namespace nsfd::daemon::varlink

@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The Varlink decoder and encoders, fed by hand: framing, bounds, validation
+// and which message the fds belong to.
+#include <fcntl.h>
+
+#include <string>
+
+#include "varlink/codec.hpp"
+#include "varlink_test_util.hpp"
+
+namespace nsfd::test {
+namespace {
+
+using varlink::CallMessage;
+using varlink::Decoded;
+using varlink::DecodeError;
+using varlink::Decoder;
+
+class VarlinkCodecTest : public LeakCheckedTest {};
+
+varlink::DecodeLimits maxBytes(std::size_t bytes) {
+    varlink::DecodeLimits limits;
+    limits.maxMessageBytes = bytes;
+    return limits;
+}
+
+std::string call(const std::string& json) {
+    return json + '\0';
+}
+
+std::vector<UniqueFd> devNulls(int count) {
+    std::vector<UniqueFd> fds;
+    for (int i = 0; i < count; ++i) {
+        fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    }
+    return fds;
+}
+
+CallMessage expectCall(Decoder& decoder) {
+    std::optional<Decoded> decoded = decoder.next();
+    EXPECT_TRUE(decoded.has_value());
+    if (!decoded) {
+        return {};
+    }
+    if (auto* error = std::get_if<DecodeError>(&*decoded)) {
+        ADD_FAILURE() << "decode error " << varlink::toString(*error);
+        return {};
+    }
+    return std::move(std::get<CallMessage>(*decoded));
+}
+
+DecodeError expectError(Decoder& decoder) {
+    std::optional<Decoded> decoded = decoder.next();
+    EXPECT_TRUE(decoded.has_value());
+    if (!decoded || !std::holds_alternative<DecodeError>(*decoded)) {
+        ADD_FAILURE() << "a call decoded";
+        return DecodeError::TooManyFds;
+    }
+    return std::get<DecodeError>(*decoded);
+}
+
+DecodeError errorOf(const std::string& text, varlink::DecodeLimits limits = {}) {
+    Decoded decoded = varlink::decodeCall(text, limits);
+    if (!std::holds_alternative<DecodeError>(decoded)) {
+        ADD_FAILURE() << "accepted: " << text;
+        return DecodeError::TooManyFds;
+    }
+    return std::get<DecodeError>(decoded);
+}
+
+TEST_F(VarlinkCodecTest, DecodesAFullCall) {
+    Decoder decoder;
+    decoder.feed(call(R"({"method":"org.nsfd1.Manager.GetNamespace","parameters":{"pid":1,)"
+                      R"("type":"net"},"more":true,"com.example.trace":{"id":7}})"),
+                 {});
+    CallMessage message = expectCall(decoder);
+    EXPECT_EQ(message.method, "org.nsfd1.Manager.GetNamespace");
+    EXPECT_EQ(message.parameters, (Json{{"pid", 1}, {"type", "net"}}));
+    EXPECT_TRUE(message.more);
+    EXPECT_FALSE(message.oneway);
+    EXPECT_FALSE(decoder.hasNext());
+    EXPECT_FALSE(decoder.midMessage());
+}
+
+TEST_F(VarlinkCodecTest, ParametersAreOptional) {
+    Decoder decoder;
+    decoder.feed(call(R"({"method":"org.varlink.service.GetInfo"})") +
+                     call(R"({"method":"a.b.C","parameters":null,"oneway":true})"),
+                 {});
+    EXPECT_EQ(expectCall(decoder).parameters, Json::object());
+    CallMessage second = expectCall(decoder);
+    EXPECT_TRUE(second.oneway);
+    EXPECT_EQ(second.parameters, Json::object());
+}
+
+TEST_F(VarlinkCodecTest, ReassemblesAMessageSplitAnywhere) {
+    std::string stream = call(R"({"method":"a.b.First"})") + call(R"({"method":"a.b.Second"})");
+    for (std::size_t step = 1; step <= 7; ++step) {
+        Decoder decoder;
+        for (std::size_t i = 0; i < stream.size(); i += step) {
+            decoder.feed(std::string_view(stream).substr(i, step), {});
+        }
+        EXPECT_EQ(expectCall(decoder).method, "a.b.First");
+        EXPECT_EQ(expectCall(decoder).method, "a.b.Second");
+        EXPECT_FALSE(decoder.hasNext());
+    }
+}
+
+TEST_F(VarlinkCodecTest, RefusesBadCalls) {
+    EXPECT_EQ(errorOf(""), DecodeError::InvalidJson);
+    EXPECT_EQ(errorOf("\x01\x02garbage"), DecodeError::InvalidJson);
+    EXPECT_EQ(errorOf(R"({"method":"a.b.C")"), DecodeError::InvalidJson);
+    EXPECT_EQ(errorOf("{\"method\":\"a.b.C\",\"x\":\"\xff\xfe\"}"), DecodeError::InvalidJson);
+    EXPECT_EQ(errorOf("[]"), DecodeError::NotAnObject);
+    EXPECT_EQ(errorOf("42"), DecodeError::NotAnObject);
+    EXPECT_EQ(errorOf("{}"), DecodeError::InvalidMethod);
+    EXPECT_EQ(errorOf(R"({"method":7})"), DecodeError::InvalidMethod);
+    for (const char* bad : {"Method", "a.method", ".Method", "a..b.C", "a.b.", "1a.b.C", "a-.b.C",
+                            "a.b.C-D", "a.Method"}) {
+        EXPECT_EQ(errorOf(std::string(R"({"method":")") + bad + "\"}"), DecodeError::InvalidMethod)
+            << bad;
+    }
+    EXPECT_EQ(errorOf(R"({"method":"a.b.C","parameters":[]})"), DecodeError::InvalidField);
+    EXPECT_EQ(errorOf(R"({"method":"a.b.C","more":"yes"})"), DecodeError::InvalidField);
+    EXPECT_EQ(errorOf(R"({"method":"a.b.C","oneway":1})"), DecodeError::InvalidField);
+    EXPECT_EQ(errorOf(R"({"method":"a.b.C","bogus":1})"), DecodeError::UnknownField);
+    EXPECT_EQ(errorOf(R"({"method":"a.b.C","oneway":true,"more":true})"),
+              DecodeError::ConflictingFlags);
+    EXPECT_TRUE(varlink::isValidMethodName("io.systemd-x.Machine2.List"));
+}
+
+TEST_F(VarlinkCodecTest, DepthIsBoundedWhileParsing) {
+    auto nested = [](int depth) {
+        std::string text;
+        for (int i = 1; i < depth; ++i) {
+            text += R"({"a":)";
+        }
+        text += "{}";
+        text += std::string(static_cast<std::size_t>(depth - 1), '}');
+        return text;
+    };
+    DecodeError error{};
+    EXPECT_TRUE(varlink::parseObject(nested(16), 16, error).has_value());
+    EXPECT_FALSE(varlink::parseObject(nested(17), 16, error).has_value());
+    EXPECT_EQ(error, DecodeError::TooDeep);
+    // Far too deep, and not even closed: refused as soon as the limit is crossed.
+    std::string deep = R"({"method":"a.b.C","parameters":{"x":)" + std::string(1000000, '[');
+    EXPECT_EQ(errorOf(deep, maxBytes(2000000)), DecodeError::TooDeep);
+}
+
+TEST_F(VarlinkCodecTest, MessageSizeIsBounded) {
+    varlink::DecodeLimits limits = maxBytes(100);
+    std::string body = R"({"method":"a.b.C","parameters":{"s":")";
+    std::string exact = body + std::string(100 - body.size() - 3, 'x') + "\"}}";
+    ASSERT_EQ(exact.size(), 100u);
+    Decoder fits(limits);
+    fits.feed(call(exact), {});
+    EXPECT_EQ(expectCall(fits).method, "a.b.C");
+
+    Decoder tooLarge(limits);
+    tooLarge.feed(call(exact + " "), {});
+    EXPECT_EQ(expectError(tooLarge), DecodeError::MessageTooLarge);
+
+    // No NUL in sight: refused once the bound is passed, not at the end.
+    Decoder endless(limits);
+    for (int i = 0; i < 20 && !endless.hasNext(); ++i) {
+        endless.feed(std::string(10, ' '), {});
+    }
+    EXPECT_EQ(expectError(endless), DecodeError::MessageTooLarge);
+    EXPECT_TRUE(endless.failed());
+}
+
+TEST_F(VarlinkCodecTest, FdsBelongToTheLastMessageStartingInTheirRead) {
+    Decoder decoder;
+    std::vector<UniqueFd> fds = devNulls(2);
+    ino_t first = inodeOf(fds[0].get());
+    decoder.feed(call(R"({"method":"a.b.Plain"})") + call(R"({"method":"a.b.WithFds"})"),
+                 std::move(fds));
+    EXPECT_TRUE(expectCall(decoder).fds.empty());
+    CallMessage withFds = expectCall(decoder);
+    ASSERT_EQ(withFds.fds.size(), 2u);
+    EXPECT_EQ(inodeOf(withFds.fds[0].get()), first);
+
+    // A message whose first bytes came with the fds and whose rest came later.
+    decoder.feed(R"({"method":"a.b.)", devNulls(1));
+    EXPECT_TRUE(decoder.midMessage());
+    decoder.feed(call(R"(Split"})") + call(R"({"method":"a.b.After"})"), {});
+    EXPECT_EQ(expectCall(decoder).fds.size(), 1u);
+    EXPECT_TRUE(expectCall(decoder).fds.empty());
+}
+
+TEST_F(VarlinkCodecTest, FdsInTheMiddleOfAMessageEndTheStream) {
+    Decoder decoder;
+    decoder.feed(R"({"method":"a.b.)", {});
+    std::vector<UniqueFd> fds = devNulls(1);
+    int raw = fds[0].get();
+    decoder.feed(call(R"(C"})"), std::move(fds));
+    EXPECT_EQ(expectError(decoder), DecodeError::MisplacedFds);
+    EXPECT_FALSE(isOpen(raw));
+    // Whatever follows is ignored, its fds closed.
+    std::vector<UniqueFd> later = devNulls(1);
+    raw = later[0].get();
+    decoder.feed(call(R"({"method":"a.b.C"})"), std::move(later));
+    EXPECT_FALSE(decoder.hasNext());
+    EXPECT_FALSE(isOpen(raw));
+}
+
+TEST_F(VarlinkCodecTest, TooManyFdsAreClosedAndTheCallMarked) {
+    varlink::DecodeLimits limits;
+    limits.maxFdsPerMessage = 3;
+    Decoder decoder(limits);
+    std::vector<UniqueFd> fds = devNulls(4);
+    std::vector<int> raw;
+    for (auto& fd : fds) {
+        raw.push_back(fd.get());
+    }
+    decoder.feed(call(R"({"method":"a.b.C"})"), std::move(fds));
+    CallMessage message = expectCall(decoder);
+    EXPECT_TRUE(message.tooManyFds);
+    EXPECT_TRUE(message.fds.empty());
+    for (int fd : raw) {
+        EXPECT_FALSE(isOpen(fd));
+    }
+    // The kernel dropped some (MSG_CTRUNC): the same.
+    decoder.feed(call(R"({"method":"a.b.C"})"), devNulls(1), true);
+    EXPECT_TRUE(expectCall(decoder).tooManyFds);
+}
+
+TEST_F(VarlinkCodecTest, EncodesReplies) {
+    using namespace std::string_literals;
+    EXPECT_EQ(varlink::encodeReply({{"id", 7}}), "{\"parameters\":{\"id\":7}}\0"s);
+    EXPECT_EQ(varlink::encodeReply({{"id", 7}}, true),
+              "{\"continues\":true,\"parameters\":{\"id\":7}}\0"s);
+    EXPECT_EQ(varlink::encodeReply(Json()), "{\"parameters\":{}}\0"s);
+    EXPECT_EQ(varlink::encodeError("org.nsfd1.Manager.NoSuchProcess", {{"pid", 4711}}),
+              "{\"error\":\"org.nsfd1.Manager.NoSuchProcess\",\"parameters\":{\"pid\":4711}}\0"s);
+    EXPECT_EQ(varlink::encodeCall("a.b.C", Json::object(), true),
+              "{\"method\":\"a.b.C\",\"more\":true,\"parameters\":{}}\0"s);
+    // Invalid UTF-8 a handler put in a string does not throw.
+    std::string reply = varlink::encodeReply({{"s", "\xff"}});
+    EXPECT_EQ(reply.back(), '\0');
+}
+
+}  // namespace
+}  // namespace nsfd::test

@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Bad clients on a real Varlink server: each is disconnected or refused, alone,
+// with every fd it sent closed, while another client goes on being served.
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "varlink/errors.hpp"
+#include "varlink_test_util.hpp"
+
+namespace nsfd::test {
+namespace {
+
+using varlink::CallPtr;
+
+class VarlinkLimitsTest : public VarlinkTest {
+  protected:
+    // The other client, which must not notice anything.
+    void expectBystanderServed() {
+        TestClient bystander(*this);
+        bystander.call("org.varlink.service.GetInfo");
+        std::optional<Reply> reply = bystander.read();
+        ASSERT_TRUE(reply);
+        EXPECT_FALSE(reply->isError());
+    }
+    bool reported(std::string_view what) const {
+        return std::find(protocolErrors_.begin(), protocolErrors_.end(), what) !=
+               protocolErrors_.end();
+    }
+};
+
+TEST_F(VarlinkLimitsTest, GarbageEndsTheConnection) {
+    TestClient client(*this);
+    client.sendRaw(std::string("\x01\x02 not json at all", 19) + '\0');
+    EXPECT_TRUE(client.awaitClosed());
+    EXPECT_TRUE(reported("InvalidJson"));
+    EXPECT_TRUE(turnUntil([&] { return server_->connectionCount() == 0; }));
+    expectBystanderServed();
+}
+
+TEST_F(VarlinkLimitsTest, AnInvalidCallEndsTheConnection) {
+    TestClient client(*this);
+    client.sendRaw(std::string(R"({"method":"nodots"})") + '\0');
+    EXPECT_TRUE(client.awaitClosed());
+    EXPECT_TRUE(reported("InvalidMethod"));
+}
+
+TEST_F(VarlinkLimitsTest, AHugeMessageEndsTheConnection) {
+    varlink::ServerLimits limits;
+    limits.decode.maxMessageBytes = 64 * 1024;
+    startServer(limits);
+    TestClient client(*this);
+    // A megabyte with no end: refused after 64 KiB, long before its end.
+    std::string huge = R"({"method":"a.b.C","parameters":{"s":")" + std::string(1 << 20, 'x');
+    std::size_t sent = 0;
+    while (sent < huge.size()) {
+        ssize_t n = ::send(client.fd(), huge.data() + sent, huge.size() - sent,
+                           MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            ASSERT_TRUE(errno == EAGAIN || errno == EPIPE || errno == ECONNRESET);
+            if (errno != EAGAIN) {
+                break;
+            }
+            turn();
+            continue;
+        }
+        sent += static_cast<std::size_t>(n);
+    }
+    EXPECT_LT(sent, huge.size());
+    EXPECT_TRUE(client.awaitClosed());
+    EXPECT_TRUE(reported("MessageTooLarge"));
+    expectBystanderServed();
+}
+
+TEST_F(VarlinkLimitsTest, DeepNestingEndsTheConnection) {
+    TestClient client(*this);
+    client.sendRaw(R"({"method":"a.b.C","parameters":{"x":)" + std::string(10000, '[') +
+                   std::string(10000, ']') + "}}" + '\0');
+    EXPECT_TRUE(client.awaitClosed());
+    EXPECT_TRUE(reported("TooDeep"));
+    expectBystanderServed();
+}
+
+TEST_F(VarlinkLimitsTest, HalfAMessageThenHangUp) {
+    {
+        TestClient client(*this);
+        client.sendRaw(R"({"method":"org.varlink.service.Get)");
+        turn();
+    }
+    EXPECT_TRUE(turnUntil([&] { return server_->connectionCount() == 0; }));
+    EXPECT_TRUE(reported("hung up in the middle of a message"));
+    expectBystanderServed();
+}
+
+TEST_F(VarlinkLimitsTest, TwoHundredFdsAreRefusedAndClosed) {
+    server_->addMethod(
+        "org.example.Test.TakeFds",
+        [](const CallPtr& call) {
+            call->reply({{"n", call->fdCount()}});
+        },
+        varlink::kTakesFds);
+    server_->addInterface("org.example.Test", "interface org.example.Test\n");
+    TestClient client(*this);
+    Pipe pipe;
+    std::vector<UniqueFd> copies;
+    std::vector<int> raw;
+    for (int i = 0; i < 200; ++i) {
+        copies.push_back(pipe.write.duplicate());
+        raw.push_back(copies.back().get());
+    }
+    client.call("org.example.Test.TakeFds", Json::object(), raw);
+    std::optional<Reply> reply = client.read();
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(reply->error(), varlink::error::kLimitExceeded);
+    EXPECT_EQ(reply->parameters().at("limit"), "fileDescriptors");
+    EXPECT_TRUE(reply->fds.empty());
+    // Every copy the server got is closed: with ours gone, the pipe reads EOF.
+    copies.clear();
+    pipe.write.reset();
+    char byte;
+    EXPECT_EQ(::read(pipe.read.get(), &byte, 1), 0);
+    // The connection goes on; the maximum itself is fine.
+    Pipe other;
+    std::vector<int> eight(8, other.write.get());
+    client.call("org.example.Test.TakeFds", Json::object(), eight);
+    reply = client.read();
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(reply->parameters().at("n"), 8);
+}
+
+TEST_F(VarlinkLimitsTest, AClientThatNeverReadsIsDisconnectedAlone) {
+    varlink::ServerLimits limits;
+    limits.maxUnsentBytes = 256 * 1024;
+    limits.maxUnsentFds = 16;
+    startServer(limits);
+    server_->addInterface("org.example.Test", "interface org.example.Test\n");
+    server_->addMethod("org.example.Test.Big", [](const CallPtr& call) {
+        call->reply({{"blob", std::string(64 * 1024, 'x')}});
+    });
+    server_->addMethod("org.example.Test.Fd", [](const CallPtr& call) {
+        std::vector<UniqueFd> fds;
+        fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        call->reply({{"fileDescriptor", 0}}, std::move(fds));
+    });
+    TestClient bytes(*this);
+    TestClient fds(*this);
+    for (int i = 0; i < 100 && server_->connectionCount() == 2; ++i) {
+        bytes.call("org.example.Test.Big");
+        turn();
+    }
+    EXPECT_TRUE(bytes.awaitClosed());
+    EXPECT_TRUE(reported("does not read its replies"));
+    // Fds pile up faster than bytes: the fd bound catches that one.
+    for (int i = 0; i < 2000 && server_->connectionCount() == 1; ++i) {
+        fds.call("org.example.Test.Fd");
+        turn(std::chrono::milliseconds(0));
+    }
+    EXPECT_TRUE(fds.awaitClosed());
+    expectBystanderServed();
+}
+
+TEST_F(VarlinkLimitsTest, ConnectionsPerUidAndInAll) {
+    varlink::ServerLimits limits;
+    limits.maxConnections = 3;
+    limits.maxConnectionsPerUid = 2;
+    startServer(limits);
+    TestClient first(*this);
+    TestClient second(*this);
+    TestClient third(*this);  // a third of root's
+    EXPECT_TRUE(third.awaitClosed());
+    EXPECT_TRUE(reported("connection refused: too many connections of this uid"));
+    std::optional<TestClient> nobody;
+    std::optional<TestClient> nobodyAgain;
+    runAsUser(65534, 65534, [&] {
+        nobody.emplace(*this);
+        nobodyAgain.emplace(*this);  // only two of nobody's, but four in all
+    });
+    turn();
+    EXPECT_TRUE(nobodyAgain->awaitClosed());
+    EXPECT_TRUE(reported("connection refused: too many connections"));
+    for (TestClient* client : {&first, &second, &*nobody}) {
+        client->call("org.varlink.service.GetInfo");
+        EXPECT_TRUE(client->read());
+    }
+    // A slot freed is a slot taken again.
+    first.close();
+    EXPECT_TRUE(turnUntil([&] { return server_->connectionCount() == 2; }));
+    expectBystanderServed();
+}
+
+TEST_F(VarlinkLimitsTest, PendingCallsStopTheReadingNotTheClient) {
+    varlink::ServerLimits limits;
+    limits.maxPendingCalls = 4;
+    startServer(limits);
+    server_->addInterface("org.example.Test", "interface org.example.Test\n");
+    std::vector<CallPtr> later;
+    server_->addMethod("org.example.Test.Later",
+                       [&](const CallPtr& call) { later.push_back(call); });
+    TestClient client(*this);
+    for (int i = 0; i < 10; ++i) {
+        client.call("org.example.Test.Later", {{"n", i}});
+    }
+    EXPECT_TRUE(client.silentFor(std::chrono::milliseconds(50)));
+    EXPECT_EQ(later.size(), 4u);
+    for (std::size_t i = 0; i < 10; ++i) {
+        ASSERT_TRUE(turnUntil([&] { return later.size() > i; }));
+        later[i]->reply({{"n", later[i]->parameters().at("n")}});
+        std::optional<Reply> reply = client.read();
+        ASSERT_TRUE(reply);
+        EXPECT_EQ(reply->parameters().at("n"), i);
+    }
+    expectBystanderServed();
+}
+
+}  // namespace
+}  // namespace nsfd::test
