@@ -76,7 +76,7 @@ class InvalidArgument : public Error {
   public:
     using Error::Error;
 };
-// no bus, or no nsfdd on it
+// no bus, no nsfdd on it, or the bus failed to start it (D-Bus activation)
 class DaemonUnavailable : public Error {
   public:
     using Error::Error;
