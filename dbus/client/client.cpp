@@ -42,14 +42,19 @@ namespace {
         }
         throw Error(name, message);
     }
-    if (name == "org.freedesktop.DBus.Error.ServiceUnknown" ||
-        name == "org.freedesktop.DBus.Error.NameHasNoOwner" ||
-        name == "org.freedesktop.DBus.Error.NoReply" ||
-        name == "org.freedesktop.DBus.Error.Disconnected" ||
-        name == "org.freedesktop.DBus.Error.NoServer" ||
-        name == "org.freedesktop.DBus.Error.Spawn.ChildExited" ||
-        name == "org.freedesktop.DBus.Error.Spawn.Failed" ||
-        name == "org.freedesktop.systemd1.NoSuchUnit" || name.rfind("System.Error.", 0) == 0) {
+    // Every other error of the bus's own or of systemd's (relayed by the bus when
+    // D-Bus activation fails: "Unit dbus-org.nsfd1.service not found.", a masked
+    // or broken unit, Spawn.* without systemd) means nsfdd was not reached:
+    // nsfdd itself answers only with the contract's names and, through sd-bus,
+    // the object layer's.
+    auto startsWith = [&name](const char* prefix) { return name.rfind(prefix, 0) == 0; };
+    bool fromObjectLayer = name == "org.freedesktop.DBus.Error.UnknownMethod" ||
+                           name == "org.freedesktop.DBus.Error.UnknownInterface" ||
+                           name == "org.freedesktop.DBus.Error.UnknownProperty" ||
+                           name == "org.freedesktop.DBus.Error.PropertyReadOnly";
+    if (!fromObjectLayer &&
+        (startsWith("org.freedesktop.DBus.Error.") || startsWith("org.freedesktop.systemd1.") ||
+         startsWith("System.Error."))) {
         throw DaemonUnavailable(name, "nsfdd is not available: " + message);
     }
     throw Error(name, message);

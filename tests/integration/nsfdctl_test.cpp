@@ -184,6 +184,43 @@ TEST_F(NsfdctlTest, ExitCodes) {
     EXPECT_EQ(nsfdctl({"--help"}).first, 0);
 }
 
+// nsfdctl(1): exit 3 for every way of not reaching nsfdd, also when the bus
+// fails to start it. Under systemd that is "Unit dbus-org.nsfd1.service not
+// found." (the unit not enabled); here a bus of its own whose activation file
+// starts a program that fails, or one that does not exist.
+TEST_F(NsfdctlTest, ExitCode3WhenTheBusCannotStartNsfdd) {
+    const std::string script = R"(
+dir=$(mktemp -d /tmp/nsfd-activation.XXXXXX) || exit 1
+mkdir "$dir/services"
+printf '[D-BUS Service]\nName=org.nsfd1\nExec=%s\n' "$1" >"$dir/services/org.nsfd1.service"
+cat >"$dir/bus.conf" <<EOF
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=$dir/bus</listen>
+  <auth>EXTERNAL</auth>
+  <servicedir>$dir/services</servicedir>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/>
+  </policy>
+</busconfig>
+EOF
+dbus-daemon --config-file="$dir/bus.conf" --nofork --nopidfile 2>/dev/null & bus=$!
+i=0
+while [ ! -S "$dir/bus" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i + 1)); done
+"$2" --bus "unix:path=$dir/bus" status 2>&1
+code=$?
+kill $bus; wait $bus; rm -rf "$dir"
+echo "exit $code"
+)";
+    for (const char* program : {"/bin/false", "/nonexistent/nsfdd"}) {
+        auto [status, out] = run({"sh", "-c", script, "sh", program, NSFD_TEST_NSFDCTL});
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+        EXPECT_NE(out.find("nsfdd is not available: "), std::string::npos)
+            << program << ": " << out;
+        EXPECT_NE(out.find("exit 3\n"), std::string::npos) << program << ": " << out;
+    }
+}
+
 }  // namespace
 }  // namespace nsfd::test
 

@@ -88,7 +88,7 @@ class InteractiveAuthorizationRequired : public AccessDenied {
   public:
     using AccessDenied::AccessDenied;
 };
-// no bus, or no nsfdd on it
+// no bus, no nsfdd on it, or the bus failed to start it (D-Bus activation)
 class DaemonUnavailable : public Error {
   public:
     using Error::Error;
