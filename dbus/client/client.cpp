@@ -333,6 +333,10 @@ TrackedProcess Client::process(pid_t pid) {
         [&] { return tracked(shared_->manager->GetProcess(static_cast<uint32_t>(pid)), pid); });
 }
 
+TrackedProcess Client::processWithId(std::uint64_t id) {
+    return callDaemon([&] { return tracked(nsfd::dbus::processObjectPath(id)); });
+}
+
 std::vector<ProcessEntry> Client::list() {
     return callDaemon([&] {
         std::vector<ProcessEntry> out;
