@@ -6,12 +6,15 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <optional>
+#include <system_error>
 
+#include "arguments.hpp"
 #include "enter.hpp"
 #include "nsfd/client.hpp"
 
@@ -38,34 +41,6 @@ struct Options {
 
 nsfd::Client connect(const Options& options) {
     return options.bus.empty() ? nsfd::Client::system() : nsfd::Client::connect(options.bus);
-}
-
-std::vector<nsfd::NsType> parseTypes(const std::vector<std::string>& names) {
-    std::vector<nsfd::NsType> types;
-    for (const std::string& name : names) {
-        std::optional<nsfd::NsType> type = nsfd::parseNsType(name);
-        if (!type) {
-            throw CLI::ValidationError("TYPE", "unknown namespace type '" + name +
-                                                   "' (cgroup ipc mnt net pid pid_for_children "
-                                                   "time time_for_children user uts)");
-        }
-        types.push_back(*type);
-    }
-    return types;
-}
-
-int parseSignal(const std::string& text) {
-    if (!text.empty() && std::isdigit(static_cast<unsigned char>(text[0]))) {
-        return std::stoi(text);
-    }
-    std::string name = text.rfind("SIG", 0) == 0 ? text.substr(3) : text;
-    for (int sig = 1; sig < NSIG; ++sig) {
-        const char* abbrev = sigabbrev_np(sig);
-        if (abbrev != nullptr && name == abbrev) {
-            return sig;
-        }
-    }
-    throw CLI::ValidationError("SIGNAL", "unknown signal '" + text + "'");
 }
 
 std::string describeStatus(int status) {
@@ -142,6 +117,13 @@ int status(const Options& options) {
     return kOk;
 }
 
+using nsfd::cli::ProcessArgument;
+
+// The tracked process named by id; a pid names whatever process has it now.
+nsfd::TrackedProcess trackedById(nsfd::Client& client, const ProcessArgument& process) {
+    return client.processWithId(*process.id);
+}
+
 int track(const Options& options, pid_t pid) {
     nsfd::Client client = connect(options);
     nsfd::TrackedProcess process = client.track(pid);
@@ -156,15 +138,13 @@ int track(const Options& options, pid_t pid) {
     return kOk;
 }
 
-int untrack(const Options& options, std::uint64_t pidOrId) {
+int untrack(const Options& options, const ProcessArgument& process) {
     nsfd::Client client = connect(options);
-    for (const nsfd::ProcessEntry& entry : client.list()) {
-        if (entry.id == pidOrId) {
-            client.process(entry.pid).untrack();
-            return kOk;
-        }
+    if (process.id) {
+        trackedById(client, process).untrack();
+    } else {
+        client.process(*process.pid).untrack();
     }
-    client.process(static_cast<pid_t>(pidOrId)).untrack();
     return kOk;
 }
 
@@ -187,9 +167,10 @@ int list(const Options& options) {
     return kOk;
 }
 
-int info(const Options& options, pid_t pid) {
+int info(const Options& options, const ProcessArgument& process) {
     nsfd::Client client = connect(options);
-    nsfd::ProcessInfo info = client.info(pid);
+    nsfd::ProcessInfo info =
+        process.id ? trackedById(client, process).info() : client.info(*process.pid);
     if (options.json) {
         std::cout << toJson(info) << '\n';
         return kOk;
@@ -217,10 +198,12 @@ int info(const Options& options, pid_t pid) {
     return kOk;
 }
 
-int namespaces(const Options& options, pid_t pid, const std::vector<std::string>& names) {
+int namespaces(const Options& options, const ProcessArgument& process,
+               const std::vector<nsfd::NsType>& types) {
     nsfd::Client client = connect(options);
-    std::vector<nsfd::NsType> types = parseTypes(names);
-    std::map<nsfd::NsType, nsfd::NsFd> fds = client.namespaceFds(pid, types);
+    std::map<nsfd::NsType, nsfd::NsFd> fds = process.id
+                                                 ? trackedById(client, process).namespaceFds(types)
+                                                 : client.namespaceFds(*process.pid, types);
     if (options.json) {
         json out = json::object();
         for (const auto& [type, ns] : fds) {
@@ -264,15 +247,18 @@ int watch(const Options& options) {
     return kOk;
 }
 
-int sendSignal(const Options& options, pid_t pid, const std::string& signalName) {
-    int signal = parseSignal(signalName);
+int sendSignal(const Options& options, const ProcessArgument& target, int signal) {
     nsfd::Client client = connect(options);
+    if (target.id) {
+        trackedById(client, target).signal(signal);
+        return kOk;
+    }
     std::optional<nsfd::TrackedProcess> process;
     bool trackedHere = false;
     try {
-        process = client.process(pid);
+        process = client.process(*target.pid);
     } catch (const nsfd::NotTracked&) {
-        process = client.track(pid);
+        process = client.track(*target.pid);
         trackedHere = true;
     }
     process->signal(signal);
@@ -282,16 +268,82 @@ int sendSignal(const Options& options, pid_t pid, const std::string& signalName)
     return kOk;
 }
 
-int exec(const Options& options, pid_t pid, const std::vector<std::string>& names,
-         const std::vector<std::string>& command) {
-    std::vector<nsfd::NsType> types = parseTypes(names);
+// The namespaces --all enters: not those the caller is in already, which
+// setns(2) would refuse an unprivileged caller (EPERM) for nothing.
+void dropShared(std::map<nsfd::NsType, nsfd::NsFd>& fds, const std::vector<nsfd::NsType>& named) {
+    for (auto it = fds.begin(); it != fds.end();) {
+        bool isNamed = std::find(named.begin(), named.end(), it->first) != named.end();
+        bool shared = false;
+        if (!isNamed) {
+            // Both held open, so both alive: their nsfs inodes are distinct
+            // unless they are the same namespace.
+            try {
+                shared = nsfd::NsFd::current(it->first).inode() == it->second.inode();
+            } catch (const std::system_error&) {
+                shared = false;  // a type this kernel lacks in /proc/self/ns
+            }
+        }
+        it = shared ? fds.erase(it) : std::next(it);
+    }
+}
+
+int exec(const Options& options, const nsfd::cli::ExecArguments& args) {
+    std::vector<nsfd::NsType> types = args.named;
+    if (args.all) {
+        types.clear();
+        for (nsfd::NsType type : nsfd::allNsTypes()) {
+            if (type != nsfd::NsType::PidForChildren && type != nsfd::NsType::TimeForChildren) {
+                types.push_back(type);
+            }
+        }
+    }
     nsfd::Client client = connect(options);
-    std::map<nsfd::NsType, nsfd::NsFd> fds = client.namespaceFds(pid, types);
-    // pid_for_children and time_for_children are what a new child would get:
-    // for exec, "pid" means the process's own pid namespace, as for nsenter.
-    fds.erase(nsfd::NsType::PidForChildren);
-    fds.erase(nsfd::NsType::TimeForChildren);
-    return nsfd::cli::runInNamespaces(std::move(fds), command);
+    std::optional<nsfd::TrackedProcess> tracked;
+    if (args.process.id) {
+        tracked = trackedById(client, args.process);
+    }
+    pid_t pid = tracked ? tracked->pid() : *args.process.pid;
+    // A pidfd of our own names the process for what we read of /proc below:
+    // if it is still alive after nsfdd answered, nsfdd answered about it.
+    nsfd::PidFd pidfd = nsfd::PidFd::open(pid);
+    if (tracked && pidfd.id() != tracked->id()) {
+        throw nsfd::ProcessExited(nsfd::dbus::error::kProcessExited,
+                                  "Process " + args.process.text + " has exited");
+    }
+    std::map<nsfd::NsType, nsfd::NsFd> fds =
+        tracked ? tracked->namespaceFds(types) : client.namespaceFds(pid, types);
+    if (args.all) {
+        dropShared(fds, args.named);
+    }
+    nsfd::cli::EnterOptions enter;
+    enter.preserveCredentials = args.preserveCredentials;
+    enter.fork = args.fork;
+    std::optional<nsfd::cli::TargetFiles> target;
+    if (args.env || args.root.given || args.wd.given || args.uid.follow || args.gid.follow) {
+        target.emplace(pidfd);
+    }
+    if (args.uid.given) {
+        enter.uid = args.uid.follow ? target->uid() : args.uid.value;
+    }
+    if (args.gid.given) {
+        enter.gid = args.gid.follow ? target->gid() : args.gid.value;
+    }
+    if (args.root.given) {
+        enter.root =
+            args.root.path.empty() ? target->root() : nsfd::cli::openDirectory(args.root.path);
+    }
+    if (args.wd.given) {
+        enter.workingDirectory = args.wd.path.empty() ? target->workingDirectory()
+                                                      : nsfd::cli::openDirectory(args.wd.path);
+    }
+    if (args.env) {
+        enter.environment = target->environment();
+    }
+    if (pidfd.hasExited()) {
+        throw nsfd::ProcessExited(nsfd::dbus::error::kProcessExited,
+                                  "Process " + args.process.text + " has exited");
+    }
+    return nsfd::cli::runInNamespaces(std::move(fds), std::move(enter), args.command);
 }
 
 int exitCodeOf(const nsfd::Error& e) {
@@ -312,6 +364,18 @@ int exitCodeOf(const nsfd::Error& e) {
     return kFailed;
 }
 
+// What nsfdctl itself was refused by the kernel (reading /proc, setns, ...).
+int exitCodeOf(const std::system_error& e) {
+    if (e.code() == std::errc::permission_denied ||
+        e.code() == std::errc::operation_not_permitted) {
+        return kAccessDenied;
+    }
+    if (e.code() == std::errc::no_such_process) {
+        return kNoSuchProcess;
+    }
+    return kFailed;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -320,71 +384,87 @@ int main(int argc, char** argv) {
     Options options;
     app.add_option("--bus", options.bus,
                    "D-Bus address of the bus nsfdd is on (default: system bus)");
-    app.add_flag("--json", options.json, "Print JSON, for scripts");
+    app.add_flag("--json", options.json, "Print JSON, for scripts")->disable_flag_override();
     app.set_version_flag("--version", NSFD_VERSION);
 
-    pid_t pid = 0;
-    std::uint64_t pidOrId = 0;
-    std::vector<std::string> types;
-    std::string signalName;
-    std::vector<std::string> command;
+    // Each argument is taken as text and read by cli/arguments.cpp, which
+    // knows one spelling of it and says what it expected otherwise.
+    std::string processText;
+    std::vector<std::string> typeNames;
+    std::string signalText;
     std::function<int()> run;
+    constexpr const char* kProcessHelp =
+        "A pid (4711), or a tracked process by its nsfd id: id:5321 or /org/nsfd1/process/5321";
 
     app.add_subcommand("status", "Daemon version, kernel features, tracked count")->callback([&] {
         run = [&] { return status(options); };
     });
     auto* trackCmd = app.add_subcommand("track", "Track a process; prints its object path");
-    trackCmd->add_option("PID", pid, "Process id")->required()->check(CLI::PositiveNumber);
-    trackCmd->callback([&] { run = [&] { return track(options, pid); }; });
+    trackCmd->add_option("PID", processText, "Process id (a decimal number)")->required();
+    trackCmd->callback(
+        [&] { run = [&] { return track(options, nsfd::cli::parsePid(processText, "PID")); }; });
     auto* untrackCmd = app.add_subcommand("untrack", "Stop tracking a process");
-    untrackCmd->add_option("PID|ID", pidOrId, "Process id or nsfd id")->required();
-    untrackCmd->callback([&] { run = [&] { return untrack(options, pidOrId); }; });
+    untrackCmd->add_option("PROCESS", processText, kProcessHelp)->required();
+    untrackCmd->callback([&] {
+        run = [&] { return untrack(options, nsfd::cli::parseProcess(processText, "PROCESS")); };
+    });
     app.add_subcommand("list", "The tracked processes you may see")->callback([&] {
         run = [&] { return list(options); };
     });
     auto* infoCmd = app.add_subcommand("info", "Pid, parent, cgroup, credentials, state");
-    infoCmd->add_option("PID", pid, "Process id")->required()->check(CLI::PositiveNumber);
-    infoCmd->callback([&] { run = [&] { return info(options, pid); }; });
+    infoCmd->add_option("PROCESS", processText, kProcessHelp)->required();
+    infoCmd->callback([&] {
+        run = [&] { return info(options, nsfd::cli::parseProcess(processText, "PROCESS")); };
+    });
     auto* nsCmd = app.add_subcommand("ns", "Namespace types and ids of a process");
-    nsCmd->add_option("PID", pid, "Process id")->required()->check(CLI::PositiveNumber);
-    nsCmd->add_option("TYPE", types, "Namespace types (default: all)");
-    nsCmd->callback([&] { run = [&] { return namespaces(options, pid, types); }; });
+    nsCmd->add_option("PROCESS", processText, kProcessHelp)->required();
+    nsCmd->add_option("TYPE", typeNames, "Namespace types (default: all)");
+    nsCmd->callback([&] {
+        run = [&] {
+            ProcessArgument process = nsfd::cli::parseProcess(processText, "PROCESS");
+            return namespaces(options, process, nsfd::cli::parseNsTypes(typeNames, "TYPE"));
+        };
+    });
     app.add_subcommand("watch", "Print exits of tracked processes as they happen (until Ctrl-C)")
         ->callback([&] { run = [&] { return watch(options); }; });
     auto* signalCmd = app.add_subcommand("signal", "Send a signal (name or number)");
-    signalCmd->add_option("PID", pid, "Process id")->required()->check(CLI::PositiveNumber);
-    signalCmd->add_option("SIGNAL", signalName, "TERM, SIGKILL, 9, ...")->required();
-    signalCmd->callback([&] { run = [&] { return sendSignal(options, pid, signalName); }; });
-
-    auto* execCmd =
-        app.add_subcommand("exec", "Run COMMAND in namespaces of process PID, as nsenter(1) does");
-    execCmd->add_option("PID", pid, "Process id")->required()->check(CLI::PositiveNumber);
-    std::map<std::string, bool> flags;
-    for (const char* type : {"net", "mnt", "uts", "ipc", "pid", "cgroup", "time", "user"}) {
-        execCmd->add_flag(std::string("--") + type, flags[type],
-                          std::string("Enter its ") + type + " namespace");
-    }
-    bool all = false;
-    execCmd->add_flag("--all", all, "Enter all its namespaces");
-    execCmd->add_option("COMMAND", command, "Command and arguments")->required();
-    execCmd->prefix_command();
-    execCmd->callback([&] {
+    signalCmd->add_option("PROCESS", processText, kProcessHelp)->required();
+    signalCmd->add_option("SIGNAL", signalText, "TERM, SIGKILL, 9, ...")->required();
+    signalCmd->callback([&] {
         run = [&] {
-            std::vector<std::string> wanted;
-            for (const auto& [type, set] : flags) {
-                if (set || all) {
-                    wanted.push_back(type);
-                }
+            ProcessArgument process = nsfd::cli::parseProcess(processText, "PROCESS");
+            return sendSignal(options, process, nsfd::cli::parseSignal(signalText, "SIGNAL"));
+        };
+    });
+
+    // exec takes nsenter's options with getopt's spelling (-rDIR, --root=DIR,
+    // -S UID): cli/arguments.cpp reads its words, CLI11 only hands them over.
+    auto* execCmd = app.add_subcommand(
+        "exec",
+        "Run COMMAND in namespaces of PROCESS, as nsenter(1) does: exec [OPTIONS] "
+        "PROCESS [OPTIONS] [--] COMMAND [ARGS...]");
+    execCmd->prefix_command();
+    execCmd->footer(nsfd::cli::kExecOptionsHelp);
+    execCmd->callback([&] {
+        run = [&]() -> int {
+            nsfd::cli::ExecArguments args = nsfd::cli::parseExecArguments(execCmd->remaining());
+            if (args.help) {
+                std::cout << execCmd->help();
+                return kOk;
             }
-            if (wanted.empty()) {
-                throw CLI::ValidationError("exec",
-                                           "name at least one namespace (--net, ..., --all)");
-            }
-            return exec(options, pid, wanted, command);
+            return exec(options, args);
         };
     });
 
     try {
+        // CLI11 still takes "--json=true" (and "=1", "=on") for --json: one spelling.
+        for (int i = 1; i < argc && argv[i][0] == '-'; ++i) {
+            if (std::strncmp(argv[i], "--json=", 7) == 0) {
+                throw CLI::ValidationError("--json",
+                                           "takes no value, got '" + std::string(argv[i]) + "'");
+            }
+            i += std::strcmp(argv[i], "--bus") == 0 ? 1 : 0;
+        }
         app.parse(argc, argv);
         return run();
     } catch (const CLI::ParseError& e) {
@@ -395,7 +475,7 @@ int main(int argc, char** argv) {
         return exitCodeOf(e);
     } catch (const std::system_error& e) {
         std::cerr << "nsfdctl: " << e.what() << '\n';
-        return kFailed;
+        return exitCodeOf(e);
     } catch (const std::exception& e) {
         std::cerr << "nsfdctl: " << e.what() << '\n';
         return kFailed;

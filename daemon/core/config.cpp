@@ -5,6 +5,7 @@
 #include <pwd.h>
 
 #include <toml++/toml.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -36,17 +37,37 @@ void checkKeys(const toml::table& table, std::initializer_list<std::string_view>
     }
 }
 
+// The text of `node` as written in `text` (toml++ keeps where, not how).
+std::string_view literalOf(std::string_view text, const toml::node& node) {
+    const toml::source_region& where = node.source();
+    std::size_t start = 0;
+    for (toml::source_index line = 1; line < where.begin.line; ++line) {
+        start = text.find('\n', start);
+        if (start == std::string_view::npos) {
+            return {};
+        }
+        ++start;
+    }
+    if (where.end.line != where.begin.line || where.end.column <= where.begin.column) {
+        return {};
+    }
+    return text.substr(std::min(text.size(), start + where.begin.column - 1),
+                       where.end.column - where.begin.column);
+}
+
+// One spelling: decimal digits as std::to_string writes them. TOML also
+// reads 0x3c, 0o74, 0b111100, +60 and 6_0 as 60; each is refused here.
 template <typename T>
-T integerIn(const toml::node& node, long long min, long long max, const std::string& path,
-            const std::string& name) {
+T integerIn(std::string_view text, const toml::node& node, long long min, long long max,
+            const std::string& path, const std::string& name) {
     // Only an integer node: value<long long>() would convert a float, and one
     // out of range (20e67) is undefined behaviour (found by tests/fuzz).
     std::optional<long long> value =
         node.is_integer() ? node.value_exact<long long>() : std::nullopt;
-    if (!value || *value < min || *value > max) {
+    if (!value || *value < min || *value > max || literalOf(text, node) != std::to_string(*value)) {
         fail(path, node.source(),
              name + " must be an integer from " + std::to_string(min) + " to " +
-                 std::to_string(max));
+                 std::to_string(max) + ", in decimal digits (no sign, no leading zero, no '_')");
     }
     return static_cast<T>(*value);
 }
@@ -67,18 +88,27 @@ Grant parseGrant(const toml::table& table, const std::string& path) {
         fail(path, table.source(), "a [[grant]] names exactly one of user or group");
     }
     if (user != nullptr) {
-        std::optional<std::string> name = user->value<std::string>();
-        struct passwd* pw = name ? ::getpwnam(name->c_str()) : nullptr;
+        std::optional<std::string> name =
+            user->is_string() ? user->value<std::string>() : std::nullopt;
+        if (!name) {
+            fail(path, user->source(), "user must be a user name, as a string (user = \"alice\")");
+        }
+        struct passwd* pw = ::getpwnam(name->c_str());
         if (pw == nullptr) {
-            fail(path, user->source(), "unknown user '" + name.value_or("") + "'");
+            fail(path, user->source(), "unknown user '" + *name + "'");
         }
         grant.uid = pw->pw_uid;
         grant.subject = "user " + *name;
     } else {
-        std::optional<std::string> name = group->value<std::string>();
-        struct group* gr = name ? ::getgrnam(name->c_str()) : nullptr;
+        std::optional<std::string> name =
+            group->is_string() ? group->value<std::string>() : std::nullopt;
+        if (!name) {
+            fail(path, group->source(),
+                 "group must be a group name, as a string (group = \"nsfd\")");
+        }
+        struct group* gr = ::getgrnam(name->c_str());
         if (gr == nullptr) {
-            fail(path, group->source(), "unknown group '" + name.value_or("") + "'");
+            fail(path, group->source(), "unknown group '" + *name + "'");
         }
         grant.gid = gr->gr_gid;
         grant.subject = "group " + *name;
@@ -88,9 +118,21 @@ Grant parseGrant(const toml::table& table, const std::string& path) {
         if (list == nullptr) {
             fail(path, namespaces->source(), "namespaces must be a list of namespace types");
         }
+        // One spelling of a set: each type once, or "all" alone.
+        std::vector<std::string> seen;
         for (const toml::node& item : *list) {
-            std::optional<std::string> name = item.value<std::string>();
+            std::optional<std::string> name =
+                item.is_string() ? item.value<std::string>() : std::nullopt;
             std::optional<NsType> type = name ? parseNsType(*name) : std::nullopt;
+            if (name && *name == "all" && list->size() != 1) {
+                fail(path, item.source(), "\"all\" stands alone in namespaces: [\"all\"]");
+            }
+            if (name && std::find(seen.begin(), seen.end(), *name) != seen.end()) {
+                fail(path, item.source(), "namespace type '" + *name + "' listed twice");
+            }
+            if (name) {
+                seen.push_back(*name);
+            }
             if (name && *name == "all") {
                 grant.namespaces.insert(allNsTypes().begin(), allNsTypes().end());
                 continue;
@@ -132,11 +174,12 @@ Config parseConfig(std::string_view text, const std::string& path) {
         }
         checkKeys(*limits, {"tracked-per-user", "retention-seconds"}, path, "[limits]");
         if (const toml::node* n = limits->get("tracked-per-user")) {
-            config.trackedPerUser = integerIn<unsigned>(*n, 0, 1'000'000, path, "tracked-per-user");
+            config.trackedPerUser =
+                integerIn<unsigned>(text, *n, 0, 1'000'000, path, "tracked-per-user");
         }
         if (const toml::node* n = limits->get("retention-seconds")) {
-            config.retention =
-                std::chrono::seconds(integerIn<long>(*n, 0, 86'400, path, "retention-seconds"));
+            config.retention = std::chrono::seconds(
+                integerIn<long>(text, *n, 0, 86'400, path, "retention-seconds"));
         }
     }
     if (const toml::node* polkitNode = root.get("polkit")) {
@@ -150,7 +193,7 @@ Config parseConfig(std::string_view text, const std::string& path) {
         }
         if (const toml::node* n = polkit->get("timeout-ms")) {
             config.polkitTimeout =
-                std::chrono::milliseconds(integerIn<long>(*n, 1, 120'000, path, "timeout-ms"));
+                std::chrono::milliseconds(integerIn<long>(text, *n, 1, 120'000, path, "timeout-ms"));
         }
     }
     if (const toml::node* grants = root.get("grant")) {

@@ -384,6 +384,10 @@ TrackedProcess Client::process(pid_t pid) {
     });
 }
 
+TrackedProcess Client::processWithId(std::uint64_t id) {
+    return callDaemon([&] { return tracked(nsfd::dbus::processObjectPath(id)); });
+}
+
 std::vector<ProcessEntry> Client::list() {
     return callDaemon([&] {
         std::vector<ProcessEntry> out;

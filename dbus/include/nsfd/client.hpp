@@ -175,6 +175,9 @@ class Client {
     TrackedProcess track(const PidFd& pidfd);
     // An already tracked process, by pid. NotTracked if there is none.
     TrackedProcess process(pid_t pid);
+    // An already tracked process, by its nsfd id (the pidfs id, as in its object
+    // path). NotTracked if there is none the caller may see.
+    TrackedProcess processWithId(std::uint64_t id);
     std::vector<ProcessEntry> list();
 
     NsFd namespaceFd(pid_t pid, NsType type);

@@ -24,13 +24,17 @@ inline std::string processObjectPath(std::uint64_t id) {
     return kProcessPathPrefix + std::to_string(id);
 }
 
-// The id in a process object path, if it is one.
+// The id in a process object path, if it is one. Only the path
+// processObjectPath() makes: "/org/nsfd1/process/007" names nothing.
 inline std::optional<std::uint64_t> processIdOfPath(std::string_view path) {
     std::string_view prefix = kProcessPathPrefix;
     if (path.substr(0, prefix.size()) != prefix || path.size() == prefix.size()) {
         return std::nullopt;
     }
     path.remove_prefix(prefix.size());
+    if (path[0] == '0') {
+        return std::nullopt;  // a leading zero, or id 0, which pidfs never gives
+    }
     std::uint64_t id = 0;
     auto [end, ec] = std::from_chars(path.data(), path.data() + path.size(), id);
     if (ec != std::errc() || end != path.data() + path.size()) {
