@@ -253,18 +253,9 @@ int sendSignal(const Options& options, const ProcessArgument& target, int signal
         trackedById(client, target).signal(signal);
         return kOk;
     }
-    std::optional<nsfd::TrackedProcess> process;
-    bool trackedHere = false;
-    try {
-        process = client.process(*target.pid);
-    } catch (const nsfd::NotTracked&) {
-        process = client.track(*target.pid);
-        trackedHere = true;
-    }
-    process->signal(signal);
-    if (trackedHere) {
-        process->untrack();
-    }
+    // By a pidfd opened here (Manager.SendSignalByPidFd): no tracking, so
+    // nobody's tracking and no quota is touched.
+    client.sendSignal(*target.pid, signal);
     return kOk;
 }
 
@@ -307,7 +298,7 @@ int exec(const Options& options, const nsfd::cli::ExecArguments& args) {
     // if it is still alive after nsfdd answered, nsfdd answered about it.
     nsfd::PidFd pidfd = nsfd::PidFd::open(pid);
     if (tracked && pidfd.id() != tracked->id()) {
-        throw nsfd::ProcessExited(nsfd::dbus::error::kProcessExited,
+        throw nsfd::ProcessExited(std::string(nsfd::dbusErrorName(nsfd::ErrorKind::ProcessExited)),
                                   "Process " + args.process.text + " has exited");
     }
     std::map<nsfd::NsType, nsfd::NsFd> fds =
@@ -340,7 +331,7 @@ int exec(const Options& options, const nsfd::cli::ExecArguments& args) {
         enter.environment = target->environment();
     }
     if (pidfd.hasExited()) {
-        throw nsfd::ProcessExited(nsfd::dbus::error::kProcessExited,
+        throw nsfd::ProcessExited(std::string(nsfd::dbusErrorName(nsfd::ErrorKind::ProcessExited)),
                                   "Process " + args.process.text + " has exited");
     }
     return nsfd::cli::runInNamespaces(std::move(fds), std::move(enter), args.command);

@@ -2,7 +2,7 @@
 // nsfdd.conf: each value has one spelling; any other is refused, saying what was expected.
 #include <gtest/gtest.h>
 
-#include "config.hpp"
+#include "core/config.hpp"
 
 namespace nsfd::daemon {
 namespace {
