@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "nsfd/pidfd.hpp"
+
 namespace nsfd::daemon {
 
 struct Caller {
@@ -30,5 +32,13 @@ struct Caller {
 
     bool isRoot() const noexcept { return uid == 0; }
 };
+
+// What polkit calls a process's start time: field 22 of /proc/PID/stat, in
+// clock ticks since boot (a unix-process subject). Throws std::system_error.
+std::uint64_t processStartTime(pid_t pid);
+
+// NS_GET_ID of the pid namespace of `pidfd`'s process; 0 if the kernel cannot
+// say (before 6.11/6.12) or it has exited.
+std::uint64_t pidNamespaceIdOf(const PidFd& pidfd) noexcept;
 
 }  // namespace nsfd::daemon

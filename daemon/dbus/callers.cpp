@@ -14,13 +14,6 @@ namespace nsfd::daemon {
 
 namespace {
 
-std::uint64_t pidNamespaceIdOf(const PidFd& pidfd) noexcept {
-    try {
-        return pidfd.namespaceFd(NsType::Pid).id();
-    } catch (const std::system_error&) {
-        return 0;  // a kernel without the ioctls or NS_GET_ID
-    }
-}
 
 // What the bus does not say (dbus-daemon 1.14 gives no groups): the caller's
 // fsgid, which ptrace's rule compares, its supplementary groups, and its pid

@@ -115,39 +115,6 @@ struct PolkitClient::Pending {
     PolkitAnswer failure;  // what failedToSend delivers
 };
 
-std::uint64_t processStartTime(pid_t pid) {
-    std::string path = "/proc/" + std::to_string(pid) + "/stat";
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.ok()) {
-        throw std::system_error(errno, std::generic_category(), "Failed to open " + path);
-    }
-    std::string stat;
-    char buf[1024];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            throw std::system_error(errno, std::generic_category(), "Failed to read " + path);
-        }
-        if (n == 0) {
-            break;
-        }
-        stat.append(buf, static_cast<std::size_t>(n));
-    }
-    // The command name (field 2) may hold spaces and parentheses: count from its end.
-    std::size_t end = stat.rfind(')');
-    std::istringstream fields(end == std::string::npos ? std::string() : stat.substr(end + 1));
-    std::string field;
-    for (int i = 3; i < 22 && fields >> field; ++i) {
-    }
-    std::uint64_t startTime = 0;
-    if (!(fields >> startTime)) {
-        throw std::system_error(EBADMSG, std::generic_category(), "Failed to parse " + path);
-    }
-    return startTime;
-}
 
 const char* toString(PolkitResult result) noexcept {
     switch (result) {

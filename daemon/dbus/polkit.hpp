@@ -16,6 +16,7 @@
 #include <variant>
 
 #include "bus.hpp"
+#include "core/caller.hpp"  // processStartTime
 #include "core/event_loop.hpp"
 
 namespace nsfd::daemon {
@@ -35,9 +36,6 @@ struct PolkitProcess {
 
 using PolkitSubject = std::variant<PolkitBusName, PolkitProcess>;
 
-// What polkit calls a process's start time: field 22 of /proc/PID/stat, in
-// clock ticks since boot. Throws std::system_error.
-std::uint64_t processStartTime(pid_t pid);
 
 struct PolkitRequest {
     PolkitSubject subject;
