@@ -67,24 +67,26 @@ std::unique_ptr<sdbus::IConnection> connectToBus() {
 std::string asUser(uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
                    const std::function<std::string(sdbus::IConnection&)>& fn) {
     (void)busAddress();  // start the bus (and set its address) before the fork
-    return forkAndRead([&](int out) {
-               std::string result;
-               if (::setgroups(groups.size(), groups.data()) < 0 ||
-                   ::setresgid(gid, gid, gid) < 0 || ::setresuid(uid, uid, uid) < 0) {
-                   result = "error:setuid";
-               } else {
-                   try {
-                       auto connection = connectToBus();
-                       result = fn(*connection);
-                   } catch (const sdbus::Error& e) {
-                       result = "error:" + e.getName() + ": " + e.getMessage();
-                   } catch (const std::exception& e) {
-                       result = std::string("error:exception: ") + e.what();
+    return forkAndRead(
+               [&](int out) {
+                   std::string result;
+                   if (::setgroups(groups.size(), groups.data()) < 0 ||
+                       ::setresgid(gid, gid, gid) < 0 || ::setresuid(uid, uid, uid) < 0) {
+                       result = "error:setuid";
+                   } else {
+                       try {
+                           auto connection = connectToBus();
+                           result = fn(*connection);
+                       } catch (const sdbus::Error& e) {
+                           result = "error:" + e.getName() + ": " + e.getMessage();
+                       } catch (const std::exception& e) {
+                           result = std::string("error:exception: ") + e.what();
+                       }
                    }
-               }
-               (void)!::write(out, result.data(), result.size());
-               ::_exit(0);
-           })
+                   (void)!::write(out, result.data(), result.size());
+                   ::_exit(0);
+               },
+               "a call as uid " + std::to_string(uid))
         .second;
 }
 

@@ -44,7 +44,7 @@ class FaultTest : public DaemonTest {
         auto pid = static_cast<uint32_t>(::getpid());
         auto stopGreedy = [](pid_t greedy) {
             ::kill(greedy, SIGKILL);
-            ::waitpid(greedy, nullptr, 0);
+            reapWithin(greedy, "the greedy client to die of SIGKILL");
         };
         // Once first, for what nsfdd and its libraries allocate once.
         stopGreedy(startGreedyClient(100, withFds));
@@ -266,7 +266,7 @@ TEST_F(FaultTest, Kill9UnderLoadThenRestartLosesNothing) {
     manager_ = std::make_unique<ManagerProxy>(*connection_);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // under load again
     ::kill(loader, SIGKILL);
-    ::waitpid(loader, nullptr, 0);
+    reapWithin(loader, "the loading client to die of SIGKILL");
     ASSERT_EQ(manager_->ListProcesses().size(), static_cast<std::size_t>(kCount));
     for (int i = 0; i < kCount; ++i) {
         auto proxy = process(paths[i]);

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <iostream>
 #include <memory>
 #include <string>
 
@@ -102,6 +103,10 @@ class DaemonTest : public LeakCheckedTest {
     void TearDown() override {
         manager_.reset();
         connection_.reset();
+        if (daemon_ && HasFailure()) {
+            // A failed call (a D-Bus timeout, say) is explained on nsfdd's side.
+            std::cerr << "---- nsfdd's log ----\n" << daemon_->log();
+        }
         if (daemon_) {
             int status = daemon_->stop();
             EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)

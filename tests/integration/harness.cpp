@@ -18,10 +18,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 namespace nsfd::test {
 
@@ -82,32 +84,83 @@ std::vector<std::string> daemonWrapper() {
     return words;
 }
 
-std::mutex& forkLock() {
-    static std::mutex lock;
+std::timed_mutex& forkLock() {
+    static std::timed_mutex lock;
     return lock;
 }
 
-int reap(pid_t pid) {
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    return status;
+using Clock = std::chrono::steady_clock;
+
+int msUntil(Clock::time_point deadline) {
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    return static_cast<int>(std::clamp<long long>(left, 0, 1000 * 1000));
 }
 
-std::string readAll(int fd) {
-    std::string out;
+// Reads `fd` to its end, or until `stop` (a line's end, say) holds of what was
+// read; false if that takes past `deadline`.
+bool readUntil(int fd, std::string& out, Clock::time_point deadline,
+               const std::function<bool(const std::string&)>& stop = nullptr) {
     char buf[4096];
-    for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof(buf));
+    while (!stop || !stop(out)) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int ready = ::poll(&pfd, 1, msUntil(deadline));
+        if (ready < 0 && errno == EINTR) {
+            continue;
+        }
+        if (ready <= 0) {
+            return false;
+        }
+        // One byte at a time while looking for a line: the rest is not ours.
+        ssize_t n = ::read(fd, buf, stop ? 1 : sizeof(buf));
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n <= 0) {
-            return out;
+            return true;
         }
         out.append(buf, static_cast<std::size_t>(n));
     }
+    return true;
 }
+
+// The last `lines` lines of `text`.
+std::string tail(const std::string& text, std::size_t lines) {
+    std::size_t at = text.size();
+    for (std::size_t n = 0; n <= lines && at != std::string::npos && at > 0; ++n) {
+        at = text.rfind('\n', at - 1);
+    }
+    return at == std::string::npos || at == 0 ? text : text.substr(at + 1);
+}
+
+// The nsfdd logs of the Daemons that exist, for the message of a wait that
+// timed out: whatever the test waited for, nsfdd's side is what explains it.
+struct DaemonLogs {
+    std::mutex mutex;
+    std::multiset<std::string> paths;
+};
+
+DaemonLogs& daemonLogs() {
+    static DaemonLogs logs;
+    return logs;
+}
+
+std::string describeDaemonLogs() {
+    DaemonLogs& logs = daemonLogs();
+    std::lock_guard lock(logs.mutex);
+    std::string out;
+    for (const std::string& path : logs.paths) {
+        constexpr std::size_t kLines = 200;
+        out += "---- " + path + " (its last " + std::to_string(kLines) + " lines) ----\n" +
+               tail(readFile(path), kLines);
+    }
+    return out.empty() ? "(no nsfdd running)\n" : out;
+}
+
+const bool kReportsDaemonLogs = [] {
+    setWaitTimedOutReport(describeDaemonLogs);
+    return true;
+}();
 
 UniqueFd boundUnixSocket(int type, const std::string& path) {
     UniqueFd fd(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
@@ -189,16 +242,19 @@ TestBus::TestBus(BusKind kind) : dir_(makeTempDir()) {
                    "--print-address=3"});
     }
     writeEnd.reset();
+    allowLongLivedChild(pid_);
     std::string line;
-    char c;
-    while (::read(readEnd.get(), &c, 1) == 1 && c != '\n') {
-        line += c;
+    if (!readUntil(readEnd.get(), line, Clock::now() + kWaitLimit,
+                   [](const std::string& text) { return text.find('\n') != std::string::npos; })) {
+        kill();
+        throwWaitTimedOut("dbus-daemon to print its address");
     }
-    if (line.empty()) {
+    if (line.empty() || line.back() != '\n') {
+        kill();
         throw std::runtime_error("dbus-daemon did not start");
     }
+    line.pop_back();
     address_ = line;
-    allowLongLivedChild(pid_);
 }
 
 void TestBus::startBroker() {
@@ -280,12 +336,14 @@ void TestBus::kill() {
         // The broker first: its launcher then collects it and exits.
         if (pid_t router = routerPid(); router != pid_) {
             ::kill(router, SIGTERM);
-            for (int i = 0; i < 200 && ::waitpid(pid_, nullptr, WNOHANG) == 0; ++i) {
-                std::this_thread::sleep_for(std::chrono::milliseconds(10));
-            }
+            awaitChildExit(pid_, std::chrono::seconds(2));
         }
-        ::kill(pid_, SIGTERM);
-        reap(pid_);
+        ::kill(pid_, SIGTERM);  // if it is still there
+        try {
+            reapWithin(pid_, "the bus (pid " + std::to_string(pid_) + ") to exit after SIGTERM");
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << e.what();
+        }
         pid_ = -1;
     }
     if (journalReader_.joinable()) {
@@ -295,11 +353,26 @@ void TestBus::kill() {
     }
 }
 
-Daemon::Daemon(const std::string& busAddress, Options options) : dir_(makeTempDir()) {
+Daemon::LogListing::LogListing(std::string path) : path_(std::move(path)) {
+    DaemonLogs& logs = daemonLogs();
+    std::lock_guard lock(logs.mutex);
+    logs.paths.insert(path_);
+}
+
+Daemon::LogListing::~LogListing() {
+    DaemonLogs& logs = daemonLogs();
+    std::lock_guard lock(logs.mutex);
+    logs.paths.erase(logs.paths.find(path_));
+}
+
+Daemon::Daemon(const std::string& busAddress, Options options)
+    : dir_(makeTempDir()), listing_(dir_ + "/log") {
     FdStore& handOver = options.handOver;
     writeFile(dir_ + "/nsfdd.conf", options.config);
     std::string socketPath = dir_ + "/notify";
-    notify_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    // Non-blocking: a reader that finds it empty goes back to poll(2) rather
+    // than wait, holding its locks, for a message that may never come.
+    notify_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     struct sockaddr_un addr {};
     addr.sun_family = AF_UNIX;
     socketPath.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
@@ -356,8 +429,12 @@ Daemon::Daemon(const std::string& busAddress, Options options) : dir_(makeTempDi
         execOrDie(argv);
     }
     execWrite.reset();
-    char none;
-    while (::read(execRead.get(), &none, 1) < 0 && errno == EINTR) {
+    std::string none;
+    if (!readUntil(execRead.get(), none, Clock::now() + kWaitLimit)) {
+        ::kill(pid_, SIGKILL);
+        reapWithin(pid_, "nsfdd to die of SIGKILL");
+        pid_ = -1;
+        throwWaitTimedOut("nsfdd's fork to exec " NSFD_TEST_DAEMON);
     }
     execAt_ = std::chrono::steady_clock::now();
     store_ = std::move(handOver);  // systemd keeps what it hands over
@@ -365,7 +442,7 @@ Daemon::Daemon(const std::string& busAddress, Options options) : dir_(makeTempDi
     bool ready = false;
     {
         std::unique_lock lock(mutex_);
-        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
         while (!ready && std::chrono::steady_clock::now() < deadline) {
             ready = notified_.wait_for(lock, std::chrono::milliseconds(50), [&] {
                 return notifications_.find("READY=1") != std::string::npos;
@@ -377,16 +454,24 @@ Daemon::Daemon(const std::string& busAddress, Options options) : dir_(makeTempDi
         }
     }
     if (!ready) {
-        std::string why = log();
-        stop();
         stopReading();
-        throw std::runtime_error("nsfdd did not get ready: " + why);
+        if (pid_ <= 0) {
+            throw std::runtime_error("nsfdd exited before it got ready: " + log());
+        }
+        std::string what = "READY=1 from nsfdd (pid " + std::to_string(pid_) + ")";
+        ::kill(pid_, SIGKILL);
+        reapWithin(std::exchange(pid_, -1), "nsfdd to die of SIGKILL");
+        throwWaitTimedOut(what);
     }
 }
 
 Daemon::~Daemon() {
     if (pid_ > 0) {
-        stop();
+        try {
+            stop();
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << e.what();
+        }
     }
     stopReading();
     for (const char* name : {"/nsfdd.conf", "/notify", "/log"}) {
@@ -399,8 +484,10 @@ void Daemon::readContinuously() {
     while (!stopReading_) {
         struct pollfd pfd = {notify_.get(), POLLIN, 0};
         if (::poll(&pfd, 1, 20) > 0) {
+            // What woke the poll may be gone by now (drainLocked() on another
+            // thread): take only what is there.
             std::scoped_lock lock(forkLock(), mutex_);
-            receiveNotificationLocked();
+            drainLocked();
             notified_.notify_all();
         }
     }
@@ -414,13 +501,11 @@ void Daemon::stopReading() {
 }
 
 void Daemon::drainLocked() {
-    struct pollfd pfd = {notify_.get(), POLLIN, 0};
-    while (::poll(&pfd, 1, 0) > 0) {
-        receiveNotificationLocked();
+    while (receiveNotificationLocked()) {
     }
 }
 
-void Daemon::receiveNotificationLocked() {
+bool Daemon::receiveNotificationLocked() {
     char buf[4096];
     struct iovec iov = {buf, sizeof(buf) - 1};
     alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
@@ -429,9 +514,12 @@ void Daemon::receiveNotificationLocked() {
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof(control);
-    ssize_t n = ::recvmsg(notify_.get(), &msg, MSG_CMSG_CLOEXEC);
-    if (n <= 0) {
-        return;
+    ssize_t n;
+    do {
+        n = ::recvmsg(notify_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return false;  // EAGAIN: nothing queued
     }
     std::vector<UniqueFd> fds;
     for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
@@ -458,6 +546,7 @@ void Daemon::receiveNotificationLocked() {
     } else if (text.find("FDSTOREREMOVE=1") != std::string::npos) {
         store_.erase(name);
     }
+    return true;
 }
 
 std::size_t Daemon::fdStoreSize() {
@@ -484,8 +573,8 @@ Daemon::FdStore Daemon::takeFdStore() {
 
 void Daemon::kill9() {
     ::kill(pid_, SIGKILL);
-    reap(pid_);
-    pid_ = -1;
+    pid_t pid = std::exchange(pid_, -1);
+    reapWithin(pid, "nsfdd (pid " + std::to_string(pid) + ") to die of SIGKILL");
 }
 
 std::string Daemon::lastStatus() {
@@ -512,9 +601,10 @@ int Daemon::stop() {
         return -1;
     }
     ::kill(pid_, SIGTERM);
-    int status = reap(pid_);  // the reader keeps its notify socket from filling meanwhile
-    pid_ = -1;
-    return status;
+    // The reader keeps its notify socket from filling meanwhile. Past the
+    // limit, nsfdd's log is in the message, and it is killed.
+    pid_t pid = std::exchange(pid_, -1);
+    return reapWithin(pid, "nsfdd (pid " + std::to_string(pid) + ") to exit after SIGTERM");
 }
 
 int Daemon::awaitExit(std::chrono::milliseconds timeout) {
@@ -558,11 +648,15 @@ bool waitUntil(sdbus::IConnection& connection, const std::function<bool()>& done
 }
 
 pid_t forkProcess() {
-    std::lock_guard lock(forkLock());
+    std::unique_lock lock(forkLock(), std::defer_lock);
+    if (!lock.try_lock_for(kWaitLimit)) {
+        throwWaitTimedOut("the fork lock, which a Daemon's notification reader holds");
+    }
     return ::fork();
 }
 
-std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child) {
+std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child,
+                                        const std::string& what) {
     int pipeFds[2];
     if (::pipe2(pipeFds, O_CLOEXEC) < 0) {
         throw std::system_error(errno, std::generic_category(), "pipe2");
@@ -574,15 +668,27 @@ std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child) {
         ::_exit(127);
     }
     writeEnd.reset();
-    std::string out = readAll(readEnd.get());
-    return {reap(pid), out};
+    std::string out;
+    std::string description = what + " (pid " + std::to_string(pid) + ")";
+    if (!readUntil(readEnd.get(), out, Clock::now() + kWaitLimit)) {
+        ::kill(pid, SIGKILL);
+        reapWithin(pid, description + " to die of SIGKILL");
+        throwWaitTimedOut(description + " to finish; its output so far: '" + out + "'");
+    }
+    return {reapWithin(pid, description + " to exit after closing its output"), out};
 }
 
 std::pair<int, std::string> run(const std::vector<std::string>& argv) {
-    return forkAndRead([&](int out) {
-        ::dup2(out, 1);
-        execOrDie(argv);
-    });
+    std::string command;
+    for (const std::string& arg : argv) {
+        command += (command.empty() ? "" : " ") + arg;
+    }
+    return forkAndRead(
+        [&](int out) {
+            ::dup2(out, 1);
+            execOrDie(argv);
+        },
+        "'" + command + "'");
 }
 
 std::string errorNameOf(const std::function<void()>& fn) {

@@ -65,7 +65,9 @@ class Daemon {
         rlim_t fdLimit = 0;  // if set, its RLIMIT_NOFILE (soft and hard)
     };
 
-    // Starts nsfdd and waits for READY=1. Its FDSTORE messages are collected.
+    // Starts nsfdd and waits for READY=1 (throws WaitTimedOut after kWaitLimit).
+    // Its FDSTORE messages are collected. While it exists, a WaitTimedOut of
+    // any helper carries its log.
     Daemon(const std::string& busAddress, Options options);
     explicit Daemon(const std::string& busAddress, const std::string& config = "")
         : Daemon(busAddress, Options{config, {}, "debug", 0}) {}
@@ -78,7 +80,8 @@ class Daemon {
     std::string log() const;
     // The last STATUS= it sent.
     std::string lastStatus();
-    // SIGTERM and reap; the wait status.
+    // SIGTERM and reap; the wait status. Throws WaitTimedOut, with its log,
+    // if it has not exited after kWaitLimit (it is then killed).
     int stop();
     // SIGKILL and reap.
     void kill9();
@@ -95,11 +98,25 @@ class Daemon {
     // when its notify socket is full (10 messages here).
     void readContinuously();
     void stopReading();
-    // Takes what is queued on the notify socket; with mutex_ held.
+    // Takes what is queued on the notify socket, never waiting; with mutex_ held.
     void drainLocked();
-    void receiveNotificationLocked();
+    // One message, if one is queued; false if none is.
+    bool receiveNotificationLocked();
+
+    // Its log is listed, for the message of a wait that times out, while it exists.
+    class LogListing {
+      public:
+        explicit LogListing(std::string path);
+        ~LogListing();
+        LogListing(const LogListing&) = delete;
+        LogListing& operator=(const LogListing&) = delete;
+
+      private:
+        std::string path_;
+    };
 
     std::string dir_;
+    LogListing listing_;
     UniqueFd notify_;
     std::string notifications_;
     FdStore store_;
@@ -117,12 +134,15 @@ std::pair<int, std::string> runDaemonOnce(const std::vector<std::string>& args);
 
 // fork(2), but never while a Daemon's notification reader thread may hold an
 // allocator lock: with GCC 12's ASan, a child forked at that moment deadlocks
-// in its first malloc. Every fork of the tests goes through here.
+// in its first malloc. Every fork of the tests goes through here. Throws
+// WaitTimedOut if the lock is not free within kWaitLimit.
 pid_t forkProcess();
 
 // Forks; the child runs `child(fd)` with the write end of a pipe and must not
 // return. The parent reads the pipe to its end and reaps: {wait status, output}.
-std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child);
+// Throws WaitTimedOut, naming `what`, if that takes over kWaitLimit.
+std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child,
+                                        const std::string& what = "a forked child");
 
 // The bus address every test uses (one bus per test program).
 // The whole of a file ("" if it cannot be read).

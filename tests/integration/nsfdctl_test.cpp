@@ -190,8 +190,7 @@ TEST_F(NsfdctlTest, SignalAndWatch) {
     EXPECT_EQ(line.rfind("pid " + pid + " (id ", 0), 0U) << line;
     EXPECT_NE(line.find("killed by SIGTERM"), std::string::npos) << line;
     ::kill(watcher, SIGINT);
-    int watchStatus = 0;
-    ::waitpid(watcher, &watchStatus, 0);
+    int watchStatus = reapWithin(watcher, "nsfdctl watch to exit after SIGINT");
     EXPECT_TRUE(WIFEXITED(watchStatus) && WEXITSTATUS(watchStatus) == 0);
 }
 

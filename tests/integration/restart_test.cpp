@@ -60,7 +60,8 @@ TEST_F(RestartTest, Kill9With1000TrackedProcessesLosesNothing) {
     for (int i = 200; i < 300; ++i) {
         statuses[i] = children[i].reap();
     }
-    ASSERT_TRUE(waitUntil([&] { return manager_->exits.size() >= 100; }));
+    ASSERT_TRUE(waitUntil([&] { return manager_->exits.size() >= 100; }))
+        << manager_->exits.size() << " of the 100 ProcessExited signals arrived";
     for (const ExitSignal& exit : manager_->exits) {
         auto it = std::find(paths.begin(), paths.end(), std::string(exit.path));
         ASSERT_NE(it, paths.end());

@@ -183,9 +183,7 @@ TEST_F(SoakTest, FourClientsWhileProcessesComeAndGo) {
         ASSERT_EQ(trackError, "");
         releaseEnd.reset();
         for (pid_t pid : batch) {
-            int status = 0;
-            ::waitpid(pid, &status, 0);
-            expected[paths[pid]] = status;
+            expected[paths[pid]] = reapWithin(pid, "a released process to exit");
         }
         while (connection_->processPendingRequest()) {
         }
@@ -196,7 +194,7 @@ TEST_F(SoakTest, FourClientsWhileProcessesComeAndGo) {
     for (auto& [out, pid] : clients) {
         char buf[512] = {};
         (void)!::read(out.get(), buf, sizeof(buf) - 1);
-        ::waitpid(pid, nullptr, 0);
+        reapWithin(pid, "client " + std::to_string(pid) + " to exit");
         std::istringstream report(buf);
         long clientCalls = 0, unexpected = 0;
         report >> clientCalls >> unexpected;

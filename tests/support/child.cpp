@@ -9,9 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <exception>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <system_error>
@@ -21,9 +24,51 @@ namespace nsfd::test {
 
 namespace {
 
-void readFully(int fd, void* buf, size_t len) {
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+struct TimedOutReport {
+    std::mutex mutex;
+    std::function<std::string()> report;
+};
+
+TimedOutReport& timedOutReport() {
+    static TimedOutReport report;
+    return report;
+}
+
+std::string timedOutMessage(const std::string& what, milliseconds limit) {
+    std::string message = "Gave up after " +
+                          (limit.count() % 1000 == 0 ? std::to_string(limit.count() / 1000) + " s"
+                                                     : std::to_string(limit.count()) + " ms") +
+                          " waiting for " + what;
+    TimedOutReport& report = timedOutReport();
+    std::lock_guard lock(report.mutex);
+    if (report.report) {
+        message += "\n" + report.report();
+    }
+    return message;
+}
+
+// Milliseconds left until `deadline`, for poll(2): 0 once it has passed.
+int msUntil(Clock::time_point deadline) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+    return static_cast<int>(std::clamp<long long>(left, 0, 1000 * 1000));
+}
+
+// Reads `len` bytes that child `pid` writes to `fd` within kWaitLimit.
+void readFully(int fd, void* buf, size_t len, pid_t pid) {
+    auto deadline = Clock::now() + kWaitLimit;
     auto* p = static_cast<char*>(buf);
     while (len > 0) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int ready = ::poll(&pfd, 1, msUntil(deadline));
+        if (ready < 0 && errno == EINTR) {
+            continue;
+        }
+        if (ready == 0) {
+            throwWaitTimedOut("child " + std::to_string(pid) + " to report the end of its setup");
+        }
         ssize_t n = ::read(fd, p, len);
         if (n < 0 && errno == EINTR) {
             continue;
@@ -80,7 +125,7 @@ Child Child::spawn(const std::function<int()>& setup, Options options) {
     goRead.reset();
     Child child(static_cast<pid_t>(pid), std::move(goWrite));
     int result = 0;
-    readFully(readyRead.get(), &result, sizeof(result));
+    readFully(readyRead.get(), &result, sizeof(result), child.pid());
     if (result != 0) {
         throw std::system_error(result, std::generic_category(), "child setup");
     }
@@ -95,7 +140,11 @@ Child::Child(Child&& other) noexcept
 Child::~Child() {
     if (!reaped_) {
         ::kill(pid_, SIGKILL);
-        reap();
+        try {
+            reap();
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << e.what();
+        }
     }
 }
 
@@ -105,23 +154,81 @@ void Child::release(int code) {
 }
 
 void Child::awaitExit() const {
-    siginfo_t info{};
-    while (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOWAIT) < 0) {
-        if (errno != EINTR) {
-            throw std::system_error(errno, std::generic_category(), "waitid");
-        }
+    if (!awaitChildExit(pid_)) {
+        throwWaitTimedOut("child " + std::to_string(pid_) + " to exit (Child::awaitExit)");
     }
 }
 
 int Child::reap() {
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0) {
-        if (errno != EINTR) {
-            throw std::system_error(errno, std::generic_category(), "waitpid");
+    try {
+        int status = reapWithin(pid_, "child " + std::to_string(pid_) + " to exit (Child::reap)");
+        reaped_ = true;
+        go_.reset();
+        return status;
+    } catch (const WaitTimedOut&) {
+        reaped_ = true;  // killed and reaped
+        go_.reset();
+        throw;
+    }
+}
+
+void throwWaitTimedOut(const std::string& what, milliseconds limit) {
+    throw WaitTimedOut(timedOutMessage(what, limit));
+}
+
+void addWaitTimedOutFailure(const std::string& what, milliseconds limit) {
+    ADD_FAILURE() << timedOutMessage(what, limit);
+}
+
+void setWaitTimedOutReport(std::function<std::string()> report) {
+    TimedOutReport& timedOut = timedOutReport();
+    std::lock_guard lock(timedOut.mutex);
+    timedOut.report = std::move(report);
+}
+
+bool awaitChildExit(pid_t pid, milliseconds limit) {
+    auto deadline = Clock::now() + limit;
+    // Readable once the process has exited; without it, look every 10 ms.
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    for (;;) {
+        siginfo_t info{};
+        if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT | WNOHANG) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw std::system_error(errno, std::generic_category(),
+                                    "waitid for child " + std::to_string(pid));
+        }
+        if (info.si_pid != 0) {
+            return true;
+        }
+        int left = msUntil(deadline);
+        if (left == 0) {
+            return false;
+        }
+        struct pollfd pfd = {pidfd.get(), POLLIN, 0};  // a negative fd only sleeps
+        ::poll(&pfd, 1, pidfd.get() >= 0 ? left : std::min(left, 10));
+    }
+}
+
+int reapWithin(pid_t pid, const std::string& what, milliseconds limit) {
+    bool exited = awaitChildExit(pid, limit);
+    if (!exited) {
+        ::kill(pid, SIGKILL);
+        if (!awaitChildExit(pid, std::chrono::seconds(10))) {
+            throwWaitTimedOut(what + ", and for it to die of SIGKILL", limit);
         }
     }
-    reaped_ = true;
-    go_.reset();
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            throw std::system_error(errno, std::generic_category(),
+                                    "waitpid for child " + std::to_string(pid));
+        }
+    }
+    if (!exited) {
+        throwWaitTimedOut(what + " (killed it)", limit);
+    }
     return status;
 }
 

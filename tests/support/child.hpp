@@ -6,8 +6,10 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -15,10 +17,38 @@
 
 namespace nsfd::test {
 
+// How long a helper waits for a process (to start, to write, to exit) before it
+// fails the test saying what it waited for. Far above what a loaded 2-core
+// machine needs, well below ctest's --timeout (300 s): a hang is a failure with
+// a message, not a test killed without one.
+inline constexpr std::chrono::seconds kWaitLimit{60};
+
+// What a helper throws when kWaitLimit ran out.
+class WaitTimedOut : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+// Throws WaitTimedOut: "Gave up after N s waiting for <what>", then what the
+// report set below adds (the integration harness: the log of every nsfdd).
+[[noreturn]] void throwWaitTimedOut(const std::string& what,
+                                    std::chrono::milliseconds limit = kWaitLimit);
+// Fails the current test with throwWaitTimedOut's message, for a destructor.
+void addWaitTimedOutFailure(const std::string& what, std::chrono::milliseconds limit = kWaitLimit);
+void setWaitTimedOutReport(std::function<std::string()> report);
+
+// Waits until `pid`, a child of this process, has exited, without reaping it;
+// false if it still runs after `limit`.
+bool awaitChildExit(pid_t pid, std::chrono::milliseconds limit = kWaitLimit);
+// Reaps child `pid`: its wait status. If it has not exited after `limit`, kills
+// and reaps it, then throws WaitTimedOut for `what` ("nsfdctl watch to exit").
+int reapWithin(pid_t pid, const std::string& what, std::chrono::milliseconds limit = kWaitLimit);
+
 // A child process made with clone3(2). It runs `setup` (whose non-zero return is
 // reported as a failed spawn), tells the parent it is ready, then waits until
 // the parent releases it with an exit code. Never leaves a child unreaped: the
-// destructor kills and reaps what is still running.
+// destructor kills and reaps what is still running. Every wait is bounded by
+// kWaitLimit.
 class Child {
   public:
     struct Options {
@@ -39,9 +69,11 @@ class Child {
 
     // Lets the child _exit(code); does not wait.
     void release(int code);
-    // Waits until the child has exited (a zombie), without reaping it.
+    // Waits until the child has exited (a zombie), without reaping it. Throws
+    // WaitTimedOut after kWaitLimit.
     void awaitExit() const;
-    // Reaps the child; returns the wait(2) status.
+    // Reaps the child; returns the wait(2) status. Throws WaitTimedOut (and
+    // kills and reaps it) if it has not exited after kWaitLimit.
     int reap();
     bool reaped() const noexcept { return reaped_; }
 
