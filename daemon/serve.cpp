@@ -40,6 +40,9 @@ int serve(const std::string& bus, const Config& config) {
     BusEndpoint endpoint(openBus(bus), loop, manager);
     manager.restore();
     endpoint.requestName();
+    // Subscribers of the nsfdd before this one hear of what it missed.
+    endpoint.callers().keepSubscribersIn(manager.fdStore().file("subscribers"));
+    manager.reportRestored();
     std::string features;
     for (std::string_view name : kernelFeatures().names()) {
         features += features.empty() ? "" : " ";

@@ -192,8 +192,8 @@ Config parseConfig(std::string_view text, const std::string& path) {
             config.polkit = boolean(*n, path, "enabled");
         }
         if (const toml::node* n = polkit->get("timeout-ms")) {
-            config.polkitTimeout =
-                std::chrono::milliseconds(integerIn<long>(text, *n, 1, 120'000, path, "timeout-ms"));
+            config.polkitTimeout = std::chrono::milliseconds(
+                integerIn<long>(text, *n, 1, 120'000, path, "timeout-ms"));
         }
     }
     if (const toml::node* grants = root.get("grant")) {

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
@@ -26,6 +27,12 @@ static_assert(sizeof(FdStore::Record) == 16);
 namespace {
 
 constexpr std::string_view kStateName = "state";
+// The names file() hands out; kept apart from the pidfds when handed back.
+constexpr std::string_view kFileNames[] = {"subscribers"};
+
+bool isFileName(std::string_view name) {
+    return std::find(std::begin(kFileNames), std::end(kFileNames), name) != std::end(kFileNames);
+}
 
 std::optional<std::uint64_t> parseId(std::string_view name) {
     std::uint64_t id = 0;
@@ -59,6 +66,8 @@ std::vector<RestoredPidFd> FdStore::takeInherited() {
         std::string name = names != nullptr && names[i] != nullptr ? names[i] : "";
         if (name == kStateName && !state_.ok()) {
             state_ = std::move(fd);
+        } else if (isFileName(name) && files_.count(name) == 0) {
+            files_.emplace(name, std::move(fd));
         } else {
             pidfds.push_back({std::move(fd), std::move(name), std::nullopt});
         }
@@ -91,6 +100,9 @@ std::vector<RestoredPidFd> FdStore::takeInherited() {
         createState();
     }
     namesLength_ = kStateName.size() + 1;
+    for (const auto& [name, fd] : files_) {
+        namesLength_ += name.size() + 1;
+    }
 
     std::unordered_set<std::uint64_t> handedBack;
     for (RestoredPidFd& restored : pidfds) {
@@ -120,6 +132,24 @@ std::vector<RestoredPidFd> FdStore::takeInherited() {
         }
     }
     return pidfds;
+}
+
+int FdStore::file(const std::string& name) {
+    if (auto it = files_.find(name); it != files_.end()) {
+        return it->second.get();
+    }
+    if (!active_) {
+        return -1;
+    }
+    UniqueFd fd(::memfd_create(("nsfdd-" + name).c_str(), MFD_CLOEXEC));
+    if (!fd.ok()) {
+        spdlog::warn("Failed to create the file '{}' kept across a restart, ignoring: {}", name,
+                     std::strerror(errno));
+        return -1;
+    }
+    notifier_.send("FDSTORE=1\nFDPOLL=0\nFDNAME=" + name, fd.get());
+    namesLength_ += name.size() + 1;
+    return files_.emplace(name, std::move(fd)).first->second.get();
 }
 
 void FdStore::createState() {

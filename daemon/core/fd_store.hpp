@@ -57,6 +57,12 @@ class FdStore {
     // Drops a restored fd nsfdd does not keep (unknown, or not its process).
     void discard(const RestoredPidFd& restored);
 
+    // A small file nsfdd keeps for itself across a restart (the D-Bus
+    // endpoint's subscribers: "subscribers"): the one handed back at start, or
+    // a new memfd stored now. Written in place, it needs no new FDSTORE. The
+    // store owns it; -1 if no service manager keeps anything.
+    int file(const std::string& name);
+
     bool hasRoom() const;
     // Keeps `tracker`'s tracking of process `id`, and its pidfd the first time.
     void add(int pidfd, std::uint64_t id, pid_t pid, uid_t tracker);
@@ -77,6 +83,7 @@ class FdStore {
     const Notifier& notifier_;
     bool active_;     // a service manager keeps what nsfdd stores
     UniqueFd state_;  // the memfd of records
+    std::map<std::string, UniqueFd, std::less<>> files_;              // file()
     std::map<std::pair<std::uint64_t, uid_t>, std::uint32_t> slots_;  // (id, tracker) -> slot
     std::unordered_map<std::uint64_t, std::size_t> stored_;           // id -> its slots
     std::vector<std::uint32_t> freeSlots_;

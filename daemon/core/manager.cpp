@@ -199,17 +199,20 @@ void Manager::restore() {
             "Started with an empty fd store: no tracked processes to restore (a first start, "
             "or the service manager emptied the store when the service stopped)");
     }
-    // Those reaped while nsfdd was down: report them now, as if it had watched.
-    std::vector<std::uint64_t> ids;
     for (TrackedProcess* process : reaped) {
-        ids.push_back(process->id());
+        reapedWhileDown_.push_back(process->id());
     }
+    countChanged();
+}
+
+void Manager::reportRestored() {
+    std::vector<std::uint64_t> ids;
+    ids.swap(reapedWhileDown_);
     for (std::uint64_t id : ids) {
         if (TrackedProcess* process = registry_.find(id)) {
             onStateChanged(*process);
         }
     }
-    countChanged();
 }
 
 void Manager::publishStatus() {

@@ -56,9 +56,13 @@ class Manager final {
     void addObserver(ManagerObserver& observer) { observers_.push_back(&observer); }
     void removeObserver(ManagerObserver& observer);
 
-    // Takes back the processes a previous nsfdd left in systemd's fd store, and
-    // reports those reaped meanwhile as if it had watched. Call once, first.
+    // Takes back the processes a previous nsfdd left in systemd's fd store.
+    // Call once, first.
     void restore();
+    // Reports those reaped while nsfdd was down, as if it had watched: call
+    // once the endpoints are ready to tell (bus name taken, subscribers back).
+    void reportRestored();
+    FdStore& fdStore() noexcept { return fdStore_; }
     // STATUS= for systemd: "Tracking N processes".
     void publishStatus();
 
@@ -133,6 +137,7 @@ class Manager final {
     std::size_t fdLimit_ = 1024;
     EventSource turnEnd_;  // STATUS= and trackedCountChanged once per turn
     bool countChanged_ = false;
+    std::vector<std::uint64_t> reapedWhileDown_;  // restore() to reportRestored()
     Registry registry_;  // goes first: its watches hold event sources of the loop
 };
 

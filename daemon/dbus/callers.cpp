@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "callers.hpp"
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 #include <cstring>
@@ -14,6 +16,9 @@ namespace nsfd::daemon {
 
 namespace {
 
+// What nsfdd asks sd-bus of a caller: what the bus vouches for, nothing from /proc.
+constexpr std::uint64_t kCredsMask =
+    SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS;
 
 // What the bus does not say (dbus-daemon 1.14 gives no groups): the caller's
 // fsgid, which ptrace's rule compares, its supplementary groups, and its pid
@@ -79,29 +84,101 @@ CallerCache::Peer& CallerCache::peerOf(sd_bus_message* call) {
     if (it != peers_.end()) {
         return *it->second;
     }
+    sd_bus_creds* raw = nullptr;
+    int r = sd_bus_query_sender_creds(call, kCredsMask, &raw);
+    BusCreds creds(raw);
+    return add(sender, callerFrom(creds.get(), r, sender));
+}
+
+CallerCache::Peer& CallerCache::add(const std::string& name, Caller caller) {
     auto peer = std::make_unique<Peer>();
     peer->cache = this;
-    peer->name = sender;
-    peer->caller = query(call, sender);
+    peer->name = name;
+    peer->caller = std::move(caller);
     sd_bus_track* track = nullptr;
     checkBus(sd_bus_track_new(bus_, &track, onPeerGone, peer.get()),
              "Failed to watch a caller's connection");
     peer->track.reset(track);
-    checkBus(sd_bus_track_add_name(track, sender), "Failed to watch a caller's connection");
+    checkBus(sd_bus_track_add_name(track, name.c_str()), "Failed to watch a caller's connection");
     // The track's match goes to the bus after the caller's call came; had the
     // caller left in between, no signal would say so. The bus answers this
     // after the match is in place.
     sd_bus_slot* slot = nullptr;
     checkBus(sd_bus_call_method_async(bus_, &slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
                                       "org.freedesktop.DBus", "GetNameOwner", onOwnerChecked,
-                                      peer.get(), "s", sender),
+                                      peer.get(), "s", name.c_str()),
              "Failed to watch a caller's connection");
     peer->ownerCheck.reset(slot);
-    return *peers_.emplace(sender, std::move(peer)).first->second;
+    return *peers_.emplace(name, std::move(peer)).first->second;
+}
+
+void CallerCache::setSubscribed(Peer& peer, bool subscribed) {
+    if (peer.subscribed != subscribed) {
+        peer.subscribed = subscribed;
+        saveSubscribers();
+    }
+}
+
+void CallerCache::saveSubscribers() {
+    if (subscribersFile_ < 0) {
+        return;
+    }
+    std::string names;
+    forEachSubscriber([&](const Peer& peer) { names += peer.name + "\n"; });
+    if (::pwrite(subscribersFile_, names.data(), names.size(), 0) !=
+            static_cast<ssize_t>(names.size()) ||
+        ::ftruncate(subscribersFile_, static_cast<off_t>(names.size())) < 0) {
+        spdlog::warn("Failed to keep the subscribers for a restart, ignoring: {}",
+                     std::strerror(errno));
+    }
+}
+
+void CallerCache::keepSubscribersIn(int file) {
+    subscribersFile_ = file;
+    if (file < 0) {
+        return;
+    }
+    std::string text;
+    char buf[4096];
+    for (off_t at = 0;;) {
+        ssize_t n = ::pread(file, buf, sizeof(buf), at);
+        if (n <= 0) {
+            break;
+        }
+        text.append(buf, static_cast<std::size_t>(n));
+        at += n;
+    }
+    std::istringstream lines(text);
+    std::size_t restored = 0;
+    for (std::string name; std::getline(lines, name);) {
+        if (name.empty() || name[0] != ':' || peers_.count(name) != 0) {
+            continue;
+        }
+        sd_bus_creds* raw = nullptr;
+        int r = sd_bus_get_name_creds(bus_, name.c_str(), kCredsMask, &raw);
+        BusCreds creds(raw);
+        try {
+            add(name, callerFrom(creds.get(), r, name)).subscribed = true;
+            ++restored;
+        } catch (const std::exception& e) {
+            spdlog::debug("Subscriber {} is gone: {}", name, e.what());
+        }
+    }
+    if (restored > 0) {
+        spdlog::info("Restored {} subscribers", restored);
+    }
+    saveSubscribers();
 }
 
 void CallerCache::forget(const std::string& name) {
-    peers_.erase(name);
+    auto it = peers_.find(name);
+    if (it != peers_.end()) {
+        bool subscribed = it->second->subscribed;
+        peers_.erase(it);
+        if (subscribed) {
+            saveSubscribers();
+        }
+    }
 }
 
 int CallerCache::onPeerGone(sd_bus_track* /*track*/, void* userdata) {
@@ -119,28 +196,23 @@ int CallerCache::onOwnerChecked(sd_bus_message* reply, void* userdata, sd_bus_er
     return 0;
 }
 
-Caller CallerCache::query(sd_bus_message* call, const std::string& sender) {
-    sd_bus_creds* raw = nullptr;
-    int r = sd_bus_query_sender_creds(
-        call, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS, &raw);
-    BusCreds creds(raw);
+Caller CallerCache::callerFrom(sd_bus_creds* creds, int r, const std::string& name) {
     if (r < 0) {
         throw ServiceError(ErrorKind::AccessDenied,
-                           "Failed to identify caller " + sender + ": " + std::strerror(-r));
+                           "Failed to identify caller " + name + ": " + std::strerror(-r));
     }
     Caller caller;
     uid_t uid = 0;
     pid_t pid = 0;
-    if (sd_bus_creds_get_euid(creds.get(), &uid) < 0 ||
-        sd_bus_creds_get_pid(creds.get(), &pid) < 0) {
+    if (sd_bus_creds_get_euid(creds, &uid) < 0 || sd_bus_creds_get_pid(creds, &pid) < 0) {
         throw ServiceError(ErrorKind::AccessDenied,
-                           "Failed to identify caller " + sender + ": the bus gave no uid or pid");
+                           "Failed to identify caller " + name + ": the bus gave no uid or pid");
     }
     caller.uid = uid;
     caller.pid = pid;
-    caller.busName = sender;
+    caller.busName = name;
     const gid_t* gids = nullptr;
-    int n = sd_bus_creds_get_supplementary_gids(creds.get(), &gids);
+    int n = sd_bus_creds_get_supplementary_gids(creds, &gids);
     if (n >= 0) {
         caller.groups.assign(gids, gids + n);
     }

@@ -34,6 +34,12 @@ class CallerCache final {
     Caller callerOf(sd_bus_message* call);
     // The cached peer behind `call`'s sender (looked up as callerOf does).
     Peer& peerOf(sd_bus_message* call);
+    // Subscribes or unsubscribes the peer (Manager.Subscribe, Unsubscribe).
+    void setSubscribed(Peer& peer, bool subscribed);
+    // Keeps the subscribers' names in `file` (the fd store's "subscribers"),
+    // and first takes back those a previous nsfdd kept there that are still
+    // on the bus: their subscriptions survive a restart of nsfdd.
+    void keepSubscribersIn(int file);
     // Every peer that subscribed, for the news.
     template <typename Fn>
     void forEachSubscriber(Fn&& fn) const {
@@ -46,11 +52,13 @@ class CallerCache final {
     std::size_t size() const noexcept { return peers_.size(); }
 
   private:
-    Caller query(sd_bus_message* call, const std::string& sender);
+    Peer& add(const std::string& name, Caller caller);
+    Caller callerFrom(sd_bus_creds* creds, int r, const std::string& name);
+    void saveSubscribers();
     static int onPeerGone(sd_bus_track* track, void* userdata);
     static int onOwnerChecked(sd_bus_message* reply, void* userdata, sd_bus_error* error);
     void forget(const std::string& name);
-
+    int subscribersFile_ = -1;  // owned by the fd store
     sd_bus* bus_;
     std::uint64_t ownPidNamespace_ = 0;  // NS_GET_ID of nsfdd's pid namespace, 0 if unknown
     std::map<std::string, std::unique_ptr<Peer>> peers_;

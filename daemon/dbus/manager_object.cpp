@@ -179,14 +179,16 @@ int sendSignalByPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*erro
 int subscribe(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return serveCall(call, [&] {
         // Anyone may subscribe: the news says only what each subscriber may see.
-        endpointOf(userdata).callers().peerOf(call).subscribed = true;
+        CallerCache& callers = endpointOf(userdata).callers();
+        callers.setSubscribed(callers.peerOf(call), true);
         return replyEmpty(call);
     });
 }
 
 int unsubscribe(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return serveCall(call, [&] {
-        endpointOf(userdata).callers().peerOf(call).subscribed = false;
+        CallerCache& callers = endpointOf(userdata).callers();
+        callers.setSubscribed(callers.peerOf(call), false);
         return replyEmpty(call);
     });
 }

@@ -40,6 +40,7 @@ void BusNews::tell(const TrackedProcess& process, const char* path, const char* 
         if (r >= 0) {
             r = sd_bus_send(endpoint_.bus(), raw, nullptr);
         }
+        spdlog::trace("Sent {} of {} to {}: {}", member, path, peer.name, r);
         if (r < 0) {
             spdlog::warn("Failed to send {} of {} to {}: {}", member, path, peer.name,
                          std::strerror(-r));

@@ -115,7 +115,6 @@ struct PolkitClient::Pending {
     PolkitAnswer failure;  // what failedToSend delivers
 };
 
-
 const char* toString(PolkitResult result) noexcept {
     switch (result) {
         case PolkitResult::Authorized:

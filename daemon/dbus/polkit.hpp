@@ -36,7 +36,6 @@ struct PolkitProcess {
 
 using PolkitSubject = std::variant<PolkitBusName, PolkitProcess>;
 
-
 struct PolkitRequest {
     PolkitSubject subject;
     std::string action;                          // "org.nsfd1.get-namespace"

@@ -4,6 +4,8 @@
 
 #include <sstream>
 
+#include <algorithm>
+
 #include "fixture.hpp"
 
 namespace nsfd::test {
@@ -23,11 +25,10 @@ TEST_F(RestartTest, Kill9With1000TrackedProcessesLosesNothing) {
         children.push_back(Child::spawn());
         paths.push_back(manager_->TrackProcess(static_cast<uint32_t>(children.back().pid())));
     }
-    // One pidfd per process, and the state table.
-    ASSERT_EQ(daemon_->fdStoreSize(), static_cast<std::size_t>(kCount) + 1);
+    // One pidfd per process, the state table and the subscribers.
+    ASSERT_EQ(daemon_->fdStoreSize(), static_cast<std::size_t>(kCount) + 2);
     Daemon::FdStore store = daemon_->takeFdStore();
-    manager_.reset();
-    daemon_->kill9();
+    daemon_->kill9();  // manager_ stays: a client listening all along
 
     // While it is down: 300 exit; 200 of those are reaped, 100 stay zombies.
     std::vector<int> statuses(kCount, -1);
@@ -43,7 +44,6 @@ TEST_F(RestartTest, Kill9With1000TrackedProcessesLosesNothing) {
 
     daemon_ = std::make_unique<Daemon>(busAddress(),
                                        Daemon::Options{config(), std::move(store), "debug", 0});
-    manager_ = std::make_unique<ManagerProxy>(*connection_);
     EXPECT_EQ(manager_->Get(nsfd::dbus::kManagerInterface, "TrackedProcesses").get<uint32_t>(),
               static_cast<uint32_t>(kCount));
     for (int i = 0; i < kCount; ++i) {
@@ -53,15 +53,17 @@ TEST_F(RestartTest, Kill9With1000TrackedProcessesLosesNothing) {
         ASSERT_EQ(proxy->ExitStatus(), i < 200 ? statuses[i] : -1) << "process " << i;
         ASSERT_EQ(proxy->Pid(), static_cast<uint32_t>(children[i].pid()));
     }
-    EXPECT_EQ(daemon_->fdStoreSize(), static_cast<std::size_t>(kCount) + 1)
+    EXPECT_EQ(daemon_->fdStoreSize(), static_cast<std::size_t>(kCount) + 2)
         << "restored fds stay in the store, nothing more is added";
 
-    // The zombies, reaped now, are reported as before the restart.
+    // The zombies, reaped now, are reported as before the restart; so are the
+    // 200 reaped while nsfdd was down, to the subscription it kept.
     for (int i = 200; i < 300; ++i) {
         statuses[i] = children[i].reap();
     }
-    ASSERT_TRUE(waitUntil([&] { return manager_->exits.size() >= 100; }))
-        << manager_->exits.size() << " of the 100 ProcessExited signals arrived";
+    ASSERT_TRUE(waitUntil([&] { return manager_->exits.size() >= 300; }))
+        << manager_->exits.size() << " of the 300 ProcessExited signals arrived";
+    EXPECT_EQ(manager_->exits.size(), 300U) << "each exit once";
     for (const ExitSignal& exit : manager_->exits) {
         auto it = std::find(paths.begin(), paths.end(), std::string(exit.path));
         ASSERT_NE(it, paths.end());
@@ -106,9 +108,10 @@ TEST_F(RestartTest, UnknownInheritedFdsAreClosedAndLogged) {
     EXPECT_NE(log.find("Closing inherited fd '" + wrongName.str() + "': its pidfd is of process"),
               std::string::npos)
         << log;
-    // All three are dropped from the store; the state table stays.
-    ASSERT_EQ(restarted.fdStoreSize(), 1U);
-    EXPECT_EQ(restarted.fdStoreNames().front(), "state");
+    // All three are dropped from the store; the state table and the subscribers' file stay.
+    std::vector<std::string> names = restarted.fdStoreNames();
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(names, (std::vector<std::string>{"state", "subscribers"}));
     child.release(0);
     child.reap();
 }
