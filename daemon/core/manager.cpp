@@ -195,9 +195,11 @@ void Manager::restore() {
         spdlog::info("Restored {} tracked processes from {} inherited fds", registry_.size(),
                      inherited.size());
     } else if (notifier_.active()) {
+        // systemd 252 keeps the fd store across `systemctl restart` and a crash, but
+        // empties it when the unit stops (FileDescriptorStorePreserve= is systemd 254).
         spdlog::info(
-            "Started with an empty fd store: no tracked processes to restore (a first start, "
-            "or the service manager emptied the store when the service stopped)");
+            "No tracked processes handed back by systemd: a first start, or a start after a "
+            "stop, which empties the fd store (a restart keeps it)");
     }
     for (TrackedProcess* process : reaped) {
         reapedWhileDown_.push_back(process->id());
