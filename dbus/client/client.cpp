@@ -70,9 +70,9 @@ PidFd openPidFd(pid_t pid) {
             throw NoSuchProcess(std::string(dbusErrorName(ErrorKind::NoSuchProcess)),
                                 "No such process: " + std::to_string(pid));
         }
-        throw InvalidArgument(std::string(dbusErrorName(ErrorKind::InvalidArgs)),
-                              "Failed to open a pidfd of pid " + std::to_string(pid) + ": " +
-                                  e.code().message());
+        throw InvalidArgument(
+            std::string(dbusErrorName(ErrorKind::InvalidArgs)),
+            "Failed to open a pidfd of pid " + std::to_string(pid) + ": " + e.code().message());
     }
 }
 
@@ -416,7 +416,20 @@ std::map<NsType, NsFd> Client::namespaceFds(pid_t pid, std::span<const NsType> t
 }
 
 ProcessInfo Client::info(pid_t pid) {
-    PidFd pidfd = openPidFd(pid);
+    std::optional<PidFd> opened;
+    try {
+        opened.emplace(openPidFd(pid));
+    } catch (const NoSuchProcess&) {
+        // No process has the pid now: a tracked one reaped last with it is
+        // still kept (its state and exit status), for the retention time.
+        try {
+            return process(pid).info();
+        } catch (const NotTracked&) {
+            throw NoSuchProcess(std::string(dbusErrorName(ErrorKind::NoSuchProcess)),
+                                "No such process: " + std::to_string(pid));
+        }
+    }
+    PidFd& pidfd = *opened;
     ProcessInfo info =
         callDaemon([&] { return toInfo(shared_->manager->GetProcessInfoByPidFd(passFd(pidfd))); });
     if (info.pid == 0) {
