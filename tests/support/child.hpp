@@ -117,7 +117,7 @@ class LeakCheckedTest : public ::testing::Test {
     void TearDown() override;
 
   private:
-    int fdsAtStart_ = 0;
+    int fdsAtStart_ = -1;  // -1: SetUp never ran (a fixture skipped before it)
 };
 
 // The errno of a std::system_error thrown by `fn`, or 0 if it threw nothing.

@@ -87,4 +87,16 @@ TEST_F(UniqueFdTest, DuplicateOfClosedFdThrowsEbadf) {
 }
 
 }  // namespace
+
+// A fixture that skips before the leak check has counted (test users missing,
+// say) must come out skipped, not failed for an fd it never opened.
+class SkipsBeforeTheLeakCheck : public LeakCheckedTest {
+  protected:
+    void SetUp() override { GTEST_SKIP() << "skipped before LeakCheckedTest::SetUp, on purpose"; }
+};
+
+TEST_F(SkipsBeforeTheLeakCheck, IsSkippedNotFailed) {
+    ADD_FAILURE() << "a skipped test's body ran";
+}
+
 }  // namespace nsfd::test
