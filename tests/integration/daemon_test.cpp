@@ -426,6 +426,14 @@ TEST_F(DaemonTest, StopsCleanlyOnSigtermAndFailsWhenTheBusDies) {
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << "status " << status;
 }
 
+TEST_F(DaemonTest, TellsSystemdItIsStoppingOnce) {
+    int status = daemon_->stop();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    EXPECT_EQ(daemon_->notificationsOf("STOPPING=1"), 1U);
+    EXPECT_EQ(daemon_->notificationsOf("READY=1"), 1U);
+    daemon_.reset();
+}
+
 TEST(DaemonConfigTest, BadConfigStopsTheDaemonWithFileAndLine) {
     char path[] = "/tmp/nsfdd-conf.XXXXXX";
     int fd = ::mkstemp(path);

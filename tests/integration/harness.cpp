@@ -588,6 +588,17 @@ std::string Daemon::lastStatus() {
     return notifications_.substr(at + 7, end - at - 7);
 }
 
+std::size_t Daemon::notificationsOf(const std::string& line) {
+    std::lock_guard lock(mutex_);
+    drainLocked();
+    std::size_t count = 0;
+    std::istringstream lines(notifications_);
+    for (std::string each; std::getline(lines, each);) {
+        count += each == line ? 1 : 0;
+    }
+    return count;
+}
+
 int Daemon::openFdCount() const {
     return countFds(pid_);
 }

@@ -80,6 +80,8 @@ class Daemon {
     std::string log() const;
     // The last STATUS= it sent.
     std::string lastStatus();
+    // How many of its notifications so far were exactly `line` (e.g. "STOPPING=1").
+    std::size_t notificationsOf(const std::string& line);
     // SIGTERM and reap; the wait status. Throws WaitTimedOut, with its log,
     // if it has not exited after kWaitLimit (it is then killed).
     int stop();
