@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <iostream>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <system_error>
@@ -246,7 +248,14 @@ int runInNamespaces(std::map<NsType, NsFd> namespaces, EnterOptions options,
             fail("Failed to wait for the command");
         }
     }
-    return exitCodeOf(status);
+    // Our children would now start in the target's pid namespace, where they
+    // could not see us: nothing more may run that forks, such as a leak
+    // checker at exit (LeakSanitizer's tracer hangs there). End as the
+    // command did.
+    std::cout.flush();
+    std::cerr.flush();
+    std::fflush(nullptr);
+    ::_exit(exitCodeOf(status));
 }
 
 }  // namespace nsfd::cli
