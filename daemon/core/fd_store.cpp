@@ -59,6 +59,8 @@ std::vector<RestoredPidFd> FdStore::takeInherited() {
         std::string name = names != nullptr && names[i] != nullptr ? names[i] : "";
         if (name == kStateName && !state_.ok()) {
             state_ = std::move(fd);
+        } else if (name == kVarlinkSocketName && sockets_.count(name) == 0) {
+            sockets_.emplace(std::move(name), std::move(fd));
         } else {
             pidfds.push_back({std::move(fd), std::move(name), std::nullopt});
         }
@@ -91,6 +93,9 @@ std::vector<RestoredPidFd> FdStore::takeInherited() {
         createState();
     }
     namesLength_ = kStateName.size() + 1;
+    for (const auto& [name, fd] : sockets_) {
+        namesLength_ += name.size() + 1;
+    }
 
     std::unordered_set<std::uint64_t> handedBack;
     for (RestoredPidFd& restored : pidfds) {
@@ -120,6 +125,16 @@ std::vector<RestoredPidFd> FdStore::takeInherited() {
         }
     }
     return pidfds;
+}
+
+UniqueFd FdStore::takeSocket(std::string_view name) {
+    auto it = sockets_.find(name);
+    if (it == sockets_.end()) {
+        return UniqueFd();
+    }
+    UniqueFd fd = std::move(it->second);
+    sockets_.erase(it);
+    return fd;
 }
 
 void FdStore::createState() {

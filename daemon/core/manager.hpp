@@ -59,6 +59,9 @@ class Manager final {
     // Takes back the processes a previous nsfdd left in systemd's fd store, and
     // reports those reaped meanwhile as if it had watched. Call once, first.
     void restore();
+    // A socket the service manager passed by name (FdStore::kVarlinkSocketName),
+    // once, after restore(); not ok() if none was.
+    UniqueFd takeInheritedSocket(std::string_view name) { return fdStore_.takeSocket(name); }
     // STATUS= for systemd: "Tracking N processes".
     void publishStatus();
 
