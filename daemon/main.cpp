@@ -13,14 +13,18 @@
 #include "version.hpp"
 
 int main(int argc, char** argv) {
-    CLI::App app{"nsfdd: namespace fds of processes, by pidfd, over D-Bus"};
+    CLI::App app{"nsfdd: namespace fds of processes, by pidfd, over D-Bus and Varlink"};
     std::string configPath = nsfd::daemon::kDefaultConfigPath;
     std::string bus = "system";
+    std::string varlink;
     std::string logLevel = "info";
     bool checkConfig = false;
     auto* configOption =
         app.add_option("--config", configPath, "Configuration file (nsfdd.conf(5))");
     app.add_option("--bus", bus, "system, session, or a D-Bus address (default: system)");
+    app.add_option("--varlink", varlink,
+                   "Serve Varlink on a socket bound at this path (default: only on the socket "
+                   "systemd passes, nsfdd.socket)");
     app.add_option("--log-level", logLevel,
                    "trace, debug, info, warn, error, critical or off (default: info)");
     app.add_flag("--check-config", checkConfig, "Check the configuration and exit");
@@ -55,7 +59,7 @@ int main(int argc, char** argv) {
     (void)signal(SIGPIPE, SIG_IGN);
 
     try {
-        return nsfd::daemon::serve(bus, config);
+        return nsfd::daemon::serve(bus, varlink, config);
     } catch (const std::exception& e) {
         spdlog::critical("Failed to start: {}", e.what());
     }

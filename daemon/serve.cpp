@@ -10,6 +10,7 @@
 #include "dbus/endpoint.hpp"
 #include "nsfd/dbus_names.hpp"
 #include "nsfd/features.hpp"
+#include "varlink/manager_varlink.hpp"
 #include "version.hpp"
 
 namespace nsfd::daemon {
@@ -31,14 +32,33 @@ EventSource addStopSignal(EventLoop& loop, int signal) {
 
 }  // namespace
 
-int serve(const std::string& bus, const Config& config) {
+namespace {
+
+// The socket systemd passed (nsfdd.socket), or `path` if given: then nsfdd binds it.
+void startVarlink(VarlinkEndpoint& varlink, Manager& manager, const std::string& path) {
+    UniqueFd passed = manager.takeInheritedSocket(FdStore::kVarlinkSocketName);
+    if (!path.empty()) {
+        varlink.bind(path);
+        spdlog::info("Serving Varlink on {}", path);
+    } else if (passed.ok()) {
+        varlink.listen(std::move(passed));
+        spdlog::info("Serving Varlink on the socket systemd passed");
+    }
+}
+
+}  // namespace
+
+int serve(const std::string& bus, const std::string& varlinkPath, const Config& config) {
     EventLoop loop;
     EventSource sigterm = addStopSignal(loop, SIGTERM);
     EventSource sigint = addStopSignal(loop, SIGINT);
     Notifier notifier;
     Manager manager(loop, config, notifier);
+    // Goes after the bus endpoint: its polkit decider drops pending checks first.
+    VarlinkEndpoint varlink(loop, manager);
     BusEndpoint endpoint(openBus(bus), loop, manager);
     manager.restore();
+    startVarlink(varlink, manager, varlinkPath);
     endpoint.requestName();
     // Subscribers of the nsfdd before this one hear of what it missed.
     endpoint.callers().keepSubscribersIn(manager.fdStore().file("subscribers"));

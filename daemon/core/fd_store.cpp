@@ -68,6 +68,8 @@ std::vector<RestoredPidFd> FdStore::takeInherited() {
             state_ = std::move(fd);
         } else if (isFileName(name) && files_.count(name) == 0) {
             files_.emplace(name, std::move(fd));
+        } else if (name == kVarlinkSocketName && sockets_.count(name) == 0) {
+            sockets_.emplace(std::move(name), std::move(fd));
         } else {
             pidfds.push_back({std::move(fd), std::move(name), std::nullopt});
         }
@@ -101,6 +103,9 @@ std::vector<RestoredPidFd> FdStore::takeInherited() {
     }
     namesLength_ = kStateName.size() + 1;
     for (const auto& [name, fd] : files_) {
+        namesLength_ += name.size() + 1;
+    }
+    for (const auto& [name, fd] : sockets_) {
         namesLength_ += name.size() + 1;
     }
 
@@ -150,6 +155,16 @@ int FdStore::file(const std::string& name) {
     notifier_.send("FDSTORE=1\nFDPOLL=0\nFDNAME=" + name, fd.get());
     namesLength_ += name.size() + 1;
     return files_.emplace(name, std::move(fd)).first->second.get();
+}
+
+UniqueFd FdStore::takeSocket(std::string_view name) {
+    auto it = sockets_.find(name);
+    if (it == sockets_.end()) {
+        return UniqueFd();
+    }
+    UniqueFd fd = std::move(it->second);
+    sockets_.erase(it);
+    return fd;
 }
 
 void FdStore::createState() {

@@ -17,6 +17,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -51,9 +52,15 @@ class FdStore {
     FdStore(const FdStore&) = delete;
     FdStore& operator=(const FdStore&) = delete;
 
+    // Names of sockets a socket unit passes (FileDescriptorName=): not pidfds.
+    static constexpr std::string_view kVarlinkSocketName = "varlink";
+
     // The fds handed over at start (LISTEN_FDS, LISTEN_FDNAMES): takes the state
-    // table and returns the pidfds. Call once, before anything is stored.
+    // table, keeps the sockets for takeSocket() and returns the pidfds. Call
+    // once, before anything is stored.
     std::vector<RestoredPidFd> takeInherited();
+    // The socket passed under `name` (kVarlinkSocketName), once; not ok() if none was.
+    UniqueFd takeSocket(std::string_view name);
     // Drops a restored fd nsfdd does not keep (unknown, or not its process).
     void discard(const RestoredPidFd& restored);
 
@@ -84,6 +91,7 @@ class FdStore {
     bool active_;     // a service manager keeps what nsfdd stores
     UniqueFd state_;  // the memfd of records
     std::map<std::string, UniqueFd, std::less<>> files_;              // file()
+    std::map<std::string, UniqueFd, std::less<>> sockets_;            // by FileDescriptorName=
     std::map<std::pair<std::uint64_t, uid_t>, std::uint32_t> slots_;  // (id, tracker) -> slot
     std::unordered_map<std::uint64_t, std::size_t> stored_;           // id -> its slots
     std::vector<std::uint32_t> freeSlots_;

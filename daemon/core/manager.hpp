@@ -63,6 +63,9 @@ class Manager final {
     // once the endpoints are ready to tell (bus name taken, subscribers back).
     void reportRestored();
     FdStore& fdStore() noexcept { return fdStore_; }
+    // A socket the service manager passed by name (FdStore::kVarlinkSocketName),
+    // once, after restore(); not ok() if none was.
+    UniqueFd takeInheritedSocket(std::string_view name) { return fdStore_.takeSocket(name); }
     // STATUS= for systemd: "Tracking N processes".
     void publishStatus();
 

@@ -29,6 +29,8 @@ class Call final {
     bool more() const noexcept { return message_.more; }
     bool oneway() const noexcept { return message_.oneway; }
     const Peer& peer() const noexcept { return *peer_; }
+    // The same peer, shared by every call of the connection: lives as long as it.
+    const std::shared_ptr<const Peer>& sharedPeer() const noexcept { return peer_; }
 
     // The fds sent with the call (none unless the method accepts fds); the
     // parameters name them by index. Takes the one at `index`: not ok() if

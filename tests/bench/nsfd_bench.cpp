@@ -15,7 +15,10 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +29,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -233,9 +237,68 @@ struct Row {
     bool met;
 };
 
-// nsfdd with an empty configuration, logging only warnings.
-Daemon::Options quiet() {
-    return {"", {}, "warn", 0};
+// nsfdd with an empty configuration, logging only warnings, serving Varlink at `varlink`.
+Daemon::Options quiet(const std::string& varlink = "") {
+    return {"", {}, "warn", 0, varlink};
+}
+
+// A blocking Varlink client of the least cost: one call, its reply read to the
+// NUL, its fds closed. Not libnsfd-client: the floor of a Varlink call.
+class VarlinkCaller {
+  public:
+    explicit VarlinkCaller(const std::string& path)
+        : socket_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+        struct sockaddr_un addr {};
+        addr.sun_family = AF_UNIX;
+        path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+        if (!socket_.ok() ||
+            ::connect(socket_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
+            throw std::system_error(errno, std::generic_category(), "connect to " + path);
+        }
+    }
+
+    // Sends `message` (ended by its NUL); throws if the reply is an error.
+    void call(const std::string& message) {
+        if (::send(socket_.get(), message.data(), message.size(), MSG_NOSIGNAL) !=
+            static_cast<ssize_t>(message.size())) {
+            throw std::system_error(errno, std::generic_category(), "send");
+        }
+        std::string reply;
+        while (reply.empty() || reply.back() != '\0') {
+            char buffer[4096];
+            alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
+            struct iovec iov = {buffer, sizeof(buffer)};
+            struct msghdr msg {};
+            msg.msg_iov = &iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control;
+            msg.msg_controllen = sizeof(control);
+            ssize_t n = ::recvmsg(socket_.get(), &msg, MSG_CMSG_CLOEXEC);
+            if (n <= 0) {
+                throw std::runtime_error("nsfdd hung up");
+            }
+            for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+                std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (std::size_t i = 0; i < count; ++i) {
+                    int fd = -1;
+                    std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                    ::close(fd);
+                }
+            }
+            reply.append(buffer, static_cast<std::size_t>(n));
+        }
+        if (reply.find("\"error\"") != std::string::npos) {
+            throw std::runtime_error("Varlink error: " + reply);
+        }
+    }
+
+  private:
+    UniqueFd socket_;
+};
+
+std::string varlinkCall(const std::string& method, const std::string& parameters) {
+    return "{\"method\":\"org.nsfd1.Manager." + method + "\",\"parameters\":" + parameters + "}" +
+           std::string(1, '\0');
 }
 
 class Suite {
@@ -246,7 +309,13 @@ class Suite {
         progress("starting a private " + busName() + " and nsfdd");
         bus_ = std::make_unique<TestBus>(busKind_);
         ::setenv("DBUS_SYSTEM_BUS_ADDRESS", bus_->address().c_str(), 1);
-        daemon_ = std::make_unique<Daemon>(bus_->address(), quiet());
+        char dir[] = "/tmp/nsfd-bench-XXXXXX";
+        if (::mkdtemp(dir) == nullptr || ::chmod(dir, 0755) < 0) {
+            throw std::system_error(errno, std::generic_category(), "mkdtemp");
+        }
+        varlinkDir_ = dir;
+        varlink_ = varlinkDir_ + "/org.nsfd1.Manager";
+        daemon_ = std::make_unique<Daemon>(bus_->address(), quiet(varlink_));
         connection_ = sdbus::createSystemBusConnection();
         manager_ = managerProxy(*connection_);
 
@@ -279,6 +348,14 @@ class Suite {
         if (wanted({5, 6, 7})) {
             scale();
         }
+        if (value("varlink_get_namespace_us") > 0 && value("in_process_us") > 0) {
+            double vl = value("varlink_get_namespace_us"), local = value("in_process_us");
+            rows_.push_back(
+                {16, "`GetNamespace` over Varlink / libnsfd in-process (figure 3's work)",
+                 format("%.1f us / %.2f us", vl, local), vl / local, "report: the floor", true});
+        }
+        daemon_.reset();
+        std::filesystem::remove_all(varlinkDir_);
     }
 
     std::string busName() const {
@@ -370,12 +447,18 @@ class Suite {
         pid_t busPid = bus_->routerPid();
         pid_t daemonPid = daemon_->pid();
         int count = scale_.calls;
+        std::string varlinkPath = varlink_;
         Results r = asUnprivileged([=](sdbus::IConnection& connection) {
             auto bus =
                 sdbus::createProxy(connection, "org.freedesktop.DBus", "/org/freedesktop/DBus");
             auto manager = managerProxy(connection);
             auto self = static_cast<uint32_t>(::getpid());
             std::vector<std::string> all;  // empty: every type
+            VarlinkCaller varlink(varlinkPath);
+            std::string selfPid = std::to_string(self);
+            std::string oneNs =
+                varlinkCall("GetNamespace", "{\"pid\":" + selfPid + ",\"type\":\"net\"}");
+            std::string allNs = varlinkCall("GetNamespaces", "{\"pid\":" + selfPid + "}");
             std::map<std::string, std::function<void()>> calls = {
                 {"ping_bus", [&] { ping(*bus); }},
                 {"ping_nsfdd", [&] { ping(*manager); }},
@@ -388,6 +471,8 @@ class Suite {
                          .withArguments(self, all)
                          .storeResultsTo(fds);
                  }},
+                {"varlink_get_namespace", [&] { varlink.call(oneNs); }},
+                {"varlink_get_namespaces", [&] { varlink.call(allNs); }},
             };
             Results out;
             for (auto& [name, call] : calls) {
@@ -418,6 +503,12 @@ class Suite {
             format("%.1f us / %.1f us", r["get_namespaces_us"], ns), r["get_namespaces_us"] / ns,
             1.5, true);
         floor_ = r["ping_nsfdd_us"] / pingBus;
+        double vl = r["varlink_get_namespace_us"];
+        add(11, "`GetNamespace` over Varlink (allowed non-root caller) / `Peer.Ping` to the bus",
+            format("%.1f us / %.1f us", vl, pingBus), vl / pingBus, 1.0, true);
+        add(12, "`GetNamespaces` of all ten types over Varlink / one `GetNamespace` over Varlink",
+            format("%.1f us / %.1f us", r["varlink_get_namespaces_us"], vl),
+            r["varlink_get_namespaces_us"] / vl, 1.5, true);
     }
 
     // Figure 3: libnsfd against the same syscalls by hand, in batches of 100.
@@ -441,6 +532,7 @@ class Suite {
         };
         auto [a, b] = alternatingMedians(
             scale_.calls / 10, [&] { return batch(library); }, [&] { return batch(raw); });
+        measured_["in_process_us"] = a;
         add(3, "libnsfd `PidFd::open` + `namespaceFd` + close / the raw syscalls",
             format("%.2f us / %.2f us", a, b), a / b, 1.05, true);
         target.release(0);
@@ -756,7 +848,7 @@ class Suite {
         std::size_t stored = store.size() - store.count("state") - store.count("subscribers");
         daemon_->kill9();
         daemon_ = std::make_unique<Daemon>(bus_->address(),
-                                           Daemon::Options{"", std::move(store), "warn", 0});
+                                           Daemon::Options{"", std::move(store), "warn", 0, ""});
         double ms = std::chrono::duration<double, std::milli>(daemon_->startupTime()).count();
         auto tracked = managerProxy(*connection_)
                            ->getProperty("TrackedProcesses")
@@ -807,6 +899,8 @@ class Suite {
     std::vector<Row> rows_;
     Results measured_;
     double floor_ = 0;
+    std::string varlinkDir_;
+    std::string varlink_;  // nsfdd's Varlink socket
 };
 
 }  // namespace

@@ -125,7 +125,7 @@ class LowFdLimitTest : public DaemonTest {
         if (!kernelFeatures().namespaceIoctls || !kernelFeatures().info) {
             GTEST_SKIP() << "nsfdd needs PIDFD_GET_INFO and the namespace ioctls (6.13+)";
         }
-        daemon_ = std::make_unique<Daemon>(busAddress(), Daemon::Options{"", {}, "debug", 100});
+        daemon_ = std::make_unique<Daemon>(busAddress(), Daemon::Options{"", {}, "debug", 100, ""});
         connection_ = connectToBus();
         manager_ = std::make_unique<ManagerProxy>(*connection_);
     }
@@ -262,7 +262,7 @@ TEST_F(FaultTest, Kill9UnderLoadThenRestartLosesNothing) {
         statuses[i] = children[i].reap();
     }
     daemon_ = std::make_unique<Daemon>(busAddress(),
-                                       Daemon::Options{config(), std::move(store), "debug", 0});
+                                       Daemon::Options{config(), std::move(store), "debug", 0, ""});
     manager_ = std::make_unique<ManagerProxy>(*connection_);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // under load again
     ::kill(loader, SIGKILL);

@@ -87,6 +87,8 @@ inline Child spawnAs(uid_t uid, bool dumpable = true) {
 class DaemonTest : public LeakCheckedTest {
   protected:
     virtual std::string config() const { return ""; }
+    // Where nsfdd binds its Varlink socket (--varlink); none if empty.
+    virtual std::string varlinkPath() const { return ""; }
 
     void SetUp() override {
         LeakCheckedTest::SetUp();
@@ -95,7 +97,8 @@ class DaemonTest : public LeakCheckedTest {
             GTEST_SKIP() << "nsfdd needs pidfs, PIDFD_GET_INFO and the pidfd namespace ioctls "
                             "(kernel 6.13+)";
         }
-        daemon_ = std::make_unique<Daemon>(busAddress(), config());
+        Daemon::Options options{config(), {}, "debug", 0, varlinkPath()};
+        daemon_ = std::make_unique<Daemon>(busAddress(), std::move(options));
         connection_ = connectToBus();
         manager_ = std::make_unique<ManagerProxy>(*connection_);
     }

@@ -426,6 +426,9 @@ Daemon::Daemon(const std::string& busAddress, Options options)
         std::vector<std::string> argv = daemonWrapper();
         argv.insert(argv.end(), {NSFD_TEST_DAEMON, "--bus", busAddress, "--config",
                                  dir_ + "/nsfdd.conf", "--log-level", options.logLevel});
+        if (!options.varlink.empty()) {
+            argv.insert(argv.end(), {"--varlink", options.varlink});
+        }
         execOrDie(argv);
     }
     execWrite.reset();

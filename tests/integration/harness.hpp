@@ -62,7 +62,8 @@ class Daemon {
         // Plays systemd's side of a restart: these arrive as LISTEN_FDS/LISTEN_FDNAMES.
         FdStore handOver;
         std::string logLevel = "debug";
-        rlim_t fdLimit = 0;  // if set, its RLIMIT_NOFILE (soft and hard)
+        rlim_t fdLimit = 0;   // if set, its RLIMIT_NOFILE (soft and hard)
+        std::string varlink;  // if set, it serves Varlink on a socket it binds here (--varlink)
     };
 
     // Starts nsfdd and waits for READY=1 (throws WaitTimedOut after kWaitLimit).
@@ -70,7 +71,7 @@ class Daemon {
     // any helper carries its log.
     Daemon(const std::string& busAddress, Options options);
     explicit Daemon(const std::string& busAddress, const std::string& config = "")
-        : Daemon(busAddress, Options{config, {}, "debug", 0}) {}
+        : Daemon(busAddress, Options{config, {}, "debug", 0, ""}) {}
     ~Daemon();
 
     pid_t pid() const { return pid_; }

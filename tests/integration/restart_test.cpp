@@ -43,7 +43,7 @@ TEST_F(RestartTest, Kill9With1000TrackedProcessesLosesNothing) {
     }
 
     daemon_ = std::make_unique<Daemon>(busAddress(),
-                                       Daemon::Options{config(), std::move(store), "debug", 0});
+                                       Daemon::Options{config(), std::move(store), "debug", 0, ""});
     EXPECT_EQ(manager_->Get(nsfd::dbus::kManagerInterface, "TrackedProcesses").get<uint32_t>(),
               static_cast<uint32_t>(kCount));
     for (int i = 0; i < kCount; ++i) {
@@ -96,7 +96,7 @@ TEST_F(RestartTest, UnknownInheritedFdsAreClosedAndLogged) {
     store["1"] = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));  // not in the table
     store["something-else"] = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     store[wrongName.str()] = UniqueFd(pidfd.release());
-    Daemon restarted(busAddress(), Daemon::Options{"", std::move(store), "debug", 0});
+    Daemon restarted(busAddress(), Daemon::Options{"", std::move(store), "debug", 0, ""});
     ManagerProxy manager(*connection_);
     EXPECT_EQ(manager.ListProcesses().size(), 0U);
     std::string log = restarted.log();

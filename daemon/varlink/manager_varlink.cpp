@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "manager_varlink.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <system_error>
+#include <vector>
+
+#include "varlink/manager_idl.hpp"
+#include "version.hpp"
+
+namespace nsfd::daemon {
+
+using varlink::Call;
+using varlink::CallPtr;
+using varlink::Json;
+
+void replyError(Call& call, ErrorKind kind, const std::string& message) noexcept {
+    try {
+        call.error(varlinkErrorName(kind), {{"message", message}});
+    } catch (...) {
+        spdlog::warn("Failed to answer {} with an error", call.method());
+    }
+}
+
+void replyCurrentError(Call& call) noexcept {
+    try {
+        throw;
+    } catch (const ParameterError& e) {
+        try {
+            call.error(varlinkErrorName(e.kind()),
+                       {{"parameter", e.parameter()}, {"message", std::string(e.what())}});
+        } catch (...) {
+            spdlog::warn("Failed to answer {} with an error", call.method());
+        }
+    } catch (...) {
+        auto [kind, message] = currentError();
+        replyError(call, kind, message);
+    }
+}
+
+VarlinkEndpoint::VarlinkEndpoint(EventLoop& loop, Manager& manager)
+    : manager_(manager), server_(loop.get(), {"nsfd", "nsfdd", kVersion, ""}) {
+    try {
+        ownPidNamespace_ = pidNamespaceIdOf(PidFd::self());
+    } catch (const std::system_error&) {
+        ownPidNamespace_ = 0;
+    }
+    server_.setProtocolErrorHook([](const varlink::Peer& peer, std::string_view what) {
+        spdlog::info("Varlink client pid {} uid {}: {}", peer.pid, peer.uid, what);
+    });
+    server_.addInterface(std::string(varlink::kManagerInterface),
+                         std::string(varlink::kManagerIdl));
+    addManagerMethods(server_, *this);
+    manager_.addObserver(*this);
+}
+
+VarlinkEndpoint::~VarlinkEndpoint() {
+    manager_.removeObserver(*this);
+    // The streams end with the server's connections; nobody needs telling.
+    for (auto& [key, watcher] : watchers_) {
+        watcher.call->onDisconnect(nullptr);
+    }
+    watchers_.clear();
+}
+
+Caller VarlinkEndpoint::identify(const varlink::Peer& peer) const {
+    Caller caller;
+    caller.uid = peer.uid;
+    caller.gid = peer.gid;
+    caller.pid = peer.pid;
+    caller.groups = peer.groups;
+    // Until its process says otherwise: nsfdd then takes no pid from it.
+    caller.inOurPidNamespace = false;
+    try {
+        // The peer's pidfd (SO_PEERPIDFD) cannot name another process; before
+        // kernel 6.5 the pid can, so its answers count only if it still runs as `uid`.
+        PidFd pidfd =
+            peer.pidfd.ok() ? PidFd::adopt(duplicateFd(peer.pidfd.get())) : PidFd::open(peer.pid);
+        std::optional<Credentials> creds = pidfd.info(InfoFlags::Credentials).credentials();
+        std::uint64_t pidNamespace = pidNamespaceIdOf(pidfd);
+        std::uint64_t startTime = processStartTime(peer.pid);
+        bool same = !pidfd.hasExited() && (peer.pidfd.ok() || (creds && creds->euid == peer.uid));
+        if (same) {
+            caller.inOurPidNamespace =
+                ownPidNamespace_ == 0 || pidNamespace == 0 || pidNamespace == ownPidNamespace_;
+            caller.startTime = startTime;
+        }
+        if (same && creds && creds->euid == peer.uid) {
+            caller.gid = caller.isRoot() ? 0 : creds->fsgid;  // ptrace's rule compares the fsgid
+        }
+    } catch (const std::system_error&) {
+        // Gone already: polkit, asked about a process with no start time, says no.
+    }
+    return caller;
+}
+
+Caller VarlinkEndpoint::callerOf(const Call& call) {
+    const std::shared_ptr<const varlink::Peer>& peer = call.sharedPeer();
+    auto it = callers_.find(peer.get());
+    // A live weak_ptr at the same address is the same connection.
+    if (it == callers_.end() || it->second.peer.lock() != peer) {
+        if (callers_.size() > 2 * server_.connectionCount() + 16) {
+            std::erase_if(callers_, [](const auto& entry) { return entry.second.peer.expired(); });
+        }
+        it = callers_.insert_or_assign(peer.get(), CachedCaller{peer, identify(*peer)}).first;
+    }
+    Caller caller = it->second.caller;
+    auto interactive = call.parameters().find("allowInteractiveAuthentication");
+    caller.allowInteractive = interactive != call.parameters().end() && interactive->is_boolean() &&
+                              interactive->get<bool>();
+    return caller;
+}
+
+namespace {
+
+Json exitOf(const Manager& core, const Caller& caller, const TrackedProcess& process) {
+    return {{"id", process.id()},
+            {"pid", core.pidFor(caller, process.pid())},
+            {"waitStatus", process.exitStatus().value_or(kNoExitStatus)}};
+}
+
+}  // namespace
+
+void VarlinkEndpoint::watchExits(const CallPtr& call, const Caller& caller,
+                                 std::optional<std::uint64_t> id) {
+    if (id) {
+        TrackedProcess& process = manager_.tracked(caller, *id);
+        if (process.state() == ProcessState::Reaped) {
+            call->reply(exitOf(manager_, caller, process));
+            return;
+        }
+    }
+    std::uint64_t key = nextWatcher_++;
+    watchers_.emplace(key, Watcher{call, caller, id});
+    call->onDisconnect([this, key] { watchers_.erase(key); });
+}
+
+void VarlinkEndpoint::processStateChanged(const TrackedProcess& process) {
+    if (process.state() != ProcessState::Reaped) {
+        return;
+    }
+    std::vector<std::uint64_t> keys;
+    for (const auto& [key, watcher] : watchers_) {
+        keys.push_back(key);
+    }
+    // A client over its bound is disconnected while told: its watcher goes meanwhile.
+    for (std::uint64_t key : keys) {
+        auto it = watchers_.find(key);
+        if (it == watchers_.end() || (it->second.id && *it->second.id != process.id()) ||
+            !manager_.isVisible(it->second.caller, process)) {
+            continue;
+        }
+        Json exit = exitOf(manager_, it->second.caller, process);
+        if (it->second.id) {
+            CallPtr call = std::move(it->second.call);
+            watchers_.erase(it);
+            call->reply(exit);
+        } else {
+            it->second.call->notify(exit);
+        }
+    }
+}
+
+void VarlinkEndpoint::processRemoved(const TrackedProcess& process) {
+    // A stream of one process that goes before it is reaped (untracked) ends.
+    std::vector<CallPtr> ended;
+    std::erase_if(watchers_, [&](auto& entry) {
+        if (entry.second.id != process.id()) {
+            return false;
+        }
+        ended.push_back(std::move(entry.second.call));
+        return true;
+    });
+    for (const CallPtr& call : ended) {
+        replyError(*call, ErrorKind::NotTracked,
+                   "Process " + std::to_string(process.id()) + " is no longer tracked");
+    }
+}
+
+}  // namespace nsfd::daemon

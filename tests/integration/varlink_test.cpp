@@ -1,0 +1,532 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The Varlink endpoint of a real nsfdd, driven by a client that is not nsfd's
+// C++ code (tests/varlink/nsfd_check.py, Python's standard library) as real
+// users, and by raw sockets that break the protocol.
+#include <grp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+#include "fixture.hpp"
+
+namespace nsfd::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string kCheck = NSFD_TEST_SOURCE_DIR "/tests/varlink/nsfd_check.py";
+const std::string kClient = NSFD_TEST_SOURCE_DIR "/tests/varlink/varlink_client.py";
+
+// python3 with `args`, as uid (its gid the same) with `groups`; its stdout a
+// pipe read by lines. The destructor kills and reaps it if it still runs.
+class PythonClient {
+  public:
+    PythonClient(uid_t uid, const std::vector<gid_t>& groups, std::vector<std::string> args) {
+        int fds[2];
+        if (::pipe2(fds, O_CLOEXEC) < 0) {
+            throw std::system_error(errno, std::generic_category(), "pipe2");
+        }
+        UniqueFd readEnd(fds[0]), writeEnd(fds[1]);
+        args.insert(args.begin(), "python3");
+        pid_ = forkProcess();
+        if (pid_ == 0) {
+            ::dup2(writeEnd.get(), 1);
+            if (::setgroups(groups.size(), groups.data()) < 0 || ::setresgid(uid, uid, uid) < 0 ||
+                ::setresuid(uid, uid, uid) < 0) {
+                ::_exit(126);
+            }
+            std::vector<char*> argv;
+            for (std::string& arg : args) {
+                argv.push_back(arg.data());
+            }
+            argv.push_back(nullptr);
+            ::execvp(argv[0], argv.data());
+            ::_exit(127);
+        }
+        out_ = std::move(readEnd);
+    }
+    ~PythonClient() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            reapWithin(pid_, "a python client to die of SIGKILL");
+        }
+    }
+    PythonClient(const PythonClient&) = delete;
+    PythonClient& operator=(const PythonClient&) = delete;
+
+    // The next line of its output, without the newline; nullopt after `timeout` or at its end.
+    std::optional<std::string> readLine(std::chrono::milliseconds timeout = 10s) {
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        for (;;) {
+            if (std::size_t end = buffer_.find('\n'); end != std::string::npos) {
+                std::string line = buffer_.substr(0, end);
+                buffer_.erase(0, end + 1);
+                return line;
+            }
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            struct pollfd pfd = {out_.get(), POLLIN, 0};
+            if (left <= 0ms || ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) {
+                return std::nullopt;
+            }
+            char chunk[4096];
+            ssize_t n = ::read(out_.get(), chunk, sizeof(chunk));
+            if (n <= 0) {
+                return std::nullopt;
+            }
+            buffer_.append(chunk, static_cast<std::size_t>(n));
+        }
+    }
+
+    // Reads its output to the end and reaps it: {wait status, output not read yet}.
+    std::pair<int, std::string> finish() {
+        std::string rest;
+        while (std::optional<std::string> line = readLine()) {
+            rest += *line + "\n";
+        }
+        rest += buffer_;
+        buffer_.clear();
+        int status = reapWithin(pid_, "a python client to exit");
+        pid_ = -1;
+        return {status, rest};
+    }
+
+    // Everything it prints, to its end: {wait status, output}.
+    static std::pair<int, std::string> run(uid_t uid, const std::vector<gid_t>& groups,
+                                           std::vector<std::string> args) {
+        return PythonClient(uid, groups, std::move(args)).finish();
+    }
+
+  private:
+    pid_t pid_ = -1;
+    UniqueFd out_;
+    std::string buffer_;
+};
+
+UniqueFd connectTo(const std::string& path) {
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    struct sockaddr_un addr {};
+    addr.sun_family = AF_UNIX;
+    path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+    if (!fd.ok() || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
+        throw std::system_error(errno, std::generic_category(), "connect to " + path);
+    }
+    return fd;
+}
+
+// Sends `bytes`, with `fds` on the first byte; false if nsfdd hung up.
+bool sendRaw(int socket, std::string_view bytes, std::vector<int> fds = {}) {
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+    while (!bytes.empty()) {
+        struct iovec iov = {const_cast<char*>(bytes.data()), bytes.size()};
+        struct msghdr msg {};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        if (!fds.empty()) {
+            msg.msg_control = control.data();
+            msg.msg_controllen = control.size();
+            struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+            cmsg->cmsg_level = SOL_SOCKET;
+            cmsg->cmsg_type = SCM_RIGHTS;
+            cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+            std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
+        }
+        ssize_t n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
+        if (n < 0) {
+            return false;
+        }
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+        fds.clear();  // sent with the first byte
+    }
+    return true;
+}
+
+// Reads until nsfdd hangs up (true) or `timeout` (false); closes every fd received.
+bool readsToEnd(int socket, std::string* got = nullptr, std::chrono::milliseconds timeout = 10s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        struct pollfd pfd = {socket, POLLIN, 0};
+        if (left <= 0ms || ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) {
+            return false;
+        }
+        char buffer[65536];
+        alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * 253)];
+        struct iovec iov = {buffer, sizeof(buffer)};
+        struct msghdr msg {};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof(control);
+        ssize_t n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
+        for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (std::size_t i = 0; i < count; ++i) {
+                    int fd = -1;
+                    std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                    UniqueFd closed(fd);
+                }
+            }
+        }
+        if (n <= 0) {
+            return n == 0 || errno == ECONNRESET;
+        }
+        if (got != nullptr) {
+            got->append(buffer, static_cast<std::size_t>(n));
+        }
+    }
+}
+
+std::string call(std::string_view method, const std::string& parameters = "{}") {
+    return "{\"method\":\"" + std::string(method) + "\",\"parameters\":" + parameters + "}" +
+           std::string(1, '\0');
+}
+
+class VarlinkTest : public DaemonTest {
+  protected:
+    std::string config() const override { return kGrantConfig; }
+    std::string varlinkPath() const override { return socket_; }
+
+    void SetUp() override {
+        if (kUser == 0 || kOtherUser == 0) {
+            GTEST_SKIP() << "users nsfd-test-a and nsfd-test-b are missing (scripts/test-users)";
+        }
+        char dir[] = "/tmp/nsfd-varlink-XXXXXX";
+        ASSERT_NE(::mkdtemp(dir), nullptr);
+        dir_ = dir;
+        ASSERT_EQ(::chmod(dir, 0755), 0);  // the test users reach the socket
+        socket_ = dir_ + "/org.nsfd1.Manager";
+        DaemonTest::SetUp();
+    }
+
+    void TearDown() override {
+        DaemonTest::TearDown();
+        if (!dir_.empty()) {
+            ::unlink(socket_.c_str());
+            ::rmdir(dir_.c_str());
+        }
+    }
+
+    // nsfd_check.py COMMAND SOCKET ARGS... as `uid`: {wait status, output}.
+    std::pair<int, std::string> check(uid_t uid, const std::vector<gid_t>& groups,
+                                      const std::string& command,
+                                      const std::vector<std::string>& args) {
+        std::vector<std::string> argv = {kCheck, command, socket_};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return PythonClient::run(uid, groups, std::move(argv));
+    }
+
+    // One call by varlink_client.py as `uid`: {wait status, the reply's line}.
+    std::pair<int, std::string> callAs(uid_t uid, const std::string& method,
+                                       const std::string& parameters = "{}") {
+        return PythonClient::run(uid, {}, {kClient, socket_, method, parameters});
+    }
+
+    // Alive and serving: a call by another client gets its answer.
+    void expectServing() {
+        auto [status, out] = callAs(kOtherUser, "org.nsfd1.Manager.GetServiceInfo");
+        EXPECT_EQ(status, 0) << out;
+        EXPECT_NE(out.find("\"version\""), std::string::npos) << out;
+    }
+
+    // nsfdd's open fds settle back to `count`.
+    void expectFdsSettle(int count) {
+        for (int i = 0; i < 200 && daemon_->openFdCount() != count; ++i) {
+            std::this_thread::sleep_for(10ms);
+        }
+        EXPECT_EQ(daemon_->openFdCount(), count);
+    }
+
+    std::string dir_;
+    std::string socket_;
+};
+
+TEST_F(VarlinkTest, EveryMethodThroughTheSocket) {
+    Child target = spawnAs(kUser);
+    auto [status, out] = check(0, {}, "methods", {std::to_string(target.pid())});
+    EXPECT_EQ(status, 0) << out;
+    EXPECT_EQ(out, "ok\n");
+    target.release(0);
+    target.reap();
+}
+
+TEST_F(VarlinkTest, ReadmePythonExampleGetsTheNamespace) {
+    std::string readme = readFile(NSFD_TEST_SOURCE_DIR "/README.md");
+    std::size_t section = readme.find("### Varlink");
+    std::size_t start = readme.find("```python\n", section);
+    ASSERT_NE(start, std::string::npos);
+    start += 10;
+    std::string code = readme.substr(start, readme.find("```", start) - start);
+    const std::string path = "/run/nsfd/org.nsfd1.Manager";
+    code.replace(code.find(path), path.size(), socket_);
+    Child target = spawnAs(kUser);  // pid 1 may be out of reach in a container
+    const std::string pid1 = "\"pid\": 1,";
+    code.replace(code.find(pid1), pid1.size(), "\"pid\": " + std::to_string(target.pid()) + ",");
+    auto [status, out] = PythonClient::run(0, {}, {"-c", code});
+    EXPECT_EQ(status, 0) << out;
+    char link[256] = {};
+    ASSERT_GT(::readlink(nsPath(target.pid(), "net").c_str(), link, sizeof(link) - 1), 0);
+    EXPECT_EQ(out, std::string(link) + "\n");
+    target.release(0);
+    target.reap();
+}
+
+TEST_F(VarlinkTest, AuthorizationTableAsRealUsers) {
+    // The D-Bus table (authorization_table_test.cpp), its rows that Varlink has;
+    // a process the caller may not see is NotTracked (D-Bus: UnknownObject).
+    Child dumpable = spawnAs(kUser, true);
+    Child nonDumpable = spawnAs(kUser, false);
+    struct Column {
+        uid_t uid;
+        std::vector<gid_t> groups;
+        bool nonDumpableTarget;
+    };
+    const std::vector<Column> columns = {
+        {0, {}, false},
+        {kUser, {}, false},
+        {kUser, {}, true},
+        {kOtherUser, {}, false},
+        {kOtherUser, {kGrantedGroup}, false},
+    };
+    const char* const expected = R"(
+TrackProcess: ok ok ok AccessDenied ok
+TrackProcess pidfd: ok ok ok AccessDenied ok
+GetProcess: ok ok ok NotTracked ok
+ListProcesses shows it: ok ok ok NotListed ok
+GetNamespace net: ok ok AccessDenied AccessDenied ok
+GetNamespace mnt: ok ok AccessDenied AccessDenied AccessDenied
+GetNamespaces net uts: ok ok AccessDenied AccessDenied ok
+GetProcessInfo: ok ok ok AccessDenied ok
+GetNamespace id net: ok ok AccessDenied NotTracked ok
+GetNamespaceIds id: ok ok ok NotTracked ok
+GetProcessInfo id: ok ok ok NotTracked ok
+GetPidFd: ok ok AccessDenied NotTracked AccessDenied
+SendSignal CONT: ok ok ok NotTracked AccessDenied
+GetFd 0: ok AccessDenied AccessDenied NotTracked AccessDenied
+UntrackProcess: ok ok ok NotTracked ok
+)";
+    std::vector<std::string> names;
+    std::map<std::string, std::vector<std::string>> cells;
+    for (const Column& column : columns) {
+        const Child& target = column.nonDumpableTarget ? nonDumpable : dumpable;
+        auto pid = static_cast<uint32_t>(target.pid());
+        manager_->TrackProcess(pid);  // root tracks the target, again after an Untrack
+        std::uint64_t id = PidFd::open(target.pid()).id();
+        auto [status, out] =
+            check(column.uid, column.groups, "table", {std::to_string(pid), std::to_string(id)});
+        ASSERT_EQ(status, 0) << out;
+        std::istringstream lines(out);
+        for (std::string line; std::getline(lines, line);) {
+            std::string name = line.substr(0, line.find(':'));
+            if (cells[name].empty() && &column == &columns.front()) {
+                names.push_back(name);
+            }
+            cells[name].push_back(line.substr(line.find(':') + 2));
+        }
+    }
+    std::string table = "\n";
+    for (const std::string& name : names) {
+        table += name + ":";
+        for (const std::string& cell : cells[name]) {
+            table += " " + cell;
+        }
+        table += "\n";
+    }
+    EXPECT_EQ(table, expected) << "columns: root | same uid | same uid, target not dumpable | "
+                                  "other uid | other uid, granted group";
+    dumpable.release(0);
+    nonDumpable.release(0);
+    dumpable.reap();
+    nonDumpable.reap();
+}
+
+TEST_F(VarlinkTest, ACallerInAnotherPidNamespaceNamesProcessesByPidFd) {
+    // As flatpak apps and containers that mount /run/nsfd are: its pids are not nsfdd's.
+    std::string script = "sleep 100 & p=$!; python3 " + kCheck + " foreign " + socket_ +
+                         " $p; r=$?; kill $p; exit $r";
+    auto [status, out] = forkAndRead([&](int fd) {
+        ::dup2(fd, STDOUT_FILENO);
+        ::dup2(fd, STDERR_FILENO);
+        ::execlp("unshare", "unshare", "--pid", "--fork", "--mount-proc", "sh", "-c",
+                 script.c_str(), nullptr);
+        ::_exit(127);
+    });
+    EXPECT_EQ(status, 0) << out;
+    EXPECT_EQ(out, "ok\n");
+}
+
+TEST_F(VarlinkTest, ClientThatNeverReadsIsDisconnectedAlone) {
+    int fdsBefore = daemon_->openFdCount();
+    Child target = spawnAs(kUser);
+    UniqueFd greedy = connectTo(socket_);
+    // Each reply holds a namespace fd: nsfdd's unsent bound is reached long
+    // before the calls run out, and it hangs up on this client alone.
+    std::string request = call("org.nsfd1.Manager.GetNamespace",
+                               "{\"pid\":" + std::to_string(target.pid()) + ",\"type\":\"net\"}");
+    ASSERT_EQ(::fcntl(greedy.get(), F_SETFL, O_NONBLOCK), 0);
+    bool hungUp = false;
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    for (int sent = 0; sent < 20000 && !hungUp && std::chrono::steady_clock::now() < deadline;) {
+        ssize_t n = ::send(greedy.get(), request.data(), request.size(), MSG_NOSIGNAL);
+        if (n == static_cast<ssize_t>(request.size())) {
+            ++sent;
+        } else if (n < 0 && errno == EAGAIN) {
+            expectServing();  // others are served meanwhile
+        } else {
+            hungUp = true;
+        }
+    }
+    ASSERT_EQ(::fcntl(greedy.get(), F_SETFL, 0), 0);
+    EXPECT_TRUE(readsToEnd(greedy.get())) << "nsfdd did not hang up on a client that never reads";
+    greedy.reset();
+    expectServing();
+    EXPECT_NE(daemon_->log().find("does not read its replies"), std::string::npos);
+    expectFdsSettle(fdsBefore);
+    target.release(0);
+    target.reap();
+}
+
+TEST_F(VarlinkTest, BrokenClientsAreHungUpOnAlone) {
+    int fdsBefore = daemon_->openFdCount();
+    auto hangsUpAfter = [&](const std::string& bytes, const std::vector<int>& fds = {}) {
+        UniqueFd client = connectTo(socket_);
+        sendRaw(client.get(), bytes, fds);
+        std::string got;
+        bool ended = readsToEnd(client.get(), &got, 5s);
+        return ended ? got : "still open after: " + got;
+    };
+    EXPECT_EQ(hangsUpAfter(std::string("this is not JSON") + '\0'), "");
+    EXPECT_EQ(hangsUpAfter(std::string(1 << 20, '{')), "");  // huge: no NUL within the bound
+    std::string deep = "{\"method\":\"org.nsfd1.Manager.GetServiceInfo\",\"parameters\":{\"a\":" +
+                       std::string(200, '[') + std::string(200, ']') + "}}" + '\0';
+    EXPECT_EQ(hangsUpAfter(deep), "");
+    {
+        UniqueFd half = connectTo(socket_);
+        sendRaw(half.get(), "{\"method\":\"org.nsfd1.Man");
+    }
+    // 200 fds with one call: refused, every one closed, the connection kept.
+    std::vector<UniqueFd> many;
+    std::vector<int> numbers;
+    for (int i = 0; i < 200; ++i) {
+        many.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        numbers.push_back(many.back().get());
+    }
+    {
+        UniqueFd client = connectTo(socket_);
+        ASSERT_TRUE(sendRaw(client.get(), call("org.nsfd1.Manager.GetServiceInfo"), numbers));
+        many.clear();
+        ::shutdown(client.get(), SHUT_WR);
+        std::string got;
+        EXPECT_TRUE(readsToEnd(client.get(), &got));
+        EXPECT_NE(got.find("org.nsfd1.Manager.LimitExceeded"), std::string::npos) << got;
+    }
+    expectServing();
+    expectFdsSettle(fdsBefore);
+}
+
+TEST_F(VarlinkTest, WatchExitsTellsEachCallerOnlyOfWhatItMaySee) {
+    Child canaryA = spawnAs(kUser), targetA = spawnAs(kUser);
+    Child canaryB = spawnAs(kOtherUser), targetB = spawnAs(kOtherUser);
+    auto pidOf = [](const Child& c) { return std::to_string(c.pid()); };
+    std::uint64_t idA = PidFd::open(targetA.pid()).id();
+    PythonClient a(kUser, {}, {kCheck, "watch", socket_, "2", pidOf(canaryA), pidOf(targetA)});
+    PythonClient b(kOtherUser, {}, {kCheck, "watch", socket_, "2", pidOf(canaryB), pidOf(targetB)});
+    ASSERT_EQ(a.readLine(), "watching");
+    ASSERT_EQ(b.readLine(), "watching");
+    // Each stream is in place once it has told of its canary.
+    canaryA.release(1);
+    canaryA.reap();
+    canaryB.release(1);
+    canaryB.reap();
+    std::optional<std::string> firstA = a.readLine(), firstB = b.readLine();
+    ASSERT_TRUE(firstA && firstB);
+    EXPECT_NE(firstA->find("\"pid\": " + pidOf(canaryA)), std::string::npos) << *firstA;
+    EXPECT_NE(firstB->find("\"pid\": " + pidOf(canaryB)), std::string::npos) << *firstB;
+
+    targetA.release(42);
+    int pidA = targetA.pid();
+    targetA.reap();
+    std::optional<std::string> exitA = a.readLine();
+    ASSERT_TRUE(exitA);
+    EXPECT_EQ(*exitA, "{\"id\": " + std::to_string(idA) + ", \"pid\": " + std::to_string(pidA) +
+                          ", \"waitStatus\": " + std::to_string(42 << 8) + "}");
+    // WatchExits of one process, reaped already (retained 1 s): its exit, and the end.
+    std::string one = "{\"id\": " + std::to_string(idA) + "}";
+    auto [statusOne, outOne] = PythonClient::run(
+        kUser, {}, {kClient, socket_, "org.nsfd1.Manager.WatchExits", one, "--more"});
+    EXPECT_EQ(statusOne, 0) << outOne;
+    EXPECT_NE(outOne.find("\"waitStatus\": " + std::to_string(42 << 8)), std::string::npos)
+        << outOne;
+    EXPECT_EQ(outOne.find("continues"), std::string::npos) << outOne;
+    auto [statusOther, outOther] = PythonClient::run(
+        kOtherUser, {}, {kClient, socket_, "org.nsfd1.Manager.WatchExits", one, "--more"});
+    EXPECT_NE(outOther.find("org.nsfd1.Manager.NotTracked"), std::string::npos) << outOther;
+    // B's next news is of its own process: nothing of A's came in between.
+    targetB.release(7);
+    int pidB = targetB.pid();
+    targetB.reap();
+    std::optional<std::string> exitB = b.readLine();
+    ASSERT_TRUE(exitB);
+    EXPECT_NE(exitB->find("\"pid\": " + std::to_string(pidB)), std::string::npos) << *exitB;
+    EXPECT_EQ(exitB->find(std::to_string(idA)), std::string::npos) << *exitB;
+    auto [statusA, restA] = a.finish();
+    auto [statusB, restB] = b.finish();
+    EXPECT_EQ(statusA, 0);
+    EXPECT_EQ(statusB, 0);
+    EXPECT_EQ(restA, "");  // told of its exit once
+    EXPECT_EQ(restB, "");
+}
+
+TEST_F(VarlinkTest, RestartGivesConnectedClientsEndOfFile) {
+    PythonClient held(kUser, {}, {kCheck, "hold", socket_});
+    ASSERT_EQ(held.readLine(), "connected");
+    int status = daemon_->stop();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << daemon_->log();
+    EXPECT_EQ(held.readLine(), "eof");
+    EXPECT_EQ(held.finish().first, 0);
+    daemon_ =
+        std::make_unique<Daemon>(busAddress(), Daemon::Options{config(), {}, "debug", 0, socket_});
+    expectServing();
+}
+
+TEST_F(VarlinkTest, ServesTheSocketSystemdPassesBesideTheFdStore) {
+    // A crash: systemd hands the next nsfdd its fd store and the socket of nsfdd.socket.
+    Child target = spawnAs(kUser);
+    std::string tracked = manager_->TrackProcess(static_cast<uint32_t>(target.pid()));
+    daemon_->kill9();
+    Daemon::FdStore handOver = daemon_->takeFdStore();
+    daemon_.reset();
+    std::string path = dir_ + "/activated";
+    UniqueFd listening(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    struct sockaddr_un addr {};
+    addr.sun_family = AF_UNIX;
+    path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+    ASSERT_EQ(::bind(listening.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    ASSERT_EQ(::chmod(path.c_str(), 0666), 0);
+    ASSERT_EQ(::listen(listening.get(), 16), 0);
+    handOver.emplace("varlink", std::move(listening));
+    // No --varlink: the passed socket alone, told apart from the pidfds by its name.
+    daemon_ = std::make_unique<Daemon>(
+        busAddress(), Daemon::Options{config(), std::move(handOver), "debug", 0, ""});
+    std::string id = tracked.substr(tracked.rfind('/') + 1);
+    auto [status, out] = PythonClient::run(kUser, {},
+                                           {kClient, path, "org.nsfd1.Manager.GetProcess",
+                                            "{\"pid\": " + std::to_string(target.pid()) + "}"});
+    EXPECT_EQ(status, 0) << out << daemon_->log();
+    EXPECT_NE(out.find("\"id\": " + id), std::string::npos) << out;  // restored
+    // Not taken for a pidfd: nsfdd would have dropped it from the store.
+    std::vector<std::string> names = daemon_->fdStoreNames();
+    EXPECT_EQ(std::count(names.begin(), names.end(), "varlink"), 1);
+    ::unlink(path.c_str());
+    target.release(0);
+    target.reap();
+}
+
+}  // namespace
+}  // namespace nsfd::test
