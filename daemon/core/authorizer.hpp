@@ -136,6 +136,10 @@ class Authorizer {
     // nobody can wait for polkit.
     bool decideNow(const Caller& caller, const Request& request) const;
 
+    // Whether any decider will look at the target for this caller: not for
+    // root, which passes first.
+    bool needsTarget(const Caller& caller) const noexcept { return !caller.isRoot(); }
+
     // How many processes a caller may track at once; unbounded for root.
     std::size_t trackQuota(const Caller& caller) const;
 

@@ -360,10 +360,13 @@ bool isDumpable(const PidFd& pidfd, const Credentials& creds) {
 
 }  // namespace
 
-Target Manager::targetOf(const PidFd& pidfd, Action action) const {
+Target Manager::targetOf(const Caller& caller, const PidFd& pidfd, Action action) const {
     Target target;
-    target.id = pidfd.id();
     target.pid = pidfd.pid();
+    if (!authorizer_.needsTarget(caller)) {
+        return target;
+    }
+    target.id = pidfd.id();
     try {
         target.creds = pidfd.credentials();
     } catch (const std::system_error& e) {
@@ -384,13 +387,13 @@ Target Manager::targetOf(const PidFd& pidfd, Action action) const {
     return target;
 }
 
-Target Manager::targetOf(TrackedProcess& process, Action action) const {
+Target Manager::targetOf(const Caller& caller, TrackedProcess& process, Action action) const {
     if (process.state() != ProcessState::Running && needsAlive(action)) {
         throw ServiceError(ErrorKind::ProcessExited,
                            "pid " + std::to_string(process.pid()) + " has exited");
     }
     if (process.state() == ProcessState::Running && needsAlive(action)) {
-        return targetOf(process.pidfd(), action);
+        return targetOf(caller, process.pidfd(), action);
     }
     Target target;
     target.id = process.id();

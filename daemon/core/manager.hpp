@@ -97,8 +97,10 @@ class Manager final {
     // -- the authorization step's view of a target; throws ServiceError --
     // `action` needs the process alive (GetNamespace, GetPidFd): ProcessExited
     // if it has exited, never a denial because it did.
-    Target targetOf(const PidFd& pidfd, Action action) const;
-    Target targetOf(TrackedProcess& process, Action action) const;
+    // Only what a decider may read: nothing for a caller the authorization
+    // step lets through before any decider (root), which saves its syscalls.
+    Target targetOf(const Caller& caller, const PidFd& pidfd, Action action) const;
+    Target targetOf(const Caller& caller, TrackedProcess& process, Action action) const;
 
     // -- operations, after the authorization step allowed them --
     // Adds the caller as a tracker (LimitExceeded over its quota or nsfdd's).

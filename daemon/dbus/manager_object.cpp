@@ -18,7 +18,7 @@ std::string pathOf(std::uint64_t id) {
 }
 
 int trackPidFd(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, PidFd pidfd) {
-    Request request{Action::Track, bus.core().targetOf(pidfd, Action::Track), {}, 0};
+    Request request{Action::Track, bus.core().targetOf(caller, pidfd, Action::Track), {}, 0};
     auto held = std::make_shared<PidFd>(std::move(pidfd));
     return bus.authorizeThen(call, caller, request, [&bus, caller, held](sd_bus_message* m) {
         return replyObjectPath(m, pathOf(bus.core().track(caller, std::move(*held)).id()));
@@ -53,7 +53,7 @@ int untrackProcess(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/
             throw ServiceError(ErrorKind::NotTracked, "No tracked process at " + path);
         }
         TrackedProcess& process = bus.core().tracked(caller, *id);
-        Request request{Action::Untrack, bus.core().targetOf(process, Action::Untrack), {}, 0};
+        Request request{Action::Untrack, bus.core().targetOf(caller, process, Action::Untrack), {}, 0};
         return bus.authorizeThen(call, caller, request, [&bus, caller, id](sd_bus_message* m) {
             bus.core().untrack(caller, *id);
             return replyEmpty(m);
@@ -66,7 +66,7 @@ int getProcess(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
         TrackedProcess& process = bus.core().trackedWithPid(caller, readUint32(call));
-        Request request{Action::ReadInfo, bus.core().targetOf(process, Action::ReadInfo), {}, 0};
+        Request request{Action::ReadInfo, bus.core().targetOf(caller, process, Action::ReadInfo), {}, 0};
         return bus.authorizeThen(call, caller, request, [id = process.id()](sd_bus_message* m) {
             return replyObjectPath(m, pathOf(id));
         });
@@ -99,7 +99,7 @@ int getNamespace(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) 
         auto pidfd = std::make_shared<PidFd>(bus.core().openPid(caller, readUint32(call)));
         NsType type = readNsType(call);
         Request request{
-            Action::GetNamespace, bus.core().targetOf(*pidfd, Action::GetNamespace), {type}, 0};
+            Action::GetNamespace, bus.core().targetOf(caller, *pidfd, Action::GetNamespace), {type}, 0};
         return bus.authorizeThen(call, caller, request, [&bus, pidfd, type](sd_bus_message* m) {
             return replyFd(m, UniqueFd(bus.core().namespaceFd(*pidfd, type).release()));
         });
@@ -120,7 +120,7 @@ int getNamespaces(sd_bus_message* call, void* userdata, Named named) {
         Caller caller = bus.callerOf(call);
         PidFd pidfd = readProcess(bus, call, caller, named);
         std::vector<NsType> types = readNsTypes(call);
-        Target target = bus.core().targetOf(pidfd, Action::GetNamespace);
+        Target target = bus.core().targetOf(caller, pidfd, Action::GetNamespace);
         return authorizeNamespaces(bus, call, caller, std::move(target),
                                    heldPidFd(std::move(pidfd)), types);
     });
@@ -131,7 +131,7 @@ int getProcessInfo(sd_bus_message* call, void* userdata, Named named) {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
         auto pidfd = std::make_shared<PidFd>(readProcess(bus, call, caller, named));
-        Request request{Action::ReadInfo, bus.core().targetOf(*pidfd, Action::ReadInfo), {}, 0};
+        Request request{Action::ReadInfo, bus.core().targetOf(caller, *pidfd, Action::ReadInfo), {}, 0};
         return bus.authorizeThen(call, caller, request, [&bus, caller, pidfd](sd_bus_message* m) {
             Info info = bus.core().info(*pidfd);
             ProcessState state = pidfd->hasExited() ? ProcessState::Exited : ProcessState::Running;
@@ -151,7 +151,7 @@ int sendSignal(sd_bus_message* call, void* userdata, Named named) {
         Caller caller = bus.callerOf(call);
         PidFd pidfd = readProcess(bus, call, caller, named);
         int signal = readSignal(call);
-        Target target = bus.core().targetOf(pidfd, Action::SendSignal);
+        Target target = bus.core().targetOf(caller, pidfd, Action::SendSignal);
         return authorizeSignal(bus, call, caller, std::move(target), heldPidFd(std::move(pidfd)),
                                signal);
     });

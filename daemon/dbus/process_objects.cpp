@@ -27,7 +27,7 @@ int getNamespace(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) 
         call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
             NsType type = readNsType(call);
             Request request{
-                Action::GetNamespace, bus.core().targetOf(p, Action::GetNamespace), {type}, 0};
+                Action::GetNamespace, bus.core().targetOf(caller, p, Action::GetNamespace), {type}, 0};
             PidFdOf pidfd = trackedPidFd(bus, p.id());
             return bus.authorizeThen(call, caller, request, [&bus, pidfd, type](sd_bus_message* m) {
                 return replyFd(m, UniqueFd(bus.core().namespaceFd(pidfd(), type).release()));
@@ -40,7 +40,7 @@ int getNamespaces(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/)
                      [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
                          std::vector<NsType> types = readNsTypes(call);
                          return authorizeNamespaces(bus, call, caller,
-                                                    bus.core().targetOf(p, Action::GetNamespace),
+                                                    bus.core().targetOf(caller, p, Action::GetNamespace),
                                                     trackedPidFd(bus, p.id()), types);
                      });
 }
@@ -48,7 +48,7 @@ int getNamespaces(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/)
 int getNamespaceIds(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(
         call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            Request request{Action::ReadInfo, bus.core().targetOf(p, Action::ReadInfo), {}, 0};
+            Request request{Action::ReadInfo, bus.core().targetOf(caller, p, Action::ReadInfo), {}, 0};
             PidFdOf pidfd = trackedPidFd(bus, p.id());
             return bus.authorizeThen(call, caller, request, [&bus, pidfd](sd_bus_message* m) {
                 BusMessage reply = newMethodReturn(m);
@@ -66,7 +66,7 @@ int getNamespaceIds(sd_bus_message* call, void* userdata, sd_bus_error* /*error*
 int getInfo(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(
         call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            Request request{Action::ReadInfo, bus.core().targetOf(p, Action::ReadInfo), {}, 0};
+            Request request{Action::ReadInfo, bus.core().targetOf(caller, p, Action::ReadInfo), {}, 0};
             return bus.authorizeThen(
                 call, caller, request, [&bus, caller, id = p.id()](sd_bus_message* m) {
                     TrackedProcess* process = bus.core().find(id);
@@ -85,7 +85,7 @@ int getInfo(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
 int getPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(
         call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            Request request{Action::GetPidFd, bus.core().targetOf(p, Action::GetPidFd), {}, 0};
+            Request request{Action::GetPidFd, bus.core().targetOf(caller, p, Action::GetPidFd), {}, 0};
             PidFdOf pidfd = trackedPidFd(bus, p.id());
             return bus.authorizeThen(call, caller, request, [&bus, pidfd](sd_bus_message* m) {
                 return replyFd(m, bus.core().duplicatePidFd(pidfd()));
@@ -97,7 +97,7 @@ int sendSignal(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(
         call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
             int signal = readSignal(call);
-            return authorizeSignal(bus, call, caller, bus.core().targetOf(p, Action::SendSignal),
+            return authorizeSignal(bus, call, caller, bus.core().targetOf(caller, p, Action::SendSignal),
                                    trackedPidFd(bus, p.id()), signal);
         });
 }
@@ -110,7 +110,7 @@ int getFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
                 throw ServiceError(ErrorKind::InvalidArgs,
                                    "Invalid fd number " + std::to_string(targetFd));
             }
-            Request request{Action::GetFd, bus.core().targetOf(p, Action::GetFd), {}, 0};
+            Request request{Action::GetFd, bus.core().targetOf(caller, p, Action::GetFd), {}, 0};
             PidFdOf pidfd = trackedPidFd(bus, p.id());
             return bus.authorizeThen(call, caller, request,
                                      [&bus, pidfd, targetFd](sd_bus_message* m) {
@@ -122,7 +122,7 @@ int getFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
 int untrack(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(
         call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            Request request{Action::Untrack, bus.core().targetOf(p, Action::Untrack), {}, 0};
+            Request request{Action::Untrack, bus.core().targetOf(caller, p, Action::Untrack), {}, 0};
             return bus.authorizeThen(call, caller, request,
                                      [&bus, caller, id = p.id()](sd_bus_message* m) {
                                          bus.core().untrack(caller, id);

@@ -151,11 +151,11 @@ struct Resolved {
 Resolved resolve(Manager& core, const Caller& caller, const Named& named, Action action) {
     if (named.pid) {
         PidFd pidfd = core.openPid(caller, *named.pid);
-        Target target = core.targetOf(pidfd, action);
+        Target target = core.targetOf(caller, pidfd, action);
         return {std::move(target), heldPidFd(std::move(pidfd))};
     }
     TrackedProcess& process = core.tracked(caller, *named.id);
-    return {core.targetOf(process, action), trackedPidFd(core, process.id())};
+    return {core.targetOf(caller, process, action), trackedPidFd(core, process.id())};
 }
 
 std::vector<UniqueFd> oneFd(UniqueFd fd) {
@@ -250,7 +250,7 @@ void trackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller
         }
         return core.adoptPidFd(std::move(fd));
     }();
-    Request request{Action::Track, core.targetOf(pidfd, Action::Track), {}, 0};
+    Request request{Action::Track, core.targetOf(caller, pidfd, Action::Track), {}, 0};
     auto held = std::make_shared<PidFd>(std::move(pidfd));
     ep.authorizeThen(call, caller, request, [&core, caller, held](Call& c) {
         TrackedProcess& process = core.track(caller, std::move(*held));
@@ -261,7 +261,7 @@ void trackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller
 void untrackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     onlyParameters(call->parameters(), {"id"});
     TrackedProcess& process = ep.core().tracked(caller, readId(call->parameters()));
-    Request request{Action::Untrack, ep.core().targetOf(process, Action::Untrack), {}, 0};
+    Request request{Action::Untrack, ep.core().targetOf(caller, process, Action::Untrack), {}, 0};
     ep.authorizeThen(call, caller, request,
                      [&core = ep.core(), caller, id = process.id()](Call& c) {
                          core.untrack(caller, id);
@@ -272,7 +272,7 @@ void untrackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& call
 void getProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     onlyParameters(call->parameters(), {"pid"});
     TrackedProcess& process = ep.core().trackedWithPid(caller, *readPid(call->parameters(), true));
-    Request request{Action::ReadInfo, ep.core().targetOf(process, Action::ReadInfo), {}, 0};
+    Request request{Action::ReadInfo, ep.core().targetOf(caller, process, Action::ReadInfo), {}, 0};
     ep.authorizeThen(call, caller, request, [id = process.id()](Call& c) {
         c.reply({{"id", id}});
     });
@@ -315,7 +315,7 @@ void getProcessInfo(VarlinkEndpoint& ep, const CallPtr& call, const Caller& call
 void getPidFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     onlyParameters(call->parameters(), {"id"});
     TrackedProcess& process = ep.core().tracked(caller, readId(call->parameters()));
-    Request request{Action::GetPidFd, ep.core().targetOf(process, Action::GetPidFd), {}, 0};
+    Request request{Action::GetPidFd, ep.core().targetOf(caller, process, Action::GetPidFd), {}, 0};
     ep.authorizeThen(call, caller, request,
                      [&core = ep.core(), pidfd = trackedPidFd(ep.core(), process.id())](Call& c) {
                          c.reply({{"fileDescriptor", 0}}, oneFd(core.duplicatePidFd(pidfd())));
@@ -328,7 +328,7 @@ void sendSignal(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) 
     auto signal = static_cast<int>(
         readRequired(call->parameters(), "signal", 0, static_cast<std::uint64_t>(SIGRTMAX)));
     Request request{
-        Action::SendSignal, ep.core().targetOf(process, Action::SendSignal), {}, signal};
+        Action::SendSignal, ep.core().targetOf(caller, process, Action::SendSignal), {}, signal};
     ep.authorizeThen(
         call, caller, request,
         [&core = ep.core(), pidfd = trackedPidFd(ep.core(), process.id()), signal](Call& c) {
@@ -341,7 +341,7 @@ void getFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     onlyParameters(call->parameters(), {"id", "fd"});
     TrackedProcess& process = ep.core().tracked(caller, readId(call->parameters()));
     auto targetFd = static_cast<int>(readRequired(call->parameters(), "fd", 0, kMaxInt32));
-    Request request{Action::GetFd, ep.core().targetOf(process, Action::GetFd), {}, 0};
+    Request request{Action::GetFd, ep.core().targetOf(caller, process, Action::GetFd), {}, 0};
     ep.authorizeThen(
         call, caller, request,
         [&core = ep.core(), pidfd = trackedPidFd(ep.core(), process.id()), targetFd](Call& c) {

@@ -205,17 +205,17 @@ TEST_F(CoreTest, AProcessThatExitedBeforeTheDecisionIsProcessExitedNeverADenial)
     zombie.awaitExit();
     for (Action action : {Action::GetNamespace, Action::GetPidFd}) {
         try {
-            manager_->targetOf(pidfd, action);
+            manager_->targetOf(callerWithUid(60001), pidfd, action);
             ADD_FAILURE() << "no error for a zombie";
         } catch (const ServiceError& e) {
             EXPECT_EQ(e.kind(), ErrorKind::ProcessExited) << e.what();
         }
     }
     // What needs only its credentials is still decided (a zombie keeps them).
-    EXPECT_EQ(manager_->targetOf(pidfd, Action::SendSignal).creds.ruid, 60001U);
+    EXPECT_EQ(manager_->targetOf(callerWithUid(60001), pidfd, Action::SendSignal).creds.ruid, 60001U);
     zombie.reap();
     try {
-        manager_->targetOf(pidfd, Action::ReadInfo);
+        manager_->targetOf(callerWithUid(60001), pidfd, Action::ReadInfo);
         ADD_FAILURE() << "no error for a reaped process";
     } catch (const ServiceError& e) {
         EXPECT_EQ(e.kind(), ErrorKind::ProcessExited) << e.what();
