@@ -11,10 +11,9 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
-#include <iostream>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iostream>
 #include <system_error>
 
 namespace nsfd::cli {

@@ -53,7 +53,8 @@ int untrackProcess(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/
             throw ServiceError(ErrorKind::NotTracked, "No tracked process at " + path);
         }
         TrackedProcess& process = bus.core().tracked(caller, *id);
-        Request request{Action::Untrack, bus.core().targetOf(caller, process, Action::Untrack), {}, 0};
+        Request request{
+            Action::Untrack, bus.core().targetOf(caller, process, Action::Untrack), {}, 0};
         return bus.authorizeThen(call, caller, request, [&bus, caller, id](sd_bus_message* m) {
             bus.core().untrack(caller, *id);
             return replyEmpty(m);
@@ -66,7 +67,8 @@ int getProcess(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
         TrackedProcess& process = bus.core().trackedWithPid(caller, readUint32(call));
-        Request request{Action::ReadInfo, bus.core().targetOf(caller, process, Action::ReadInfo), {}, 0};
+        Request request{
+            Action::ReadInfo, bus.core().targetOf(caller, process, Action::ReadInfo), {}, 0};
         return bus.authorizeThen(call, caller, request, [id = process.id()](sd_bus_message* m) {
             return replyObjectPath(m, pathOf(id));
         });
@@ -98,8 +100,10 @@ int getNamespace(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) 
         Caller caller = bus.callerOf(call);
         auto pidfd = std::make_shared<PidFd>(bus.core().openPid(caller, readUint32(call)));
         NsType type = readNsType(call);
-        Request request{
-            Action::GetNamespace, bus.core().targetOf(caller, *pidfd, Action::GetNamespace), {type}, 0};
+        Request request{Action::GetNamespace,
+                        bus.core().targetOf(caller, *pidfd, Action::GetNamespace),
+                        {type},
+                        0};
         return bus.authorizeThen(call, caller, request, [&bus, pidfd, type](sd_bus_message* m) {
             return replyFd(m, UniqueFd(bus.core().namespaceFd(*pidfd, type).release()));
         });
@@ -131,7 +135,8 @@ int getProcessInfo(sd_bus_message* call, void* userdata, Named named) {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
         auto pidfd = std::make_shared<PidFd>(readProcess(bus, call, caller, named));
-        Request request{Action::ReadInfo, bus.core().targetOf(caller, *pidfd, Action::ReadInfo), {}, 0};
+        Request request{
+            Action::ReadInfo, bus.core().targetOf(caller, *pidfd, Action::ReadInfo), {}, 0};
         return bus.authorizeThen(call, caller, request, [&bus, caller, pidfd](sd_bus_message* m) {
             Info info = bus.core().info(*pidfd);
             ProcessState state = pidfd->hasExited() ? ProcessState::Exited : ProcessState::Running;

@@ -26,8 +26,10 @@ int getNamespace(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) 
     return onProcess(
         call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
             NsType type = readNsType(call);
-            Request request{
-                Action::GetNamespace, bus.core().targetOf(caller, p, Action::GetNamespace), {type}, 0};
+            Request request{Action::GetNamespace,
+                            bus.core().targetOf(caller, p, Action::GetNamespace),
+                            {type},
+                            0};
             PidFdOf pidfd = trackedPidFd(bus, p.id());
             return bus.authorizeThen(call, caller, request, [&bus, pidfd, type](sd_bus_message* m) {
                 return replyFd(m, UniqueFd(bus.core().namespaceFd(pidfd(), type).release()));
@@ -36,19 +38,20 @@ int getNamespace(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) 
 }
 
 int getNamespaces(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(call, userdata,
-                     [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-                         std::vector<NsType> types = readNsTypes(call);
-                         return authorizeNamespaces(bus, call, caller,
-                                                    bus.core().targetOf(caller, p, Action::GetNamespace),
-                                                    trackedPidFd(bus, p.id()), types);
-                     });
+    return onProcess(
+        call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
+            std::vector<NsType> types = readNsTypes(call);
+            return authorizeNamespaces(bus, call, caller,
+                                       bus.core().targetOf(caller, p, Action::GetNamespace),
+                                       trackedPidFd(bus, p.id()), types);
+        });
 }
 
 int getNamespaceIds(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(
         call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            Request request{Action::ReadInfo, bus.core().targetOf(caller, p, Action::ReadInfo), {}, 0};
+            Request request{
+                Action::ReadInfo, bus.core().targetOf(caller, p, Action::ReadInfo), {}, 0};
             PidFdOf pidfd = trackedPidFd(bus, p.id());
             return bus.authorizeThen(call, caller, request, [&bus, pidfd](sd_bus_message* m) {
                 BusMessage reply = newMethodReturn(m);
@@ -66,7 +69,8 @@ int getNamespaceIds(sd_bus_message* call, void* userdata, sd_bus_error* /*error*
 int getInfo(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(
         call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            Request request{Action::ReadInfo, bus.core().targetOf(caller, p, Action::ReadInfo), {}, 0};
+            Request request{
+                Action::ReadInfo, bus.core().targetOf(caller, p, Action::ReadInfo), {}, 0};
             return bus.authorizeThen(
                 call, caller, request, [&bus, caller, id = p.id()](sd_bus_message* m) {
                     TrackedProcess* process = bus.core().find(id);
@@ -85,7 +89,8 @@ int getInfo(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
 int getPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(
         call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            Request request{Action::GetPidFd, bus.core().targetOf(caller, p, Action::GetPidFd), {}, 0};
+            Request request{
+                Action::GetPidFd, bus.core().targetOf(caller, p, Action::GetPidFd), {}, 0};
             PidFdOf pidfd = trackedPidFd(bus, p.id());
             return bus.authorizeThen(call, caller, request, [&bus, pidfd](sd_bus_message* m) {
                 return replyFd(m, bus.core().duplicatePidFd(pidfd()));
@@ -94,12 +99,13 @@ int getPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
 }
 
 int sendSignal(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(
-        call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            int signal = readSignal(call);
-            return authorizeSignal(bus, call, caller, bus.core().targetOf(caller, p, Action::SendSignal),
-                                   trackedPidFd(bus, p.id()), signal);
-        });
+    return onProcess(call, userdata,
+                     [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
+                         int signal = readSignal(call);
+                         return authorizeSignal(bus, call, caller,
+                                                bus.core().targetOf(caller, p, Action::SendSignal),
+                                                trackedPidFd(bus, p.id()), signal);
+                     });
 }
 
 int getFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
@@ -122,7 +128,8 @@ int getFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
 int untrack(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(
         call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            Request request{Action::Untrack, bus.core().targetOf(caller, p, Action::Untrack), {}, 0};
+            Request request{
+                Action::Untrack, bus.core().targetOf(caller, p, Action::Untrack), {}, 0};
             return bus.authorizeThen(call, caller, request,
                                      [&bus, caller, id = p.id()](sd_bus_message* m) {
                                          bus.core().untrack(caller, id);

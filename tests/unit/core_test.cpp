@@ -212,7 +212,8 @@ TEST_F(CoreTest, AProcessThatExitedBeforeTheDecisionIsProcessExitedNeverADenial)
         }
     }
     // What needs only its credentials is still decided (a zombie keeps them).
-    EXPECT_EQ(manager_->targetOf(callerWithUid(60001), pidfd, Action::SendSignal).creds.ruid, 60001U);
+    EXPECT_EQ(manager_->targetOf(callerWithUid(60001), pidfd, Action::SendSignal).creds.ruid,
+              60001U);
     zombie.reap();
     try {
         manager_->targetOf(callerWithUid(60001), pidfd, Action::ReadInfo);

@@ -402,7 +402,8 @@ TEST_F(PidFdTest, AdoptAcceptsOnlyPidFds) {
     EXPECT_EQ(errnoOf([&] { PidFd::adopt(UniqueFd(pipeFds[0])); }, &message), EINVAL);
     EXPECT_NE(message.find("is not a pidfd"), std::string::npos) << message;
     EXPECT_EQ(errnoOf([] { PidFd::adopt(UniqueFd(::memfd_create("x", MFD_CLOEXEC))); }), EINVAL);
-    EXPECT_EQ(errnoOf([] { PidFd::adopt(UniqueFd(NsFd::current(NsType::Net).release())); }), EINVAL);
+    EXPECT_EQ(errnoOf([] { PidFd::adopt(UniqueFd(NsFd::current(NsType::Net).release())); }),
+              EINVAL);
     EXPECT_EQ(errnoOf([] { PidFd::adopt(UniqueFd()); }), EINVAL);
 }
 
