@@ -10,10 +10,12 @@
 #include <string_view>
 #include <vector>
 
-#include "codec.hpp"
+#include "varlink/codec.hpp"
 #include "peer.hpp"
 
 namespace nsfd::daemon::varlink {
+
+using namespace nsfd::varlink;  // the wire format
 
 class Connection;
 

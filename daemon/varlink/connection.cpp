@@ -10,7 +10,7 @@
 
 #include "errors.hpp"
 #include "server.hpp"
-#include "socket_io.hpp"
+#include "varlink/socket_io.hpp"
 
 namespace nsfd::daemon::varlink {
 

@@ -10,11 +10,13 @@
 #include <vector>
 
 #include "call.hpp"
-#include "codec.hpp"
+#include "varlink/codec.hpp"
 #include "event_source.hpp"
 #include "peer.hpp"
 
 namespace nsfd::daemon::varlink {
+
+using namespace nsfd::varlink;  // the wire format
 
 class Server;
 

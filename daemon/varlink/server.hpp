@@ -30,11 +30,13 @@
 #include <string_view>
 
 #include "call.hpp"
-#include "codec.hpp"
+#include "varlink/codec.hpp"
 #include "event_source.hpp"
 #include "peer.hpp"
 
 namespace nsfd::daemon::varlink {
+
+using namespace nsfd::varlink;  // the wire format
 
 struct ServerInfo {
     std::string vendor;

@@ -13,7 +13,7 @@
 
 #include "varlink/codec.hpp"
 
-namespace varlink = nsfd::daemon::varlink;
+namespace varlink = nsfd::varlink;
 
 namespace {
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-#include "socket_io.hpp"
+#include "varlink/socket_io.hpp"
 
 #include <sys/socket.h>
 
@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace nsfd::daemon::varlink {
+namespace nsfd::varlink {
 
 namespace {
 
@@ -70,4 +70,4 @@ ssize_t sendWithFds(int socket, std::span<const iovec> data, std::span<const int
     return n < 0 ? -errno : n;
 }
 
-}  // namespace nsfd::daemon::varlink
+}  // namespace nsfd::varlink

@@ -11,7 +11,7 @@
 
 #include "nsfd/unique_fd.hpp"
 
-namespace nsfd::daemon::varlink {
+namespace nsfd::varlink {
 
 struct Received {
     std::size_t bytes = 0;      // 0: the peer shut down its end
@@ -27,4 +27,4 @@ int receiveWithFds(int socket, std::span<char> buffer, std::size_t maxFds, Recei
 // when not empty. Returns the bytes sent or -errno.
 ssize_t sendWithFds(int socket, std::span<const iovec> data, std::span<const int> fds);
 
-}  // namespace nsfd::daemon::varlink
+}  // namespace nsfd::varlink

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-#include "codec.hpp"
+#include "varlink/codec.hpp"
 
 #include <utility>
 
-namespace nsfd::daemon::varlink {
+namespace nsfd::varlink {
 
 const char* toString(DecodeError error) noexcept {
     switch (error) {
@@ -289,4 +289,4 @@ std::string encodeCall(std::string_view method, const Json& parameters, bool mor
     return finish(message);
 }
 
-}  // namespace nsfd::daemon::varlink
+}  // namespace nsfd::varlink

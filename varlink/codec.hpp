@@ -16,7 +16,7 @@
 
 #include "nsfd/unique_fd.hpp"
 
-namespace nsfd::daemon::varlink {
+namespace nsfd::varlink {
 
 using Json = nlohmann::json;
 
@@ -111,4 +111,4 @@ std::string encodeError(std::string_view name, const Json& parameters = Json::ob
 std::string encodeCall(std::string_view method, const Json& parameters, bool more = false,
                        bool oneway = false);
 
-}  // namespace nsfd::daemon::varlink
+}  // namespace nsfd::varlink
