@@ -6,9 +6,12 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <optional>
@@ -17,6 +20,7 @@
 #include "arguments.hpp"
 #include "enter.hpp"
 #include "nsfd/client.hpp"
+#include "polkit_agent.hpp"
 
 namespace {
 
@@ -36,11 +40,36 @@ std::atomic<bool> interrupted{false};
 
 struct Options {
     std::string bus;
+    std::string transport = "auto";
     bool json = false;
+    bool askPassword = true;
+    // Set for the second try of a call polkit wanted authentication for,
+    // once an agent runs.
+    bool interactive = false;
 };
 
+// The transport of the last client made: a challenge is answered only over Varlink.
+std::optional<nsfd::TransportKind> usedTransport;
+
 nsfd::Client connect(const Options& options) {
-    return options.bus.empty() ? nsfd::Client::system() : nsfd::Client::connect(options.bus);
+    nsfd::Client client = [&] {
+        if (!options.bus.empty()) {
+            return nsfd::Client::connect(options.bus);
+        }
+        if (options.transport == "bus") {
+            return nsfd::Client::bus();
+        }
+        if (options.transport == "varlink") {
+            const char* path = std::getenv("NSFD_VARLINK_SOCKET");
+            return nsfd::Client::varlink(path != nullptr ? path : nsfd::varlink::kSocketPath);
+        }
+        return nsfd::Client::system();
+    }();
+    usedTransport = client.transport();
+    if (options.interactive && client.transport() == nsfd::TransportKind::Varlink) {
+        client.allowInteractiveAuthorization(true);
+    }
+    return client;
 }
 
 std::string describeStatus(int status) {
@@ -373,8 +402,16 @@ int main(int argc, char** argv) {
     CLI::App app{"nsfdctl: namespaces, info and exits of processes, through nsfdd"};
     app.require_subcommand(1);
     Options options;
+    app.add_option("--transport", options.transport,
+                   "How to reach nsfdd: varlink (its socket), bus (D-Bus), or auto: the socket "
+                   "when something listens there, else the bus")
+        ->check(CLI::IsMember({"auto", "varlink", "bus"}));
     app.add_option("--bus", options.bus,
-                   "D-Bus address of the bus nsfdd is on (default: system bus)");
+                   "D-Bus address of the bus nsfdd is on (default: system bus); implies "
+                   "--transport=bus");
+    app.add_flag("!--no-ask-password", options.askPassword,
+                 "Never ask for a password (polkit), even on a terminal")
+        ->disable_flag_override();
     app.add_flag("--json", options.json, "Print JSON, for scripts")->disable_flag_override();
     app.set_version_flag("--version", NSFD_VERSION);
 
@@ -454,13 +491,38 @@ int main(int argc, char** argv) {
                 throw CLI::ValidationError("--json",
                                            "takes no value, got '" + std::string(argv[i]) + "'");
             }
-            i += std::strcmp(argv[i], "--bus") == 0 ? 1 : 0;
+            i += std::strcmp(argv[i], "--bus") == 0 || std::strcmp(argv[i], "--transport") == 0 ? 1
+                                                                                                : 0;
         }
         app.parse(argc, argv);
-        return run();
+        if (!options.bus.empty() && options.transport == "varlink") {
+            throw CLI::ValidationError("--bus", "is a D-Bus address: not with --transport=varlink");
+        }
+        try {
+            return run();
+        } catch (const nsfd::InteractiveAuthorizationRequired&) {
+            // As systemctl: polkit would allow it after authentication, and a
+            // person is at the terminal. The refused call did nothing; make it
+            // again, allowing authentication, with an agent to ask.
+            if (!options.askPassword || ::isatty(STDIN_FILENO) != 1 ||
+                usedTransport != nsfd::TransportKind::Varlink) {
+                throw;
+            }
+            nsfd::cli::PolkitAgent agent = nsfd::cli::PolkitAgent::start();
+            options.interactive = true;
+            return run();
+        }
     } catch (const CLI::ParseError& e) {
         int code = app.exit(e);
         return code == 0 ? kOk : kBadArguments;
+    } catch (const nsfd::InteractiveAuthorizationRequired& e) {
+        std::cerr << "nsfdctl: " << e.what()
+                  << (usedTransport == nsfd::TransportKind::Bus
+                          ? " (nsfdctl can let polkit ask for a password over Varlink only)"
+                          : " (run nsfdctl on a terminal, without --no-ask-password, to "
+                            "authenticate)")
+                  << '\n';
+        return exitCodeOf(e);
     } catch (const nsfd::Error& e) {
         std::cerr << "nsfdctl: " << e.what() << '\n';
         return exitCodeOf(e);

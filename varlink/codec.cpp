@@ -161,7 +161,50 @@ Decoded decodeCall(std::string_view text, const DecodeLimits& limits) {
     return call;
 }
 
-void Decoder::fail(DecodeError error) {
+DecodedReply decodeReply(std::string_view text, const DecodeLimits& limits) {
+    DecodeError error{};
+    std::optional<Json> object = parseObject(text, limits.maxDepth, error);
+    if (!object) {
+        return error;
+    }
+    ReplyMessage reply;
+    for (auto& [key, value] : object->items()) {
+        if (key == "parameters") {
+            if (value.is_object()) {
+                reply.parameters = std::move(value);
+            } else if (!value.is_null()) {
+                return DecodeError::InvalidField;
+            }
+        } else if (key == "error") {
+            if (!value.is_string() || !isValidMethodName(value.get_ref<const std::string&>())) {
+                return DecodeError::InvalidField;
+            }
+            reply.error = value.get<std::string>();
+        } else if (key == "continues") {
+            if (!value.is_boolean() && !value.is_null()) {
+                return DecodeError::InvalidField;
+            }
+            reply.continues = value.is_boolean() && value.get<bool>();
+        } else if (key.find('.') == std::string::npos) {
+            return DecodeError::UnknownField;
+        }
+    }
+    return reply;
+}
+
+namespace {
+
+DecodedAs<CallMessage> decodeAs(std::string_view text, const DecodeLimits& limits, CallMessage*) {
+    return decodeCall(text, limits);
+}
+DecodedAs<ReplyMessage> decodeAs(std::string_view text, const DecodeLimits& limits, ReplyMessage*) {
+    return decodeReply(text, limits);
+}
+
+}  // namespace
+
+template <typename Message>
+void MessageDecoder<Message>::fail(DecodeError error) {
     failed_ = true;
     partial_.clear();
     partial_.shrink_to_fit();
@@ -169,19 +212,23 @@ void Decoder::fail(DecodeError error) {
     ready_.emplace_back(error);
 }
 
-void Decoder::finishMessage(std::string_view text, std::vector<UniqueFd> fds, bool tooManyFds) {
-    Decoded decoded = decodeCall(text, limits_);
+template <typename Message>
+void MessageDecoder<Message>::finishMessage(std::string_view text, std::vector<UniqueFd> fds,
+                                            bool tooManyFds) {
+    DecodedAs<Message> decoded = decodeAs(text, limits_, static_cast<Message*>(nullptr));
     if (auto* error = std::get_if<DecodeError>(&decoded)) {
         fail(*error);
         return;
     }
-    auto& call = std::get<CallMessage>(decoded);
-    call.fds = std::move(fds);
-    call.tooManyFds = tooManyFds;
+    auto& message = std::get<Message>(decoded);
+    message.fds = std::move(fds);
+    message.tooManyFds = tooManyFds;
     ready_.push_back(std::move(decoded));
 }
 
-void Decoder::feed(std::string_view bytes, std::vector<UniqueFd> fds, bool fdsTruncated) {
+template <typename Message>
+void MessageDecoder<Message>::feed(std::string_view bytes, std::vector<UniqueFd> fds,
+                                   bool fdsTruncated) {
     if (failed_) {
         return;  // `fds` close here
     }
@@ -243,14 +290,18 @@ void Decoder::feed(std::string_view bytes, std::vector<UniqueFd> fds, bool fdsTr
     }
 }
 
-std::optional<Decoded> Decoder::next() {
+template <typename Message>
+std::optional<DecodedAs<Message>> MessageDecoder<Message>::next() {
     if (ready_.empty()) {
         return std::nullopt;
     }
-    Decoded front = std::move(ready_.front());
+    DecodedAs<Message> front = std::move(ready_.front());
     ready_.pop_front();
     return front;
 }
+
+template class MessageDecoder<CallMessage>;
+template class MessageDecoder<ReplyMessage>;
 
 namespace {
 

@@ -61,10 +61,25 @@ struct CallMessage {
     bool tooManyFds = false;    // the message came with too many fds; all are closed
 };
 
-using Decoded = std::variant<CallMessage, DecodeError>;
+// One reply as it came off the wire, for clients.
+struct ReplyMessage {
+    Json parameters = Json::object();
+    std::optional<std::string> error;  // the error's name, when it is one
+    bool continues = false;            // more replies to the same call follow
+    std::vector<UniqueFd> fds;         // those sent with the message, by index
+    bool tooManyFds = false;           // the message came with too many fds; all are closed
+};
+
+template <typename Message>
+using DecodedAs = std::variant<Message, DecodeError>;
+using Decoded = DecodedAs<CallMessage>;
+using DecodedReply = DecodedAs<ReplyMessage>;
 
 // Parses one message (without its NUL) into a call. Never throws.
 Decoded decodeCall(std::string_view text, const DecodeLimits& limits);
+// Parses one message into a reply: "parameters", "error", "continues" and
+// vendor keys (with a dot) only. Never throws.
+DecodedReply decodeReply(std::string_view text, const DecodeLimits& limits);
 
 // Parses one message into a JSON object with the depth limit; nullopt and
 // `error` set if it is not one. Also used for replies, by test clients.
@@ -74,18 +89,20 @@ std::optional<Json> parseObject(std::string_view text, unsigned maxDepth, Decode
 bool isValidMethodName(std::string_view name) noexcept;
 bool isValidInterfaceName(std::string_view name) noexcept;
 
-// Splits a byte stream into calls. Feed it each recvmsg(2) result in order;
+// Splits a byte stream into messages: calls (Decoder, nsfdd's side) or
+// replies (ReplyDecoder, a client's). Feed it each recvmsg(2) result in order;
 // take what it decoded with next(). After a fatal error it yields that error
 // and ignores (and closes) everything fed after.
-class Decoder {
+template <typename Message>
+class MessageDecoder {
   public:
-    explicit Decoder(DecodeLimits limits = {}) : limits_(limits) {}
+    explicit MessageDecoder(DecodeLimits limits = {}) : limits_(limits) {}
 
     // `bytes` and the fds that came with them; `fdsTruncated`: the kernel
     // dropped fds that did not fit (MSG_CTRUNC), so the message had too many.
     void feed(std::string_view bytes, std::vector<UniqueFd> fds, bool fdsTruncated = false);
 
-    std::optional<Decoded> next();
+    std::optional<DecodedAs<Message>> next();
     bool hasNext() const noexcept { return !ready_.empty(); }
     bool failed() const noexcept { return failed_; }
     // Bytes of a message whose NUL has not come yet.
@@ -100,9 +117,12 @@ class Decoder {
     std::vector<UniqueFd> partialFds_;
     bool partialHasFds_ = false;
     bool partialTooManyFds_ = false;
-    std::deque<Decoded> ready_;
+    std::deque<DecodedAs<Message>> ready_;
     bool failed_ = false;
 };
+
+using Decoder = MessageDecoder<CallMessage>;
+using ReplyDecoder = MessageDecoder<ReplyMessage>;
 
 // Replies, each ended by its NUL, ready for the socket.
 std::string encodeReply(const Json& parameters, bool continues = false);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // org.nsfd1.Manager's methods (dbus/org.nsfd1.Manager.varlink): the D-Bus
-// Manager and Process methods, a process named by "pid" or by "id".
+// Manager and Process methods, a process named by "pid", "pidfd" or "id".
 #include <algorithm>
 #include <csignal>
 #include <initializer_list>
@@ -19,7 +19,7 @@ using varlink::CallPtr;
 using varlink::Json;
 
 constexpr std::uint64_t kMaxInt32 = std::numeric_limits<std::int32_t>::max();
-constexpr const char* kInteractive = "allowInteractiveAuthentication";
+constexpr const char* kInteractive = nsfd::varlink::kAllowInteractive;
 
 // -- decoding: canonical values only, each error naming its parameter --
 
@@ -102,22 +102,36 @@ std::vector<NsType> readNsTypes(const Json& parameters) {
     return types;
 }
 
-// A process named by exactly one of "pid" and "id".
+// A process named by exactly one of "pid", "id" and "pidfd" (the index of a
+// pidfd sent with the call).
 struct Named {
     std::optional<std::uint32_t> pid;
     std::optional<std::uint64_t> id;
+    std::optional<std::uint64_t> pidfd;
 };
 
 Named readNamed(const Json& parameters) {
     Named named{readPid(parameters),
-                readOptional(parameters, "id", 1, std::numeric_limits<std::uint64_t>::max())};
-    if (named.pid && named.id) {
-        throw ParameterError("id", "Both pid and id given: name the process by one of them");
-    }
-    if (!named.pid && !named.id) {
-        throw ParameterError("pid", "Neither pid nor id given: name the process by one of them");
+                readOptional(parameters, "id", 1, std::numeric_limits<std::uint64_t>::max()),
+                readOptional(parameters, "pidfd", 0, kMaxInt32)};
+    int given = named.pid.has_value() + named.id.has_value() + named.pidfd.has_value();
+    if (given != 1) {
+        throw ParameterError(given == 0    ? "pid"
+                             : named.pidfd ? "pidfd"
+                                           : "id",
+                             std::string(given == 0 ? "Neither" : "More than one of") +
+                                 " pid, id and pidfd given: name the process by one of them");
     }
     return named;
+}
+
+// The pidfd sent with the call as its fd number `index`.
+PidFd passedPidFd(Manager& core, Call& call, std::uint64_t index) {
+    UniqueFd fd = call.takeFd(index);
+    if (!fd.ok()) {
+        throw ParameterError("pidfd", "No fd " + std::to_string(index) + " came with the call");
+    }
+    return core.adoptPidFd(std::move(fd));
 }
 
 // -- the process a call acts on, once authorized --
@@ -148,9 +162,11 @@ struct Resolved {
     PidFdOf pidfd;
 };
 
-Resolved resolve(Manager& core, const Caller& caller, const Named& named, Action action) {
-    if (named.pid) {
-        PidFd pidfd = core.openPid(caller, *named.pid);
+Resolved resolve(Manager& core, Call& call, const Caller& caller, const Named& named,
+                 Action action) {
+    if (!named.id) {
+        PidFd pidfd =
+            named.pid ? core.openPid(caller, *named.pid) : passedPidFd(core, call, *named.pidfd);
         Target target = core.targetOf(caller, pidfd, action);
         return {std::move(target), heldPidFd(std::move(pidfd))};
     }
@@ -196,10 +212,10 @@ Json infoJson(const Info& info, std::uint64_t id, ProcessState state, std::optio
 // -- the methods: decode, authorize, core, encode --
 
 void getNamespace(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {"pid", "id", "type"});
+    onlyParameters(call->parameters(), {"pid", "id", "pidfd", "type"});
     Named named = readNamed(call->parameters());
     NsType type = readNsType(call->parameters());
-    Resolved r = resolve(ep.core(), caller, named, Action::GetNamespace);
+    Resolved r = resolve(ep.core(), *call, caller, named, Action::GetNamespace);
     Request request{Action::GetNamespace, std::move(r.target), {type}, 0};
     ep.authorizeThen(call, caller, request, [&core = ep.core(), pidfd = r.pidfd, type](Call& c) {
         c.reply({{"fileDescriptor", 0}},
@@ -208,10 +224,10 @@ void getNamespace(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller
 }
 
 void getNamespaces(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {"pid", "id", "types"});
+    onlyParameters(call->parameters(), {"pid", "id", "pidfd", "types"});
     Named named = readNamed(call->parameters());
     std::vector<NsType> types = readNsTypes(call->parameters());
-    Resolved r = resolve(ep.core(), caller, named, Action::GetNamespace);
+    Resolved r = resolve(ep.core(), *call, caller, named, Action::GetNamespace);
     Request request{Action::GetNamespace, std::move(r.target), Manager::requestedTypes(types), 0};
     ep.authorizeThen(call, caller, request, [&core = ep.core(), pidfd = r.pidfd, types](Call& c) {
         Json namespaces = Json::object();
@@ -225,8 +241,8 @@ void getNamespaces(VarlinkEndpoint& ep, const CallPtr& call, const Caller& calle
 }
 
 void getNamespaceIds(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {"pid", "id"});
-    Resolved r = resolve(ep.core(), caller, readNamed(call->parameters()), Action::ReadInfo);
+    onlyParameters(call->parameters(), {"pid", "id", "pidfd"});
+    Resolved r = resolve(ep.core(), *call, caller, readNamed(call->parameters()), Action::ReadInfo);
     Request request{Action::ReadInfo, std::move(r.target), {}, 0};
     ep.authorizeThen(call, caller, request, [&core = ep.core(), pidfd = r.pidfd](Call& c) {
         c.reply({{"ids", core.namespaceIds(pidfd())}});
@@ -242,14 +258,7 @@ void trackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller
         throw ParameterError("pid", "Name the process by exactly one of pid and pidfd");
     }
     Manager& core = ep.core();
-    PidFd pidfd = pid ? core.openPid(caller, *pid) : [&] {
-        UniqueFd fd = call->takeFd(*index);
-        if (!fd.ok()) {
-            throw ParameterError("pidfd",
-                                 "No fd " + std::to_string(*index) + " came with the call");
-        }
-        return core.adoptPidFd(std::move(fd));
-    }();
+    PidFd pidfd = pid ? core.openPid(caller, *pid) : passedPidFd(core, *call, *index);
     Request request{Action::Track, core.targetOf(caller, pidfd, Action::Track), {}, 0};
     auto held = std::make_shared<PidFd>(std::move(pidfd));
     ep.authorizeThen(call, caller, request, [&core, caller, held](Call& c) {
@@ -290,10 +299,10 @@ void listProcesses(VarlinkEndpoint& ep, const CallPtr& call, const Caller& calle
 }
 
 void getProcessInfo(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {"pid", "id"});
+    onlyParameters(call->parameters(), {"pid", "id", "pidfd"});
     Named named = readNamed(call->parameters());
     Manager& core = ep.core();
-    Resolved r = resolve(core, caller, named, Action::ReadInfo);
+    Resolved r = resolve(core, *call, caller, named, Action::ReadInfo);
     Request request{Action::ReadInfo, std::move(r.target), {}, 0};
     ep.authorizeThen(call, caller, request, [&core, caller, named, pidfd = r.pidfd](Call& c) {
         if (named.id) {
@@ -323,18 +332,16 @@ void getPidFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
 }
 
 void sendSignal(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {"id", "signal"});
-    TrackedProcess& process = ep.core().tracked(caller, readId(call->parameters()));
+    onlyParameters(call->parameters(), {"pid", "id", "pidfd", "signal"});
+    Named named = readNamed(call->parameters());
     auto signal = static_cast<int>(
         readRequired(call->parameters(), "signal", 0, static_cast<std::uint64_t>(SIGRTMAX)));
-    Request request{
-        Action::SendSignal, ep.core().targetOf(caller, process, Action::SendSignal), {}, signal};
-    ep.authorizeThen(
-        call, caller, request,
-        [&core = ep.core(), pidfd = trackedPidFd(ep.core(), process.id()), signal](Call& c) {
-            core.sendSignal(pidfd(), signal);
-            c.reply();
-        });
+    Resolved r = resolve(ep.core(), *call, caller, named, Action::SendSignal);
+    Request request{Action::SendSignal, std::move(r.target), {}, signal};
+    ep.authorizeThen(call, caller, request, [&core = ep.core(), pidfd = r.pidfd, signal](Call& c) {
+        core.sendSignal(pidfd(), signal);
+        c.reply();
+    });
 }
 
 void getFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
@@ -385,16 +392,16 @@ void addManagerMethods(varlink::Server& server, VarlinkEndpoint& endpoint) {
             },
             flags);
     };
-    add("GetNamespace", getNamespace);
-    add("GetNamespaces", getNamespaces);
-    add("GetNamespaceIds", getNamespaceIds);
+    add("GetNamespace", getNamespace, varlink::kTakesFds);
+    add("GetNamespaces", getNamespaces, varlink::kTakesFds);
+    add("GetNamespaceIds", getNamespaceIds, varlink::kTakesFds);
     add("TrackProcess", trackProcess, varlink::kTakesFds);
     add("UntrackProcess", untrackProcess);
     add("GetProcess", getProcess);
     add("ListProcesses", listProcesses);
-    add("GetProcessInfo", getProcessInfo);
+    add("GetProcessInfo", getProcessInfo, varlink::kTakesFds);
     add("GetPidFd", getPidFd);
-    add("SendSignal", sendSignal);
+    add("SendSignal", sendSignal, varlink::kTakesFds);
     add("GetFd", getFd);
     add("GetServiceInfo", getServiceInfo);
     add("WatchExits", watchExits, varlink::kStreams);

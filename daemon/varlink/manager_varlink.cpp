@@ -106,7 +106,7 @@ Caller VarlinkEndpoint::callerOf(const Call& call) {
         it = callers_.insert_or_assign(peer.get(), CachedCaller{peer, identify(*peer)}).first;
     }
     Caller caller = it->second.caller;
-    auto interactive = call.parameters().find("allowInteractiveAuthentication");
+    auto interactive = call.parameters().find(nsfd::varlink::kAllowInteractive);
     caller.allowInteractive = interactive != call.parameters().end() && interactive->is_boolean() &&
                               interactive->get<bool>();
     return caller;
@@ -124,9 +124,12 @@ Json exitOf(const Manager& core, const Caller& caller, const TrackedProcess& pro
 
 void VarlinkEndpoint::watchExits(const CallPtr& call, const Caller& caller,
                                  std::optional<std::uint64_t> id) {
+    // The first reply says the watch is in place: from then on no exit is missed.
+    const Json ready = {{"ready", true}};
     if (id) {
         TrackedProcess& process = manager_.tracked(caller, *id);
         if (process.state() == ProcessState::Reaped) {
+            call->notify(ready);
             call->reply(exitOf(manager_, caller, process));
             return;
         }
@@ -134,6 +137,7 @@ void VarlinkEndpoint::watchExits(const CallPtr& call, const Caller& caller,
     std::uint64_t key = nextWatcher_++;
     watchers_.emplace(key, Watcher{call, caller, id});
     call->onDisconnect([this, key] { watchers_.erase(key); });
+    call->notify(ready);
 }
 
 void VarlinkEndpoint::processStateChanged(const TrackedProcess& process) {

@@ -7,26 +7,53 @@
 #include "fixture.hpp"
 #include "nsfd/client.hpp"
 
+namespace nsfd {
+// For GoogleTest's messages: "Varlink", not "4-byte object".
+void PrintTo(TransportKind kind, std::ostream* os) {
+    *os << (kind == TransportKind::Bus ? "Bus" : "Varlink");
+}
+}  // namespace nsfd
+
 namespace nsfd::test {
 namespace {
 
-class ClientTest : public DaemonTest {
+// Every test runs over both transports: the same API, the same answers.
+class ClientTest : public DaemonTest, public ::testing::WithParamInterface<TransportKind> {
   protected:
     std::string config() const override { return kGrantConfig; }
+    std::string varlinkPath() const override { return dir_ ? dir_->socket() : ""; }
     void SetUp() override {
+        if (GetParam() == TransportKind::Varlink) {
+            dir_.emplace();
+            ::setenv("NSFD_VARLINK_SOCKET", dir_->socket().c_str(), 1);
+        }
         DaemonTest::SetUp();
         if (!IsSkipped()) {
-            client_.emplace(Client::connect(busAddress()));
+            client_.emplace(open());
         }
     }
     void TearDown() override {
         client_.reset();
         DaemonTest::TearDown();
+        ::setenv("NSFD_VARLINK_SOCKET", kNoVarlinkSocket, 1);
+        dir_.reset();
     }
+    Client open() const {
+        return GetParam() == TransportKind::Varlink ? Client::varlink(dir_->socket())
+                                                    : Client::connect(busAddress());
+    }
+    std::optional<SocketDir> dir_;
     std::optional<Client> client_;
 };
 
-TEST_F(ClientTest, DaemonFacts) {
+INSTANTIATE_TEST_SUITE_P(, ClientTest,
+                         ::testing::Values(TransportKind::Bus, TransportKind::Varlink),
+                         [](const auto& info) {
+                             return info.param == TransportKind::Bus ? "Bus" : "Varlink";
+                         });
+
+TEST_P(ClientTest, DaemonFacts) {
+    EXPECT_EQ(client_->transport(), GetParam());
     EXPECT_EQ(client_->daemonVersion(), NSFD_TEST_VERSION);
     std::vector<std::string> expected;
     for (std::string_view name : kernelFeatures().names()) {
@@ -34,11 +61,15 @@ TEST_F(ClientTest, DaemonFacts) {
     }
     EXPECT_EQ(client_->kernelFeatures(), expected);
     EXPECT_EQ(client_->trackedCount(), 0U);
-    Client viaSystem = Client::system();  // DBUS_SYSTEM_BUS_ADDRESS points at the test bus
+    // The socket of NSFD_VARLINK_SOCKET when something listens there, else
+    // the bus of DBUS_SYSTEM_BUS_ADDRESS (the test bus).
+    Client viaSystem = Client::system();
+    EXPECT_EQ(viaSystem.transport(), GetParam());
     EXPECT_EQ(viaSystem.trackedCount(), 0U);
+    EXPECT_EQ(Client::bus().transport(), TransportKind::Bus);
 }
 
-TEST_F(ClientTest, TrackAndQuery) {
+TEST_P(ClientTest, TrackAndQuery) {
     Child::Options options;
     options.cloneFlags = CLONE_NEWNET | CLONE_NEWUTS;
     Child child = Child::spawn(
@@ -97,7 +128,7 @@ TEST_F(ClientTest, TrackAndQuery) {
     child.reap();
 }
 
-TEST_F(ClientTest, OnExitWithTheClientsLoopAndWithOurs) {
+TEST_P(ClientTest, OnExitWithTheClientsLoopAndWithOurs) {
     if (!kernelFeatures().exitInfo) {
         GTEST_SKIP() << "kernel lacks PIDFD_INFO_EXIT (6.15+)";
     }
@@ -145,7 +176,7 @@ TEST_F(ClientTest, OnExitWithTheClientsLoopAndWithOurs) {
     EXPECT_EQ(calls, 1);
 }
 
-TEST_F(ClientTest, EveryExceptionType) {
+TEST_P(ClientTest, EveryExceptionType) {
     EXPECT_THROW(client_->track(0), InvalidArgument);
     EXPECT_THROW(client_->namespaceFd(0, NsType::Net), InvalidArgument);
 
@@ -199,12 +230,18 @@ TEST_F(ClientTest, EveryExceptionType) {
     }
 
     EXPECT_THROW(Client::connect("unix:path=/nonexistent/socket"), DaemonUnavailable);
+    try {
+        Client::varlink("/nonexistent/socket");
+        ADD_FAILURE() << "no exception";
+    } catch (const DaemonUnavailable& e) {
+        EXPECT_EQ(e.dbusName(), "System.Error.ENOENT");
+    }
     TestBus emptyBus;  // no nsfdd on it
     Client nobodyHome = Client::connect(emptyBus.address());
     EXPECT_THROW(nobodyHome.trackedCount(), DaemonUnavailable);
 }
 
-TEST_F(ClientTest, NotSupportedWhereTheKernelLacksAKind) {
+TEST_P(ClientTest, NotSupportedWhereTheKernelLacksAKind) {
     // NotSupported needs a kernel that lacks a namespace kind or ioctl.
     bool everyKind = true;
     for (NsType type : allNsTypes()) {
@@ -219,6 +256,75 @@ TEST_F(ClientTest, NotSupportedWhereTheKernelLacksAKind) {
             EXPECT_THROW(client_->namespaceFd(::getpid(), type), NotSupported);
         }
     }
+}
+
+TEST_P(ClientTest, InteractiveAuthorizationNeedsVarlink) {
+    if (GetParam() == TransportKind::Bus) {
+        EXPECT_THROW(client_->allowInteractiveAuthorization(true), NotSupported);
+        client_->allowInteractiveAuthorization(false);
+        return;
+    }
+    // nsfdd takes the flag with every call (polkit would use it; here the
+    // kernel rule and root decide before it).
+    client_->allowInteractiveAuthorization(true);
+    EXPECT_EQ(client_->trackedCount(), 0U);
+    EXPECT_EQ(client_->namespaceFd(::getpid(), NsType::Net).inode(),
+              statOf(nsPath(::getpid(), "net")).st_ino);
+}
+
+// Over Varlink the client has its own connections to nsfdd: they must
+// survive nsfdd's restart (socket activation keeps the socket; here nsfdd
+// binds it again).
+TEST_P(ClientTest, ReconnectsWhenNsfddRestartsAndMissesNoExitItWaitsFor) {
+    if (GetParam() == TransportKind::Bus) {
+        GTEST_SKIP() << "over D-Bus the bus keeps the connection: RestartTest covers it";
+    }
+    Child waitedFor = Child::spawn();
+    TrackedProcess process = client_->track(waitedFor.pid());
+    std::optional<int> status;
+    process.onExit([&](int s) { status = s; });
+    std::vector<ExitEvent> events;
+    client_->onProcessExited([&](const ExitEvent& e) { events.push_back(e); });
+
+    // No fd store here: the new nsfdd tracks nothing, so the process waited
+    // for is gone for the client, which says so (kNoExitStatus) once it
+    // watches again.
+    daemon_->stop();
+    daemon_ = std::make_unique<Daemon>(busAddress(),
+                                       Daemon::Options{config(), {}, "debug", 0, varlinkPath()});
+    EXPECT_EQ(client_->trackedCount(), 0U);  // a new connection, made before sending
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!status && std::chrono::steady_clock::now() < deadline) {
+        struct pollfd pfd = {client_->eventFd(), client_->pollEvents(), 0};
+        ::poll(&pfd, 1, 100);
+        client_->processEvents();
+    }
+    EXPECT_EQ(status, kNoExitStatus);
+
+    // The new stream tells of exits.
+    Child next = Child::spawn();
+    TrackedProcess nextProcess = client_->track(next.pid());
+    next.release(5);
+    next.reap();
+    deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (events.empty() && std::chrono::steady_clock::now() < deadline) {
+        client_->runEventLoop(std::chrono::milliseconds(100));
+    }
+    ASSERT_EQ(events.size(), 1U);
+    EXPECT_EQ(events[0].id, nextProcess.id());
+    EXPECT_EQ(events[0].waitStatus, 5 << 8);
+    waitedFor.release(0);
+    waitedFor.reap();
+
+    // nsfdd gone for good: named, and the client works again once it is back.
+    daemon_->stop();
+    daemon_.reset();
+    EXPECT_THROW(client_->trackedCount(), DaemonUnavailable);
+    EXPECT_THROW(client_->processEvents(), DaemonUnavailable);
+    daemon_ = std::make_unique<Daemon>(busAddress(),
+                                       Daemon::Options{config(), {}, "debug", 0, varlinkPath()});
+    EXPECT_EQ(client_->trackedCount(), 0U);
+    client_->processEvents();
 }
 
 }  // namespace

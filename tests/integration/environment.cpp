@@ -20,6 +20,9 @@ class BusEnvironment : public ::testing::Environment {
             bus_ = std::make_unique<TestBus>(testBusKind());
             // sd-bus's system bus connections (ours, busctl's) go here.
             ::setenv("DBUS_SYSTEM_BUS_ADDRESS", bus_->address().c_str(), 1);
+            // Client::system() and nsfdctl try this socket before the bus: none
+            // here, unless a test serves one (never the machine's own nsfdd).
+            ::setenv("NSFD_VARLINK_SOCKET", kNoVarlinkSocket, 1);
         }
         return bus_->address();
     }

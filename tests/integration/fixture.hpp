@@ -13,6 +13,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <system_error>
 
 #include "child.hpp"
 #include "harness.hpp"
@@ -83,6 +84,29 @@ inline Child spawnAs(uid_t uid, bool dumpable = true) {
         return 0;
     });
 }
+
+// A directory the test users can reach, for nsfdd's Varlink socket; removed with it.
+class SocketDir {
+  public:
+    SocketDir() {
+        char dir[] = "/tmp/nsfd-varlink-XXXXXX";
+        if (::mkdtemp(dir) == nullptr || ::chmod(dir, 0755) < 0) {
+            throw std::system_error(errno, std::system_category(), "mkdtemp");
+        }
+        dir_ = dir;
+    }
+    SocketDir(const SocketDir&) = delete;
+    SocketDir& operator=(const SocketDir&) = delete;
+    ~SocketDir() {
+        ::unlink(socket().c_str());
+        ::rmdir(dir_.c_str());
+    }
+    const std::string& path() const { return dir_; }
+    std::string socket() const { return dir_ + "/org.nsfd1.Manager"; }
+
+  private:
+    std::string dir_;
+};
 
 class DaemonTest : public LeakCheckedTest {
   protected:

@@ -53,6 +53,10 @@ class TestBus {
 };
 
 // nsfdd as our child, told about with NOTIFY_SOCKET, on the given bus.
+// What the tests set NSFD_VARLINK_SOCKET to: nothing listens there, so
+// Client::system() and nsfdctl use the test bus.
+inline constexpr const char* kNoVarlinkSocket = "/nonexistent/nsfd-tests-use-the-bus";
+
 class Daemon {
   public:
     using FdStore = std::map<std::string, UniqueFd>;

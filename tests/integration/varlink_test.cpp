@@ -197,20 +197,14 @@ class VarlinkTest : public DaemonTest {
         if (kUser == 0 || kOtherUser == 0) {
             GTEST_SKIP() << "users nsfd-test-a and nsfd-test-b are missing (scripts/test-users)";
         }
-        char dir[] = "/tmp/nsfd-varlink-XXXXXX";
-        ASSERT_NE(::mkdtemp(dir), nullptr);
-        dir_ = dir;
-        ASSERT_EQ(::chmod(dir, 0755), 0);  // the test users reach the socket
-        socket_ = dir_ + "/org.nsfd1.Manager";
+        dir_.emplace();
+        socket_ = dir_->socket();
         DaemonTest::SetUp();
     }
 
     void TearDown() override {
         DaemonTest::TearDown();
-        if (!dir_.empty()) {
-            ::unlink(socket_.c_str());
-            ::rmdir(dir_.c_str());
-        }
+        dir_.reset();
     }
 
     // nsfd_check.py COMMAND SOCKET ARGS... as `uid`: {wait status, output}.
@@ -243,7 +237,7 @@ class VarlinkTest : public DaemonTest {
         EXPECT_EQ(daemon_->openFdCount(), count);
     }
 
-    std::string dir_;
+    std::optional<SocketDir> dir_;
     std::string socket_;
 };
 
@@ -439,7 +433,7 @@ TEST_F(VarlinkTest, WatchExitsTellsEachCallerOnlyOfWhatItMaySee) {
     PythonClient b(kOtherUser, {}, {kCheck, "watch", socket_, "2", pidOf(canaryB), pidOf(targetB)});
     ASSERT_EQ(a.readLine(), "watching");
     ASSERT_EQ(b.readLine(), "watching");
-    // Each stream is in place once it has told of its canary.
+    // Each stream is in place ("watching": nsfdd's ready reply came); each tells of its canary.
     canaryA.release(1);
     canaryA.reap();
     canaryB.release(1);
@@ -463,7 +457,12 @@ TEST_F(VarlinkTest, WatchExitsTellsEachCallerOnlyOfWhatItMaySee) {
     EXPECT_EQ(statusOne, 0) << outOne;
     EXPECT_NE(outOne.find("\"waitStatus\": " + std::to_string(42 << 8)), std::string::npos)
         << outOne;
-    EXPECT_EQ(outOne.find("continues"), std::string::npos) << outOne;
+    // The ready reply first (it continues), then the exit, which ends the stream.
+    std::size_t ready = outOne.find("\"parameters\": {\"ready\": true}");
+    EXPECT_NE(ready, std::string::npos) << outOne;
+    EXPECT_LT(ready, outOne.find("waitStatus")) << outOne;
+    EXPECT_EQ(outOne.find("\"continues\": true", outOne.find("waitStatus")), std::string::npos)
+        << outOne;
     auto [statusOther, outOther] = PythonClient::run(
         kOtherUser, {}, {kClient, socket_, "org.nsfd1.Manager.WatchExits", one, "--more"});
     EXPECT_NE(outOther.find("org.nsfd1.Manager.NotTracked"), std::string::npos) << outOther;
@@ -502,7 +501,7 @@ TEST_F(VarlinkTest, ServesTheSocketSystemdPassesBesideTheFdStore) {
     daemon_->kill9();
     Daemon::FdStore handOver = daemon_->takeFdStore();
     daemon_.reset();
-    std::string path = dir_ + "/activated";
+    std::string path = dir_->path() + "/activated";
     UniqueFd listening(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     struct sockaddr_un addr {};
     addr.sun_family = AF_UNIX;

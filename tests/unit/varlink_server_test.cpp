@@ -83,7 +83,7 @@ TEST_F(VarlinkServerTest, ManagerIdlDocumentsTheContract) {
           "method UntrackProcess(",  "method GetProcess(",      "method ListProcesses(",
           "method GetProcessInfo(",  "method GetNamespaceIds(", "method GetPidFd(",
           "method SendSignal(",      "method GetFd(",           "method WatchExits(",
-          "fileDescriptor: int",     "namespaces: [string]int", "waitStatus: int",
+          "fileDescriptor: int",     "namespaces: [string]int", "waitStatus: ?int",
           "types: ?[]NamespaceType", "error NoSuchProcess",     "error ProcessExited",
           "error NotTracked",        "error NotSupported",      "error LimitExceeded",
           "error AccessDenied",      "error InvalidArgument"}) {

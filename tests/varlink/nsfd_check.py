@@ -179,10 +179,10 @@ def watch(path, count, pids):
         for pid in pids:
             v.call(M + "TrackProcess", {"pid": pid})
         v.send(M + "WatchExits", more=True)
-        # A round trip behind the call: nsfdd has very likely read it by now
-        # (the test checks with a canary's exit that the stream is in place).
-        with Connection(path) as other:
-            other.call(M + "GetServiceInfo")
+        ready, fds = v.receive()
+        close_all(fds)
+        if ready.get("parameters") != {"ready": True} or not ready.get("continues"):
+            raise SystemExit(f"WatchExits: expected the ready reply first, got {ready}")
         print("watching", flush=True)
         for _ in range(count):
             message, fds = v.receive()

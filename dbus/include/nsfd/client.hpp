@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// libnsfd-client: nsfdd from C++ programs.
+// libnsfd-client: nsfdd from C++ programs, over its Varlink socket or D-Bus
+// (the same API and the same answers on both).
 //
 //   nsfd::Client client = nsfd::Client::system();
 //   nsfd::TrackedProcess process = client.track(pid);
@@ -34,7 +35,11 @@ class Error : public std::runtime_error {
   public:
     Error(std::string dbusName, const std::string& message)
         : std::runtime_error(message), dbusName_(std::move(dbusName)) {}
-    // The D-Bus error name, e.g. "org.nsfd1.Error.NoSuchProcess".
+    // The D-Bus error name, e.g. "org.nsfd1.Error.NoSuchProcess", whatever the
+    // transport: over Varlink, the D-Bus name of the same error of the contract
+    // (nsfd/contract.hpp); Varlink's own errors keep their name
+    // ("org.varlink.service.MethodNotFound"); "System.Error.ECONNREFUSED" and
+    // the like when the socket failed.
     const std::string& dbusName() const noexcept { return dbusName_; }
 
   private:
@@ -88,7 +93,10 @@ class InteractiveAuthorizationRequired : public AccessDenied {
   public:
     using AccessDenied::AccessDenied;
 };
-// no bus, no nsfdd on it, or the bus failed to start it (D-Bus activation)
+// no bus, no nsfdd on it, or the bus failed to start it (D-Bus activation);
+// no Varlink socket, nobody listening, nsfdd hung up during the call (it
+// stopped or restarted: the call may or may not have been done), or no answer
+// within 25 s
 class DaemonUnavailable : public Error {
   public:
     using Error::Error;
@@ -121,6 +129,12 @@ struct ExitEvent {
 
 class Client;
 
+// How a Client reaches nsfdd.
+enum class TransportKind {
+    Varlink,  // nsfdd's socket, /run/nsfd/org.nsfd1.Manager (nsfdd.socket)
+    Bus,      // D-Bus, through the bus daemon
+};
+
 // A process nsfdd tracks for us. Cheap to copy: it names the process, it holds no fd.
 class TrackedProcess {
   public:
@@ -146,9 +160,14 @@ class TrackedProcess {
 
   private:
     friend class Client;
+
+    // How a Client reaches nsfdd.
+    enum class TransportKind {
+        Varlink,  // nsfdd's socket, /run/nsfd/org.nsfd1.Manager (nsfdd.socket)
+        Bus,      // D-Bus, through the bus daemon
+    };
     struct Shared;
-    TrackedProcess(std::shared_ptr<Shared> shared, std::string path, pid_t pid, std::uint64_t id)
-        : shared_(std::move(shared)), path_(std::move(path)), pid_(pid), id_(id) {}
+    TrackedProcess(std::shared_ptr<Shared> shared, pid_t pid, std::uint64_t id);
 
     std::shared_ptr<Shared> shared_;
     std::string path_;
@@ -158,8 +177,16 @@ class TrackedProcess {
 
 class Client {
   public:
-    // The system bus (DBUS_SYSTEM_BUS_ADDRESS if set). Throws DaemonUnavailable.
+    // nsfdd on this machine: over its Varlink socket when something listens
+    // there ($NSFD_VARLINK_SOCKET if set, else /run/nsfd/org.nsfd1.Manager),
+    // else over the system bus ($DBUS_SYSTEM_BUS_ADDRESS if set).
+    // Throws DaemonUnavailable when neither can be reached.
     static Client system();
+    // The Varlink socket at `socketPath` only. Throws DaemonUnavailable (with
+    // "System.Error.ENOENT", "System.Error.ECONNREFUSED", ...) if it cannot connect.
+    static Client varlink(const std::string& socketPath = nsfd::varlink::kSocketPath);
+    // The system bus only ($DBUS_SYSTEM_BUS_ADDRESS if set). Throws DaemonUnavailable.
+    static Client bus();
     // A bus at a D-Bus address, e.g. "unix:path=/run/dbus/system_bus_socket".
     static Client connect(const std::string& address);
 
@@ -190,6 +217,17 @@ class Client {
     std::vector<std::string> kernelFeatures();
     unsigned trackedCount();
 
+    TransportKind transport() const noexcept;
+    // Lets polkit ask the user to authenticate during the calls made from now
+    // on (Varlink's allowInteractiveAuthentication): an authentication agent
+    // (pkttyagent, a desktop's) must be running for the user, and a call may
+    // then take as long as the user takes (up to 5 minutes). Off by default:
+    // without it, a call polkit would allow after authentication fails with
+    // InteractiveAuthorizationRequired. Throws NotSupported on the bus
+    // transport: sdbus-c++ 1.2 cannot set a call's
+    // ALLOW_INTERACTIVE_AUTHORIZATION flag.
+    void allowInteractiveAuthorization(bool allow);
+
     // Every ProcessExited of a process the caller may see, from the client's
     // event processing (the first listener subscribes: Manager.Subscribe).
     void onProcessExited(std::function<void(const ExitEvent&)> callback);
@@ -199,7 +237,12 @@ class Client {
     int eventFd() const;
     short pollEvents() const;
     std::optional<std::chrono::microseconds> pollTimeout() const;
-    // Handles what has arrived; never blocks.
+    // Handles what has arrived; never blocks. Over Varlink, when nsfdd
+    // restarted, it watches again (socket activation keeps the socket) and asks
+    // nsfdd about each process an onExit() waits for, so none is missed; an
+    // onProcessExited() listener misses the exits of the restart's gap. Throws
+    // DaemonUnavailable while nsfdd cannot be reached (and tries again at the
+    // next call, pollTimeout() asking for one within a second).
     void processEvents();
     // Or let the client run the loop: until stopEventLoop() (from a callback) or `timeout`.
     void runEventLoop(std::optional<std::chrono::milliseconds> timeout = std::nullopt);
@@ -208,8 +251,8 @@ class Client {
   private:
     friend class TrackedProcess;
     explicit Client(std::shared_ptr<TrackedProcess::Shared> shared);
-    // `pid`: the daemon's pid of the process when the caller named it (else asked).
-    TrackedProcess tracked(const std::string& path, std::optional<pid_t> pid = std::nullopt);
+    // `pid`: the pid of the process when the caller named it (else asked).
+    TrackedProcess tracked(std::uint64_t id, std::optional<pid_t> pid = std::nullopt);
 
     std::shared_ptr<TrackedProcess::Shared> shared_;
 };

@@ -93,6 +93,16 @@ constexpr std::optional<ErrorKind> errorKindOfVarlinkName(std::string_view name)
     return std::nullopt;
 }
 
+// The Varlink endpoint (dbus/org.nsfd1.Manager.varlink).
+namespace varlink {
+inline constexpr std::string_view kInterface = "org.nsfd1.Manager";
+// Where nsfdd.socket listens.
+inline constexpr const char* kSocketPath = "/run/nsfd/org.nsfd1.Manager";
+// The parameter every method takes to let polkit ask the caller to
+// authenticate (sd-varlink's name for it).
+inline constexpr const char* kAllowInteractive = "allowInteractiveAuthentication";
+}  // namespace varlink
+
 // The wait(2) status where there is none yet (or the kernel gives none):
 // the ExitStatus property, the Exited and ProcessExited signals.
 inline constexpr int kNoExitStatus = -1;
