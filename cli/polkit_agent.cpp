@@ -37,8 +37,8 @@ PolkitAgent PolkitAgent::start() {
     if (pid == 0) {
         // Only the notify fd crosses the exec; the agent reads the terminal on stdin.
         ::fcntl(writeEnd.get(), F_SETFD, 0);
-        ::execl(kAgent, kAgent, "--notify-fd", notifyFd.c_str(), "--fallback", "--process",
-                self.c_str(), static_cast<char*>(nullptr));
+        ::execl(kAgent, kAgent, "--notify-fd", notifyFd.c_str(), "--process", self.c_str(),
+                static_cast<char*>(nullptr));
         ::_exit(127);
     }
     writeEnd.reset();

@@ -10,9 +10,13 @@ namespace nsfd::cli {
 
 class PolkitAgent {
   public:
-    // Starts `pkttyagent --notify-fd FD --fallback --process PID` (PID: ours;
-    // --fallback: an agent already running for the session keeps the job) and
-    // waits, at most 10 s, until it is registered with polkitd. Returns an
+    // Starts `pkttyagent --notify-fd FD --process PID` and waits, at most
+    // 10 s, until it is registered with polkitd. PID is ours: polkitd asks
+    // this agent for nsfdctl's calls only, and before any agent of the user's
+    // session (a desktop's), so the prompt is on nsfdctl's terminal. (Not
+    // --fallback, as systemctl starts it: polkitd uses a fallback agent only
+    // for a subject in a logind session, which ssh without pam_systemd, su
+    // and containers lack.) Returns an
     // agent that is not running() if pkttyagent is missing or failed: the
     // call then fails as it would without one. Throws std::system_error if
     // pipe2() or fork() fails.

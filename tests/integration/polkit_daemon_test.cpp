@@ -3,9 +3,17 @@
 // a real polkitd (Debian's) on the tests' bus, with the test's rules only,
 // callers as real users. Also: polkitd stopped while a call waits on it, and
 // polkitd absent.
+#include <grp.h>
+#include <poll.h>
+#include <pty.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
+#include <termios.h>
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "fixture.hpp"
@@ -40,9 +48,16 @@ std::string rulesFor(uid_t other) {
 )";
 }
 
+// openssl passwd -6 -salt nsfdtest nsfd-test-password
+constexpr const char* kRootPassword = "nsfd-test-password";
+constexpr const char* kRootPasswordHash =
+    "$6$nsfdtest$capQHND2Tpa/JIt9.pMt1OdvcDkVipgP1K2hj/"
+    "T.AXe0FtzUEvKUA5EwVZqNUEaS6tdlTp9mEor0LTDzI5IWg/";
+
 class PolkitDaemonTest : public DaemonTest {
   protected:
     std::string config() const override { return kPolkitConfig; }
+    std::string varlinkPath() const override { return dir_.socket(); }
 
     void SetUp() override {
         if (!TestPolkit::installed()) {
@@ -68,7 +83,126 @@ class PolkitDaemonTest : public DaemonTest {
         });
     }
 
+    SocketDir dir_;
     std::unique_ptr<TestPolkit> polkit_;
+};
+
+// nsfdctl as `uid` over nsfdd's Varlink socket, its output on a pty or a pipe.
+struct Nsfdctl {
+    pid_t pid = -1;
+    UniqueFd output;  // the pty's master, or the pipe's read end
+
+    // `shadow`: if set, bound over /etc/shadow in a mount namespace of nsfdctl's
+    // own (polkit's setuid helper, its grandchild, reads it there).
+    Nsfdctl(uid_t uid, const std::string& socket, std::vector<std::string> args, bool onATerminal,
+            const std::string& shadow = "") {
+        std::vector<std::string> argv = {NSFD_TEST_NSFDCTL};
+        argv.insert(argv.end(), args.begin(), args.end());
+        int fds[2] = {-1, -1};
+        if (onATerminal) {
+            int master = -1;
+            pid = ::forkpty(&master, nullptr, nullptr, nullptr);
+            output = UniqueFd(master);
+        } else {
+            if (::pipe2(fds, O_CLOEXEC) < 0) {
+                throw std::system_error(errno, std::system_category(), "pipe2");
+            }
+            pid = ::fork();
+            output = UniqueFd(fds[0]);
+        }
+        if (pid < 0) {
+            throw std::system_error(errno, std::system_category(), "fork");
+        }
+        if (pid == 0) {
+            if (!onATerminal) {
+                ::dup2(fds[1], STDIN_FILENO);  // not a terminal
+                ::dup2(fds[1], STDOUT_FILENO);
+                ::dup2(fds[1], STDERR_FILENO);
+            }
+            ::setenv("NSFD_VARLINK_SOCKET", socket.c_str(), 1);
+            if (!shadow.empty() && !seeTestMachine(shadow)) {
+                ::_exit(125);
+            }
+            if (::setgroups(0, nullptr) < 0 || ::setresgid(uid, uid, uid) < 0 ||
+                ::setresuid(uid, uid, uid) < 0) {
+                ::_exit(126);
+            }
+            std::vector<char*> raw;
+            for (std::string& arg : argv) {
+                raw.push_back(arg.data());
+            }
+            raw.push_back(nullptr);
+            ::execv(raw[0], raw.data());
+            ::_exit(127);
+        }
+        if (fds[1] >= 0) {
+            ::close(fds[1]);
+        }
+    }
+    Nsfdctl(const Nsfdctl&) = delete;
+    Nsfdctl& operator=(const Nsfdctl&) = delete;
+    ~Nsfdctl() {
+        if (pid > 0) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, nullptr, 0);
+        }
+    }
+
+    // In a mount namespace of the child's own: `shadow` over /etc/shadow, and
+    // the test bus at the system bus's default path, for polkit's setuid
+    // helper (setuid, it ignores DBUS_SYSTEM_BUS_ADDRESS).
+    static bool seeTestMachine(const std::string& shadow) {
+        const std::string& address = busAddress();
+        std::string bus = address.substr(address.find("path=") + 5);
+        bus = bus.substr(0, bus.find(','));
+        return ::unshare(CLONE_NEWNS) == 0 &&
+               ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0 &&
+               ::mount(shadow.c_str(), "/etc/shadow", nullptr, MS_BIND, nullptr) == 0 &&
+               ::mount("tmpfs", "/run", "tmpfs", 0, "mode=0755") == 0 &&
+               ::mkdir("/run/dbus", 0755) == 0 &&
+               UniqueFd(::open("/run/dbus/system_bus_socket", O_CREAT | O_WRONLY | O_CLOEXEC, 0666))
+                   .ok() &&
+               ::mount(bus.c_str(), "/run/dbus/system_bus_socket", nullptr, MS_BIND, nullptr) == 0;
+    }
+
+    // Reads until `text` has come (true) or the output ends or 20 s pass.
+    bool readUntil(const std::string& text, std::string& got) {
+        auto deadline = Clock::now() + std::chrono::seconds(20);
+        while (got.find(text) == std::string::npos && Clock::now() < deadline) {
+            pollfd p{output.get(), POLLIN, 0};
+            if (::poll(&p, 1, 200) <= 0) {
+                continue;
+            }
+            char buffer[512];
+            ssize_t n = ::read(output.get(), buffer, sizeof(buffer));
+            if (n <= 0) {
+                break;  // EIO from a pty master once the child side is gone
+            }
+            got.append(buffer, static_cast<std::size_t>(n));
+        }
+        return got.find(text) != std::string::npos;
+    }
+
+    // Types `line` at the password prompt, once the agent reads it: echo off
+    // (it turns echo off with TCSAFLUSH, which drops what came before).
+    bool typePassword(const std::string& line) {
+        auto deadline = Clock::now() + std::chrono::seconds(10);
+        termios mode{};
+        while (::tcgetattr(output.get(), &mode) == 0 && (mode.c_lflag & ECHO) != 0 &&
+               Clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        std::string typed = line + "\n";
+        return (mode.c_lflag & ECHO) == 0 && ::write(output.get(), typed.data(), typed.size()) ==
+                                                 static_cast<ssize_t>(typed.size());
+    }
+
+    int wait() {
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+        pid = -1;
+        return status;
+    }
 };
 
 TEST_F(PolkitDaemonTest, ARuleDecidesOnTheNamespaceTheTargetsUidAndTheSignal) {
@@ -179,6 +313,66 @@ TEST_F(PolkitDaemonTest, WithoutPolkitdTheAnswerIsTodaysDenialWithNoDelay) {
     // Well under the 3 s polkit timeout: nothing waited for polkitd.
     EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(1500));
     EXPECT_NE(daemon_->log().find("polkitd is not running"), std::string::npos) << daemon_->log();
+    roots.release(0);
+    roots.reap();
+}
+
+// As systemctl: on a terminal nsfdctl answers polkit's challenge by starting
+// pkttyagent for itself and calling again with allowInteractiveAuthentication,
+// and polkit asks for the password there. Off the terminal, or with
+// --no-ask-password, the challenge is a named error.
+TEST_F(PolkitDaemonTest, NsfdctlOnATerminalLetsPolkitAskForThePassword) {
+    polkit_ = std::make_unique<TestPolkit>(busAddress(), rulesFor(kOtherUser));
+    Child roots = Child::spawn();
+    std::string root = std::to_string(roots.pid());
+    std::string got;
+
+    Nsfdctl piped(kUser, dir_.socket(), {"info", root}, false);
+    piped.readUntil("\n", got);
+    EXPECT_EQ(WEXITSTATUS(piped.wait()), 4) << got;
+    EXPECT_NE(got.find("on a terminal"), std::string::npos) << got;
+
+    got.clear();
+    Nsfdctl refused(kUser, dir_.socket(), {"--no-ask-password", "info", root}, true);
+    refused.readUntil("\n", got);
+    EXPECT_EQ(WEXITSTATUS(refused.wait()), 4) << got;
+    EXPECT_NE(got.find("without --no-ask-password"), std::string::npos) << got;
+
+    got.clear();
+    Nsfdctl asked(kUser, dir_.socket(), {"info", root}, true);
+    // AUTH_ADMIN: the administrator's password (root's: the test's polkitd
+    // has no rule naming administrators).
+    ASSERT_TRUE(asked.readUntil("Password:", got)) << got << "\n---- polkitd ----\n"
+                                                   << polkit_->log();
+    EXPECT_NE(got.find("org.nsfd1.read-info"), std::string::npos) << got;
+    // A wrong password: PAM says no (after its delay), so does polkit, and nsfdd.
+    ASSERT_TRUE(asked.typePassword("wrong"));
+    asked.readUntil("until the output ends", got);
+    EXPECT_EQ(WEXITSTATUS(asked.wait()), 4) << got;
+    EXPECT_NE(got.find("nsfdctl: Access denied"), std::string::npos) << got;
+
+    // The right password: polkit allows it, nsfdctl's second call succeeds.
+    // Root's password is one of the test's, in a shadow file of its own.
+    std::string shadow = dir_.path() + "/shadow";
+    {
+        std::ifstream in("/etc/shadow");
+        std::ofstream out(shadow);
+        std::string line;
+        while (std::getline(in, line)) {
+            out << (line.rfind("root:", 0) == 0
+                        ? std::string("root:") + kRootPasswordHash + line.substr(line.find(':', 5))
+                        : line)
+                << '\n';
+        }
+    }
+    got.clear();
+    Nsfdctl allowed(kUser, dir_.socket(), {"--json", "info", root}, true, shadow);
+    ASSERT_TRUE(allowed.readUntil("Password:", got)) << got;
+    ASSERT_TRUE(allowed.typePassword(kRootPassword));
+    allowed.readUntil("until the output ends", got);
+    EXPECT_EQ(WEXITSTATUS(allowed.wait()), 0) << got;
+    EXPECT_NE(got.find("\"pid\":" + root), std::string::npos) << got;
+    ::unlink(shadow.c_str());
     roots.release(0);
     roots.reap();
 }
