@@ -129,10 +129,12 @@ int status(const Options& options) {
     std::string version = client.daemonVersion();
     std::vector<std::string> features = client.kernelFeatures();
     unsigned tracked = client.trackedCount();
+    std::string transport = client.transport() == nsfd::TransportKind::Varlink ? "varlink" : "bus";
     if (options.json) {
         std::cout << json{{"version", version},
                           {"kernel_features", features},
-                          {"tracked_processes", tracked}}
+                          {"tracked_processes", tracked},
+                          {"transport", transport}}
                   << '\n';
         return kOk;
     }
@@ -142,7 +144,8 @@ int status(const Options& options) {
     }
     printTable({{"Version:", version},
                 {"Kernel features:", joined},
-                {"Tracked processes:", std::to_string(tracked)}});
+                {"Tracked processes:", std::to_string(tracked)},
+                {"Transport:", transport}});
     return kOk;
 }
 

@@ -578,6 +578,65 @@ TEST_F(NsfdctlTest, ExecEnvIsTheTargetsAsTheCallerMayReadIt) {
         << "without --env, the caller's environment";
 }
 
+// nsfdctl over nsfdd's Varlink socket: --transport, and each kind of command.
+class NsfdctlVarlinkTest : public NsfdctlTest {
+  protected:
+    std::string varlinkPath() const override { return dir_.socket(); }
+    void SetUp() override {
+        ::setenv("NSFD_VARLINK_SOCKET", dir_.socket().c_str(), 1);
+        NsfdctlTest::SetUp();
+    }
+    void TearDown() override {
+        NsfdctlTest::TearDown();
+        ::setenv("NSFD_VARLINK_SOCKET", kNoVarlinkSocket, 1);
+    }
+    SocketDir dir_;
+};
+
+TEST_F(NsfdctlVarlinkTest, TheSocketWhenSomethingListensThereAndTheBusOnRequest) {
+    EXPECT_EQ(json::parse(nsfdctl({"--json", "status"}).second)["transport"], "varlink");
+    EXPECT_EQ(json::parse(nsfdctl({"--json", "--transport=varlink", "status"}).second)["transport"],
+              "varlink");
+    EXPECT_EQ(json::parse(nsfdctl({"--json", "--transport", "bus", "status"}).second)["transport"],
+              "bus");
+    EXPECT_EQ(json::parse(nsfdctl({"--json", "--bus", busAddress(), "status"}).second)["transport"],
+              "bus");
+    auto [both, bothOut] =
+        nsfdctlWithErrors({"--transport=varlink", "--bus", busAddress(), "status"});
+    EXPECT_EQ(both, 2) << bothOut;
+    EXPECT_NE(bothOut.find("--bus"), std::string::npos) << bothOut;
+    auto [unknown, unknownOut] = nsfdctl({"--transport=carrier-pigeon", "status"});
+    EXPECT_EQ(unknown, 2) << unknownOut;
+
+    Child::Options options;
+    options.cloneFlags = CLONE_NEWUTS | CLONE_NEWNET;
+    Child child =
+        Child::spawn([] { return ::sethostname("over-varlink", 12) == 0 ? 0 : errno; }, options);
+    std::string pid = std::to_string(child.pid());
+    PidFd pidfd = PidFd::open(child.pid());
+    json tracked = json::parse(nsfdctl({"--json", "track", pid}).second);
+    EXPECT_EQ(tracked["id"], pidfd.id());
+    json list = json::parse(nsfdctl({"--json", "list"}).second);
+    ASSERT_EQ(list.size(), 1U);
+    EXPECT_EQ(list[0]["path"], tracked["path"]);
+    json info = json::parse(nsfdctl({"--json", "info", pid}).second);
+    EXPECT_EQ(info["id"], pidfd.id());
+    json ns = json::parse(nsfdctl({"--json", "ns", pid, "net", "uts"}).second);
+    EXPECT_EQ(ns.size(), 2U) << ns;
+    auto [code, out] = nsfdctl({"exec", pid, "--uts", "--", "hostname"});
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_EQ(out, "over-varlink\n");
+    EXPECT_EQ(nsfdctl({"untrack", "id:" + std::to_string(pidfd.id())}).first, 0);
+    EXPECT_EQ(nsfdctl({"signal", pid, "KILL"}).first, 0);
+    child.reap();
+
+    // The socket asked for and nobody there: "nsfdd is not available", exit 3.
+    ::setenv("NSFD_VARLINK_SOCKET", kNoVarlinkSocket, 1);
+    auto [absent, absentOut] = nsfdctl({"--transport=varlink", "status"});
+    EXPECT_EQ(absent, 3) << absentOut;
+    EXPECT_EQ(json::parse(nsfdctl({"--json", "status"}).second)["transport"], "bus");
+}
+
 class NsfdctlGrantTest : public NsfdctlTest {
   protected:
     std::string config() const override { return kGrantConfig; }
