@@ -184,6 +184,20 @@ class BusTransport final : public Transport {
         });
     }
 
+    NsFd namespaceFd(ProcessRef ref, NsType type) override {
+        if (ref.pidfd) {  // there is no GetNamespaceByPidFd: GetNamespacesByPidFd of one
+            std::map<NsType, NsFd> fds = namespaceFds(ref, std::span<const NsType>(&type, 1));
+            auto it = fds.find(type);
+            if (it == fds.end()) {
+                throwErrorOf(ErrorKind::Failed, "nsfdd answered without the namespace asked for");
+            }
+            return std::move(it->second);
+        }
+        return callDaemon([&] {
+            sdbus::UnixFd fd = process(ref.id).GetNamespace(std::string(toString(type)));
+            return NsFd::adopt(takeFd(fd), type);
+        });
+    }
     std::map<NsType, NsFd> namespaceFds(ProcessRef ref, std::span<const NsType> types) override {
         return callDaemon([&] {
             auto fds = ref.pidfd

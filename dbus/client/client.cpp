@@ -141,12 +141,7 @@ std::optional<int> TrackedProcess::exitStatus() const {
 }
 
 NsFd TrackedProcess::namespaceFd(NsType type) const {
-    std::map<NsType, NsFd> fds = namespaceFds(std::span<const NsType>(&type, 1));
-    auto it = fds.find(type);
-    if (it == fds.end()) {
-        detail::throwErrorOf(ErrorKind::Failed, "nsfdd answered without the namespace asked for");
-    }
-    return std::move(it->second);
+    return shared_->transport->namespaceFd(ProcessRef{nullptr, id_}, type);
 }
 
 std::map<NsType, NsFd> TrackedProcess::namespaceFds(std::span<const NsType> types) const {
@@ -269,12 +264,8 @@ std::vector<ProcessEntry> Client::list() {
 }
 
 NsFd Client::namespaceFd(pid_t pid, NsType type) {
-    std::map<NsType, NsFd> fds = namespaceFds(pid, std::span<const NsType>(&type, 1));
-    auto it = fds.find(type);
-    if (it == fds.end()) {
-        detail::throwErrorOf(ErrorKind::Failed, "nsfdd answered without the namespace asked for");
-    }
-    return std::move(it->second);
+    PidFd pidfd = openPidFd(pid);
+    return shared_->transport->namespaceFd(ProcessRef{&pidfd, 0}, type);
 }
 
 std::map<NsType, NsFd> Client::namespaceFds(pid_t pid, std::span<const NsType> types) {

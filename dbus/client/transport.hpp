@@ -52,6 +52,7 @@ class Transport {
     virtual std::uint64_t trackedWithPid(pid_t pid) = 0;
     virtual std::vector<ProcessEntry> list() = 0;
 
+    virtual NsFd namespaceFd(ProcessRef process, NsType type) = 0;
     // Empty `types`: every type the kernel has.
     virtual std::map<NsType, NsFd> namespaceFds(ProcessRef process,
                                                 std::span<const NsType> types) = 0;

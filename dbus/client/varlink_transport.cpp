@@ -278,6 +278,10 @@ class VarlinkTransport final : public Transport {
         return out;
     }
 
+    NsFd namespaceFd(ProcessRef ref, NsType type) override {
+        ReplyMessage reply = callOn(ref, "GetNamespace", {{"type", std::string(toString(type))}});
+        return NsFd::adopt(takeFd(reply, required<Json>(reply.parameters, "fileDescriptor")), type);
+    }
     std::map<NsType, NsFd> namespaceFds(ProcessRef ref, std::span<const NsType> types) override {
         Json parameters = {{"types", typeNames(types)}};
         ReplyMessage reply = callOn(ref, "GetNamespaces", std::move(parameters));
