@@ -117,9 +117,9 @@ class Connection {
             wait(POLLIN, deadline);
             if (!readAvailable()) {
                 throw DaemonUnavailable(systemErrorName(ECONNRESET),
-                                        "nsfdd closed the connection (it stopped or restarted) "
-                                        "before it answered: the call may or may not have been "
-                                        "done");
+                                        "the connection to nsfdd closed before it answered "
+                                        "(nsfdd stopped, restarted, or could not be started): "
+                                        "the call may or may not have been done");
             }
         }
     }
