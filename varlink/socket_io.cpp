@@ -14,19 +14,25 @@ namespace {
 // SCM_MAX_FD in the kernel: no message carries more.
 constexpr std::size_t kKernelMaxFds = 253;
 
+// Room for the kernel's most fds and one more, on the stack: no allocation per message.
+union ControlBuffer {
+    cmsghdr align;
+    char bytes[CMSG_SPACE(sizeof(int) * (kKernelMaxFds + 1))];
+};
+
 }  // namespace
 
 int receiveWithFds(int socket, std::span<char> buffer, std::size_t maxFds, Received& received) {
     maxFds = std::min(maxFds, kKernelMaxFds);
     // Room for one fd more than allowed (and never none), so that a message with
     // too many is told apart from one with exactly the maximum.
-    std::vector<char> control(CMSG_SPACE(sizeof(int) * (maxFds + 1)));
+    ControlBuffer control;
     iovec iov{buffer.data(), buffer.size()};
     msghdr message{};
     message.msg_iov = &iov;
     message.msg_iovlen = 1;
-    message.msg_control = control.data();
-    message.msg_controllen = control.size();
+    message.msg_control = control.bytes;
+    message.msg_controllen = CMSG_SPACE(sizeof(int) * (maxFds + 1));
     ssize_t n = ::recvmsg(socket, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0) {
         return -errno;
@@ -55,11 +61,13 @@ ssize_t sendWithFds(int socket, std::span<const iovec> data, std::span<const int
     msghdr message{};
     message.msg_iov = const_cast<iovec*>(data.data());
     message.msg_iovlen = data.size();
-    std::vector<char> control;
+    ControlBuffer control;
     if (!fds.empty()) {
-        control.resize(CMSG_SPACE(sizeof(int) * fds.size()));
-        message.msg_control = control.data();
-        message.msg_controllen = control.size();
+        if (fds.size() > kKernelMaxFds) {
+            return -EINVAL;  // what sendmsg(2) would say
+        }
+        message.msg_control = control.bytes;
+        message.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
         cmsghdr* c = CMSG_FIRSTHDR(&message);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;

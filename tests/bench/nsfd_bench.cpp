@@ -126,20 +126,35 @@ std::string firstLineOf(const std::vector<std::string>& argv) {
     return out.substr(0, out.find('\n'));
 }
 
-// Runs `fn` in a child as nsfd-test-a with its own bus connection; the child
-// reports "key value" lines, which come back as Results.
-Results asUnprivileged(const std::function<Results(sdbus::IConnection&)>& fn) {
+// The unprivileged caller of the figures where authorization matters.
+struct TestUser {
+    uid_t uid;
+    gid_t gid;
+};
+
+TestUser testUser() {
     struct passwd* pw = ::getpwnam("nsfd-test-a");
     if (pw == nullptr) {
         throw std::runtime_error("no user nsfd-test-a: run scripts/test-users first");
     }
-    uid_t uid = pw->pw_uid;
-    gid_t gid = pw->pw_gid;
+    return {pw->pw_uid, pw->pw_gid};
+}
+
+// In a forked child: becomes `user`, dumpable again, as a program this user
+// started would be; _exits if it cannot.
+void becomeTestUser(const TestUser& user) {
+    if (::setgroups(0, nullptr) < 0 || ::setresgid(user.gid, user.gid, user.gid) < 0 ||
+        ::setresuid(user.uid, user.uid, user.uid) < 0 || ::prctl(PR_SET_DUMPABLE, 1) < 0) {
+        ::_exit(2);
+    }
+}
+
+// Runs `fn` in a child as nsfd-test-a with its own bus connection; the child
+// reports "key value" lines, which come back as Results.
+Results asUnprivileged(const std::function<Results(sdbus::IConnection&)>& fn) {
+    TestUser user = testUser();
     auto [status, out] = test::forkAndRead([&](int fd) {
-        if (::setgroups(0, nullptr) < 0 || ::setresgid(gid, gid, gid) < 0 ||
-            ::setresuid(uid, uid, uid) < 0 || ::prctl(PR_SET_DUMPABLE, 1) < 0) {
-            ::_exit(2);  // dumpable again, as a program this user started would be
-        }
+        becomeTestUser(user);
         std::string text;
         try {
             auto connection = sdbus::createSystemBusConnection();
@@ -256,13 +271,24 @@ class VarlinkCaller {
             throw std::system_error(errno, std::generic_category(), "connect to " + path);
         }
     }
+    // On a connected stream socket (one end of a socketpair).
+    explicit VarlinkCaller(UniqueFd socket) : socket_(std::move(socket)) {}
 
-    // Sends `message` (ended by its NUL); throws if the reply is an error.
-    void call(const std::string& message) {
+    // Sends `message` (ended by its NUL) and reads the reply; throws if it is an error.
+    std::string call(const std::string& message) {
+        send(message);
+        return receive();
+    }
+
+    void send(const std::string& message) {
         if (::send(socket_.get(), message.data(), message.size(), MSG_NOSIGNAL) !=
             static_cast<ssize_t>(message.size())) {
             throw std::system_error(errno, std::generic_category(), "send");
         }
+    }
+
+    // The next reply, without its NUL; throws if it is an error.
+    std::string receive() {
         std::string reply;
         while (reply.empty() || reply.back() != '\0') {
             char buffer[4096];
@@ -287,18 +313,89 @@ class VarlinkCaller {
             }
             reply.append(buffer, static_cast<std::size_t>(n));
         }
+        reply.pop_back();
         if (reply.find("\"error\"") != std::string::npos) {
             throw std::runtime_error("Varlink error: " + reply);
         }
+        return reply;
+    }
+
+    // Whether a reply starts to arrive within `timeout`.
+    bool readable(std::chrono::milliseconds timeout) const {
+        struct pollfd pfd = {socket_.get(), POLLIN, 0};
+        return ::poll(&pfd, 1, static_cast<int>(timeout.count())) > 0;
     }
 
   private:
     UniqueFd socket_;
 };
 
-std::string varlinkCall(const std::string& method, const std::string& parameters) {
-    return "{\"method\":\"org.nsfd1.Manager." + method + "\",\"parameters\":" + parameters + "}" +
-           std::string(1, '\0');
+// The number after "key": in a reply (ids and pids are all we read).
+std::string numberIn(const std::string& reply, const std::string& key) {
+    std::size_t at = reply.find("\"" + key + "\":");
+    if (at == std::string::npos) {
+        throw std::runtime_error("no " + key + " in " + reply);
+    }
+    at += key.size() + 3;
+    return reply.substr(at, reply.find_first_not_of("0123456789", at) - at);
+}
+
+// A process answering every message on a socket with `reply`, unparsed, and
+// nothing else: the floor of a round trip on a Unix socket (figure 11) or of
+// one message (figure 14), on the same CPU. Ends when its socket is closed.
+class BareResponder {
+  public:
+    // With `onTrigger`, it sends `reply` at each fire() instead, reading nothing.
+    explicit BareResponder(std::string reply, bool onTrigger = false) {
+        int pair[2], wake[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0 ||
+            ::pipe2(wake, O_CLOEXEC) < 0) {
+            throw std::system_error(errno, std::generic_category(), "socketpair");
+        }
+        UniqueFd ours(pair[0]), theirs(pair[1]), triggerRead(wake[0]);
+        trigger_ = UniqueFd(wake[1]);
+        pid_ = test::forkProcess();
+        if (pid_ == 0) {
+            ours.reset();
+            trigger_.reset();
+            int wakeUp = onTrigger ? triggerRead.get() : theirs.get();
+            for (char buffer[4096];;) {
+                ssize_t n = ::read(wakeUp, buffer, sizeof(buffer));
+                if (n <= 0) {
+                    ::_exit(0);
+                }
+                if (onTrigger || buffer[n - 1] == '\0') {
+                    (void)!::send(theirs.get(), reply.c_str(), reply.size() + 1, MSG_NOSIGNAL);
+                }
+            }
+        }
+        if (pid_ < 0) {
+            throw std::system_error(errno, std::generic_category(), "fork");
+        }
+        socket_ = std::move(ours);
+    }
+    ~BareResponder() {
+        socket_.reset();
+        trigger_.reset();
+        ::waitpid(pid_, nullptr, 0);
+    }
+    BareResponder(const BareResponder&) = delete;
+    BareResponder& operator=(const BareResponder&) = delete;
+
+    // Our end of the socket, once.
+    UniqueFd takeSocket() { return std::move(socket_); }
+    void fire() { (void)!::write(trigger_.get(), "x", 1); }
+
+  private:
+    UniqueFd socket_;
+    UniqueFd trigger_;
+    pid_t pid_ = -1;
+};
+
+std::string varlinkCall(const std::string& method, const std::string& parameters,
+                        bool more = false) {
+    return "{\"method\":\"org.nsfd1.Manager." + method + "\",\"parameters\":" + parameters +
+           (more ? ",\"more\":true}" : "}") + std::string(1, '\0');
 }
 
 class Suite {
@@ -338,6 +435,12 @@ class Suite {
         }
         if (wanted({9})) {
             exitLatency();
+        }
+        if (wanted({13})) {
+            varlinkThroughput();
+        }
+        if (wanted({14})) {
+            watchExitsLatency();
         }
         if (wanted({10})) {
             commandLine();
@@ -392,12 +495,13 @@ class Suite {
         std::printf("\n## Where a call's time goes\n\n");
         std::printf(
             "CPU time per call of each process (from /proc/PID/task/*/schedstat, "
-            "kernel time included), in the latency runs of figure 1:\n\n");
+            "kernel time included), in the latency runs of figures 1, 2, 11 and 12:\n\n");
         std::printf(
             "| call | wall (median) | caller | %s | nsfdd |\n"
             "|---|---|---|---|---|\n",
             busName().c_str());
-        for (const char* call : {"ping_bus", "ping_nsfdd", "get_namespace", "get_namespaces"}) {
+        for (const char* call : {"ping_bus", "ping_nsfdd", "get_namespace", "get_namespaces",
+                                 "varlink_get_namespace", "varlink_get_namespaces"}) {
             std::string key = call;
             std::printf("| %s | %.1f us | %.1f us | %.1f us | %.1f us |\n", labelOf(call).c_str(),
                         value(key + "_us"), value(key + "_cpu_client"), value(key + "_cpu_bus"),
@@ -417,7 +521,11 @@ class Suite {
             return "Peer.Ping to nsfdd (no-op)";
         if (call == "get_namespace")
             return "GetNamespace";
-        return "GetNamespaces (all ten)";
+        if (call == "get_namespaces")
+            return "GetNamespaces (all ten)";
+        if (call == "varlink_get_namespace")
+            return "GetNamespace over Varlink (no bus)";
+        return "GetNamespaces (all ten) over Varlink (no bus)";
     }
 
     double value(const std::string& key) const {
@@ -455,6 +563,8 @@ class Suite {
             auto self = static_cast<uint32_t>(::getpid());
             std::vector<std::string> all;  // empty: every type
             VarlinkCaller varlink(varlinkPath);
+            BareResponder responder("{\"parameters\":{\"fileDescriptor\":0}}");
+            VarlinkCaller bare(responder.takeSocket());
             std::string selfPid = std::to_string(self);
             std::string oneNs =
                 varlinkCall("GetNamespace", "{\"pid\":" + selfPid + ",\"type\":\"net\"}");
@@ -473,6 +583,7 @@ class Suite {
                  }},
                 {"varlink_get_namespace", [&] { varlink.call(oneNs); }},
                 {"varlink_get_namespaces", [&] { varlink.call(allNs); }},
+                {"socket_round_trip", [&] { bare.call(oneNs); }},
             };
             Results out;
             for (auto& [name, call] : calls) {
@@ -496,6 +607,7 @@ class Suite {
             return out;
         });
         measured_.insert(r.begin(), r.end());
+        auto [kernelOne, kernelTen] = kernelPart();
         double ns = r["get_namespace_us"], pingBus = r["ping_bus_us"];
         add(1, "`GetNamespace` (allowed non-root caller) / `Peer.Ping` to the bus",
             format("%.1f us / %.1f us", ns, pingBus), ns / pingBus, 2.0, true);
@@ -505,10 +617,69 @@ class Suite {
         floor_ = r["ping_nsfdd_us"] / pingBus;
         double vl = r["varlink_get_namespace_us"];
         add(11, "`GetNamespace` over Varlink (allowed non-root caller) / `Peer.Ping` to the bus",
-            format("%.1f us / %.1f us", vl, pingBus), vl / pingBus, 1.0, true);
+            format("%.1f us / %.1f us (floor: a bare round trip on a Unix socket %.1f us, plus "
+                   "the kernel's part of the call, in-process %.1f us)",
+                   vl, pingBus, r["socket_round_trip_us"], kernelOne),
+            vl / pingBus, 1.0, true);
         add(12, "`GetNamespaces` of all ten types over Varlink / one `GetNamespace` over Varlink",
-            format("%.1f us / %.1f us", r["varlink_get_namespaces_us"], vl),
+            format("%.1f us / %.1f us (the kernel's part, in-process: %.1f us for ten, %.1f us "
+                   "for one)",
+                   r["varlink_get_namespaces_us"], vl, kernelTen, kernelOne),
             r["varlink_get_namespaces_us"] / vl, 1.5, true);
+    }
+
+    // The kernel's part of figures 11 and 12 (and of 1 and 2): the syscalls nsfdd
+    // makes for an allowed non-root caller's GetNamespace, here in-process, as
+    // root, on a dumpable process of nsfd-test-a: pidfd_open, the pidfs id
+    // (fstat), PIDFD_GET_INFO, the stat of /proc/PID/status and the poll of the
+    // kernel rule, the namespace ioctl (ten for GetNamespaces) and the closes.
+    // Medians of batches of 100, in microseconds: {one, ten}.
+    std::pair<double, double> kernelPart() {
+        TestUser user = testUser();
+        // clone3 copies one thread of a threaded process: raw syscalls, not glibc's setxid.
+        test::Child target = test::Child::spawn([user] {
+            if (::syscall(SYS_setgroups, 0, nullptr) < 0 ||
+                ::syscall(SYS_setresgid, user.gid, user.gid, user.gid) < 0 ||
+                ::syscall(SYS_setresuid, user.uid, user.uid, user.uid) < 0 ||
+                ::prctl(PR_SET_DUMPABLE, 1) < 0) {
+                return errno;
+            }
+            return 0;
+        });
+        std::string status = "/proc/" + std::to_string(target.pid()) + "/status";
+        auto asNsfdd = [&](bool all) {
+            PidFd pidfd = PidFd::open(target.pid());
+            (void)pidfd.id();
+            (void)pidfd.credentials();
+            struct stat st {};
+            if (::stat(status.c_str(), &st) < 0 || pidfd.hasExited()) {
+                throw std::runtime_error("the target of the kernel's part is gone");
+            }
+            std::vector<NsFd> fds;
+            for (NsType type : allNsTypes()) {
+                if (all || type == NsType::Net) {
+                    try {
+                        fds.push_back(pidfd.namespaceFd(type));
+                    } catch (const std::system_error& e) {
+                        if (e.code() != std::errc::operation_not_supported) {
+                            throw;
+                        }
+                    }
+                }
+            }
+        };
+        auto batch = [&](bool all) {
+            Clock::time_point start = Clock::now();
+            for (int i = 0; i < 100; ++i) {
+                asNsfdd(all);
+            }
+            return micros(Clock::now() - start) / 100;
+        };
+        auto [one, ten] = alternatingMedians(
+            scale_.calls / 50, [&] { return batch(false); }, [&] { return batch(true); });
+        target.release(0);
+        target.reap();
+        return {one, ten};
     }
 
     // Figure 3: libnsfd against the same syscalls by hand, in batches of 100.
@@ -545,8 +716,8 @@ class Suite {
         std::string text;
         for (int connections : {1, 2, 4, 8}) {
             progress("figure 4: throughput with " + std::to_string(connections) + " connections");
-            double ns = callsPerSecond(connections, true);
-            double noop = callsPerSecond(connections, false);
+            double ns = callsPerSecond(connections, false, [] { return busCaller(true, true); });
+            double noop = callsPerSecond(connections, false, [] { return busCaller(false, true); });
             worst = std::min(worst, ns / noop);
             text += format("%.0f / %.0f", ns, noop) + " (" + std::to_string(connections) + "), ";
         }
@@ -557,7 +728,65 @@ class Suite {
             text, worst, 0.9, false);
     }
 
-    double callsPerSecond(int connections, bool getNamespaces) {
+    // Figure 13: figure 4's closed loops, as the allowed non-root caller (each
+    // process asks for its own net namespace, as in figures 1 and 11), over
+    // Varlink against over D-Bus. Pinned as every figure: callers, nsfdd and
+    // the bus share CPU 0, so calls/s is the inverse of the CPU time all of
+    // them spend on a call, not a measure of how the work spreads over CPUs.
+    void varlinkThroughput() {
+        double worst = 1e9;
+        std::string text;
+        std::string path = varlink_;
+        for (int connections : {1, 2, 4, 8}) {
+            progress("figure 13: Varlink and D-Bus throughput with " + std::to_string(connections) +
+                     " connections");
+            double overVarlink = callsPerSecond(connections, true, [path] {
+                auto varlink = std::make_shared<VarlinkCaller>(path);
+                std::string call =
+                    varlinkCall("GetNamespace",
+                                "{\"pid\":" + std::to_string(::getpid()) + ",\"type\":\"net\"}");
+                varlink->call(call);
+                return std::function<void()>([varlink, call] { varlink->call(call); });
+            });
+            double overBus =
+                callsPerSecond(connections, true, [] { return busCaller(true, false); });
+            worst = std::min(worst, overVarlink / overBus);
+            text += format("%.0f / %.0f", overVarlink, overBus) + " (" +
+                    std::to_string(connections) + "), ";
+        }
+        text.resize(text.size() - 2);
+        add(13,
+            "calls/s of `GetNamespace` (allowed non-root caller), over Varlink / over D-Bus, with "
+            "1, 2, 4, 8 connections, each its own process, all on CPU 0 with nsfdd and the bus "
+            "(worst ratio)",
+            text, worst, 3.0, false);
+    }
+
+    // In a caller process of figure 4 or 13: its own bus connection, warmed up,
+    // and the call to repeat: GetNamespace (of the bench, or of itself) or a
+    // no-op Peer.Ping to nsfdd.
+    static std::function<void()> busCaller(bool getNamespaces, bool ofParent) {
+        struct Caller {
+            std::unique_ptr<sdbus::IConnection> connection = sdbus::createSystemBusConnection();
+            std::unique_ptr<sdbus::IProxy> manager = managerProxy(*connection);
+        };
+        auto caller = std::make_shared<Caller>();
+        auto target = static_cast<uint32_t>(ofParent ? ::getppid() : ::getpid());
+        ping(*caller->manager);
+        return [caller, target, getNamespaces] {
+            if (getNamespaces) {
+                getNamespace(*caller->manager, target, "net");
+            } else {
+                ping(*caller->manager);
+            }
+        };
+    }
+
+    // Total calls per second of `connections` processes, each connecting with
+    // `connect` (as nsfd-test-a if `unprivileged`), then repeating the call it
+    // returned in a closed loop for the same time.
+    double callsPerSecond(int connections, bool unprivileged,
+                          const std::function<std::function<void()>()>& connect) {
         int go[2];
         if (::pipe2(go, O_CLOEXEC) < 0) {
             throw std::system_error(errno, std::generic_category(), "pipe2");
@@ -565,6 +794,7 @@ class Suite {
         UniqueFd goRead(go[0]), goWrite(go[1]);
         std::vector<std::pair<UniqueFd, pid_t>> callers;
         auto seconds = std::chrono::duration<double>(scale_.throughputSeconds);
+        TestUser user = unprivileged ? testUser() : TestUser{0, 0};
         for (int i = 0; i < connections; ++i) {
             int out[2];
             if (::pipe2(out, O_CLOEXEC) < 0) {
@@ -574,24 +804,25 @@ class Suite {
             pid_t pid = test::forkProcess();
             if (pid == 0) {
                 goWrite.reset();
-                auto connection = sdbus::createSystemBusConnection();
-                auto manager = managerProxy(*connection);
-                auto self = static_cast<uint32_t>(::getppid());
-                ping(*manager);
-                char c;
-                (void)!::read(goRead.get(), &c, 1);  // EOF: go
-                long calls = 0;
-                Clock::time_point end =
-                    Clock::now() + std::chrono::duration_cast<Clock::duration>(seconds);
-                while (Clock::now() < end) {
-                    if (getNamespaces) {
-                        getNamespace(*manager, self, "net");
-                    } else {
-                        ping(*manager);
-                    }
-                    ++calls;
+                if (unprivileged) {
+                    becomeTestUser(user);
                 }
-                std::string text = std::to_string(calls);
+                std::string text;
+                try {
+                    std::function<void()> call = connect();
+                    char c;
+                    (void)!::read(goRead.get(), &c, 1);  // EOF: go
+                    long calls = 0;
+                    Clock::time_point end =
+                        Clock::now() + std::chrono::duration_cast<Clock::duration>(seconds);
+                    while (Clock::now() < end) {
+                        call();
+                        ++calls;
+                    }
+                    text = std::to_string(calls);
+                } catch (const std::exception& e) {
+                    text = std::string("error ") + e.what();
+                }
                 (void)!::write(outWrite.get(), text.data(), text.size());
                 ::_exit(0);
             }
@@ -600,12 +831,19 @@ class Suite {
         ::usleep(200000);  // let them all connect
         goWrite.reset();
         double total = 0;
+        std::string failed;
         for (auto& [out, pid] : callers) {
-            char buf[32] = {};
+            char buf[256] = {};
             (void)!::read(out.get(), buf, sizeof(buf) - 1);
+            if (std::strncmp(buf, "error", 5) == 0) {
+                failed = buf;
+            }
             total += std::atof(buf);
             int status = 0;
             ::waitpid(pid, &status, 0);
+        }
+        if (!failed.empty()) {
+            throw std::runtime_error("a caller failed: " + failed);
         }
         return total / seconds.count();
     }
@@ -623,6 +861,9 @@ class Suite {
                 received = Clock::now();
             });
         proxy->finishRegistration();
+        // The news go to subscribers only (until Unsubscribe below: no news
+        // for this connection in the figures after this one).
+        proxy->callMethod("Subscribe").onInterface(dbus::kManagerInterface);
         std::vector<double> samples;
         for (int i = 0; i < scale_.exits; ++i) {
             test::Child child = test::Child::spawn();
@@ -646,6 +887,7 @@ class Suite {
                 .onInterface(dbus::kManagerInterface)
                 .withArguments(path);
         }
+        proxy->callMethod("Unsubscribe").onInterface(dbus::kManagerInterface);
         auto bus =
             sdbus::createProxy(*connection_, "org.freedesktop.DBus", "/org/freedesktop/DBus");
         double pingUs = medianLatency(scale_.calls / 4, [&] { ping(*bus); });
@@ -714,6 +956,76 @@ class Suite {
         }
         triggerWrite.reset();
         ::waitpid(emitter, nullptr, 0);
+        return median(std::move(samples));
+    }
+
+    // Figure 14: figure 9 over Varlink, as the allowed non-root caller: it
+    // tracks its own child, opens a WatchExits stream of that process ("more",
+    // with the id), and times from its reap of the child to the stream's reply
+    // reaching it.
+    void watchExitsLatency() {
+        progress("figure 14: reap to the WatchExits reply");
+        std::string path = varlink_;
+        Results r = asUnprivileged([this, path](sdbus::IConnection& connection) {
+            VarlinkCaller varlink(path);
+            std::vector<double> samples;
+            for (int i = 0; i < scale_.exits; ++i) {
+                test::Child child = test::Child::spawn();
+                std::string id =
+                    numberIn(varlink.call(varlinkCall(
+                                 "TrackProcess", "{\"pid\":" + std::to_string(child.pid()) + "}")),
+                             "id");
+                varlink.send(varlinkCall("WatchExits", "{\"id\":" + id + "}", true));
+                child.release(0);
+                child.awaitExit();
+                // Let nsfdd see the exit (State "exited") before the clock starts.
+                if (varlink.readable(std::chrono::milliseconds(2))) {
+                    throw std::runtime_error("WatchExits answered before the reap");
+                }
+                Clock::time_point reaped = Clock::now();
+                child.reap();
+                std::string reply = varlink.receive();
+                Clock::time_point received = Clock::now();
+                if (numberIn(reply, "id") != id) {
+                    throw std::runtime_error("WatchExits told of another process: " + reply);
+                }
+                samples.push_back(micros(received - reaped));
+                varlink.call(varlinkCall("UntrackProcess", "{\"id\":" + id + "}"));
+            }
+            auto bus =
+                sdbus::createProxy(connection, "org.freedesktop.DBus", "/org/freedesktop/DBus");
+            double pingUs = medianLatency(scale_.calls / 4, [&] { ping(*bus); });
+            return Results{{"exit_us", median(std::move(samples))},
+                           {"ping_us", pingUs},
+                           {"kernel_us", reapToPollHup()},
+                           {"relay_us", socketRelay()}};
+        });
+        add(14,
+            "reap to the `WatchExits` reply received (allowed non-root caller) / `Peer.Ping` to "
+            "the bus",
+            format("%.1f us / %.1f us", r["exit_us"], r["ping_us"]) +
+                format(" (floor: the kernel's reap to POLLHUP on a pidfd %.1f us, plus one "
+                       "message on a Unix socket from a bare process woken by a pipe %.1f us; "
+                       "medians of %.0f)",
+                       r["kernel_us"], r["relay_us"], static_cast<double>(scale_.exits)),
+            r["exit_us"] / r["ping_us"], 3.0, true);
+    }
+
+    // The floor of figure 14: a bare process, woken by a pipe (as nsfdd is by a
+    // pidfd), sends one message of WatchExits' reply's size on a Unix socket;
+    // from our write to the pipe to the message read.
+    double socketRelay() {
+        BareResponder responder("{\"parameters\":{\"id\":12345,\"pid\":1234,\"waitStatus\":0}}",
+                                true);
+        VarlinkCaller socket(responder.takeSocket());
+        std::vector<double> samples;
+        for (int i = 0; i < scale_.exits; ++i) {
+            ::usleep(2000);  // as figure 14 waits before its clock starts
+            Clock::time_point sent = Clock::now();
+            responder.fire();
+            socket.receive();
+            samples.push_back(micros(Clock::now() - sent));
+        }
         return median(std::move(samples));
     }
 
@@ -937,11 +1249,13 @@ int main(int argc, char** argv) {
         if (nsfd::test::TestBus::brokerInstalled()) {
             nsfd::bench::Scale onBroker = scale;
             if (onBroker.only.empty()) {
-                onBroker.only = {1, 2, 4, 9};
+                onBroker.only = {1, 2, 4, 9, 13};
             }
             nsfd::bench::Suite broker(onBroker, nsfd::test::BusKind::DbusBroker);
             broker.run();
-            broker.print("Figures on dbus-broker (1, 2, 4, 9: those the bus bounds)");
+            broker.print(
+                "Figures on dbus-broker (1, 2, 4, 9, 13: those the bus bounds; 11 and 12 come "
+                "with 1)");
         } else {
             std::printf(
                 "## Figures on dbus-broker\n\nNot measured: dbus-broker-launch is not "
