@@ -442,8 +442,8 @@ class Suite {
         if (wanted({14})) {
             watchExitsLatency();
         }
-        if (wanted({10})) {
-            commandLine();
+        if (wanted({10, 15})) {
+            commandLine(wanted({10}), wanted({15}));
         }
         if (wanted({8})) {
             startup();
@@ -976,6 +976,11 @@ class Suite {
                                  "TrackProcess", "{\"pid\":" + std::to_string(child.pid()) + "}")),
                              "id");
                 varlink.send(varlinkCall("WatchExits", "{\"id\":" + id + "}", true));
+                // nsfdd's first reply: the watch is in place.
+                if (std::string ready = varlink.receive();
+                    ready.find("\"ready\":true") == std::string::npos) {
+                    throw std::runtime_error("WatchExits did not begin with ready: " + ready);
+                }
                 child.release(0);
                 child.awaitExit();
                 // Let nsfdd see the exit (State "exited") before the clock starts.
@@ -1061,9 +1066,10 @@ class Suite {
         return median(std::move(samples));
     }
 
-    // Figure 10: nsfdctl against busctl making the same call (GetNamespaces, all types).
-    void commandLine() {
-        progress("figure 10: nsfdctl ns against busctl call");
+    // Figures 10 and 15: nsfdctl against busctl making the same call
+    // (GetNamespaces, all types), nsfdctl over D-Bus (10) and over Varlink (15).
+    void commandLine(bool measureDbus, bool measureVarlink) {
+        progress("figures 10 and 15: nsfdctl ns (D-Bus, Varlink) against busctl call");
         test::Child target = test::Child::spawn();
         std::string pid = std::to_string(target.pid());
         auto wallTime = [](const std::vector<std::string>& argv) {
@@ -1074,7 +1080,10 @@ class Suite {
             }
             return micros(Clock::now() - start);
         };
-        std::vector<std::string> nsfdctl = {NSFD_TEST_NSFDCTL, "ns", pid};
+        ::setenv("NSFD_VARLINK_SOCKET", varlink_.c_str(), 1);
+        std::vector<std::string> overBus = {NSFD_TEST_NSFDCTL, "--transport=bus", "ns", pid};
+        std::vector<std::string> overVarlink = {NSFD_TEST_NSFDCTL, "--transport=varlink", "ns",
+                                                pid};
         std::vector<std::string> busctl = {"busctl",
                                            "call",
                                            dbus::kBusName,
@@ -1084,10 +1093,20 @@ class Suite {
                                            "uas",
                                            pid,
                                            "0"};
-        auto [ctl, bus] = alternatingMedians(
-            scale_.commands, [&] { return wallTime(nsfdctl); }, [&] { return wallTime(busctl); });
-        add(10, "`nsfdctl ns PID` / `busctl call` of the same method, wall time",
-            format("%.0f us / %.0f us", ctl, bus), ctl / bus, 1.0, true);
+        if (measureDbus) {
+            auto [ctl, bus] = alternatingMedians(
+                scale_.commands, [&] { return wallTime(overBus); },
+                [&] { return wallTime(busctl); });
+            add(10, "`nsfdctl ns PID` / `busctl call` of the same method, wall time",
+                format("%.0f us / %.0f us", ctl, bus), ctl / bus, 1.0, true);
+        }
+        if (measureVarlink) {
+            auto [ctl, bus] = alternatingMedians(
+                scale_.commands, [&] { return wallTime(overVarlink); },
+                [&] { return wallTime(busctl); });
+            add(15, "`nsfdctl ns PID` over Varlink / `busctl call` of the same method, wall time",
+                format("%.0f us / %.0f us", ctl, bus), ctl / bus, 0.5, true);
+        }
         target.release(0);
         target.reap();
     }
