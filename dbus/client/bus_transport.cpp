@@ -73,7 +73,7 @@ std::map<NsType, NsFd> toNsFds(std::map<std::string, sdbus::UnixFd>& fds) {
         std::optional<NsType> type = parseNsType(name);
         UniqueFd owned = takeFd(fd);
         if (type) {
-            out.emplace(*type, NsFd::adopt(std::move(owned), *type));
+            out.emplace(*type, adoptNsFd(std::move(owned), *type));
         }
     }
     return out;
@@ -195,7 +195,7 @@ class BusTransport final : public Transport {
         }
         return callDaemon([&] {
             sdbus::UnixFd fd = process(ref.id).GetNamespace(std::string(toString(type)));
-            return NsFd::adopt(takeFd(fd), type);
+            return adoptNsFd(takeFd(fd), type);
         });
     }
     std::map<NsType, NsFd> namespaceFds(ProcessRef ref, std::span<const NsType> types) override {
@@ -255,7 +255,7 @@ class BusTransport final : public Transport {
     PidFd pidFd(std::uint64_t id) override {
         return callDaemon([&] {
             sdbus::UnixFd fd = process(id).GetPidFd();
-            return PidFd::adopt(takeFd(fd));
+            return adoptPidFd(takeFd(fd));
         });
     }
     UniqueFd fd(std::uint64_t id, int targetFd) override {

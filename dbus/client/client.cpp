@@ -6,6 +6,7 @@
 #include <poll.h>
 
 #include <cstdlib>
+#include <deque>
 
 #include "nsfd/dbus_names.hpp"
 #include "transport.hpp"
@@ -41,6 +42,22 @@ void throwErrorOf(ErrorKind kind, const std::string& message) {
     throw Error(name, message);
 }
 
+NsFd adoptNsFd(UniqueFd fd, NsType type) {
+    try {
+        return NsFd::adopt(std::move(fd), type);
+    } catch (const std::system_error& e) {
+        throwErrorOf(ErrorKind::Failed, std::string("nsfdd answered with a bad fd: ") + e.what());
+    }
+}
+
+PidFd adoptPidFd(UniqueFd fd) {
+    try {
+        return PidFd::adopt(std::move(fd));
+    } catch (const std::system_error& e) {
+        throwErrorOf(ErrorKind::Failed, std::string("nsfdd answered with a bad fd: ") + e.what());
+    }
+}
+
 }  // namespace detail
 
 namespace {
@@ -69,7 +86,10 @@ struct TrackedProcess::Shared {
     std::unique_ptr<detail::Transport> transport;
     std::vector<std::function<void(const ExitEvent&)>> exitListeners;
     std::multimap<std::uint64_t, std::function<void(int)>> exitCallbacks;  // by id
-    std::vector<std::pair<std::function<void(int)>, int>> due;  // to call at the next processing
+    // Callbacks to call, in order, from processEvents(): never from inside a
+    // transport's processing (sd-bus's), so that they may use the client,
+    // listen for more, and throw without losing the others.
+    std::deque<std::function<void()>> due;
     bool stopLoop = false;
 
     detail::Transport::ExitSink exitSink() {
@@ -80,18 +100,39 @@ struct TrackedProcess::Shared {
     }
 
     void dispatchExit(const ExitEvent& event) {
-        auto [first, last] = exitCallbacks.equal_range(event.id);
-        std::vector<std::function<void(int)>> callbacks;
+        makeDue(event.id, event.waitStatus);
+        for (const auto& listener : exitListeners) {
+            due.push_back([listener, event] { listener(event); });
+        }
+    }
+
+    void makeDue(std::uint64_t id, int waitStatus) {
+        auto [first, last] = exitCallbacks.equal_range(id);
         for (auto it = first; it != last; ++it) {
-            callbacks.push_back(std::move(it->second));
+            due.push_back([callback = std::move(it->second), waitStatus] { callback(waitStatus); });
         }
         exitCallbacks.erase(first, last);
-        for (auto& callback : callbacks) {
-            callback(event.waitStatus);
+    }
+
+    // One at a time: one that throws leaves the rest for the next processing.
+    void runDue() {
+        while (!due.empty()) {
+            std::function<void()> callback = std::move(due.front());
+            due.pop_front();
+            callback();
         }
-        for (auto& listener : exitListeners) {
-            listener(event);
-        }
+    }
+
+    // No Client is left to run them: the callbacks go, and what they hold
+    // (copies of TrackedProcess, and through them this object and its
+    // connections) with them.
+    void forgetCallbacks() noexcept {
+        auto callbacks = std::move(exitCallbacks);
+        auto listeners = std::move(exitListeners);
+        auto pending = std::move(due);
+        exitCallbacks.clear();
+        exitListeners.clear();
+        due.clear();
     }
 
     // The exit callbacks of `id` become due if it was reaped (or is gone)
@@ -106,11 +147,7 @@ struct TrackedProcess::Shared {
             status = kNoExitStatus;  // gone already; its status is lost to us
         }
         if (status) {
-            auto [first, last] = exitCallbacks.equal_range(id);
-            for (auto it = first; it != last; ++it) {
-                due.emplace_back(std::move(it->second), *status);
-            }
-            exitCallbacks.erase(first, last);
+            makeDue(id, *status);
         }
     }
 
@@ -187,8 +224,22 @@ void TrackedProcess::untrack() const {
 
 Client::Client(std::shared_ptr<TrackedProcess::Shared> shared) : shared_(std::move(shared)) {}
 Client::Client(Client&&) noexcept = default;
-Client& Client::operator=(Client&&) noexcept = default;
-Client::~Client() = default;
+
+Client& Client::operator=(Client&& other) noexcept {
+    if (this != &other) {
+        if (shared_) {
+            shared_->forgetCallbacks();
+        }
+        shared_ = std::move(other.shared_);
+    }
+    return *this;
+}
+
+Client::~Client() {
+    if (shared_) {
+        shared_->forgetCallbacks();
+    }
+}
 
 Client Client::system() {
     const char* path = std::getenv("NSFD_VARLINK_SOCKET");
@@ -333,12 +384,9 @@ std::optional<std::chrono::microseconds> Client::pollTimeout() const {
 }
 
 void Client::processEvents() {
-    std::vector<std::pair<std::function<void(int)>, int>> due;
-    due.swap(shared_->due);
-    for (auto& [callback, status] : due) {
-        callback(status);
-    }
+    shared_->runDue();
     shared_->transport->processEvents();
+    shared_->runDue();
 }
 
 void Client::runEventLoop(std::optional<std::chrono::milliseconds> timeout) {

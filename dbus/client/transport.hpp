@@ -90,4 +90,9 @@ std::unique_ptr<Transport> connectVarlink(const std::string& socketPath, Transpo
 // Throws the nsfd::Error subclass for `kind`, under the D-Bus name of the kind.
 [[noreturn]] void throwErrorOf(ErrorKind kind, const std::string& message);
 
+// An fd nsfdd sent as a namespace of `type`, or as a pidfd. nsfd::Error (Failed)
+// if it is not one: nsfdd's fault, not the caller's.
+NsFd adoptNsFd(UniqueFd fd, NsType type);
+PidFd adoptPidFd(UniqueFd fd);
+
 }  // namespace nsfd::detail

@@ -76,8 +76,21 @@ class Connection {
         if (!socket_.ok()) {
             throwUnavailable("socket()", errno);
         }
+        // connect(2) waits while the listener's backlog is full (nsfdd hung or
+        // stopped, its socket kept): as long as a call waits for its answer at
+        // most, then EAGAIN. Sends and receives do not block (MSG_DONTWAIT).
+        timeval timeout{std::chrono::seconds(kCallTimeout).count(), 0};
+        if (::setsockopt(socket_.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)) < 0) {
+            throwUnavailable("setsockopt(SO_SNDTIMEO)", errno);
+        }
         if (::connect(socket_.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) <
             0) {
+            if (errno == EAGAIN) {
+                throw DaemonUnavailable(systemErrorName(ETIMEDOUT),
+                                        "nsfdd is not available: nobody accepted the connection "
+                                        "to " +
+                                            path + " in time");
+            }
             throwUnavailable("connecting to " + path, errno);
         }
     }
@@ -116,6 +129,10 @@ class Connection {
             }
             wait(POLLIN, deadline);
             if (!readAvailable()) {
+                // The reply may have come with the hang-up (nsfdd answered and exited).
+                if (std::optional<ReplyMessage> reply = next()) {
+                    return std::move(*reply);
+                }
                 throw DaemonUnavailable(systemErrorName(ECONNRESET),
                                         "the connection to nsfdd closed before it answered "
                                         "(nsfdd stopped, restarted, or could not be started): "
@@ -280,7 +297,7 @@ class VarlinkTransport final : public Transport {
 
     NsFd namespaceFd(ProcessRef ref, NsType type) override {
         ReplyMessage reply = callOn(ref, "GetNamespace", {{"type", std::string(toString(type))}});
-        return NsFd::adopt(takeFd(reply, required<Json>(reply.parameters, "fileDescriptor")), type);
+        return adoptNsFd(takeFd(reply, required<Json>(reply.parameters, "fileDescriptor")), type);
     }
     std::map<NsType, NsFd> namespaceFds(ProcessRef ref, std::span<const NsType> types) override {
         Json parameters = {{"types", typeNames(types)}};
@@ -290,7 +307,7 @@ class VarlinkTransport final : public Transport {
         for (const auto& [name, index] : namespaces.items()) {
             UniqueFd fd = takeFd(reply, index);
             if (std::optional<NsType> type = parseNsType(name)) {
-                out.emplace(*type, NsFd::adopt(std::move(fd), *type));
+                out.emplace(*type, adoptNsFd(std::move(fd), *type));
             }
         }
         return out;
@@ -329,7 +346,7 @@ class VarlinkTransport final : public Transport {
     }
     PidFd pidFd(std::uint64_t id) override {
         ReplyMessage reply = call("GetPidFd", {{"id", id}});
-        return PidFd::adopt(takeFd(reply, required<Json>(reply.parameters, "fileDescriptor")));
+        return adoptPidFd(takeFd(reply, required<Json>(reply.parameters, "fileDescriptor")));
     }
     UniqueFd fd(std::uint64_t id, int targetFd) override {
         ReplyMessage reply = call("GetFd", {{"id", id}, {"fd", targetFd}});

@@ -4,6 +4,8 @@
 #include <sched.h>
 #include <sys/mman.h>
 
+#include <filesystem>
+
 #include "fixture.hpp"
 #include "nsfd/client.hpp"
 
@@ -327,5 +329,130 @@ TEST_P(ClientTest, ReconnectsWhenNsfddRestartsAndMissesNoExitItWaitsFor) {
     client_->processEvents();
 }
 
+// Waits (the client's loop) until `done`, at most 10 s.
+template <typename Done>
+void runUntil(Client& client, Done done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+        client.runEventLoop(std::chrono::milliseconds(50));
+    }
+}
+
+// Callbacks are the caller's code: they may use the client, listen for more,
+// run its loop, and throw.
+TEST_P(ClientTest, CallbacksMayCallBackIntoTheClient) {
+    Child first = Child::spawn();
+    Child second = Child::spawn();
+    TrackedProcess process = client_->track(first.pid());
+    std::vector<std::uint64_t> heard, heardLater;
+    std::optional<TrackedProcess> trackedInCallback;
+    client_->onProcessExited([&](const ExitEvent& e) {
+        heard.push_back(e.id);
+        if (heard.size() == 1) {
+            client_->onProcessExited(
+                [&](const ExitEvent& later) { heardLater.push_back(later.id); });
+            client_->processEvents();
+            trackedInCallback = client_->track(second.pid());
+            trackedInCallback->onExit([&](int) { client_->stopEventLoop(); });
+        }
+    });
+    std::vector<std::uint64_t> heardToo;  // by the listener after it
+    client_->onProcessExited([&](const ExitEvent& e) { heardToo.push_back(e.id); });
+    first.release(0);
+    first.reap();
+    runUntil(*client_, [&] { return trackedInCallback.has_value(); });
+    ASSERT_TRUE(trackedInCallback);
+    second.release(0);
+    second.reap();
+    runUntil(*client_, [&] { return heardToo.size() == 2 && heardLater.size() == 1; });
+    EXPECT_EQ(heard, (std::vector<std::uint64_t>{process.id(), trackedInCallback->id()}));
+    EXPECT_EQ(heardToo, heard);
+    EXPECT_EQ(heardLater, (std::vector<std::uint64_t>{trackedInCallback->id()}));
+}
+
+// An exception from a callback goes out of processEvents() (or runEventLoop())
+// to the caller; the other callbacks of the same exit are still called, at the
+// next processing, and the client keeps working.
+TEST_P(ClientTest, ACallbackThatThrowsLosesNoOtherCallback) {
+    Child child = Child::spawn();
+    TrackedProcess process = client_->track(child.pid());
+    std::vector<std::string> called;
+    process.onExit([&](int) {
+        called.push_back("first");
+        throw std::runtime_error("from a callback");
+    });
+    process.onExit([&](int) { called.push_back("second"); });
+    client_->onProcessExited([&](const ExitEvent&) { called.push_back("listener"); });
+    child.release(0);
+    child.reap();
+    bool threw = false;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (called.size() < 3 && std::chrono::steady_clock::now() < deadline) {
+        try {
+            client_->runEventLoop(std::chrono::milliseconds(50));
+        } catch (const std::runtime_error& e) {
+            ASSERT_STREQ(e.what(), "from a callback");
+            threw = true;
+        }
+    }
+    EXPECT_TRUE(threw);
+    EXPECT_EQ(called, (std::vector<std::string>{"first", "second", "listener"}));
+
+    // Callbacks due at once (the process was reaped before they were set).
+    called.clear();
+    process.onExit([&](int) {
+        called.push_back("first");
+        throw std::runtime_error("from a callback");
+    });
+    process.onExit([&](int) { called.push_back("second"); });
+    EXPECT_THROW(client_->processEvents(), std::runtime_error);
+    client_->processEvents();
+    EXPECT_EQ(called, (std::vector<std::string>{"first", "second"}));
+    EXPECT_EQ(client_->daemonVersion(), NSFD_TEST_VERSION);
+}
+
+TEST_P(ClientTest, ReceivedFdsAreCloseOnExec) {
+    Child child = Child::spawn();
+    TrackedProcess process = client_->track(child.pid());
+    auto closeOnExec = [](int fd) { return (::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0; };
+    EXPECT_TRUE(closeOnExec(process.namespaceFd(NsType::Net).get()));
+    for (const auto& [type, fd] : client_->namespaceFds(child.pid())) {
+        EXPECT_TRUE(closeOnExec(fd.get())) << toString(type);
+    }
+    EXPECT_TRUE(closeOnExec(process.pidFd().get()));
+    EXPECT_TRUE(closeOnExec(process.fd(0).get()));
+    child.release(0);
+    child.reap();
+}
+
+// The sockets and epoll fds open here: a client's connections.
+int connectionFdCount() {
+    int count = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+        std::error_code error;
+        std::string target = std::filesystem::read_symlink(entry.path(), error).string();
+        count += target.rfind("socket:", 0) == 0 || target == "anon_inode:[eventpoll]" ? 1 : 0;
+    }
+    return count;
+}
+
+// A callback that holds its TrackedProcess (the natural way to write one)
+// must not keep a client that is gone, and its connections, alive.
+TEST_P(ClientTest, AClientGoneWithCallbacksPendingKeepsNoConnection) {
+    Child child = Child::spawn();
+    int before = connectionFdCount();
+    {
+        Client client = open();
+        TrackedProcess process = client.track(child.pid());
+        process.onExit([process](int) { (void)process.id(); });
+        client.onProcessExited([process](const ExitEvent&) { (void)process.id(); });
+        Client moved = std::move(client);
+        moved.processEvents();
+        EXPECT_GT(connectionFdCount(), before);
+    }
+    EXPECT_EQ(connectionFdCount(), before);
+    child.release(0);
+    child.reap();
+}
 }  // namespace
 }  // namespace nsfd::test
