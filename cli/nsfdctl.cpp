@@ -50,6 +50,8 @@ struct Options {
 
 // The transport of the last client made: a challenge is answered only over Varlink.
 std::optional<nsfd::TransportKind> usedTransport;
+// Set when a password was wanted on a terminal and pkttyagent could not run.
+bool noAgent = false;
 
 nsfd::Client connect(const Options& options) {
     nsfd::Client client = [&] {
@@ -512,6 +514,10 @@ int main(int argc, char** argv) {
                 throw;
             }
             nsfd::cli::PolkitAgent agent = nsfd::cli::PolkitAgent::start();
+            if (!agent.running()) {
+                noAgent = true;
+                throw;
+            }
             options.interactive = true;
             return run();
         }
@@ -522,8 +528,10 @@ int main(int argc, char** argv) {
         std::cerr << "nsfdctl: " << e.what()
                   << (usedTransport == nsfd::TransportKind::Bus
                           ? " (nsfdctl can let polkit ask for a password over Varlink only)"
-                          : " (run nsfdctl on a terminal, without --no-ask-password, to "
-                            "authenticate)")
+                      : noAgent ? " (nsfdctl could not start /usr/bin/pkttyagent to ask "
+                                  "for a password: is polkitd installed?)"
+                                : " (run nsfdctl on a terminal, without --no-ask-password, "
+                                  "to authenticate)")
                   << '\n';
         return exitCodeOf(e);
     } catch (const nsfd::Error& e) {

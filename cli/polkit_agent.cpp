@@ -23,33 +23,47 @@ constexpr int kRegisterTimeoutMs = 10'000;
 }  // namespace
 
 PolkitAgent PolkitAgent::start() {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) < 0) {
+    // `notify`: the agent closes it once registered. `execFailed`: closed by a
+    // successful execve (close-on-exec), or given its errno if it fails.
+    int notify[2], execFailed[2];
+    if (::pipe2(notify, O_CLOEXEC) < 0) {
         throw std::system_error(errno, std::system_category(), "pipe2");
     }
-    UniqueFd readEnd(fds[0]), writeEnd(fds[1]);
+    UniqueFd notifyRead(notify[0]), notifyWrite(notify[1]);
+    if (::pipe2(execFailed, O_CLOEXEC) < 0) {
+        throw std::system_error(errno, std::system_category(), "pipe2");
+    }
+    UniqueFd execFailedRead(execFailed[0]), execFailedWrite(execFailed[1]);
     std::string self = std::to_string(::getpid());
-    std::string notifyFd = std::to_string(writeEnd.get());
+    std::string notifyFd = std::to_string(notifyWrite.get());
     pid_t pid = ::fork();
     if (pid < 0) {
         throw std::system_error(errno, std::system_category(), "fork");
     }
     if (pid == 0) {
         // Only the notify fd crosses the exec; the agent reads the terminal on stdin.
-        ::fcntl(writeEnd.get(), F_SETFD, 0);
+        ::fcntl(notifyWrite.get(), F_SETFD, 0);
         ::execl(kAgent, kAgent, "--notify-fd", notifyFd.c_str(), "--process", self.c_str(),
                 static_cast<char*>(nullptr));
+        int error = errno;
+        (void)!::write(execFailedWrite.get(), &error, sizeof(error));
         ::_exit(127);
     }
-    writeEnd.reset();
-    // It closes the notify fd once registered; it also closes when it exits.
-    pollfd p{readEnd.get(), POLLIN, 0};
-    while (::poll(&p, 1, kRegisterTimeoutMs) < 0 && errno == EINTR) {
-    }
+    notifyWrite.reset();
+    execFailedWrite.reset();
     PolkitAgent agent(pid);
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-        agent.pid_ = -1;  // missing (127) or failed: no agent
+    int error = 0;
+    ssize_t n;
+    while ((n = ::read(execFailedRead.get(), &error, sizeof(error))) < 0 && errno == EINTR) {
+    }
+    if (n > 0) {
+        ::waitpid(pid, nullptr, 0);
+        agent.pid_ = -1;  // not installed, or not executable
+        return agent;
+    }
+    // Registered, or gone (an agent that exits closes it too).
+    pollfd p{notifyRead.get(), POLLIN, 0};
+    while (::poll(&p, 1, kRegisterTimeoutMs) < 0 && errno == EINTR) {
     }
     return agent;
 }

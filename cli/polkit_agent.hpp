@@ -16,10 +16,9 @@ class PolkitAgent {
     // session (a desktop's), so the prompt is on nsfdctl's terminal. (Not
     // --fallback, as systemctl starts it: polkitd uses a fallback agent only
     // for a subject in a logind session, which ssh without pam_systemd, su
-    // and containers lack.) Returns an
-    // agent that is not running() if pkttyagent is missing or failed: the
-    // call then fails as it would without one. Throws std::system_error if
-    // pipe2() or fork() fails.
+    // and containers lack.) Returns an agent that is not running() if
+    // /usr/bin/pkttyagent cannot be executed (polkitd is not installed).
+    // Throws std::system_error if pipe2() or fork() fails.
     static PolkitAgent start();
 
     PolkitAgent(PolkitAgent&& other) noexcept : pid_(other.pid_) { other.pid_ = -1; }

@@ -247,6 +247,8 @@ Client Client::system() {
         return varlink(path != nullptr ? path : nsfd::varlink::kSocketPath);
     } catch (const DaemonUnavailable&) {
         return bus();  // no socket, or nobody listens: nsfdd may still be on the bus
+    } catch (const InvalidArgument&) {
+        return bus();  // a path no socket can have (longer than sun_path)
     }
 }
 

@@ -10,6 +10,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <limits>
+#include <type_traits>
+#include <utility>
 
 #include "nsfd/dbus_names.hpp"
 #include "transport.hpp"
@@ -213,11 +216,28 @@ T field(const Json& object, const char* key, T fallback) {
     if (it == object.end() || it->is_null()) {
         return fallback;
     }
-    try {
-        return it->get<T>();
-    } catch (const Json::exception&) {
+    auto bad = [&]() -> T {
         throwErrorOf(ErrorKind::Failed,
                      std::string("nsfdd's reply has a bad '") + key + "': " + it->dump());
+    };
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+        // Integers only, and only those T holds: nlohmann would wrap -1 into
+        // an unsigned and cast a float.
+        if (it->is_number_unsigned()) {
+            auto value = it->get<std::uint64_t>();
+            return std::in_range<T>(value) ? static_cast<T>(value) : bad();
+        }
+        if (it->is_number_integer()) {
+            auto value = it->get<std::int64_t>();
+            return std::in_range<T>(value) ? static_cast<T>(value) : bad();
+        }
+        return bad();
+    } else {
+        try {
+            return it->get<T>();
+        } catch (const Json::exception&) {
+            return bad();
+        }
     }
 }
 
@@ -387,16 +407,23 @@ class VarlinkTransport final : public Transport {
             watch();  // nsfdd was away: try again (it throws if it still is)
             onResubscribed_();
         }
-        bool open = news_->readAvailable();
-        while (std::optional<ReplyMessage> reply = news_->next()) {
-            if (reply->error) {
-                news_.reset();
-                throwReplyError(*reply->error, reply->parameters);
+        bool open = true;
+        try {
+            open = news_->readAvailable();
+            while (std::optional<ReplyMessage> reply = news_->next()) {
+                if (reply->error) {
+                    throwReplyError(*reply->error, reply->parameters);
+                }
+                auto id = required<std::uint64_t>(reply->parameters, "id");
+                onExit_(ExitEvent{nsfd::dbus::processObjectPath(id),
+                                  field<pid_t>(reply->parameters, "pid", 0), id,
+                                  field<int>(reply->parameters, "waitStatus", kNoExitStatus)});
             }
-            auto id = required<std::uint64_t>(reply->parameters, "id");
-            onExit_(ExitEvent{nsfd::dbus::processObjectPath(id),
-                              field<pid_t>(reply->parameters, "pid", 0), id,
-                              field<int>(reply->parameters, "waitStatus", kNoExitStatus)});
+        } catch (...) {
+            // The stream cannot go on (an error, or what is not a reply):
+            // the next processing watches again.
+            news_.reset();
+            throw;
         }
         if (!open) {
             // nsfdd stopped or restarted: watch again at once (socket

@@ -301,6 +301,60 @@ TEST_F(ClientAgainstFakeNsfdd, WatchExitsThatDoesNotBeginWithReady) {
     EXPECT_THROW(listen(), AccessDenied);
 }
 
+// Numbers a field cannot hold (a negative count, a float, a pid past int) are
+// nsfdd's error, not a wrapped or truncated value.
+TEST_F(ClientAgainstFakeNsfdd, NumbersOutOfRangeAreNamedErrors) {
+    FakeNsfdd nsfdd({
+        answer(
+            withNul(R"({"parameters":{"version":"1","trackedProcesses":-1,"kernelFeatures":[]}})")),
+        answer(withNul(
+            R"({"parameters":{"version":"1","trackedProcesses":1.5,"kernelFeatures":[]}})")),
+        answer(withNul(R"({"parameters":{"processes":[{"pid":4294967296,"id":7}]}})")),
+    });
+    Client client = Client::varlink(nsfdd.path());
+    EXPECT_EQ(thrownBy([&] { client.trackedCount(); }), failed());
+    EXPECT_EQ(thrownBy([&] { client.trackedCount(); }), failed());
+    EXPECT_EQ(thrownBy([&] { client.list(); }), failed());
+}
+
+// An exit stream that turns bad ends with a named error; the next processing
+// watches again, and the new stream's exits arrive.
+TEST_F(ClientAgainstFakeNsfdd, ABrokenExitStreamIsWatchedAgain) {
+    FakeNsfdd nsfdd({
+        [](int connection) {
+            return sendRaw(connection,
+                           withNul(R"({"parameters":{"ready":true},"continues":true})")) &&
+                   sendRaw(connection, withNul("not a reply"));
+        },
+        [](int connection) {
+            return sendRaw(connection,
+                           withNul(R"({"parameters":{"ready":true},"continues":true})")) &&
+                   sendRaw(connection,
+                           withNul(R"({"parameters":{"id":7,"pid":70,"waitStatus":256},)"
+                                   R"("continues":true})"));
+        },
+    });
+    Client client = Client::varlink(nsfdd.path());
+    std::vector<ExitEvent> events;
+    client.onProcessExited([&](const ExitEvent& e) { events.push_back(e); });
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    bool failedOnce = false;
+    while (events.empty() && std::chrono::steady_clock::now() < deadline) {
+        pollfd p{client.eventFd(), client.pollEvents(), 0};
+        ::poll(&p, 1, 50);
+        try {
+            client.processEvents();
+        } catch (const Error& e) {
+            EXPECT_EQ(e.dbusName(), kFailed);
+            failedOnce = true;
+        }
+    }
+    EXPECT_TRUE(failedOnce);
+    ASSERT_EQ(events.size(), 1U);
+    EXPECT_EQ(events[0].id, 7U);
+    EXPECT_EQ(events[0].waitStatus, 256);
+}
+
 // nsfdd closed the calls' connection while the client was idle: the next
 // call goes on a new one; once made, a call is never sent twice.
 TEST_F(ClientAgainstFakeNsfdd, ReconnectsWhenIdleAndNeverSendsACallTwice) {

@@ -88,12 +88,15 @@ class PolkitDaemonTest : public DaemonTest {
 };
 
 // nsfdctl as `uid` over nsfdd's Varlink socket, its output on a pty or a pipe.
+constexpr const char* kNoAgent = "no pkttyagent";
+
 struct Nsfdctl {
     pid_t pid = -1;
     UniqueFd output;  // the pty's master, or the pipe's read end
 
     // `shadow`: if set, bound over /etc/shadow in a mount namespace of nsfdctl's
-    // own (polkit's setuid helper, its grandchild, reads it there).
+    // own (polkit's setuid helper, its grandchild, reads it there); kNoAgent:
+    // pkttyagent hidden there instead.
     Nsfdctl(uid_t uid, const std::string& socket, std::vector<std::string> args, bool onATerminal,
             const std::string& shadow = "") {
         std::vector<std::string> argv = {NSFD_TEST_NSFDCTL};
@@ -120,7 +123,7 @@ struct Nsfdctl {
                 ::dup2(fds[1], STDERR_FILENO);
             }
             ::setenv("NSFD_VARLINK_SOCKET", socket.c_str(), 1);
-            if (!shadow.empty() && !seeTestMachine(shadow)) {
+            if (shadow == kNoAgent ? !hideTheAgent() : !shadow.empty() && !seeTestMachine(shadow)) {
                 ::_exit(125);
             }
             if (::setgroups(0, nullptr) < 0 || ::setresgid(uid, uid, uid) < 0 ||
@@ -151,6 +154,14 @@ struct Nsfdctl {
     // In a mount namespace of the child's own: `shadow` over /etc/shadow, and
     // the test bus at the system bus's default path, for polkit's setuid
     // helper (setuid, it ignores DBUS_SYSTEM_BUS_ADDRESS).
+    // A machine without pkttyagent: /dev/null (not executable) over it, in a
+    // mount namespace of the child's own.
+    static bool hideTheAgent() {
+        return ::unshare(CLONE_NEWNS) == 0 &&
+               ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0 &&
+               ::mount("/dev/null", "/usr/bin/pkttyagent", nullptr, MS_BIND, nullptr) == 0;
+    }
+
     static bool seeTestMachine(const std::string& shadow) {
         const std::string& address = busAddress();
         std::string bus = address.substr(address.find("path=") + 5);
@@ -337,6 +348,12 @@ TEST_F(PolkitDaemonTest, NsfdctlOnATerminalLetsPolkitAskForThePassword) {
     refused.readUntil("\n", got);
     EXPECT_EQ(WEXITSTATUS(refused.wait()), 4) << got;
     EXPECT_NE(got.find("without --no-ask-password"), std::string::npos) << got;
+
+    got.clear();
+    Nsfdctl noAgent(kUser, dir_.socket(), {"info", root}, true, kNoAgent);
+    noAgent.readUntil("until the output ends", got);
+    EXPECT_EQ(WEXITSTATUS(noAgent.wait()), 4) << got;
+    EXPECT_NE(got.find("could not start /usr/bin/pkttyagent"), std::string::npos) << got;
 
     got.clear();
     Nsfdctl asked(kUser, dir_.socket(), {"info", root}, true);

@@ -191,6 +191,8 @@ class Client {
     static Client connect(const std::string& address);
 
     Client(Client&&) noexcept;
+    // Destroying or assigning over a Client drops the callbacks it holds
+    // (onExit, onProcessExited); its TrackedProcess copies still work.
     Client& operator=(Client&&) noexcept;
     ~Client();
 
