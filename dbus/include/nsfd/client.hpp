@@ -245,6 +245,10 @@ class Client {
     // onProcessExited() listener misses the exits of the restart's gap. Throws
     // DaemonUnavailable while nsfdd cannot be reached (and tries again at the
     // next call, pollTimeout() asking for one within a second).
+    // Callbacks run here, one at a time, outside the transport's own
+    // processing: they may call the client (track, onExit, stopEventLoop). One
+    // that throws: the exception leaves processEvents(), and the callbacks
+    // still due run at the next call.
     void processEvents();
     // Or let the client run the loop: until stopEventLoop() (from a callback) or `timeout`.
     void runEventLoop(std::optional<std::chrono::milliseconds> timeout = std::nullopt);
