@@ -229,12 +229,14 @@ class VarlinkTest : public DaemonTest {
         EXPECT_NE(out.find("\"version\""), std::string::npos) << out;
     }
 
-    // nsfdd's open fds settle back to `count`.
+    // nsfdd's open fds settle back to `count` or fewer: none is left of what
+    // the test did (fewer: something of nsfdd's start, open when `count` was
+    // taken, has closed since, as one run on dbus-broker saw).
     void expectFdsSettle(int count) {
-        for (int i = 0; i < 200 && daemon_->openFdCount() != count; ++i) {
+        for (int i = 0; i < 200 && daemon_->openFdCount() > count; ++i) {
             std::this_thread::sleep_for(10ms);
         }
-        EXPECT_EQ(daemon_->openFdCount(), count);
+        EXPECT_LE(daemon_->openFdCount(), count);
     }
 
     std::optional<SocketDir> dir_;
