@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "varlink/codec.hpp"
 #include "peer.hpp"
+#include "varlink/codec.hpp"
 
 namespace nsfd::daemon::varlink {
 

@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "call.hpp"
-#include "varlink/codec.hpp"
 #include "event_source.hpp"
 #include "peer.hpp"
+#include "varlink/codec.hpp"
 
 namespace nsfd::daemon::varlink {
 

@@ -30,9 +30,9 @@
 #include <string_view>
 
 #include "call.hpp"
-#include "varlink/codec.hpp"
 #include "event_source.hpp"
 #include "peer.hpp"
+#include "varlink/codec.hpp"
 
 namespace nsfd::daemon::varlink {
 
