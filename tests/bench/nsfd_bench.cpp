@@ -44,6 +44,7 @@
 #include "harness.hpp"
 #include "nsfd/dbus_names.hpp"
 #include "nsfd/pidfd.hpp"
+#include "varlink/socket_io.hpp"
 
 namespace nsfd::bench {
 namespace {
@@ -292,26 +293,18 @@ class VarlinkCaller {
         std::string reply;
         while (reply.empty() || reply.back() != '\0') {
             char buffer[4096];
-            alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
-            struct iovec iov = {buffer, sizeof(buffer)};
-            struct msghdr msg {};
-            msg.msg_iov = &iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control;
-            msg.msg_controllen = sizeof(control);
-            ssize_t n = ::recvmsg(socket_.get(), &msg, MSG_CMSG_CLOEXEC);
-            if (n <= 0) {
+            pollfd p{socket_.get(), POLLIN, 0};
+            varlink::Received received;  // the reply's fds close with it
+            int r = ::poll(&p, 1, -1) < 0
+                        ? -errno
+                        : varlink::receiveWithFds(socket_.get(), buffer, 16, received);
+            if (r == -EAGAIN || r == -EINTR) {
+                continue;
+            }
+            if (r < 0 || received.bytes == 0) {
                 throw std::runtime_error("nsfdd hung up");
             }
-            for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-                std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (std::size_t i = 0; i < count; ++i) {
-                    int fd = -1;
-                    std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                    ::close(fd);
-                }
-            }
-            reply.append(buffer, static_cast<std::size_t>(n));
+            reply.append(buffer, received.bytes);
         }
         reply.pop_back();
         if (reply.find("\"error\"") != std::string::npos) {

@@ -40,30 +40,7 @@ std::string readCall(int connection) {
 
 // All of `bytes`, the fds with the first byte; false once the client hung up.
 bool sendRaw(int connection, std::string_view bytes, const std::vector<int>& fds = {}) {
-    std::size_t sent = 0;
-    while (sent < bytes.size()) {
-        iovec iov{const_cast<char*>(bytes.data() + sent), bytes.size() - sent};
-        msghdr message{};
-        message.msg_iov = &iov;
-        message.msg_iovlen = 1;
-        std::vector<char> control;
-        if (sent == 0 && !fds.empty()) {
-            control.resize(CMSG_SPACE(sizeof(int) * fds.size()));
-            message.msg_control = control.data();
-            message.msg_controllen = control.size();
-            cmsghdr* c = CMSG_FIRSTHDR(&message);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-            std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-        }
-        ssize_t n = ::sendmsg(connection, &message, MSG_NOSIGNAL);
-        if (n <= 0) {
-            return false;
-        }
-        sent += static_cast<std::size_t>(n);
-    }
-    return true;
+    return sendAllWithFds(connection, bytes, fds);
 }
 
 std::string withNul(std::string_view json) {

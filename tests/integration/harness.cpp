@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "harness.hpp"
 
+#include <poll.h>
+
+#include <span>
+
+#include "varlink/socket_io.hpp"
+
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/close_range.h>
@@ -667,6 +673,27 @@ pid_t forkProcess() {
         throwWaitTimedOut("the fork lock, which a Daemon's notification reader holds");
     }
     return ::fork();
+}
+
+bool sendAllWithFds(int socket, std::string_view bytes, const std::vector<int>& fds) {
+    std::span<const int> pending(fds);
+    while (!bytes.empty()) {
+        iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+        ssize_t n = varlink::sendWithFds(socket, std::span(&iov, 1), pending);
+        if (n == -EAGAIN || n == -EINTR) {
+            pollfd p{socket, POLLOUT, 0};
+            if (::poll(&p, 1, 30'000) <= 0) {
+                return false;
+            }
+            continue;
+        }
+        if (n <= 0) {
+            return false;
+        }
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+        pending = {};  // sent with the first byte
+    }
+    return true;
 }
 
 std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child,

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -148,6 +149,11 @@ pid_t forkProcess();
 // Forks; the child runs `child(fd)` with the write end of a pipe and must not
 // return. The parent reads the pipe to its end and reaps: {wait status, output}.
 // Throws WaitTimedOut, naming `what`, if that takes over kWaitLimit.
+// All of `bytes` on a Unix socket, `fds` as SCM_RIGHTS with the first byte
+// (varlink/socket_io.hpp's sendWithFds, waiting while the socket is full).
+// False once the peer hung up or after 30 s.
+bool sendAllWithFds(int socket, std::string_view bytes, const std::vector<int>& fds = {});
+
 std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child,
                                         const std::string& what = "a forked child");
 

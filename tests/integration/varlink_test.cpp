@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "fixture.hpp"
+#include "varlink/socket_io.hpp"
 
 namespace nsfd::test {
 namespace {
@@ -119,30 +120,8 @@ UniqueFd connectTo(const std::string& path) {
 }
 
 // Sends `bytes`, with `fds` on the first byte; false if nsfdd hung up.
-bool sendRaw(int socket, std::string_view bytes, std::vector<int> fds = {}) {
-    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-    while (!bytes.empty()) {
-        struct iovec iov = {const_cast<char*>(bytes.data()), bytes.size()};
-        struct msghdr msg {};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        if (!fds.empty()) {
-            msg.msg_control = control.data();
-            msg.msg_controllen = control.size();
-            struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-            cmsg->cmsg_level = SOL_SOCKET;
-            cmsg->cmsg_type = SCM_RIGHTS;
-            cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-            std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
-        }
-        ssize_t n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
-        if (n < 0) {
-            return false;
-        }
-        bytes.remove_prefix(static_cast<std::size_t>(n));
-        fds.clear();  // sent with the first byte
-    }
-    return true;
+bool sendRaw(int socket, std::string_view bytes, const std::vector<int>& fds = {}) {
+    return sendAllWithFds(socket, bytes, fds);
 }
 
 // Reads until nsfdd hangs up (true) or `timeout` (false); closes every fd received.
@@ -156,29 +135,17 @@ bool readsToEnd(int socket, std::string* got = nullptr, std::chrono::millisecond
             return false;
         }
         char buffer[65536];
-        alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * 253)];
-        struct iovec iov = {buffer, sizeof(buffer)};
-        struct msghdr msg {};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof(control);
-        ssize_t n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
-        for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (std::size_t i = 0; i < count; ++i) {
-                    int fd = -1;
-                    std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                    UniqueFd closed(fd);
-                }
-            }
+        varlink::Received received;  // its fds close with it
+        int r = varlink::receiveWithFds(socket, buffer, 253, received);
+        if (r == -EAGAIN || r == -EINTR) {
+            continue;
         }
-        if (n <= 0) {
-            return n == 0 || errno == ECONNRESET;
+        if (r < 0 || received.bytes == 0) {
+            return r == 0 || r == -ECONNRESET;
         }
+        std::size_t n = received.bytes;
         if (got != nullptr) {
-            got->append(buffer, static_cast<std::size_t>(n));
+            got->append(buffer, n);
         }
     }
 }
