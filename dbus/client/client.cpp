@@ -140,8 +140,10 @@ struct TrackedProcess::Shared {
     void settleIfReaped(std::uint64_t id) {
         std::optional<int> status;
         try {
-            if (transport->state(id) == ProcessState::Reaped) {
-                status = transport->exitStatus(id).value_or(kNoExitStatus);
+            // One call for both (the state, and the status once reaped).
+            ProcessInfo info = transport->info(detail::ProcessRef{nullptr, id});
+            if (info.state == ProcessState::Reaped) {
+                status = info.exitStatus.value_or(kNoExitStatus);
             }
         } catch (const NotTracked&) {
             status = kNoExitStatus;  // gone already; its status is lost to us
