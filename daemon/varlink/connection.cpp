@@ -113,7 +113,7 @@ void Connection::dispatchReady() {
         }
         if (tooManyFds) {
             server_.report(*peer_, toString(DecodeError::TooManyFds));
-            call->error(error::kLimitExceeded,
+            call->error(server_.info().limitExceededError,
                         {{"limit", "fileDescriptors"},
                          {"maximum", server_.limits().decode.maxFdsPerMessage}});
             continue;

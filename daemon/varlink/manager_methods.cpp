@@ -19,18 +19,9 @@ using varlink::CallPtr;
 using varlink::Json;
 
 constexpr std::uint64_t kMaxInt32 = std::numeric_limits<std::int32_t>::max();
-constexpr const char* kInteractive = nsfd::varlink::kAllowInteractive;
 
-// -- decoding: canonical values only, each error naming its parameter --
-
-void onlyParameters(const Json& parameters, std::initializer_list<std::string_view> names) {
-    for (const auto& [key, value] : parameters.items()) {
-        if (key == kInteractive ? !value.is_boolean()
-                                : std::find(names.begin(), names.end(), key) == names.end()) {
-            throw ParameterError(key, "Unexpected parameter '" + key + "'");
-        }
-    }
-}
+// -- decoding: the server checked every call against the IDL (names, types,
+// required fields); here, the values' ranges, each error naming its parameter --
 
 std::optional<std::uint64_t> readOptional(const Json& parameters, const std::string& name,
                                           std::uint64_t min, std::uint64_t max) {
@@ -212,7 +203,6 @@ Json infoJson(const Info& info, std::uint64_t id, ProcessState state, std::optio
 // -- the methods: decode, authorize, core, encode --
 
 void getNamespace(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {"pid", "id", "pidfd", "type"});
     Named named = readNamed(call->parameters());
     NsType type = readNsType(call->parameters());
     Resolved r = resolve(ep.core(), *call, caller, named, Action::GetNamespace);
@@ -224,7 +214,6 @@ void getNamespace(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller
 }
 
 void getNamespaces(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {"pid", "id", "pidfd", "types"});
     Named named = readNamed(call->parameters());
     std::vector<NsType> types = readNsTypes(call->parameters());
     Resolved r = resolve(ep.core(), *call, caller, named, Action::GetNamespace);
@@ -241,7 +230,6 @@ void getNamespaces(VarlinkEndpoint& ep, const CallPtr& call, const Caller& calle
 }
 
 void getNamespaceIds(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {"pid", "id", "pidfd"});
     Resolved r = resolve(ep.core(), *call, caller, readNamed(call->parameters()), Action::ReadInfo);
     Request request{Action::ReadInfo, std::move(r.target), {}, 0};
     ep.authorizeThen(call, caller, request, [&core = ep.core(), pidfd = r.pidfd](Call& c) {
@@ -251,7 +239,6 @@ void getNamespaceIds(VarlinkEndpoint& ep, const CallPtr& call, const Caller& cal
 
 void trackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     const Json& parameters = call->parameters();
-    onlyParameters(parameters, {"pid", "pidfd"});
     std::optional<std::uint32_t> pid = readPid(parameters);
     std::optional<std::uint64_t> index = readOptional(parameters, "pidfd", 0, kMaxInt32);
     if (pid.has_value() == index.has_value()) {
@@ -268,7 +255,6 @@ void trackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller
 }
 
 void untrackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {"id"});
     TrackedProcess& process = ep.core().tracked(caller, readId(call->parameters()));
     Request request{Action::Untrack, ep.core().targetOf(caller, process, Action::Untrack), {}, 0};
     ep.authorizeThen(call, caller, request,
@@ -279,7 +265,6 @@ void untrackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& call
 }
 
 void getProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {"pid"});
     TrackedProcess& process = ep.core().trackedWithPid(caller, *readPid(call->parameters(), true));
     Request request{Action::ReadInfo, ep.core().targetOf(caller, process, Action::ReadInfo), {}, 0};
     ep.authorizeThen(call, caller, request, [id = process.id()](Call& c) {
@@ -288,7 +273,6 @@ void getProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) 
 }
 
 void listProcesses(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {});
     // What the caller may see is decided per process, synchronously (visibleProcesses).
     Json processes = Json::array();
     for (TrackedProcess* process : ep.core().visibleProcesses(&caller)) {
@@ -299,7 +283,6 @@ void listProcesses(VarlinkEndpoint& ep, const CallPtr& call, const Caller& calle
 }
 
 void getProcessInfo(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {"pid", "id", "pidfd"});
     Named named = readNamed(call->parameters());
     Manager& core = ep.core();
     Resolved r = resolve(core, *call, caller, named, Action::ReadInfo);
@@ -322,7 +305,6 @@ void getProcessInfo(VarlinkEndpoint& ep, const CallPtr& call, const Caller& call
 }
 
 void getPidFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {"id"});
     TrackedProcess& process = ep.core().tracked(caller, readId(call->parameters()));
     Request request{Action::GetPidFd, ep.core().targetOf(caller, process, Action::GetPidFd), {}, 0};
     ep.authorizeThen(call, caller, request,
@@ -332,7 +314,6 @@ void getPidFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
 }
 
 void sendSignal(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {"pid", "id", "pidfd", "signal"});
     Named named = readNamed(call->parameters());
     auto signal = static_cast<int>(
         readRequired(call->parameters(), "signal", 0, static_cast<std::uint64_t>(SIGRTMAX)));
@@ -345,7 +326,6 @@ void sendSignal(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) 
 }
 
 void getFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    onlyParameters(call->parameters(), {"id", "fd"});
     TrackedProcess& process = ep.core().tracked(caller, readId(call->parameters()));
     auto targetFd = static_cast<int>(readRequired(call->parameters(), "fd", 0, kMaxInt32));
     Request request{Action::GetFd, ep.core().targetOf(caller, process, Action::GetFd), {}, 0};
@@ -357,7 +337,6 @@ void getFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
 }
 
 void getServiceInfo(VarlinkEndpoint& ep, const CallPtr& call, const Caller& /*caller*/) {
-    onlyParameters(call->parameters(), {});
     Json features = Json::array();
     for (std::string_view name : kernelFeatures().names()) {
         features.push_back(std::string(name));
@@ -369,7 +348,6 @@ void getServiceInfo(VarlinkEndpoint& ep, const CallPtr& call, const Caller& /*ca
 
 void watchExits(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     // Anyone may watch: the stream tells only of processes the caller may see.
-    onlyParameters(call->parameters(), {"id"});
     ep.watchExits(
         call, caller,
         readOptional(call->parameters(), "id", 1, std::numeric_limits<std::uint64_t>::max()));
@@ -404,7 +382,7 @@ void addManagerMethods(varlink::Server& server, VarlinkEndpoint& endpoint) {
     add("SendSignal", sendSignal, varlink::kTakesFds);
     add("GetFd", getFd);
     add("GetServiceInfo", getServiceInfo);
-    add("WatchExits", watchExits, varlink::kStreams);
+    add("WatchExits", watchExits);
 }
 
 }  // namespace nsfd::daemon

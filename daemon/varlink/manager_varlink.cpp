@@ -40,7 +40,10 @@ void replyCurrentError(Call& call) noexcept {
 }
 
 VarlinkEndpoint::VarlinkEndpoint(EventLoop& loop, Manager& manager)
-    : manager_(manager), server_(loop.get(), {"nsfd", "nsfdd", kVersion, ""}) {
+    : manager_(manager),
+      server_(loop.get(),
+              {"nsfd", "nsfdd", kVersion, "", std::string(varlinkErrorName(ErrorKind::Failed)),
+               std::string(varlinkErrorName(ErrorKind::LimitExceeded))}) {
     try {
         ownPidNamespace_ = pidNamespaceIdOf(PidFd::self());
     } catch (const std::system_error&) {
@@ -49,8 +52,7 @@ VarlinkEndpoint::VarlinkEndpoint(EventLoop& loop, Manager& manager)
     server_.setProtocolErrorHook([](const varlink::Peer& peer, std::string_view what) {
         spdlog::info("Varlink client pid {} uid {}: {}", peer.pid, peer.uid, what);
     });
-    server_.addInterface(std::string(varlink::kManagerInterface),
-                         std::string(varlink::kManagerIdl));
+    server_.addInterface(std::string(varlink::kManagerIdl));
     addManagerMethods(server_, *this);
     manager_.addObserver(*this);
 }

@@ -34,7 +34,7 @@ constexpr std::string_view kServiceInterface = "org.varlink.service";
 
 Server::Server(sd_event* event, ServerInfo info, ServerLimits limits)
     : event_(sd_event_ref(event)), info_(std::move(info)), limits_(limits) {
-    interfaces_.emplace(kServiceInterface, kServiceIdl);
+    addInterface(kServiceIdl);
 }
 
 Server::~Server() {
@@ -53,12 +53,28 @@ Server::~Server() {
     sd_event_unref(event_);
 }
 
-void Server::addInterface(std::string name, std::string description) {
-    interfaces_.insert_or_assign(std::move(name), std::move(description));
+void Server::addInterface(std::string description) {
+    idl::Interface parsed = idl::parse(description);
+    std::string name = parsed.name;
+    if (interfaces_.find(name) != interfaces_.end()) {
+        throw std::logic_error("Varlink interface " + name + " added twice");
+    }
+    interfaces_.emplace(std::move(name), Interface{std::move(description), std::move(parsed)});
 }
 
-void Server::addMethod(std::string method, Handler handler, MethodFlags flags) {
-    methods_.insert_or_assign(std::move(method), Method{std::move(handler), flags});
+void Server::addMethod(std::string_view method, Handler handler, MethodFlags flags) {
+    std::string_view interfaceName = method.substr(0, method.rfind('.'));
+    auto interface = interfaces_.find(interfaceName);
+    const idl::Method* signature =
+        interface == interfaces_.end()
+            ? nullptr
+            : interface->second.parsed.method(method.substr(interfaceName.size() + 1));
+    if (signature == nullptr) {
+        throw std::logic_error("Varlink method " + std::string(method) +
+                               " is not in an added interface's description");
+    }
+    methods_.insert_or_assign(std::string(method), Method{std::move(handler), flags,
+                                                          &interface->second.parsed, signature});
 }
 
 void Server::listen(UniqueFd socket) {
@@ -199,37 +215,58 @@ void Server::report(const Peer& peer, std::string_view what) const {
 
 void Server::dispatch(const CallPtr& call) {
     const std::string& name = call->method();
-    std::string_view interface = std::string_view(name).substr(0, name.rfind('.'));
-    auto method = methods_.find(name);
-    bool builtin = interface == kServiceInterface;
-    if (!builtin && method == methods_.end()) {
-        if (interfaces_.find(interface) == interfaces_.end()) {
-            call->error(error::kInterfaceNotFound, {{"interface", std::string(interface)}});
+    std::string_view interfaceName = std::string_view(name).substr(0, name.rfind('.'));
+    const idl::Interface* interface = nullptr;
+    const idl::Method* signature = nullptr;
+    const Method* method = nullptr;
+    bool builtin = interfaceName == kServiceInterface;
+    if (builtin) {
+        interface = &interfaces_.find(interfaceName)->second.parsed;
+        signature = interface->method(std::string_view(name).substr(interfaceName.size() + 1));
+    } else if (auto found = methods_.find(name); found != methods_.end()) {
+        method = &found->second;
+        interface = method->interface;
+        signature = method->signature;
+    }
+    if (signature == nullptr) {
+        if (interfaces_.find(interfaceName) == interfaces_.end()) {
+            call->error(error::kInterfaceNotFound, {{"interface", std::string(interfaceName)}});
         } else {
             call->error(error::kMethodNotFound, {{"method", name}});
         }
         return;
     }
-    if (builtin || !method->second.flags.acceptsFds) {
+    if (method == nullptr || !method->flags.acceptsFds) {
         call->message_.fds.clear();
     }
     if (call->message_.upgrade) {
         call->invalidParameter("upgrade");  // no method here upgrades the connection
         return;
     }
+    // As sd-varlink (varlink_idl_validate_method_call): the signature first, so
+    // that a handler sees only calls its IDL allows.
+    if (signature->more == idl::More::Requires && !call->more()) {
+        call->error(error::kExpectedMore);
+        return;
+    }
+    if (signature->more == idl::More::None && call->more()) {
+        call->invalidParameter("more");  // it would get one reply, never "continues"
+        return;
+    }
+    if (std::optional<std::string> bad =
+            idl::checkInput(*interface, *signature, call->parameters())) {
+        call->invalidParameter(*bad);
+        return;
+    }
     if (builtin) {
         this->builtin(call);
         return;
     }
-    if (method->second.flags.requiresMore && !call->more()) {
-        call->error(error::kExpectedMore);
-        return;
-    }
     try {
-        method->second.handler(call);
+        method->handler(call);
     } catch (const std::exception& e) {
         report(call->peer(), std::string("handler of ") + name + " threw: " + e.what());
-        call->error(error::kFailed, {{"message", e.what()}});
+        call->error(info_.failedError, {{"message", e.what()}});
     }
 }
 
@@ -237,7 +274,7 @@ void Server::builtin(const CallPtr& call) {
     const std::string& name = call->method();
     if (name == "org.varlink.service.GetInfo") {
         Json interfaces = Json::array();
-        for (const auto& [interface, description] : interfaces_) {
+        for (const auto& [interface, entry] : interfaces_) {
             interfaces.push_back(interface);
         }
         call->reply({{"vendor", info_.vendor},
@@ -246,17 +283,14 @@ void Server::builtin(const CallPtr& call) {
                      {"url", info_.url},
                      {"interfaces", interfaces}});
     } else if (name == "org.varlink.service.GetInterfaceDescription") {
-        auto interface = call->parameters().find("interface");
-        if (interface == call->parameters().end() || !interface->is_string()) {
-            call->invalidParameter("interface");
-            return;
-        }
-        auto found = interfaces_.find(interface->get_ref<const std::string&>());
+        const std::string& interface =
+            call->parameters().at("interface").get_ref<const std::string&>();
+        auto found = interfaces_.find(interface);
         if (found == interfaces_.end()) {
-            call->error(error::kInterfaceNotFound, {{"interface", *interface}});
+            call->error(error::kInterfaceNotFound, {{"interface", interface}});
             return;
         }
-        call->reply({{"description", found->second}});
+        call->reply({{"description", found->second.description}});
     } else {
         call->error(error::kMethodNotFound, {{"method", name}});
     }

@@ -1,23 +1,21 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // A Varlink server on sd-event: listens on an AF_UNIX stream socket, accepts
-// clients with their identity read from the socket, and dispatches each call to
-// the handler registered for its "interface.Method". Answers
-// org.varlink.service.GetInfo and GetInterfaceDescription itself.
+// clients with their identity read from the socket, checks each call against
+// its method's signature in the interface description (varlink/idl.hpp, as
+// sd-varlink does), and only then dispatches it to the handler registered for
+// its "interface.Method". Answers org.varlink.service.GetInfo and
+// GetInterfaceDescription itself.
 //
 // Every bound here is per connection or per uid, so no client can stall or
 // starve another: a client that breaks one is disconnected, alone.
 //
 //   Server server(loop.get(), {"nsfd", "nsfdd", version, url});
-//   server.addInterface(std::string(kManagerInterface), std::string(kManagerIdl));
-//   server.addMethod("org.nsfd1.Manager.GetNamespace", [&](const CallPtr& call) {
-//       authorizer.check(call->peer(), ..., [call](bool allowed) {   // later, on the loop
-//           if (!allowed) { call->error(error::kAccessDenied, {{"pid", pid}}); return; }
-//           std::vector<UniqueFd> fds;
-//           fds.push_back(std::move(nsfd));
-//           call->reply({{"fileDescriptor", 0}}, std::move(fds));
-//       });
-//   });
-//   server.bind("/run/nsfd/org.nsfd1.Manager");   // or listen(fd from sd_listen_fds)
+//   server.addInterface(std::string(idl));              // "interface org.example.Foo ..."
+//   server.addMethod("org.example.Foo.Get", [&](const CallPtr& call) {
+//       // call->parameters() already matches Get's input in the IDL
+//       call->reply({{"fileDescriptor", 0}}, std::move(fds));   // now, or later on the loop
+//   }, kTakesFds);
+//   server.bind("/run/example/org.example.Foo");   // or listen(fd from sd_listen_fds)
 #pragma once
 
 #include <sys/types.h>
@@ -33,6 +31,7 @@
 #include "event_source.hpp"
 #include "peer.hpp"
 #include "varlink/codec.hpp"
+#include "varlink/idl.hpp"
 
 namespace nsfd::daemon::varlink {
 
@@ -43,6 +42,12 @@ struct ServerInfo {
     std::string product;
     std::string version;
     std::string url;
+    // The served interface's own errors that the server sends itself: for a
+    // handler's exception ("org.example.Foo.Failed", with {"message": what()})
+    // and for a call with more fds than DecodeLimits allow (with {"limit":
+    // "fileDescriptors", "maximum": N}).
+    std::string failedError;
+    std::string limitExceededError;
 };
 
 struct ServerLimits {
@@ -62,17 +67,17 @@ struct ServerLimits {
     std::size_t maxPendingCalls = 64;
 };
 
+// What the IDL does not say of a method. (Whether it streams, the IDL says:
+// see idl::More.)
 struct MethodFlags {
     // Fds sent with a call of a method without this are closed before dispatch.
     bool acceptsFds = false;
-    // Calls without "more" get org.varlink.service.ExpectedMore.
-    bool requiresMore = false;
 };
-inline constexpr MethodFlags kTakesFds{.acceptsFds = true, .requiresMore = false};
-inline constexpr MethodFlags kStreams{.acceptsFds = false, .requiresMore = true};
+inline constexpr MethodFlags kTakesFds{.acceptsFds = true};
 
-// Answers `call` now (call->reply(...)) or keeps it to answer later. Must not
-// throw: an exception is answered with org.nsfd1.Manager.Failed and reported.
+// Answers `call` now (call->reply(...)) or keeps it to answer later. Its
+// parameters match the method's input in the IDL. Must not throw: an exception
+// is answered with ServerInfo::failedError, and reported.
 using Handler = std::function<void(const CallPtr& call)>;
 
 // What a client did wrong, or a limit it hit; for the daemon to log.
@@ -85,10 +90,14 @@ class Server final {
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
-    // An interface GetInterfaceDescription returns `description` (IDL) for.
-    void addInterface(std::string name, std::string description);
-    // "interface.Method"; its interface should have been added.
-    void addMethod(std::string method, Handler handler, MethodFlags flags = {});
+    // An interface, by its description (IDL): calls of its methods are checked
+    // against it, and GetInterfaceDescription returns it. Throws
+    // idl::ParseError if it does not parse, std::logic_error if an interface
+    // of that name was added before.
+    void addInterface(std::string description);
+    // "interface.Method", a method of an added interface. Throws
+    // std::logic_error if the interface's description has no such method.
+    void addMethod(std::string_view method, Handler handler, MethodFlags flags = {});
     void setProtocolErrorHook(ProtocolErrorHook hook) { hook_ = std::move(hook); }
 
     // Serves on a listening socket (from socket activation). Throws std::system_error.
@@ -99,12 +108,19 @@ class Server final {
 
     std::size_t connectionCount() const noexcept { return connections_.size(); }
     const ServerLimits& limits() const noexcept { return limits_; }
+    const ServerInfo& info() const noexcept { return info_; }
 
   private:
     friend class Connection;
+    struct Interface {
+        std::string description;
+        idl::Interface parsed;
+    };
     struct Method {
         Handler handler;
         MethodFlags flags;
+        const idl::Interface* interface;  // in interfaces_, whose nodes never move
+        const idl::Method* signature;
     };
 
     static int onAccept(sd_event_source* source, int fd, std::uint32_t revents, void* userdata);
@@ -120,7 +136,7 @@ class Server final {
     ServerInfo info_;
     ServerLimits limits_;
     ProtocolErrorHook hook_;
-    std::map<std::string, std::string, std::less<>> interfaces_;
+    std::map<std::string, Interface, std::less<>> interfaces_;
     std::map<std::string, Method, std::less<>> methods_;
     UniqueFd listening_;
     EventSource acceptSource_;

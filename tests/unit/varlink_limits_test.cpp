@@ -95,13 +95,13 @@ TEST_F(VarlinkLimitsTest, HalfAMessageThenHangUp) {
 }
 
 TEST_F(VarlinkLimitsTest, TwoHundredFdsAreRefusedAndClosed) {
+    server_->addInterface(kTestIdl);
     server_->addMethod(
         "org.example.Test.TakeFds",
         [](const CallPtr& call) {
             call->reply({{"n", call->fdCount()}});
         },
         varlink::kTakesFds);
-    server_->addInterface("org.example.Test", "interface org.example.Test\n");
     TestClient client(*this);
     Pipe pipe;
     std::vector<UniqueFd> copies;
@@ -113,7 +113,7 @@ TEST_F(VarlinkLimitsTest, TwoHundredFdsAreRefusedAndClosed) {
     client.call("org.example.Test.TakeFds", Json::object(), raw);
     std::optional<Reply> reply = client.read();
     ASSERT_TRUE(reply);
-    EXPECT_EQ(reply->error(), varlink::error::kLimitExceeded);
+    EXPECT_EQ(reply->error(), "org.example.Test.LimitExceeded");
     EXPECT_EQ(reply->parameters().at("limit"), "fileDescriptors");
     EXPECT_TRUE(reply->fds.empty());
     // Every copy the server got is closed: with ours gone, the pipe reads EOF.
@@ -135,7 +135,7 @@ TEST_F(VarlinkLimitsTest, AClientThatNeverReadsIsDisconnectedAlone) {
     limits.maxUnsentBytes = 256 * 1024;
     limits.maxUnsentFds = 16;
     startServer(limits);
-    server_->addInterface("org.example.Test", "interface org.example.Test\n");
+    server_->addInterface(kTestIdl);
     server_->addMethod("org.example.Test.Big", [](const CallPtr& call) {
         call->reply({{"blob", std::string(64 * 1024, 'x')}});
     });
@@ -194,7 +194,7 @@ TEST_F(VarlinkLimitsTest, PendingCallsStopTheReadingNotTheClient) {
     varlink::ServerLimits limits;
     limits.maxPendingCalls = 4;
     startServer(limits);
-    server_->addInterface("org.example.Test", "interface org.example.Test\n");
+    server_->addInterface(kTestIdl);
     std::vector<CallPtr> later;
     server_->addMethod("org.example.Test.Later",
                        [&](const CallPtr& call) { later.push_back(call); });

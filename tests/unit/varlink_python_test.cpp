@@ -27,7 +27,7 @@ class VarlinkPythonTest : public VarlinkTest {
   protected:
     void SetUp() override {
         VarlinkTest::SetUp();
-        server_->addInterface("org.example.Test", "interface org.example.Test\n");
+        server_->addInterface(kTestIdl);
         server_->addMethod(
             "org.example.Test.Echo",
             [](const CallPtr& call) {
@@ -38,16 +38,13 @@ class VarlinkPythonTest : public VarlinkTest {
                 call->reply({{"echo", call->parameters()}, {"fileDescriptor", 0}}, std::move(fds));
             },
             varlink::kTakesFds);
-        server_->addMethod(
-            "org.example.Test.Count",
-            [](const CallPtr& call) {
-                int to = call->parameters().value("to", 3);
-                for (int i = 1; i < to; ++i) {
-                    call->notify({{"n", i}});
-                }
-                call->reply({{"n", to}});
-            },
-            varlink::kStreams);
+        server_->addMethod("org.example.Test.Count", [](const CallPtr& call) {
+            int to = call->parameters().value("to", 3);
+            for (int i = 1; i < to; ++i) {
+                call->notify({{"n", i}});
+            }
+            call->reply({{"n", to}});
+        });
     }
 
     ClientRun runClient(const std::vector<std::string>& arguments) {
@@ -131,8 +128,7 @@ TEST_F(VarlinkPythonTest, ErrorsExitWithOne) {
 // Both descriptions the server hands out parse with the grammar of varlink.org,
 // every type they use declared and every declaration commented.
 TEST_F(VarlinkPythonTest, InterfaceDescriptionsAreValidIdl) {
-    server_->addInterface(std::string(varlink::kManagerInterface),
-                          std::string(varlink::kManagerIdl));
+    server_->addInterface(std::string(varlink::kManagerIdl));
     ClientRun run = runPython(NSFD_VARLINK_IDL_CHECK_PY,
                               {"--socket", path_, "org.nsfd1.Manager", "org.varlink.service"});
     EXPECT_EQ(run.status, 0);

@@ -25,9 +25,8 @@ class VarlinkServerTest : public VarlinkTest {
   protected:
     void SetUp() override {
         VarlinkTest::SetUp();
-        server_->addInterface(std::string(varlink::kManagerInterface),
-                              std::string(varlink::kManagerIdl));
-        server_->addInterface("org.example.Test", "interface org.example.Test\n");
+        server_->addInterface(std::string(varlink::kManagerIdl));
+        server_->addInterface(kTestIdl);
     }
 };
 
@@ -244,8 +243,7 @@ TEST_F(VarlinkServerTest, RepliesLeaveInCallOrder) {
 
 TEST_F(VarlinkServerTest, StreamsWithMore) {
     CallPtr stream;
-    server_->addMethod(
-        "org.example.Test.Watch", [&](const CallPtr& call) { stream = call; }, varlink::kStreams);
+    server_->addMethod("org.example.Test.Watch", [&](const CallPtr& call) { stream = call; });
     server_->addMethod("org.example.Test.Now", [](const CallPtr& call) { call->reply(); });
     TestClient client(*this);
     client.call("org.example.Test.Watch");
@@ -330,7 +328,7 @@ TEST_F(VarlinkServerTest, AThrowingHandlerIsAnsweredWithFailed) {
     client.call("org.example.Test.Throw");
     std::optional<Reply> reply = client.read();
     ASSERT_TRUE(reply);
-    EXPECT_EQ(reply->error(), error::kFailed);
+    EXPECT_EQ(reply->error(), "org.example.Test.Failed");
     EXPECT_EQ(reply->parameters().at("message"), "boom");
     client.call("org.varlink.service.GetInfo");
     EXPECT_TRUE(client.read());
@@ -370,7 +368,8 @@ TEST_F(VarlinkServerTest, ServesAnActivatedSocket) {
     std::strncpy(address.sun_path, path_.c_str(), sizeof(address.sun_path) - 1);
     ASSERT_EQ(::bind(listening.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
     ASSERT_EQ(::listen(listening.get(), 16), 0);
-    server_ = std::make_unique<varlink::Server>(event_, varlink::ServerInfo{"v", "p", "1", "u"});
+    server_ = std::make_unique<varlink::Server>(
+        event_, varlink::ServerInfo{"v", "p", "1", "u", "v.Failed", "v.LimitExceeded"});
     server_->listen(std::move(listening));
     TestClient client(*this);
     client.call("org.varlink.service.GetInfo");

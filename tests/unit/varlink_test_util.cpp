@@ -53,7 +53,9 @@ void VarlinkTest::startServer(varlink::ServerLimits limits) {
     server_.reset();
     path_ = dir_ + "/run/org.nsfd1.Manager";
     server_ = std::make_unique<varlink::Server>(
-        event_, varlink::ServerInfo{"nsfd", "nsfd test", "0.1", "https://example.org/nsfd"},
+        event_,
+        varlink::ServerInfo{"nsfd", "nsfd test", "0.1", "https://example.org/nsfd",
+                            "org.example.Test.Failed", "org.example.Test.LimitExceeded"},
         limits);
     server_->setProtocolErrorHook([this](const varlink::Peer&, std::string_view what) {
         protocolErrors_.emplace_back(what);

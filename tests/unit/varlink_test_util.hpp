@@ -23,6 +23,32 @@ namespace nsfd::test {
 namespace varlink = nsfd::daemon::varlink;
 using varlink::Json;
 
+// The interface the protocol tests serve: the server checks calls against it.
+inline constexpr const char* kTestIdl = R"idl(interface org.example.Test
+
+method Echo(pid: ?int) -> (echo: object, fileDescriptor: int)
+
+# [Requires 'more' flag]
+method Count(to: ?int) -> (n: int)
+
+# [Requires 'more' flag]
+method Watch() -> (n: ?int)
+
+method Reverse() -> ()
+method NoFds() -> ()
+method WhoAmI() -> (uid: int, gid: int, pid: int)
+method Later(n: ?int) -> (n: int)
+method Now(n: ?int) -> (n: ?int)
+method Poke() -> ()
+method Throw() -> ()
+method TakeFds() -> ()
+method Big() -> (data: string)
+method Fd() -> (fileDescriptor: int)
+
+error Failed (message: string)
+error LimitExceeded (limit: ?string, maximum: ?int)
+)idl";
+
 struct Reply {
     Json message;
     std::vector<UniqueFd> fds;
