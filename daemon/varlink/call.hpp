@@ -43,8 +43,6 @@ class Call final {
     // False once the client has gone (or was disconnected): replies are then
     // dropped and their fds closed.
     bool connected() const;
-    // True after the final reply or error (a oneway call is answered at once).
-    bool answered() const noexcept { return answered_; }
 
     // The final reply. `fds` go with it; `parameters` refers to them by index.
     // Each returns false when the reply was dropped (gone, or already answered).

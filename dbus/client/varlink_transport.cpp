@@ -26,10 +26,11 @@ namespace {
 using nsfd::varlink::Json;
 using nsfd::varlink::ReplyMessage;
 
-// sd-bus's default method call timeout; a call that lets polkit ask a person
-// for a password waits as long as nsfdd waits for polkit at most.
+// sd-bus's default method call timeout. A call that lets polkit ask a person
+// for a password waits a little longer than nsfdd waits for polkit (2 minutes,
+// PolkitClient's interactiveTimeout), so that nsfdd's answer ends it.
 constexpr auto kCallTimeout = std::chrono::seconds(25);
-constexpr auto kInteractiveCallTimeout = std::chrono::minutes(5);
+constexpr auto kInteractiveCallTimeout = std::chrono::seconds(130);
 // While the news stream is lost and nsfdd cannot be reached, try again this often.
 constexpr auto kResubscribeInterval = std::chrono::seconds(1);
 

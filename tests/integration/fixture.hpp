@@ -75,14 +75,18 @@ inline void expectSameNamespace(const sdbus::UnixFd& fd, const std::string& path
     }
 }
 
-inline Child spawnAs(uid_t uid, bool dumpable = true) {
-    return Child::spawn([uid, dumpable] {
-        if (::setresgid(uid, uid, uid) < 0 || ::setresuid(uid, uid, uid) < 0 ||
-            ::prctl(PR_SET_DUMPABLE, dumpable ? 1 : 0) < 0) {
-            return errno;
-        }
-        return 0;
-    });
+// A child running as uid (its gid the same); with `pid`, it has that pid
+// (clone3's set_tid: it must be free).
+inline Child spawnAs(uid_t uid, bool dumpable = true, pid_t pid = 0) {
+    return Child::spawn(
+        [uid, dumpable] {
+            if (::setresgid(uid, uid, uid) < 0 || ::setresuid(uid, uid, uid) < 0 ||
+                ::prctl(PR_SET_DUMPABLE, dumpable ? 1 : 0) < 0) {
+                return errno;
+            }
+            return 0;
+        },
+        Child::Options{0, pid});
 }
 
 // A directory the test users can reach, for nsfdd's Varlink socket; removed with it.

@@ -26,7 +26,7 @@ namespace nsfd::test {
 // A dbus-daemon of type system, with nsfd's own policy file, run as our child.
 enum class BusKind {
     DbusDaemon,  // what the tests use
-    DbusBroker,  // dbus-broker-launch (package dbus-broker), for the benchmarks
+    DbusBroker,  // dbus-broker-launch (package dbus-broker): NSFD_TEST_BUS=dbus-broker, benchmarks
 };
 
 class TestBus {
@@ -53,10 +53,11 @@ class TestBus {
     std::atomic<bool> stopping_{false};
 };
 
-// nsfdd as our child, told about with NOTIFY_SOCKET, on the given bus.
 // What the tests set NSFD_VARLINK_SOCKET to: nothing listens there, so
 // Client::system() and nsfdctl use the test bus.
 inline constexpr const char* kNoVarlinkSocket = "/nonexistent/nsfd-tests-use-the-bus";
+
+// nsfdd as our child, told about with NOTIFY_SOCKET, on the given bus.
 
 class Daemon {
   public:
@@ -146,18 +147,17 @@ std::pair<int, std::string> runDaemonOnce(const std::vector<std::string>& args);
 // WaitTimedOut if the lock is not free within kWaitLimit.
 pid_t forkProcess();
 
-// Forks; the child runs `child(fd)` with the write end of a pipe and must not
-// return. The parent reads the pipe to its end and reaps: {wait status, output}.
-// Throws WaitTimedOut, naming `what`, if that takes over kWaitLimit.
 // All of `bytes` on a Unix socket, `fds` as SCM_RIGHTS with the first byte
 // (varlink/socket_io.hpp's sendWithFds, waiting while the socket is full).
 // False once the peer hung up or after 30 s.
 bool sendAllWithFds(int socket, std::string_view bytes, const std::vector<int>& fds = {});
 
+// Forks; the child runs `child(fd)` with the write end of a pipe and must not
+// return. The parent reads the pipe to its end and reaps: {wait status, output}.
+// Throws WaitTimedOut, naming `what`, if that takes over kWaitLimit.
 std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child,
                                         const std::string& what = "a forked child");
 
-// The bus address every test uses (one bus per test program).
 // The whole of a file ("" if it cannot be read).
 std::string readFile(const std::string& path);
 // VmRSS of a process, in KiB (0 if it is gone).
@@ -166,6 +166,7 @@ long rssKiB(pid_t pid);
 // The bus of the integration tests: dbus-daemon, or dbus-broker with
 // NSFD_TEST_BUS=dbus-broker.
 BusKind testBusKind();
+// The address of that bus (one bus per test program).
 const std::string& busAddress();
 std::unique_ptr<sdbus::IConnection> connectToBus();
 

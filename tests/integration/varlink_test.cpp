@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "fixture.hpp"
@@ -18,6 +19,7 @@ namespace nsfd::test {
 namespace {
 
 using namespace std::chrono_literals;
+using Json = nlohmann::json;
 
 const std::string kCheck = NSFD_TEST_SOURCE_DIR "/tests/varlink/nsfd_check.py";
 const std::string kClient = NSFD_TEST_SOURCE_DIR "/tests/varlink/varlink_client.py";
@@ -107,6 +109,18 @@ class PythonClient {
     UniqueFd out_;
     std::string buffer_;
 };
+
+// Each line of `text` as JSON (a client's replies, one per line).
+std::vector<Json> jsonLines(const std::string& text) {
+    std::vector<Json> lines;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+        if (!line.empty()) {
+            lines.push_back(Json::parse(line));
+        }
+    }
+    return lines;
+}
 
 UniqueFd connectTo(const std::string& path) {
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -395,9 +409,17 @@ TEST_F(VarlinkTest, BrokenClientsAreHungUpOnAlone) {
 
 TEST_F(VarlinkTest, WatchExitsTellsEachCallerOnlyOfWhatItMaySee) {
     Child canaryA = spawnAs(kUser), targetA = spawnAs(kUser);
-    Child canaryB = spawnAs(kOtherUser), targetB = spawnAs(kOtherUser);
-    auto pidOf = [](const Child& c) { return std::to_string(c.pid()); };
     std::uint64_t idA = PidFd::open(targetA.pid()).id();
+    // B's target gets A's id as its pid (pidfs ids are small counters, in the
+    // range of pids): news compared as text rather than as numbers would match.
+    auto pidMax = std::stoul(readFile("/proc/sys/kernel/pid_max"));
+    bool collide = idA < pidMax && ::kill(static_cast<pid_t>(idA), 0) < 0 && errno == ESRCH;
+    Child canaryB = spawnAs(kOtherUser);
+    Child targetB = spawnAs(kOtherUser, true, collide ? static_cast<pid_t>(idA) : 0);
+    if (collide) {
+        ASSERT_EQ(static_cast<std::uint64_t>(targetB.pid()), idA);
+    }
+    auto pidOf = [](const Child& c) { return std::to_string(c.pid()); };
     PythonClient a(kUser, {}, {kCheck, "watch", socket_, "2", pidOf(canaryA), pidOf(targetA)});
     PythonClient b(kOtherUser, {}, {kCheck, "watch", socket_, "2", pidOf(canaryB), pidOf(targetB)});
     ASSERT_EQ(a.readLine(), "watching");
@@ -409,40 +431,44 @@ TEST_F(VarlinkTest, WatchExitsTellsEachCallerOnlyOfWhatItMaySee) {
     canaryB.reap();
     std::optional<std::string> firstA = a.readLine(), firstB = b.readLine();
     ASSERT_TRUE(firstA && firstB);
-    EXPECT_NE(firstA->find("\"pid\": " + pidOf(canaryA)), std::string::npos) << *firstA;
-    EXPECT_NE(firstB->find("\"pid\": " + pidOf(canaryB)), std::string::npos) << *firstB;
+    EXPECT_EQ(Json::parse(*firstA).at("pid"), canaryA.pid()) << *firstA;
+    EXPECT_EQ(Json::parse(*firstB).at("pid"), canaryB.pid()) << *firstB;
 
     targetA.release(42);
     int pidA = targetA.pid();
     targetA.reap();
     std::optional<std::string> exitA = a.readLine();
     ASSERT_TRUE(exitA);
-    EXPECT_EQ(*exitA, "{\"id\": " + std::to_string(idA) + ", \"pid\": " + std::to_string(pidA) +
-                          ", \"waitStatus\": " + std::to_string(42 << 8) + "}");
-    // WatchExits of one process, reaped already (retained 1 s): its exit, and the end.
-    std::string one = "{\"id\": " + std::to_string(idA) + "}";
+    EXPECT_EQ(Json::parse(*exitA), (Json{{"id", idA}, {"pid", pidA}, {"waitStatus", 42 << 8}}));
+    // WatchExits of one process, reaped already (retained 1 s): the ready reply
+    // (it continues), then its exit, which ends the stream.
+    Json one = {{"id", idA}};
     auto [statusOne, outOne] = PythonClient::run(
-        kUser, {}, {kClient, socket_, "org.nsfd1.Manager.WatchExits", one, "--more"});
+        kUser, {}, {kClient, socket_, "org.nsfd1.Manager.WatchExits", one.dump(), "--more"});
     EXPECT_EQ(statusOne, 0) << outOne;
-    EXPECT_NE(outOne.find("\"waitStatus\": " + std::to_string(42 << 8)), std::string::npos)
-        << outOne;
-    // The ready reply first (it continues), then the exit, which ends the stream.
-    std::size_t ready = outOne.find("\"parameters\": {\"ready\": true}");
-    EXPECT_NE(ready, std::string::npos) << outOne;
-    EXPECT_LT(ready, outOne.find("waitStatus")) << outOne;
-    EXPECT_EQ(outOne.find("\"continues\": true", outOne.find("waitStatus")), std::string::npos)
-        << outOne;
+    std::vector<Json> replies = jsonLines(outOne);
+    ASSERT_EQ(replies.size(), 2u) << outOne;
+    Json none = Json::array();  // fds
+    EXPECT_EQ(replies[0],
+              (Json{{"parameters", {{"ready", true}}}, {"continues", true}, {"fds", none}}));
+    EXPECT_EQ(replies[1],
+              (Json{{"parameters", {{"id", idA}, {"pid", pidA}, {"waitStatus", 42 << 8}}},
+                    {"fds", none}}));
     auto [statusOther, outOther] = PythonClient::run(
-        kOtherUser, {}, {kClient, socket_, "org.nsfd1.Manager.WatchExits", one, "--more"});
-    EXPECT_NE(outOther.find("org.nsfd1.Manager.NotTracked"), std::string::npos) << outOther;
+        kOtherUser, {}, {kClient, socket_, "org.nsfd1.Manager.WatchExits", one.dump(), "--more"});
+    replies = jsonLines(outOther);
+    ASSERT_EQ(replies.size(), 1u) << outOther;
+    EXPECT_EQ(replies[0].value("error", ""), "org.nsfd1.Manager.NotTracked") << outOther;
     // B's next news is of its own process: nothing of A's came in between.
     targetB.release(7);
     int pidB = targetB.pid();
     targetB.reap();
     std::optional<std::string> exitB = b.readLine();
     ASSERT_TRUE(exitB);
-    EXPECT_NE(exitB->find("\"pid\": " + std::to_string(pidB)), std::string::npos) << *exitB;
-    EXPECT_EQ(exitB->find(std::to_string(idA)), std::string::npos) << *exitB;
+    Json newsB = Json::parse(*exitB);
+    EXPECT_EQ(newsB.at("pid"), pidB) << *exitB;
+    EXPECT_NE(newsB.at("id"), idA) << *exitB;
+    EXPECT_EQ(newsB.at("waitStatus"), 7 << 8) << *exitB;
     auto [statusA, restA] = a.finish();
     auto [statusB, restB] = b.finish();
     EXPECT_EQ(statusA, 0);

@@ -161,11 +161,6 @@ class TrackedProcess {
   private:
     friend class Client;
 
-    // How a Client reaches nsfdd.
-    enum class TransportKind {
-        Varlink,  // nsfdd's socket, /run/nsfd/org.nsfd1.Manager (nsfdd.socket)
-        Bus,      // D-Bus, through the bus daemon
-    };
     struct Shared;
     TrackedProcess(std::shared_ptr<Shared> shared, pid_t pid, std::uint64_t id);
 
@@ -223,7 +218,7 @@ class Client {
     // Lets polkit ask the user to authenticate during the calls made from now
     // on (Varlink's allowInteractiveAuthentication): an authentication agent
     // (pkttyagent, a desktop's) must be running for the user, and a call may
-    // then take as long as the user takes (up to 5 minutes). Off by default:
+    // then take as long as the user takes (nsfdd waits 2 minutes at most). Off by default:
     // without it, a call polkit would allow after authentication fails with
     // InteractiveAuthorizationRequired. Throws NotSupported on the bus
     // transport: sdbus-c++ 1.2 cannot set a call's

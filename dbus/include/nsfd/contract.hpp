@@ -125,9 +125,6 @@ inline constexpr const char* kEgid = "Egid";
 inline constexpr const char* kSgid = "Sgid";
 inline constexpr const char* kFsgid = "Fsgid";
 inline constexpr const char* kExitStatus = "ExitStatus";  // i: the wait(2) status, once reaped
-inline constexpr const char* kAll[] = {kId,       kState, kPid,  kThreadGroupId, kParentPid,
-                                       kCgroupId, kRuid,  kEuid, kSuid,          kFsuid,
-                                       kRgid,     kEgid,  kSgid, kFsgid,         kExitStatus};
 }  // namespace info_key
 
 // The life of a tracked process, as the Process.State property names it.
