@@ -146,7 +146,11 @@ TEST_F(NsfdctlTest, JsonOutputParsesAndAgreesWithInfo) {
 
     auto [code, text] = nsfdctl({"info", pid});
     EXPECT_EQ(code, 0);
-    EXPECT_NE(text.find("Pid:              " + pid), std::string::npos) << text;
+    std::istringstream lines(text);
+    std::string pidLine;
+    while (std::getline(lines, pidLine) && pidLine.rfind("Pid:", 0) != 0) {
+    }
+    EXPECT_EQ(pidLine, "Pid:              " + pid) << text;
 
     EXPECT_EQ(nsfdctl({"untrack", "id:" + std::to_string(pidfd.id())}).first, 0);
     EXPECT_EQ(json::parse(nsfdctl({"--json", "list"}).second).size(), 0U);

@@ -16,6 +16,8 @@
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "fixture.hpp"
 
 namespace nsfd::test {
@@ -65,17 +67,15 @@ kill $p
     std::string pid = field("pid");
     std::string id = field("id");
     ASSERT_FALSE(id.empty()) << out;
-    EXPECT_NE(field("track").find("/org/nsfd1/process/" + id), std::string::npos)
-        << "tracked the process it meant:\n"
-        << out;
-    EXPECT_NE(field("info").find("\"id\":" + id), std::string::npos) << out;
-    EXPECT_NE(field("info").find("\"pid\":" + pid), std::string::npos)
-        << "its own pid, as it wrote it:\n"
-        << out;
+    EXPECT_EQ(field("track"), "/org/nsfd1/process/" + id) << "tracked the process it meant:\n"
+                                                          << out;
+    nlohmann::json info = nlohmann::json::parse(field("info"));
+    EXPECT_EQ(info.at("id"), std::stoull(id)) << out;
+    EXPECT_EQ(info.at("pid"), std::stoi(pid)) << "its own pid, as it wrote it:\n" << out;
     EXPECT_NE(field("raw").find("pass a pidfd"), std::string::npos)
         << "a raw pid from another pid namespace is refused:\n"
         << out;
-    EXPECT_NE(field("list").find("a(uto) 1 0 " + id), std::string::npos)
+    EXPECT_EQ(field("list"), "a(uto) 1 0 " + id + " \"/org/nsfd1/process/" + id + "\"")
         << "it is shown no pid of nsfdd's namespace:\n"
         << out;
 }
@@ -103,8 +103,9 @@ TEST_F(PidReuseTest, ALookupByPidFindsTheProcessThatHasThatPidNow) {
     EXPECT_EQ(manager_->GetProcess(static_cast<uint32_t>(pid)), oldPath);
     auto [status, info] = run({NSFD_TEST_NSFDCTL, "--json", "info", std::to_string(pid)});
     EXPECT_EQ(status, 0) << info;
-    EXPECT_NE(info.find("\"exit_status\":768"), std::string::npos) << info;
-    EXPECT_NE(info.find("\"state\":\"reaped\""), std::string::npos) << info;
+    nlohmann::json reaped = nlohmann::json::parse(info);
+    EXPECT_EQ(reaped.at("exit_status"), 3 << 8) << info;
+    EXPECT_EQ(reaped.at("state"), "reaped") << info;
 
     // The pid taken again, by an untracked process.
     Child reused = Child::spawn({}, {0, pid});

@@ -16,6 +16,8 @@
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "fixture.hpp"
 #include "polkit_harness.hpp"
 
@@ -388,7 +390,11 @@ TEST_F(PolkitDaemonTest, NsfdctlOnATerminalLetsPolkitAskForThePassword) {
     ASSERT_TRUE(allowed.typePassword(kRootPassword));
     allowed.readUntil("until the output ends", got);
     EXPECT_EQ(WEXITSTATUS(allowed.wait()), 0) << got;
-    EXPECT_NE(got.find("\"pid\":" + root), std::string::npos) << got;
+    // The JSON is the line the terminal showed after the password.
+    std::size_t start = got.find('{', got.find("AUTHENTICATION COMPLETE"));
+    ASSERT_NE(start, std::string::npos) << got;
+    std::string line = got.substr(start, got.find_first_of("\r\n", start) - start);
+    EXPECT_EQ(nlohmann::json::parse(line).at("pid"), std::stoi(root)) << got;
     ::unlink(shadow.c_str());
     roots.release(0);
     roots.reap();
