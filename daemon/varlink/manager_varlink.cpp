@@ -40,12 +40,8 @@ void replyCurrentError(Call& call) noexcept {
 }
 
 VarlinkEndpoint::VarlinkEndpoint(EventLoop& loop, Manager& manager)
-    : manager_(manager), server_(loop.get(), {"nsfd", "nsfdd", kVersion, ""}) {
-    try {
-        ownPidNamespace_ = pidNamespaceIdOf(PidFd::self());
-    } catch (const std::system_error&) {
-        ownPidNamespace_ = 0;
-    }
+    : manager_(manager), server_(loop.get(), {"nsfd", "nsfdd", kVersion, ""}),
+      own_(OwnNamespaces::ofSelf()) {
     server_.setProtocolErrorHook([](const varlink::Peer& peer, std::string_view what) {
         spdlog::info("Varlink client pid {} uid {}: {}", peer.pid, peer.uid, what);
     });
@@ -70,27 +66,26 @@ Caller VarlinkEndpoint::identify(const varlink::Peer& peer) const {
     caller.gid = peer.gid;
     caller.pid = peer.pid;
     caller.groups = peer.groups;
-    // Until its process says otherwise: nsfdd then takes no pid from it.
-    caller.inOurPidNamespace = false;
+    std::shared_ptr<const PidFd> pidfd;
+    std::optional<Credentials> creds;
     try {
-        // The peer's pidfd (SO_PEERPIDFD) cannot name another process; before
-        // kernel 6.5 the pid can, so its answers count only if it still runs as `uid`.
-        PidFd pidfd =
-            peer.pidfd.ok() ? PidFd::adopt(duplicateFd(peer.pidfd.get())) : PidFd::open(peer.pid);
-        std::optional<Credentials> creds = pidfd.info(InfoFlags::Credentials).credentials();
-        std::uint64_t pidNamespace = pidNamespaceIdOf(pidfd);
-        std::uint64_t startTime = processStartTime(peer.pid);
-        bool same = !pidfd.hasExited() && (peer.pidfd.ok() || (creds && creds->euid == peer.uid));
-        if (same) {
-            caller.inOurPidNamespace =
-                ownPidNamespace_ == 0 || pidNamespace == 0 || pidNamespace == ownPidNamespace_;
-            caller.startTime = startTime;
-        }
-        if (same && creds && creds->euid == peer.uid) {
-            caller.gid = caller.isRoot() ? 0 : creds->fsgid;  // ptrace's rule compares the fsgid
+        // The peer's pidfd (SO_PEERPIDFD, held since connect) cannot name
+        // another process; before kernel 6.5 the pid can, so its answers
+        // count only if it still runs as `uid`.
+        auto opened = std::make_shared<const PidFd>(
+            peer.pidfd.ok() ? PidFd::adopt(duplicateFd(peer.pidfd.get())) : PidFd::open(peer.pid));
+        creds = opened->info(InfoFlags::Credentials).credentials();
+        if (peer.pidfd.ok() || (creds && creds->euid == peer.uid)) {
+            pidfd = std::move(opened);
         }
     } catch (const std::system_error&) {
-        // Gone already: polkit, asked about a process with no start time, says no.
+        // Gone already.
+    }
+    // Fails closed: a process gone or unchecked leaves a caller from a foreign
+    // pid namespace (no raw pids), in a sandbox, with no start time for polkit.
+    identifyProcess(caller, std::move(pidfd), own_);
+    if (caller.pidfd && creds && creds->euid == peer.uid) {
+        caller.gid = caller.isRoot() ? 0 : creds->fsgid;  // ptrace's rule compares the fsgid
     }
     return caller;
 }

@@ -94,7 +94,7 @@ class VarlinkEndpoint final : public ManagerObserver {
 
     Manager& manager_;
     varlink::Server server_;
-    std::uint64_t ownPidNamespace_ = 0;
+    OwnNamespaces own_;  // nsfdd's pid and user namespaces
     std::unordered_map<const varlink::Peer*, CachedCaller> callers_;
     std::map<std::uint64_t, Watcher> watchers_;
     std::uint64_t nextWatcher_ = 1;

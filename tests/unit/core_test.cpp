@@ -247,6 +247,7 @@ Target targetOwnedBy(uid_t uid, bool dumpable = true) {
     target.pid = 4711;
     target.creds = Credentials{uid, uid, uid, uid, uid, uid, uid, uid};
     target.dumpable = dumpable;
+    target.visible = true;
     return target;
 }
 

@@ -4,7 +4,10 @@
 as a client that is not nsfd's C++ code (Python's standard library alone).
 
     nsfd_check.py methods SOCKET PID     every method on PID (a same-uid process); prints "ok"
-    nsfd_check.py table SOCKET PID ID    the authorization table's actions: "name: outcome" lines
+    nsfd_check.py table SOCKET PID ID [PIDFD]
+                                         the authorization table's actions: "name: outcome" lines
+                                         (PIDFD: an inherited pidfd of PID, for a caller that
+                                         cannot name PID itself)
     nsfd_check.py watch SOCKET COUNT [PID...]
                                          tracks each PID, prints "watching" once WatchExits
                                          is sent, then its first COUNT replies
@@ -130,7 +133,7 @@ def methods(path, pid):
 
 
 # The rows of the authorization table (authorization_table_test.cpp) that Varlink has.
-def table(path, pid, ident):
+def table(path, pid, ident, inherited=None):
     def with_fds(v, method, parameters):
         _, fds = v.call(M + method, parameters)
         close_all(fds)
@@ -140,7 +143,8 @@ def table(path, pid, ident):
             raise VarlinkError("test.NotListed", {})
 
     def by_pidfd(v):
-        pidfd = os.pidfd_open(pid)  # anyone may open one
+        # Anyone may open one, if it can name the process.
+        pidfd = os.pidfd_open(pid) if inherited is None else os.dup(inherited)
         try:
             v.call(M + "TrackProcess", {"pidfd": 0}, fds=[pidfd])
         finally:
@@ -228,7 +232,7 @@ def main(argv):
     if command == "methods":
         methods(path, int(argv[2]))
     elif command == "table":
-        table(path, int(argv[2]), int(argv[3]))
+        table(path, int(argv[2]), int(argv[3]), int(argv[4]) if len(argv) > 4 else None)
     elif command == "watch":
         watch(path, int(argv[2]), [int(p) for p in argv[3:]])
     elif command == "foreign":
