@@ -204,16 +204,7 @@ Process.Untrack: ok ok ok UnknownObject ok UnknownObject UnknownObject
 // The grant of the table, marked for sandboxes, and with pidfds.
 class SandboxGrantTableTest : public AuthorizationTableTest {
   protected:
-    std::string config() const override {
-        return R"(
-[[grant]]
-group = "users"
-namespaces = ["net", "uts"]
-info = true
-pidfd = true
-sandboxed = true
-)";
-    }
+    std::string config() const override { return kSandboxGrantConfig; }
 };
 
 TEST_F(SandboxGrantTableTest, AGrantMarkedSandboxedReachesOutsideTheSandbox) {

@@ -332,6 +332,43 @@ UntrackProcess: ok ok ok NotTracked ok NotTracked NotTracked
     nonDumpable.reap();
 }
 
+class VarlinkSandboxGrantTest : public VarlinkTest {
+  protected:
+    std::string config() const override { return kSandboxGrantConfig; }
+};
+
+TEST_F(VarlinkSandboxGrantTest, AGrantMarkedSandboxedReachesOutsideTheSandbox) {
+    // authorization_table_test.cpp's SandboxGrantTableTest, over Varlink: a
+    // member of the granted group in a sandbox, the target outside it.
+    Child target = spawnAs(kUser);
+    auto pid = static_cast<uint32_t>(target.pid());
+    manager_->TrackProcess(pid);
+    PidFd pidfd = PidFd::open(target.pid());
+    auto [status, out] =
+        check(kOtherUser, {kGrantedGroup}, "table",
+              {std::to_string(pid), std::to_string(pidfd.id()), std::to_string(pidfd.get())}, true,
+              pidfd.get());
+    EXPECT_EQ(status, 0) << out;
+    EXPECT_EQ(out, R"(TrackProcess: ForeignPidNamespace
+TrackProcess pidfd: ok
+GetProcess: ForeignPidNamespace
+ListProcesses shows it: ok
+GetNamespace net: ForeignPidNamespace
+GetNamespace mnt: ForeignPidNamespace
+GetNamespaces net uts: ForeignPidNamespace
+GetProcessInfo: ForeignPidNamespace
+GetNamespace id net: ok
+GetNamespaceIds id: ok
+GetProcessInfo id: ok
+GetPidFd: ok
+SendSignal CONT: AccessDenied
+GetFd 0: AccessDenied
+UntrackProcess: ok
+)");
+    target.release(0);
+    target.reap();
+}
+
 TEST_F(VarlinkTest, ACallerInAnotherPidNamespaceNamesProcessesByPidFd) {
     // As flatpak apps and containers that mount /run/nsfd are: its pids are not nsfdd's.
     std::string script = "sleep 100 & p=$!; python3 " + kCheck + " foreign " + socket_ +

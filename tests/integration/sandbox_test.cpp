@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// A caller in a sandbox of its user (a user and a pid namespace of its own, as
+// a rootless container, flatpak or bwrap make) keeps what the kernel gives it
+// inside: its own processes, by pidfd and id, on both doors; and, as the
+// kernel, nsfd does not let it kill its own namespace's init. What it may not
+// reach outside: authorization_table_test.cpp and varlink_test.cpp.
+#include <grp.h>
+#include <sys/wait.h>
+
+#include <csignal>
+
+#include "fixture.hpp"
+
+namespace nsfd::test {
+namespace {
+
+const std::string kCheck = NSFD_TEST_SOURCE_DIR "/tests/varlink/nsfd_check.py";
+
+// The same lines from both doors (nsfd_check.py sandbox prints them too).
+constexpr const char* kInsideExpected = R"(track by pidfd: ok
+raw pid: ForeignPidNamespace
+listed: ok
+info by id: ok
+mnt namespace by id: ok
+pidfd by id: ok
+SIGTERM by id: ok
+reaped by: 15
+track init: ok
+SIGKILL to init: AccessDenied
+SIGTERM to init: AccessDenied
+)";
+
+class SandboxTest : public DaemonTest {
+  protected:
+    std::string varlinkPath() const override { return dir_.socket(); }
+
+    void SetUp() override {
+        if (kUser == 0) {
+            GTEST_SKIP() << "user nsfd-test-a is missing (scripts/test-users)";
+        }
+        DaemonTest::SetUp();
+    }
+
+    SocketDir dir_;
+};
+
+std::string shortName(const std::string& error) {
+    return error.empty() ? "ok" : error.substr(error.rfind('.') + 1);
+}
+
+TEST_F(SandboxTest, OverDBusItsOwnProcessesWorkAndItsInitCannotBeKilled) {
+    std::string out = asSandboxedUser(kUser, kUser, {}, [](sdbus::IConnection& bus) {
+        // Pid 1 of the sandbox; a process of its own beside it.
+        pid_t child = ::fork();
+        if (child == 0) {
+            ::pause();
+            ::_exit(0);
+        }
+        ManagerProxy manager(bus, false);
+        std::string lines;
+        auto cell = [&](const std::string& name, const std::function<void()>& fn) {
+            lines += name + ": " + shortName(errorNameOf(fn)) + "\n";
+        };
+        PidFd own = PidFd::open(child);
+        std::string path;
+        cell("track by pidfd", [&] { path = manager.TrackProcessByPidFd(sdbus::UnixFd(own.get())); });
+        cell("raw pid", [&] { manager.GetProcessInfo(static_cast<uint32_t>(child)); });
+        cell("listed", [&] {
+            for (const auto& entry : manager.ListProcesses()) {
+                if (entry.get<2>() == path) {
+                    return;
+                }
+            }
+            throw sdbus::Error("test.NotListed", "not listed");
+        });
+        ProcessProxy process(bus, path);
+        cell("info by id", [&] { process.GetInfo(); });
+        cell("mnt namespace by id", [&] {
+            sdbus::UnixFd fd = process.GetNamespace("mnt");
+            if (statOf(fd.get()).st_ino != statOf("/proc/self/ns/mnt").st_ino) {
+                throw sdbus::Error("test.WrongNamespace", "not the sandbox's mount namespace");
+            }
+        });
+        cell("pidfd by id", [&] { process.GetPidFd(); });
+        cell("SIGTERM by id", [&] { process.SendSignal(SIGTERM); });
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        lines += "reaped by: " + std::to_string(WIFSIGNALED(status) ? WTERMSIG(status) : -1) + "\n";
+        PidFd self = PidFd::open(1);  // ourselves, as the sandbox names us
+        std::string initPath;
+        cell("track init", [&] { initPath = manager.TrackProcessByPidFd(sdbus::UnixFd(self.get())); });
+        ProcessProxy init(bus, initPath);
+        // Were either allowed, this process would die here and say nothing.
+        cell("SIGKILL to init", [&] { init.SendSignal(SIGKILL); });
+        cell("SIGTERM to init", [&] { init.SendSignal(SIGTERM); });
+        return lines;
+    });
+    EXPECT_EQ(out, kInsideExpected) << daemon_->log();
+}
+
+TEST_F(SandboxTest, OverVarlinkItsOwnProcessesWorkAndItsInitCannotBeKilled) {
+    auto [status, out] = forkAndRead([&](int fd) {
+        ::dup2(fd, STDOUT_FILENO);
+        ::dup2(fd, STDERR_FILENO);
+        if (::setgroups(0, nullptr) < 0 || ::setresgid(kUser, kUser, kUser) < 0 ||
+            ::setresuid(kUser, kUser, kUser) < 0) {
+            ::_exit(126);
+        }
+        ::execlp("unshare", "unshare", "--user", "--map-root-user", "--pid", "--fork", "python3",
+                 kCheck.c_str(), "sandbox", dir_.socket().c_str(), nullptr);
+        ::_exit(127);
+    });
+    EXPECT_EQ(status, 0) << out;
+    EXPECT_EQ(out, kInsideExpected) << daemon_->log();
+}
+
+}  // namespace
+}  // namespace nsfd::test
