@@ -44,8 +44,8 @@ struct Caller {
     // user, not the user: it is never root, and only grants marked
     // `sandboxed` apply to it. False as well when it could not be checked.
     bool inOurUserNamespace = true;
-    std::uint64_t userNamespace = 0;                            // NS_GET_ID; 0 if unknown
-    uid_t userNamespaceOwner = static_cast<uid_t>(-1);          // NS_GET_OWNER_UID
+    std::uint64_t userNamespace = 0;                    // NS_GET_ID; 0 if unknown
+    uid_t userNamespaceOwner = static_cast<uid_t>(-1);  // NS_GET_OWNER_UID
     // The calling process, held since its connection was first seen: what
     // polkit is asked about, and whether it has exited since. Null if it had
     // exited (or could not be opened) by then.

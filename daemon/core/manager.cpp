@@ -301,9 +301,8 @@ bool canName(const Caller& caller, const std::vector<std::uint64_t>& pidNamespac
     if (caller.inOurPidNamespace) {
         return true;
     }
-    return caller.pidNamespace != 0 &&
-           std::find(pidNamespaces.begin(), pidNamespaces.end(), caller.pidNamespace) !=
-               pidNamespaces.end();
+    return caller.pidNamespace != 0 && std::find(pidNamespaces.begin(), pidNamespaces.end(),
+                                                 caller.pidNamespace) != pidNamespaces.end();
 }
 
 }  // namespace

@@ -217,9 +217,10 @@ Caller CallerCache::callerFrom(sd_bus_creds* creds, int r, const std::string& na
     }
     completeFromProcess(caller, n < 0 && caller.uid != 0, own_);
     if (!caller.pidfd) {
-        spdlog::info("Caller {} (uid {}, pid {}) has left its process or cannot be checked: "
-                     "taken as from a foreign pid namespace, in a sandbox",
-                     name, caller.uid, caller.pid);
+        spdlog::info(
+            "Caller {} (uid {}, pid {}) has left its process or cannot be checked: "
+            "taken as from a foreign pid namespace, in a sandbox",
+            name, caller.uid, caller.pid);
     }
     return caller;
 }

@@ -40,7 +40,8 @@ void replyCurrentError(Call& call) noexcept {
 }
 
 VarlinkEndpoint::VarlinkEndpoint(EventLoop& loop, Manager& manager)
-    : manager_(manager), server_(loop.get(), {"nsfd", "nsfdd", kVersion, ""}),
+    : manager_(manager),
+      server_(loop.get(), {"nsfd", "nsfdd", kVersion, ""}),
       own_(OwnNamespaces::ofSelf()) {
     server_.setProtocolErrorHook([](const varlink::Peer& peer, std::string_view what) {
         spdlog::info("Varlink client pid {} uid {}: {}", peer.pid, peer.uid, what);

@@ -41,8 +41,7 @@ using Action = std::function<void(sdbus::IConnection&, const Named& target)>;
 // Each action throws sdbus::Error if denied; ListProcesses answers whether it shows the target.
 const std::vector<std::pair<const char*, Action>>& actions() {
     static const std::vector<std::pair<const char*, Action>> all = {
-        {"TrackProcess",
-         [](auto& bus, const Named& t) { ManagerProxy(bus).TrackProcess(t.pid); }},
+        {"TrackProcess", [](auto& bus, const Named& t) { ManagerProxy(bus).TrackProcess(t.pid); }},
         {"TrackProcessByPidFd",
          [](auto& bus, const Named& t) {
              ManagerProxy(bus).TrackProcessByPidFd(sdbus::UnixFd(t.pidfd));  // dup()s it
@@ -71,14 +70,12 @@ const std::vector<std::pair<const char*, Action>>& actions() {
          [](auto& bus, const Named& t) { ProcessProxy(bus, t.path).GetNamespace("net"); }},
         {"Process.GetNamespaceIds",
          [](auto& bus, const Named& t) { ProcessProxy(bus, t.path).GetNamespaceIds(); }},
-        {"Process.GetInfo",
-         [](auto& bus, const Named& t) { ProcessProxy(bus, t.path).GetInfo(); }},
+        {"Process.GetInfo", [](auto& bus, const Named& t) { ProcessProxy(bus, t.path).GetInfo(); }},
         {"Process.GetPidFd",
          [](auto& bus, const Named& t) { ProcessProxy(bus, t.path).GetPidFd(); }},
         {"Process.SendSignal CONT",
          [](auto& bus, const Named& t) { ProcessProxy(bus, t.path).SendSignal(SIGCONT); }},
-        {"Process.GetFd 0",
-         [](auto& bus, const Named& t) { ProcessProxy(bus, t.path).GetFd(0); }},
+        {"Process.GetFd 0", [](auto& bus, const Named& t) { ProcessProxy(bus, t.path).GetFd(0); }},
         // The object as a whole: properties, and the listings of the bus's standard interfaces.
         {"Process property Pid",
          [](auto& bus, const Named& t) { ProcessProxy(bus, t.path).Pid(); }},
@@ -101,8 +98,7 @@ const std::vector<std::pair<const char*, Action>>& actions() {
              }
          }},
         // Last: the test tracks the target again after it.
-        {"Process.Untrack",
-         [](auto& bus, const Named& t) { ProcessProxy(bus, t.path).Untrack(); }},
+        {"Process.Untrack", [](auto& bus, const Named& t) { ProcessProxy(bus, t.path).Untrack(); }},
     };
     return all;
 }
@@ -120,36 +116,36 @@ class AuthorizationTableTest : public DaemonTest {
     // Each action as each column's caller, on a target root tracks: "name: cell..." lines.
     std::string tableOf(const std::vector<Column>& columns, const Child& dumpable,
                         const Child& nonDumpable) {
-    std::map<std::string, std::vector<std::string>> cells;
-    for (const Column& column : columns) {
-        const Child& target = column.nonDumpableTarget ? nonDumpable : dumpable;
-        auto pid = static_cast<uint32_t>(target.pid());
-        // Inherited by the caller's process across fork(2); closed here.
-        UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, target.pid(), 0)));
-        EXPECT_TRUE(pidfd.ok());
-        for (const auto& [name, action] : actions()) {
-            // Root tracks the target (again, after an Untrack) before each cell.
-            std::string path = manager_->TrackProcess(pid);
-            Named named{pid, pidfd.get(), path};
-            auto call = [&](sdbus::IConnection& bus) {
-                action(bus, named);
-                return std::string("ok");
-            };
-            std::string result = column.sandboxed
-                                     ? asSandboxedUser(column.uid, column.uid, column.groups, call)
+        std::map<std::string, std::vector<std::string>> cells;
+        for (const Column& column : columns) {
+            const Child& target = column.nonDumpableTarget ? nonDumpable : dumpable;
+            auto pid = static_cast<uint32_t>(target.pid());
+            // Inherited by the caller's process across fork(2); closed here.
+            UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, target.pid(), 0)));
+            EXPECT_TRUE(pidfd.ok());
+            for (const auto& [name, action] : actions()) {
+                // Root tracks the target (again, after an Untrack) before each cell.
+                std::string path = manager_->TrackProcess(pid);
+                Named named{pid, pidfd.get(), path};
+                auto call = [&](sdbus::IConnection& bus) {
+                    action(bus, named);
+                    return std::string("ok");
+                };
+                std::string result =
+                    column.sandboxed ? asSandboxedUser(column.uid, column.uid, column.groups, call)
                                      : asUser(column.uid, column.uid, column.groups, call);
-            cells[name].push_back(outcome(result));
+                cells[name].push_back(outcome(result));
+            }
         }
-    }
-    std::ostringstream table;
-    table << '\n';
-    for (const auto& [name, action] : actions()) {
-        table << name << ':';
-        for (const std::string& cell : cells[name]) {
-            table << ' ' << cell;
-        }
+        std::ostringstream table;
         table << '\n';
-    }
+        for (const auto& [name, action] : actions()) {
+            table << name << ':';
+            for (const std::string& cell : cells[name]) {
+                table << ' ' << cell;
+            }
+            table << '\n';
+        }
         return table.str();
     }
 };

@@ -15,9 +15,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <mutex>
 #include <optional>
-#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -452,16 +452,17 @@ class PolkitSubjectMonitor {
 // once that process has exited: the second call is a named denial.
 TEST_F(PolkitDaemonTest, PolkitIsNeverAskedAboutAPidTheCallerNoLongerHas) {
     // Root's processes (whose pid the caller's will be) get anything from polkit.
-    polkit_ = std::make_unique<TestPolkit>(busAddress(), R"(polkit.addRule(function(action, subject) {
+    polkit_ =
+        std::make_unique<TestPolkit>(busAddress(), R"(polkit.addRule(function(action, subject) {
     if (action.id.indexOf("org.nsfd1.") != 0) { return polkit.Result.NOT_HANDLED; }
     return subject.user == "root" ? polkit.Result.YES : polkit.Result.NO;
 });
 )");
     PolkitSubjectMonitor monitor(busAddress());
     Child roots = Child::spawn();
-    auto [status, out] = run({"/usr/bin/python3", NSFD_TEST_SOURCE_DIR "/tests/integration/dbus_handoff.py",
-                              "reuse", busAddress(), std::to_string(kUser),
-                              std::to_string(roots.pid())});
+    auto [status, out] =
+        run({"/usr/bin/python3", NSFD_TEST_SOURCE_DIR "/tests/integration/dbus_handoff.py", "reuse",
+             busAddress(), std::to_string(kUser), std::to_string(roots.pid())});
     EXPECT_EQ(status, 0) << out;
     std::istringstream lines(out);
     std::map<std::string, std::string> said;
@@ -492,8 +493,9 @@ TEST_F(PolkitDaemonTest, PolkitIsNeverAskedAboutAPidTheCallerNoLongerHas) {
 // first call): nsfdd cannot tell where the caller lives now, and takes no raw
 // pid from it, not even root's.
 TEST_F(PolkitDaemonTest, AConnectionHandedToAnotherPidNamespaceGetsForeignPidNamespace) {
-    auto [status, out] = run({"/usr/bin/python3", NSFD_TEST_SOURCE_DIR "/tests/integration/dbus_handoff.py",
-                              "foreign", busAddress()});
+    auto [status, out] =
+        run({"/usr/bin/python3", NSFD_TEST_SOURCE_DIR "/tests/integration/dbus_handoff.py",
+             "foreign", busAddress()});
     EXPECT_EQ(status, 0) << out;
     EXPECT_EQ(out, err::kForeignPidNamespace);
 }

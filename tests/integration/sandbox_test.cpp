@@ -63,7 +63,8 @@ TEST_F(SandboxTest, OverDBusItsOwnProcessesWorkAndItsInitCannotBeKilled) {
         };
         PidFd own = PidFd::open(child);
         std::string path;
-        cell("track by pidfd", [&] { path = manager.TrackProcessByPidFd(sdbus::UnixFd(own.get())); });
+        cell("track by pidfd",
+             [&] { path = manager.TrackProcessByPidFd(sdbus::UnixFd(own.get())); });
         cell("raw pid", [&] { manager.GetProcessInfo(static_cast<uint32_t>(child)); });
         cell("listed", [&] {
             for (const auto& entry : manager.ListProcesses()) {
@@ -88,7 +89,8 @@ TEST_F(SandboxTest, OverDBusItsOwnProcessesWorkAndItsInitCannotBeKilled) {
         lines += "reaped by: " + std::to_string(WIFSIGNALED(status) ? WTERMSIG(status) : -1) + "\n";
         PidFd self = PidFd::open(1);  // ourselves, as the sandbox names us
         std::string initPath;
-        cell("track init", [&] { initPath = manager.TrackProcessByPidFd(sdbus::UnixFd(self.get())); });
+        cell("track init",
+             [&] { initPath = manager.TrackProcessByPidFd(sdbus::UnixFd(self.get())); });
         ProcessProxy init(bus, initPath);
         // Were either allowed, this process would die here and say nothing.
         cell("SIGKILL to init", [&] { init.SendSignal(SIGKILL); });

@@ -81,8 +81,7 @@ TEST(ConfigTest, AGrantIsForSandboxesOnlyWhenItSaysSo) {
     EXPECT_TRUE(marked.grants[0].sandboxed);
     EXPECT_THROW(parseConfig("[[grant]]\nuser = \"root\"\nsandboxed = \"yes\"\n", "t.conf"),
                  ConfigError);
-    EXPECT_THROW(parseConfig("[[grant]]\nuser = \"root\"\nsandboxed = 1\n", "t.conf"),
-                 ConfigError);
+    EXPECT_THROW(parseConfig("[[grant]]\nuser = \"root\"\nsandboxed = 1\n", "t.conf"), ConfigError);
 }
 
 }  // namespace nsfd::daemon

@@ -467,8 +467,7 @@ TEST(AuthorizerTest, ADenialNamesItsDeciderAndAChallengeAsksForInteraction) {
         const char* says = verdict == Verdict::Deny        ? "(later: later said so)"
                            : verdict == Verdict::Challenge ? "(later)"
                                                            : "later said so";
-        EXPECT_NE(decisions[0].message.find(says), std::string::npos)
-            << decisions[0].message;
+        EXPECT_NE(decisions[0].message.find(says), std::string::npos) << decisions[0].message;
     }
 }
 
