@@ -61,31 +61,29 @@ VarlinkEndpoint::~VarlinkEndpoint() {
     watchers_.clear();
 }
 
-Caller VarlinkEndpoint::identify(const varlink::Peer& peer) const {
+Caller VarlinkEndpoint::identify(const std::shared_ptr<const varlink::Peer>& peer) const {
     Caller caller;
-    caller.uid = peer.uid;
-    caller.gid = peer.gid;
-    caller.pid = peer.pid;
-    caller.groups = peer.groups;
+    caller.uid = peer->uid;
+    caller.gid = peer->gid;
+    caller.pid = peer->pid;
+    caller.groups = peer->groups;
+    // The peer's pidfd (SO_PEERPIDFD, held since connect and for the
+    // connection's life) cannot name another process. Without it (a kernel
+    // before 6.5) nothing is checked, and the caller fails closed.
     std::shared_ptr<const PidFd> pidfd;
     std::optional<Credentials> creds;
-    try {
-        // The peer's pidfd (SO_PEERPIDFD, held since connect) cannot name
-        // another process; before kernel 6.5 the pid can, so its answers
-        // count only if it still runs as `uid`.
-        auto opened = std::make_shared<const PidFd>(
-            peer.pidfd.ok() ? PidFd::adopt(duplicateFd(peer.pidfd.get())) : PidFd::open(peer.pid));
-        creds = opened->info(InfoFlags::Credentials).credentials();
-        if (peer.pidfd.ok() || (creds && creds->euid == peer.uid)) {
-            pidfd = std::move(opened);
+    if (peer->pidfd) {
+        pidfd = std::shared_ptr<const PidFd>(peer, &*peer->pidfd);  // lives with the connection
+        try {
+            creds = pidfd->info(InfoFlags::Credentials).credentials();
+        } catch (const std::system_error&) {
+            // Gone already.
         }
-    } catch (const std::system_error&) {
-        // Gone already.
     }
     // Fails closed: a process gone or unchecked leaves a caller from a foreign
     // pid namespace (no raw pids), in a sandbox, with no start time for polkit.
     identifyProcess(caller, std::move(pidfd), own_);
-    if (caller.pidfd && creds && creds->euid == peer.uid) {
+    if (caller.pidfd && creds && creds->euid == peer->uid) {
         caller.gid = caller.isRoot() ? 0 : creds->fsgid;  // ptrace's rule compares the fsgid
     }
     return caller;
@@ -99,9 +97,17 @@ Caller VarlinkEndpoint::callerOf(const Call& call) {
         if (callers_.size() > 2 * server_.connectionCount() + 16) {
             std::erase_if(callers_, [](const auto& entry) { return entry.second.peer.expired(); });
         }
-        it = callers_.insert_or_assign(peer.get(), CachedCaller{peer, identify(*peer)}).first;
+        Caller identified = identify(peer);
+        bool checked = identified.pidfd != nullptr;
+        identified.pidfd.reset();  // the cache must not keep the connection's peer alive
+        it = callers_
+                 .insert_or_assign(peer.get(), CachedCaller{peer, std::move(identified), checked})
+                 .first;
     }
     Caller caller = it->second.caller;
+    if (it->second.checked) {
+        caller.pidfd = std::shared_ptr<const PidFd>(peer, &*peer->pidfd);
+    }
     auto interactive = call.parameters().find(nsfd::varlink::kAllowInteractive);
     caller.allowInteractive = interactive != call.parameters().end() && interactive->is_boolean() &&
                               interactive->get<bool>();

@@ -87,10 +87,11 @@ class VarlinkEndpoint final : public ManagerObserver {
     };
     struct CachedCaller {
         std::weak_ptr<const varlink::Peer> peer;
-        Caller caller;
+        Caller caller;         // without its pidfd, which is the peer's
+        bool checked = false;  // identifyProcess() vouched for the peer's pidfd
     };
 
-    Caller identify(const varlink::Peer& peer) const;
+    Caller identify(const std::shared_ptr<const varlink::Peer>& peer) const;
 
     Manager& manager_;
     varlink::Server server_;

@@ -4,10 +4,12 @@
 // inside: its own processes, by pidfd and id, on both doors; and, as the
 // kernel, nsfd does not let it kill its own namespace's init. What it may not
 // reach outside: authorization_table_test.cpp and varlink_test.cpp.
+#include <fcntl.h>
 #include <grp.h>
 #include <sys/wait.h>
 
 #include <csignal>
+#include <thread>
 
 #include "fixture.hpp"
 
@@ -114,6 +116,68 @@ TEST_F(SandboxTest, OverVarlinkItsOwnProcessesWorkAndItsInitCannotBeKilled) {
     });
     EXPECT_EQ(status, 0) << out;
     EXPECT_EQ(out, kInsideExpected) << daemon_->log();
+}
+
+TEST_F(SandboxTest, ItsSubscriptionTellsItNothingOfProcessesOutside) {
+    // Its user's process outside the sandbox, tracked and dropped by root while
+    // the sandbox listens; then the sandbox tracks a process of its own, whose
+    // news comes after all of root's.
+    Child outside = spawnAs(kUser);
+    int fds[4];
+    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    ASSERT_EQ(::pipe2(fds + 2, O_CLOEXEC), 0);
+    UniqueFd readyRead(fds[0]), readyWrite(fds[1]), goRead(fds[2]), goWrite(fds[3]);
+    std::string heard;
+    std::thread listener([&] {
+        heard = asSandboxedUser(kUser, kUser, {}, [&](sdbus::IConnection& bus) {
+            std::string lines;
+            std::string ownPath;
+            bool done = false;
+            auto match = bus.addMatch("sender='org.nsfd1'", [&](sdbus::Message& message) {
+                std::string line = message.getMemberName() + " " + message.getPath();
+                if (message.getMemberName() == "ProcessTracked" ||
+                    message.getMemberName() == "ProcessUntracked") {
+                    sdbus::ObjectPath about;
+                    message >> about;
+                    if (!ownPath.empty() && about == ownPath) {
+                        done = true;
+                        return;
+                    }
+                    line += " " + std::string(about);
+                }
+                lines += line + "\n";
+            });
+            ManagerProxy manager(bus);  // subscribes
+            pid_t child = ::fork();
+            if (child == 0) {
+                ::pause();
+                ::_exit(0);
+            }
+            char c = 0;
+            (void)!::write(readyWrite.get(), "r", 1);
+            (void)!::read(goRead.get(), &c, 1);
+            PidFd own = PidFd::open(child);
+            ownPath = manager.TrackProcessByPidFd(sdbus::UnixFd(own.get()));
+            if (!test::waitUntil(
+                    bus, [&] { return done; }, std::chrono::seconds(20))) {
+                lines += "timeout\n";
+            }
+            ::kill(child, SIGKILL);
+            ::waitpid(child, nullptr, 0);
+            return lines;
+        });
+    });
+    char c = 0;
+    ASSERT_EQ(::read(readyRead.get(), &c, 1), 1);
+    std::string path = manager_->TrackProcess(static_cast<uint32_t>(outside.pid()));
+    process(path)->Untrack();
+    ASSERT_EQ(::write(goWrite.get(), "g", 1), 1);
+    listener.join();
+    EXPECT_EQ(heard.find("timeout"), std::string::npos) << heard;
+    EXPECT_EQ(heard.find(path), std::string::npos) << "the sandbox heard of a process outside:\n"
+                                                   << heard;
+    outside.release(0);
+    outside.reap();
 }
 
 }  // namespace
