@@ -111,12 +111,4 @@ std::vector<std::uint64_t> pidNamespaceChain(const PidFd& pidfd) noexcept {
     return chain;
 }
 
-std::uint64_t pidNamespaceIdOf(const PidFd& pidfd) noexcept {
-    try {
-        return pidfd.namespaceFd(NsType::Pid).id();
-    } catch (const std::system_error&) {
-        return 0;  // a kernel without the ioctls or NS_GET_ID
-    }
-}
-
 }  // namespace nsfd::daemon

@@ -50,7 +50,7 @@ struct Caller {
     // polkit is asked about, and whether it has exited since. Null if it had
     // exited (or could not be opened) by then.
     std::shared_ptr<const PidFd> pidfd;
-    // Whom polkit is asked about: a D-Bus caller's unique bus name (for logs).
+    // A D-Bus caller's unique bus name; "" on Varlink.
     std::string busName;
     // Of process `pid`, in clock ticks since boot (polkit's unix-process
     // subject), read while `pidfd` showed it alive; 0 if unknown: polkit is
@@ -78,10 +78,6 @@ void identifyProcess(Caller& caller, std::shared_ptr<const PidFd> pidfd,
 // What polkit calls a process's start time: field 22 of /proc/PID/stat, in
 // clock ticks since boot (a unix-process subject). Throws std::system_error.
 std::uint64_t processStartTime(pid_t pid);
-
-// NS_GET_ID of the pid namespace of `pidfd`'s process; 0 if the kernel cannot
-// say (before 6.11/6.12) or it has exited.
-std::uint64_t pidNamespaceIdOf(const PidFd& pidfd) noexcept;
 
 // The NS_GET_IDs of the pid namespace of `pidfd`'s process and of each above it
 // up to nsfdd's own, innermost first: the namespaces the process has a pid in,
