@@ -118,6 +118,28 @@ TEST_F(SandboxTest, OverVarlinkItsOwnProcessesWorkAndItsInitCannotBeKilled) {
     EXPECT_EQ(out, kInsideExpected) << daemon_->log();
 }
 
+// The issue's own words: `nsfdctl signal 1 KILL` from inside, on each transport.
+// The shell is pid 1 there; had nsfd killed it, it would print nothing.
+TEST_F(SandboxTest, NsfdctlFromInsideCannotKillTheSandboxsInit) {
+    for (const std::string transport : {"bus", "varlink"}) {
+        std::string script = std::string(NSFD_TEST_NSFDCTL) + " --transport=" + transport +
+                             " signal 1 KILL 2>/dev/null; echo \"exit $?\"";
+        auto [status, out] = forkAndRead([&](int fd) {
+            ::dup2(fd, STDOUT_FILENO);
+            ::setenv("NSFD_VARLINK_SOCKET", dir_.socket().c_str(), 1);
+            if (::setgroups(0, nullptr) < 0 || ::setresgid(kUser, kUser, kUser) < 0 ||
+                ::setresuid(kUser, kUser, kUser) < 0) {
+                ::_exit(126);
+            }
+            ::execlp("unshare", "unshare", "--user", "--map-root-user", "--pid", "--fork", "sh",
+                     "-c", script.c_str(), nullptr);
+            ::_exit(127);
+        });
+        EXPECT_EQ(status, 0) << transport;
+        EXPECT_EQ(out, "exit 4\n") << transport << ": 4 is access denied";
+    }
+}
+
 TEST_F(SandboxTest, ItsSubscriptionTellsItNothingOfProcessesOutside) {
     // Its user's process outside the sandbox, tracked and dropped by root while
     // the sandbox listens; then the sandbox tracks a process of its own, whose
