@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """A D-Bus connection handed on by the process that made it, for
-tests/integration/polkit_daemon_test.cpp and daemon_test.cpp (python3-dbus, which,
+tests/integration/sandbox_test.cpp and polkit_daemon_test.cpp (python3-dbus, which,
 unlike sd-bus, lets a forked child go on with its parent's connection).
 
     dbus_handoff.py foreign ADDRESS

@@ -489,17 +489,6 @@ TEST_F(PolkitDaemonTest, PolkitIsNeverAskedAboutAPidTheCallerNoLongerHas) {
     roots.reap();
 }
 
-// A connection handed to another pid namespace (its maker gone before its
-// first call): nsfdd cannot tell where the caller lives now, and takes no raw
-// pid from it, not even root's.
-TEST_F(PolkitDaemonTest, AConnectionHandedToAnotherPidNamespaceGetsForeignPidNamespace) {
-    auto [status, out] =
-        run({"/usr/bin/python3", NSFD_TEST_SOURCE_DIR "/tests/integration/dbus_handoff.py",
-             "foreign", busAddress()});
-    EXPECT_EQ(status, 0) << out;
-    EXPECT_EQ(out, err::kForeignPidNamespace);
-}
-
 // As systemctl: on a terminal nsfdctl answers polkit's challenge by starting
 // pkttyagent for itself and calling again with allowInteractiveAuthentication,
 // and polkit asks for the password there. Off the terminal, or with

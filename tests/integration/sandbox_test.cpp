@@ -3,7 +3,8 @@
 // a rootless container, flatpak or bwrap make) keeps what the kernel gives it
 // inside: its own processes, by pidfd and id, on both doors; and, as the
 // kernel, nsfd does not let it kill its own namespace's init. What it may not
-// reach outside: authorization_table_test.cpp and varlink_test.cpp.
+// reach outside: authorization_table_test.cpp and varlink_test.cpp. A D-Bus
+// connection handed to another pid namespace is taken as from a foreign one.
 #include <fcntl.h>
 #include <grp.h>
 #include <sys/wait.h>
@@ -138,6 +139,17 @@ TEST_F(SandboxTest, NsfdctlFromInsideCannotKillTheSandboxsInit) {
         EXPECT_EQ(status, 0) << transport;
         EXPECT_EQ(out, "exit 4\n") << transport << ": 4 is access denied";
     }
+}
+
+// A connection handed to another pid namespace (its maker gone before its
+// first call): nsfdd cannot tell where the caller lives now, and takes no raw
+// pid from it, not even root's.
+TEST_F(SandboxTest, AConnectionHandedToAnotherPidNamespaceGetsForeignPidNamespace) {
+    auto [status, out] =
+        run({"/usr/bin/python3", NSFD_TEST_SOURCE_DIR "/tests/integration/dbus_handoff.py",
+             "foreign", busAddress()});
+    EXPECT_EQ(status, 0) << out;
+    EXPECT_EQ(out, err::kForeignPidNamespace);
 }
 
 TEST_F(SandboxTest, ItsSubscriptionTellsItNothingOfProcessesOutside) {
