@@ -67,10 +67,25 @@ bool ptraceWouldAllow(const Caller& caller, const Target& target) {
     return uidsMatch && gidsMatch && target.dumpable;
 }
 
+// kill(2) from inside a pid namespace to its init: only a signal it catches
+// (the kernel's SIGNAL_UNKILLABLE; SIGKILL and SIGSTOP are never caught).
+bool initWouldTake(const Target& target, int signal) {
+    if (signal <= 0 || signal > 64) {
+        return signal == 0;
+    }
+    return (target.caughtSignals & (std::uint64_t{1} << (signal - 1))) != 0;
+}
+
 }  // namespace
 
 Verdict KernelRule::decideNow(const Caller& caller, const Request& request) const {
     const Target& target = request.target;
+    if (request.action == Action::Untrack && target.isTrackedBy(caller.uid)) {
+        return Verdict::Allow;  // its own tracking, however it came to see the process
+    }
+    if (!target.visible) {
+        return Verdict::Pass;  // the kernel would not let the caller name it
+    }
     switch (request.action) {
         case Action::ReadInfo:
         case Action::Track:
@@ -81,6 +96,9 @@ Verdict KernelRule::decideNow(const Caller& caller, const Request& request) cons
         case Action::GetPidFd:
             return allowIf(ptraceWouldAllow(caller, target));
         case Action::SendSignal:  // kill(2)
+            if (target.isCallersInit && !initWouldTake(target, request.signal)) {
+                return Verdict::Pass;
+            }
             return allowIf(caller.uid == target.creds.ruid || caller.uid == target.creds.suid);
         case Action::GetFd:
             break;
@@ -93,6 +111,9 @@ void KernelRule::decide(const Caller& caller, const Request& request, Answer ans
 }
 
 bool ConfigGrants::isGranted(const Caller& caller, const Grant& grant) const {
+    if (caller.isSandboxed() && !grant.sandboxed) {
+        return false;
+    }
     if (grant.uid) {
         return *grant.uid == caller.uid;
     }
@@ -203,7 +224,7 @@ void Authorizer::next(std::shared_ptr<Pending> pending, std::size_t index) {
                                return;
                            case Verdict::Deny:
                                deny(name, ErrorKind::AccessDenied,
-                                    mayNot + " (" + std::string(name) + ")",
+                                    mayNot + " (" + std::string(name) + why + ")",
                                     "decided by: " + std::string(name) + why);
                                return;
                            case Verdict::Challenge:

@@ -45,6 +45,15 @@ struct Target {
     Credentials creds{};   // its last known credentials
     bool dumpable = false;
     std::vector<uid_t> trackers;  // who tracks it (empty if untracked)
+    // The caller could name it: it has a pid in the caller's pid namespace or
+    // the caller is in nsfdd's (Manager::targetOf). The kernel rule allows
+    // nothing on a process the caller cannot see; a grant or polkit may.
+    bool visible = false;
+    // It is the init of the caller's own pid namespace (a caller outside
+    // nsfdd's): from inside, the kernel delivers it only the signals it
+    // catches (`caughtSignals`, bit N-1 for signal N), never SIGKILL or SIGSTOP.
+    bool isCallersInit = false;
+    std::uint64_t caughtSignals = 0;
 
     bool isTrackedBy(uid_t uid) const noexcept;
 };
@@ -90,7 +99,11 @@ class Decider {
 
 // The kernel's rules, as if the caller asked the kernel itself: ptrace's
 // PTRACE_MODE_READ_FSCREDS for namespace fds and pidfds, kill(2)'s for signals,
-// the real uid for info, a tracker for its own tracking.
+// the real uid for info, a tracker for its own tracking; and, first, only on a
+// process the caller could name (a pid in its pid namespace or one below), and
+// none of the signals its own pid namespace's init ignores from inside. Uids
+// are compared as the kernel does across user namespaces (as nsfdd's sees
+// them); a caller's capabilities in a user namespace of its own count for nothing.
 class KernelRule final : public Decider {
   public:
     std::string_view name() const noexcept override { return "kernel rule"; }
@@ -107,6 +120,7 @@ class ConfigGrants final : public Decider {
     Verdict decideNow(const Caller& caller, const Request& request) const;
 
   private:
+    // The grant names the caller, and is marked `sandboxed` if the caller is one.
     bool isGranted(const Caller& caller, const Grant& grant) const;
 
     const Config& config_;

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "nsfd/ns.hpp"
 #include "nsfd/unique_fd.hpp"
 
 namespace nsfd::daemon {
@@ -46,12 +47,68 @@ std::uint64_t processStartTime(pid_t pid) {
     return startTime;
 }
 
-std::uint64_t pidNamespaceIdOf(const PidFd& pidfd) noexcept {
+OwnNamespaces OwnNamespaces::ofSelf() noexcept {
+    OwnNamespaces own;
     try {
-        return pidfd.namespaceFd(NsType::Pid).id();
-    } catch (const std::system_error&) {
-        return 0;  // a kernel without the ioctls or NS_GET_ID
+        PidFd self = PidFd::self();
+        own.pid = self.namespaceFd(NsType::Pid).id();
+        own.user = self.namespaceFd(NsType::User).id();
+    } catch (const std::exception&) {
+        // A kernel without the ioctls: every caller then counts as foreign.
     }
+    return own;
+}
+
+void identifyProcess(Caller& caller, std::shared_ptr<const PidFd> pidfd,
+                     const OwnNamespaces& own) noexcept {
+    caller.inOurPidNamespace = false;
+    caller.inOurUserNamespace = false;
+    caller.pidNamespace = 0;
+    caller.userNamespace = 0;
+    caller.startTime = 0;
+    caller.pidfd.reset();
+    if (!pidfd || pidfd->pid() <= 0) {
+        return;
+    }
+    try {
+        std::uint64_t pidNamespace = pidfd->namespaceFd(NsType::Pid).id();
+        NsFd userNamespace = pidfd->namespaceFd(NsType::User);
+        std::uint64_t userNamespaceId = userNamespace.id();
+        uid_t owner = userNamespace.ownerUid();
+        std::uint64_t startTime = processStartTime(pidfd->pid());
+        // Alive after /proc/PID was read: the pid named this process.
+        if (pidfd->hasExited()) {
+            return;
+        }
+        caller.pidNamespace = pidNamespace;
+        caller.userNamespace = userNamespaceId;
+        caller.userNamespaceOwner = owner;
+        caller.inOurPidNamespace = own.pid != 0 && pidNamespace == own.pid;
+        caller.inOurUserNamespace = own.user != 0 && userNamespaceId == own.user;
+        caller.startTime = startTime;
+        caller.pidfd = std::move(pidfd);
+    } catch (const std::exception&) {
+        // Gone, or a kernel that cannot say: the caller stays foreign and sandboxed.
+    }
+}
+
+std::vector<std::uint64_t> pidNamespaceChain(const PidFd& pidfd) noexcept {
+    std::vector<std::uint64_t> chain;
+    try {
+        NsFd ns = pidfd.namespaceFd(NsType::Pid);
+        // 32 levels at most (the kernel's MAX_PID_NS_LEVEL).
+        for (int level = 0; level <= 32; ++level) {
+            chain.push_back(ns.id());
+            try {
+                ns = ns.parent();
+            } catch (const std::system_error&) {
+                break;  // EPERM: nsfdd's own pid namespace, or the initial one
+            }
+        }
+    } catch (const std::exception&) {
+        return {};
+    }
+    return chain;
 }
 
 }  // namespace nsfd::daemon

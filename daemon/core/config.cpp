@@ -80,7 +80,8 @@ bool boolean(const toml::node& node, const std::string& path, const std::string&
 }
 
 Grant parseGrant(const toml::table& table, const std::string& path) {
-    checkKeys(table, {"user", "group", "namespaces", "info", "pidfd"}, path, "[[grant]]");
+    checkKeys(table, {"user", "group", "namespaces", "info", "pidfd", "sandboxed"}, path,
+              "[[grant]]");
     Grant grant;
     const toml::node* user = table.get("user");
     const toml::node* group = table.get("group");
@@ -151,6 +152,9 @@ Grant parseGrant(const toml::table& table, const std::string& path) {
     }
     if (const toml::node* pidfd = table.get("pidfd")) {
         grant.pidfd = boolean(*pidfd, path, "pidfd");
+    }
+    if (const toml::node* sandboxed = table.get("sandboxed")) {
+        grant.sandboxed = boolean(*sandboxed, path, "sandboxed");
     }
     return grant;
 }

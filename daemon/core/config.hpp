@@ -26,6 +26,10 @@ struct Grant {
     std::set<NsType> namespaces;  // fds of these types of any process
     bool info = false;            // info, ids, listing and tracking of any process
     bool pidfd = false;           // GetPidFd of any process
+    // Applies to the user's (or group's) callers in a user namespace of their
+    // own too (rootless containers, flatpak and bwrap sandboxes); without it,
+    // only to those in nsfdd's user namespace.
+    bool sandboxed = false;
 };
 
 struct Config {

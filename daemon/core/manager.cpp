@@ -12,6 +12,8 @@
 #include <climits>
 #include <csignal>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "nsfd/features.hpp"
 
@@ -289,8 +291,28 @@ PidFd Manager::adoptPidFd(UniqueFd fd) const {
     return pidfd;
 }
 
+namespace {
+
+// The kernel's rule for naming a process: it has a pid in the caller's pid
+// namespace or one below it. nsfdd sees only processes of its own pid
+// namespace and those below, so a caller in nsfdd's sees them all; a caller
+// whose pid namespace is unknown, none.
+bool canName(const Caller& caller, const std::vector<std::uint64_t>& pidNamespaces) {
+    if (caller.inOurPidNamespace) {
+        return true;
+    }
+    return caller.pidNamespace != 0 && std::find(pidNamespaces.begin(), pidNamespaces.end(),
+                                                 caller.pidNamespace) != pidNamespaces.end();
+}
+
+}  // namespace
+
 bool Manager::isVisible(const Caller& caller, const TrackedProcess& process) {
-    if (caller.isRoot() || process.isTrackedBy(caller.uid)) {
+    if (caller.isRoot()) {
+        return true;
+    }
+    bool canSee = canName(caller, process.pidNamespaces());
+    if (canSee && process.isTrackedBy(caller.uid)) {
         return true;
     }
     Request request{Action::ReadInfo, {}, {}, 0};
@@ -298,6 +320,7 @@ bool Manager::isVisible(const Caller& caller, const TrackedProcess& process) {
     request.target.pid = process.pid();
     request.target.creds = process.lastCredentials();
     request.target.trackers = process.trackers();
+    request.target.visible = canSee;
     return authorizer_.decideNow(caller, request);
 }
 
@@ -358,7 +381,47 @@ bool isDumpable(const PidFd& pidfd, const Credentials& creds) {
     return ::stat(path.c_str(), &st) == 0 && st.st_uid == creds.euid && !pidfd.hasExited();
 }
 
+// From /proc/PID/status: whether the process is its pid namespace's init
+// (the last NSpid is 1) and the signals it catches (SigCgt). Trusted only if
+// the pid still names our process afterwards.
+void readInitStatus(const PidFd& pidfd, Target& target) {
+    std::ifstream status("/proc/" + std::to_string(pidfd.pid()) + "/status");
+    bool isInit = false;
+    std::uint64_t caught = 0;
+    for (std::string line; std::getline(status, line);) {
+        if (line.rfind("NSpid:", 0) == 0) {
+            std::istringstream pids(line.substr(6));
+            long last = 0;
+            for (long pid = 0; pids >> pid;) {
+                last = pid;
+            }
+            isInit = last == 1;
+        } else if (line.rfind("SigCgt:", 0) == 0) {
+            caught = std::strtoull(line.c_str() + 7, nullptr, 16);
+        }
+    }
+    if (!pidfd.hasExited()) {
+        target.isCallersInit = isInit;
+        target.caughtSignals = caught;
+    }
+}
+
 }  // namespace
+
+void Manager::place(const Caller& caller, Target& target,
+                    const std::vector<std::uint64_t>& pidNamespaces, const PidFd* alive,
+                    Action action) const {
+    target.visible = canName(caller, pidNamespaces);
+    // Its own pid namespace's init, as the caller sees it: the kernel spares it
+    // the signals it does not catch.
+    if (action == Action::SendSignal && target.visible && !caller.inOurPidNamespace &&
+        !pidNamespaces.empty() && pidNamespaces.front() == caller.pidNamespace) {
+        target.isCallersInit = true;  // until /proc says otherwise
+        if (alive != nullptr) {
+            readInitStatus(*alive, target);
+        }
+    }
+}
 
 Target Manager::targetOf(const Caller& caller, const PidFd& pidfd, Action action) const {
     Target target;
@@ -367,6 +430,14 @@ Target Manager::targetOf(const Caller& caller, const PidFd& pidfd, Action action
         return target;
     }
     target.id = pidfd.id();
+    const TrackedProcess* tracked = registry_.find(target.id);
+    if (tracked != nullptr) {
+        place(caller, target, tracked->pidNamespaces(), &pidfd, action);
+    } else if (caller.inOurPidNamespace) {
+        target.visible = true;
+    } else {
+        place(caller, target, pidNamespaceChain(pidfd), &pidfd, action);
+    }
     try {
         target.creds = pidfd.credentials();
     } catch (const std::system_error& e) {
@@ -381,8 +452,8 @@ Target Manager::targetOf(const Caller& caller, const PidFd& pidfd, Action action
             throw ServiceError(ErrorKind::ProcessExited, describe(pidfd) + " has exited");
         }
     }
-    if (const TrackedProcess* process = registry_.find(target.id)) {
-        target.trackers = process->trackers();
+    if (tracked != nullptr) {
+        target.trackers = tracked->trackers();
     }
     return target;
 }
@@ -400,6 +471,8 @@ Target Manager::targetOf(const Caller& caller, TrackedProcess& process, Action a
     target.pid = process.pid();
     target.creds = process.info().credentials().value_or(process.lastCredentials());
     target.trackers = process.trackers();
+    place(caller, target, process.pidNamespaces(),
+          process.state() == ProcessState::Running ? &process.pidfd() : nullptr, action);
     return target;
 }
 

@@ -85,7 +85,8 @@ class Manager final {
     // The tracked process that has this pid now, or, while no process has it,
     // the one that had it last (reaped, retained); NotTracked otherwise.
     TrackedProcess& trackedWithPid(const Caller& caller, std::uint32_t pid);
-    // The caller tracks it, or may read its info (without asking asynchronous deciders).
+    // The caller tracks it and could name it (a pid in its pid namespace or
+    // below), or may read its info (without asking asynchronous deciders).
     bool isVisible(const Caller& caller, const TrackedProcess& process);
     // Every tracked process the caller may see; with no caller, every one.
     std::vector<TrackedProcess*> visibleProcesses(const Caller* caller);
@@ -97,6 +98,8 @@ class Manager final {
     // -- the authorization step's view of a target; throws ServiceError --
     // `action` needs the process alive (GetNamespace, GetPidFd): ProcessExited
     // if it has exited, never a denial because it did.
+    // Target::visible follows the caller's pid namespace (as canName() in
+    // manager.cpp); a caller in nsfdd's sees every process.
     // Only what a decider may read: nothing for a caller the authorization
     // step lets through before any decider (root), which saves its syscalls.
     Target targetOf(const Caller& caller, const PidFd& pidfd, Action action) const;
@@ -125,6 +128,11 @@ class Manager final {
   private:
     friend class ProcessWatch;
 
+    // Where the target stands for the caller: visible, its pid namespace's init.
+    // `alive`: the process's pidfd while it runs (for /proc), else null.
+    void place(const Caller& caller, Target& target,
+               const std::vector<std::uint64_t>& pidNamespaces, const PidFd* alive,
+               Action action) const;
     void checkFdBudget(std::size_t needed) const;
     void raiseFdLimit();
     TrackedProcess& add(std::unique_ptr<TrackedProcess> process);

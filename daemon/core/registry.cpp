@@ -3,13 +3,16 @@
 
 #include <algorithm>
 
+#include "caller.hpp"  // pidNamespaceChain
+
 namespace nsfd::daemon {
 
 TrackedProcess::TrackedProcess(PidFd pidfd, pid_t knownPid)
     : pidfd_(std::move(pidfd)),
       id_(pidfd_.id()),
       pid_(pidfd_.pid() > 0 ? pidfd_.pid() : knownPid),
-      lastInfo_(pidfd_.info()) {
+      lastInfo_(pidfd_.info()),
+      pidNamespaces_(pidNamespaceChain(pidfd_)) {
     exitStatus_ = lastInfo_.exitStatus();
     if (exitStatus_) {
         state_ = ProcessState::Reaped;

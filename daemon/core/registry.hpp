@@ -48,6 +48,10 @@ class TrackedProcess {
     Info info();
     // The last known credentials (for decisions about processes that have exited).
     Credentials lastCredentials() const;
+    // The pid namespaces it has a pid in, innermost first (pidNamespaceChain()),
+    // read when it was first tracked: a process never changes them. Empty if
+    // it had exited by then.
+    const std::vector<std::uint64_t>& pidNamespaces() const noexcept { return pidNamespaces_; }
 
     // Folds in the pidfd's poll state. Returns true if the state changed.
     bool updateState(bool readable, bool hungUp);
@@ -67,6 +71,7 @@ class TrackedProcess {
     ProcessState state_ = ProcessState::Running;
     std::optional<int> exitStatus_;
     Info lastInfo_;
+    std::vector<std::uint64_t> pidNamespaces_;
     bool counted_ = false;                    // its trackers count against their quotas
     std::unique_ptr<Attachment> attachment_;  // declared last: goes first
 };

@@ -20,54 +20,53 @@ namespace {
 constexpr std::uint64_t kCredsMask =
     SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS;
 
-// What the bus does not say (dbus-daemon 1.14 gives no groups): the caller's
-// fsgid, which ptrace's rule compares, its supplementary groups, and its pid
-// namespace, from its process. Trusted only if that process still runs as
-// `uid` and has not exited by the end, so that the pid cannot have named
-// another process meanwhile.
-void completeFromProcess(Caller& caller, bool wantGroups, std::uint64_t ownPidNamespace) {
+// What the bus does not say (dbus-daemon 1.14 gives no groups, and sd-bus 252
+// asks for no pidfd): the caller's process, by the pid the bus gave, held from
+// here on; its fsgid, which ptrace's rule compares, its supplementary groups,
+// and its pid and user namespaces. Trusted only if that process runs as `uid`
+// and is alive once all is read (identifyProcess()), so that the pid cannot
+// have named another process meanwhile. Fails closed: a process that is gone
+// or cannot be checked leaves a caller from a foreign pid namespace (no raw
+// pids), in a sandbox (no root, no grants but `sandboxed` ones), with no start
+// time (polkit not asked), whatever the process that took over its
+// connection may be.
+void completeFromProcess(Caller& caller, bool wantGroups, const OwnNamespaces& own) {
+    std::shared_ptr<const PidFd> pidfd;
+    std::optional<Credentials> creds;
+    std::vector<gid_t> groups;
     try {
-        PidFd pidfd = PidFd::open(caller.pid);
-        std::optional<Credentials> creds = pidfd.info(InfoFlags::Credentials).credentials();
-        if (!creds || creds->euid != caller.uid) {
-            return;
+        auto opened = std::make_shared<const PidFd>(PidFd::open(caller.pid));
+        creds = opened->info(InfoFlags::Credentials).credentials();
+        if (creds && creds->euid == caller.uid) {
+            pidfd = std::move(opened);
         }
-        std::vector<gid_t> groups;
-        if (wantGroups) {
-            std::ifstream status("/proc/" + std::to_string(caller.pid) + "/status");
-            std::string line;
-            while (std::getline(status, line)) {
-                if (line.rfind("Groups:", 0) == 0) {
-                    std::istringstream list(line.substr(7));
-                    for (gid_t gid = 0; list >> gid;) {
-                        groups.push_back(gid);
-                    }
+    } catch (const std::system_error&) {
+        // Gone already.
+    }
+    if (pidfd && wantGroups) {
+        std::ifstream status("/proc/" + std::to_string(caller.pid) + "/status");
+        std::string line;
+        while (std::getline(status, line)) {
+            if (line.rfind("Groups:", 0) == 0) {
+                std::istringstream list(line.substr(7));
+                for (gid_t gid = 0; list >> gid;) {
+                    groups.push_back(gid);
                 }
             }
         }
-        std::uint64_t pidNamespace = pidNamespaceIdOf(pidfd);
-        if (!pidfd.hasExited()) {
-            caller.gid = caller.isRoot() ? 0 : creds->fsgid;
-            if (wantGroups) {
-                caller.groups = std::move(groups);
-            }
-            caller.inOurPidNamespace =
-                ownPidNamespace == 0 || pidNamespace == 0 || pidNamespace == ownPidNamespace;
+    }
+    identifyProcess(caller, std::move(pidfd), own);
+    if (caller.pidfd) {
+        caller.gid = caller.isRoot() ? 0 : creds->fsgid;
+        if (wantGroups) {
+            caller.groups = std::move(groups);
         }
-    } catch (const std::system_error&) {
-        // Gone already: the caller keeps no gid and no groups, which grants nothing.
     }
 }
 
 }  // namespace
 
-CallerCache::CallerCache(sd_bus* bus) : bus_(bus) {
-    try {
-        ownPidNamespace_ = pidNamespaceIdOf(PidFd::self());
-    } catch (const std::system_error&) {
-        ownPidNamespace_ = 0;
-    }
-}
+CallerCache::CallerCache(sd_bus* bus) : bus_(bus), own_(OwnNamespaces::ofSelf()) {}
 
 Caller CallerCache::callerOf(sd_bus_message* call) {
     Caller caller = peerOf(call).caller;
@@ -216,7 +215,13 @@ Caller CallerCache::callerFrom(sd_bus_creds* creds, int r, const std::string& na
     if (n >= 0) {
         caller.groups.assign(gids, gids + n);
     }
-    completeFromProcess(caller, n < 0 && !caller.isRoot(), ownPidNamespace_);
+    completeFromProcess(caller, n < 0 && caller.uid != 0, own_);
+    if (!caller.pidfd) {
+        spdlog::info(
+            "Caller {} (uid {}, pid {}) has left its process or cannot be checked: "
+            "taken as from a foreign pid namespace, in a sandbox",
+            name, caller.uid, caller.pid);
+    }
     return caller;
 }
 

@@ -60,7 +60,7 @@ class CallerCache final {
     void forget(const std::string& name);
     int subscribersFile_ = -1;  // owned by the fd store
     sd_bus* bus_;
-    std::uint64_t ownPidNamespace_ = 0;  // NS_GET_ID of nsfdd's pid namespace, 0 if unknown
+    OwnNamespaces own_;  // nsfdd's pid and user namespaces
     std::map<std::string, std::unique_ptr<Peer>> peers_;
 };
 

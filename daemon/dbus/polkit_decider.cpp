@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "polkit_decider.hpp"
 
+#include <string>
+
 namespace nsfd::daemon {
 
 std::string_view polkitActionOf(Action action) noexcept {
@@ -22,9 +24,37 @@ std::string_view polkitActionOf(Action action) noexcept {
     return {};
 }
 
+namespace {
+
+// Why polkit cannot be asked about the caller's process (a unix-process
+// subject, its pid guarded by its start time), "" if it can. polkit 122 takes
+// no pidfd in a subject (124 does), so nsfdd holds one: while it shows the
+// process alive, no other process can have the pid.
+std::string unaskable(const Caller& caller) {
+    if (!caller.pidfd || caller.startTime == 0) {
+        return "the calling process had exited or could not be checked when its connection "
+               "was first seen, so polkit cannot be asked about it";
+    }
+    if (caller.pidfd->hasExited()) {
+        return "the calling process has exited and its pid may name another process now, so "
+               "polkit cannot be asked about it (a connection handed on to another process?)";
+    }
+    return {};
+}
+
+const char* boolean(bool value) noexcept {
+    return value ? "true" : "false";
+}
+
+}  // namespace
+
 void PolkitDecider::decide(const Caller& caller, const Request& request, Answer answer) {
     if (polkitActionOf(request.action).empty()) {
         answer(Verdict::Pass, {});
+        return;
+    }
+    if (std::string why = unaskable(caller); !why.empty()) {
+        answer(Verdict::Deny, why);
         return;
     }
     check(caller, request, 0, std::move(answer));
@@ -33,15 +63,17 @@ void PolkitDecider::decide(const Caller& caller, const Request& request, Answer 
 void PolkitDecider::check(const Caller& caller, const Request& request, std::size_t namespaceIndex,
                           Answer answer) {
     PolkitRequest ask;
-    if (!caller.busName.empty()) {
-        ask.subject = PolkitBusName{caller.busName};
-    } else {
-        ask.subject = PolkitProcess{caller.pid, caller.startTime, caller.uid};
-    }
+    // Both doors' callers as processes: a bus name would have polkitd look up
+    // whichever process has the connection's pid when it asks.
+    ask.subject = PolkitProcess{caller.pid, caller.startTime, caller.uid};
     ask.action = std::string(polkitActionOf(request.action));
     ask.details = {{"pid", std::to_string(request.target.pid)},
                    {"id", std::to_string(request.target.id)},
-                   {"uid", std::to_string(request.target.creds.ruid)}};
+                   {"uid", std::to_string(request.target.creds.ruid)},
+                   {"caller-sandboxed", boolean(caller.isSandboxed())},
+                   {"caller-user-namespace", std::to_string(caller.userNamespace)},
+                   {"caller-pid-namespace", std::to_string(caller.pidNamespace)},
+                   {"target-visible", boolean(request.target.visible)}};
     if (request.action == Action::GetNamespace && namespaceIndex < request.namespaces.size()) {
         ask.details["namespace"] = std::string(toString(request.namespaces[namespaceIndex]));
     }
@@ -52,6 +84,14 @@ void PolkitDecider::check(const Caller& caller, const Request& request, std::siz
     bool interactive = caller.allowInteractive;
     client_.check(ask, [this, caller, request, namespaceIndex, interactive,
                         answer](const PolkitAnswer& reply) {
+        // polkitd read /proc/PID meanwhile: its answer is about our caller only
+        // if the caller's process has not exited since (no other can have the pid).
+        if (reply.result != PolkitResult::Unavailable) {
+            if (std::string why = unaskable(caller); !why.empty()) {
+                answer(Verdict::Deny, why);
+                return;
+            }
+        }
         switch (reply.result) {
             case PolkitResult::Authorized:
                 if (request.action == Action::GetNamespace &&

@@ -3,7 +3,13 @@
 // rule and nsfdd.conf's grants did not allow a call, asynchronously (the loop
 // serves other callers meanwhile), with nsfdd's own timeout. The actions are
 // systemd/org.nsfd1.policy; each check passes the details rules read with
-// action.lookup(): pid, id, uid (the target's real uid), namespace, signal.
+// action.lookup(): pid, id, uid (the target's real uid), namespace, signal,
+// caller-sandboxed ("true" for a caller in another user namespace than
+// nsfdd's), caller-user-namespace and caller-pid-namespace (NS_GET_IDs, "0"
+// if unknown), target-visible ("true" if the caller could name the target).
+// The subject is the caller's process (unix-process: pid, start time, uid),
+// held by a pidfd since its connection was first seen; if that process has
+// exited (before or during the check), polkit's answer is not taken: Deny.
 #pragma once
 
 #include <string_view>

@@ -43,12 +43,8 @@ VarlinkEndpoint::VarlinkEndpoint(EventLoop& loop, Manager& manager)
     : manager_(manager),
       server_(loop.get(),
               {"nsfd", "nsfdd", kVersion, "", std::string(varlinkErrorName(ErrorKind::Failed)),
-               std::string(varlinkErrorName(ErrorKind::LimitExceeded))}) {
-    try {
-        ownPidNamespace_ = pidNamespaceIdOf(PidFd::self());
-    } catch (const std::system_error&) {
-        ownPidNamespace_ = 0;
-    }
+               std::string(varlinkErrorName(ErrorKind::LimitExceeded))}),
+      own_(OwnNamespaces::ofSelf()) {
     server_.setProtocolErrorHook([](const varlink::Peer& peer, std::string_view what) {
         spdlog::info("Varlink client pid {} uid {}: {}", peer.pid, peer.uid, what);
     });
@@ -66,33 +62,30 @@ VarlinkEndpoint::~VarlinkEndpoint() {
     watchers_.clear();
 }
 
-Caller VarlinkEndpoint::identify(const varlink::Peer& peer) const {
+Caller VarlinkEndpoint::identify(const std::shared_ptr<const varlink::Peer>& peer) const {
     Caller caller;
-    caller.uid = peer.uid;
-    caller.gid = peer.gid;
-    caller.pid = peer.pid;
-    caller.groups = peer.groups;
-    // Until its process says otherwise: nsfdd then takes no pid from it.
-    caller.inOurPidNamespace = false;
-    try {
-        // The peer's pidfd (SO_PEERPIDFD) cannot name another process; before
-        // kernel 6.5 the pid can, so its answers count only if it still runs as `uid`.
-        PidFd pidfd =
-            peer.pidfd.ok() ? PidFd::adopt(duplicateFd(peer.pidfd.get())) : PidFd::open(peer.pid);
-        std::optional<Credentials> creds = pidfd.info(InfoFlags::Credentials).credentials();
-        std::uint64_t pidNamespace = pidNamespaceIdOf(pidfd);
-        std::uint64_t startTime = processStartTime(peer.pid);
-        bool same = !pidfd.hasExited() && (peer.pidfd.ok() || (creds && creds->euid == peer.uid));
-        if (same) {
-            caller.inOurPidNamespace =
-                ownPidNamespace_ == 0 || pidNamespace == 0 || pidNamespace == ownPidNamespace_;
-            caller.startTime = startTime;
+    caller.uid = peer->uid;
+    caller.gid = peer->gid;
+    caller.pid = peer->pid;
+    caller.groups = peer->groups;
+    // The peer's pidfd (SO_PEERPIDFD, held since connect and for the
+    // connection's life) cannot name another process. Without it (a kernel
+    // before 6.5) nothing is checked, and the caller fails closed.
+    std::shared_ptr<const PidFd> pidfd;
+    std::optional<Credentials> creds;
+    if (peer->pidfd) {
+        pidfd = std::shared_ptr<const PidFd>(peer, &*peer->pidfd);  // lives with the connection
+        try {
+            creds = pidfd->info(InfoFlags::Credentials).credentials();
+        } catch (const std::system_error&) {
+            // Gone already.
         }
-        if (same && creds && creds->euid == peer.uid) {
-            caller.gid = caller.isRoot() ? 0 : creds->fsgid;  // ptrace's rule compares the fsgid
-        }
-    } catch (const std::system_error&) {
-        // Gone already: polkit, asked about a process with no start time, says no.
+    }
+    // Fails closed: a process gone or unchecked leaves a caller from a foreign
+    // pid namespace (no raw pids), in a sandbox, with no start time for polkit.
+    identifyProcess(caller, std::move(pidfd), own_);
+    if (caller.pidfd && creds && creds->euid == peer->uid) {
+        caller.gid = caller.isRoot() ? 0 : creds->fsgid;  // ptrace's rule compares the fsgid
     }
     return caller;
 }
@@ -105,9 +98,17 @@ Caller VarlinkEndpoint::callerOf(const Call& call) {
         if (callers_.size() > 2 * server_.connectionCount() + 16) {
             std::erase_if(callers_, [](const auto& entry) { return entry.second.peer.expired(); });
         }
-        it = callers_.insert_or_assign(peer.get(), CachedCaller{peer, identify(*peer)}).first;
+        Caller identified = identify(peer);
+        bool checked = identified.pidfd != nullptr;
+        identified.pidfd.reset();  // the cache must not keep the connection's peer alive
+        it = callers_
+                 .insert_or_assign(peer.get(), CachedCaller{peer, std::move(identified), checked})
+                 .first;
     }
     Caller caller = it->second.caller;
+    if (it->second.checked) {
+        caller.pidfd = std::shared_ptr<const PidFd>(peer, &*peer->pidfd);
+    }
     auto interactive = call.parameters().find(nsfd::varlink::kAllowInteractive);
     caller.allowInteractive = interactive != call.parameters().end() && interactive->is_boolean() &&
                               interactive->get<bool>();

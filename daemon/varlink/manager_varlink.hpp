@@ -87,14 +87,15 @@ class VarlinkEndpoint final : public ManagerObserver {
     };
     struct CachedCaller {
         std::weak_ptr<const varlink::Peer> peer;
-        Caller caller;
+        Caller caller;         // without its pidfd, which is the peer's
+        bool checked = false;  // identifyProcess() vouched for the peer's pidfd
     };
 
-    Caller identify(const varlink::Peer& peer) const;
+    Caller identify(const std::shared_ptr<const varlink::Peer>& peer) const;
 
     Manager& manager_;
     varlink::Server server_;
-    std::uint64_t ownPidNamespace_ = 0;
+    OwnNamespaces own_;  // nsfdd's pid and user namespaces
     std::unordered_map<const varlink::Peer*, CachedCaller> callers_;
     std::map<std::uint64_t, Watcher> watchers_;
     std::uint64_t nextWatcher_ = 1;

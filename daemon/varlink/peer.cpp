@@ -32,15 +32,19 @@ std::vector<gid_t> readGroups(int socket) {
     return {};
 }
 
-UniqueFd readPidFd(int socket) {
+std::optional<PidFd> readPidFd(int socket) {
     int pidfd = -1;
     socklen_t length = sizeof(pidfd);
     // The kernel's pidfd is close-on-exec. ENOPROTOOPT: a kernel before 6.5.
     if (::getsockopt(socket, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &length) != 0 ||
         length != sizeof(pidfd)) {
-        return UniqueFd();
+        return std::nullopt;
     }
-    return UniqueFd(pidfd);
+    try {
+        return PidFd::adopt(UniqueFd(pidfd));
+    } catch (const std::system_error&) {
+        return std::nullopt;  // not a pidfd after all: closed
+    }
 }
 
 }  // namespace

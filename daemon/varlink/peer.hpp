@@ -4,9 +4,10 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <vector>
 
-#include "nsfd/unique_fd.hpp"
+#include "nsfd/pidfd.hpp"
 
 namespace nsfd::daemon::varlink {
 
@@ -15,9 +16,9 @@ struct Peer {
     gid_t gid = static_cast<gid_t>(-1);
     pid_t pid = 0;  // at connect(2) time; pidfd pins it
     std::vector<gid_t> groups;
-    // SO_PEERPIDFD (kernel 6.5+): the peer's process, immune to pid reuse.
-    // Not ok() on older kernels: then only pid is known.
-    UniqueFd pidfd;
+    // SO_PEERPIDFD (kernel 6.5+): the peer's process, immune to pid reuse,
+    // for the connection's life. Empty on older kernels: then only pid is known.
+    std::optional<PidFd> pidfd;
 };
 
 // Reads SO_PEERCRED (required: throws std::system_error without it),

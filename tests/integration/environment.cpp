@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The one private bus of a test program, as a GoogleTest environment.
+#include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 #include "harness.hpp"
 
@@ -90,6 +95,68 @@ std::string asUser(uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
                    ::_exit(0);
                },
                "a call as uid " + std::to_string(uid))
+        .second;
+}
+
+namespace {
+
+bool writeString(const std::string& path, const std::string& text) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::close(fd);
+    return ok;
+}
+
+}  // namespace
+
+bool enterSandbox(uid_t uid, gid_t gid) {
+    // Dumpable again after the switch from root, or /proc/self/*_map stay root's.
+    if (::prctl(PR_SET_DUMPABLE, 1) < 0 || ::unshare(CLONE_NEWUSER | CLONE_NEWPID) < 0 ||
+        !writeString("/proc/self/setgroups", "deny") ||
+        !writeString("/proc/self/uid_map", "0 " + std::to_string(uid) + " 1") ||
+        !writeString("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1")) {
+        return false;
+    }
+    pid_t init = ::fork();
+    if (init < 0) {
+        return false;
+    }
+    if (init == 0) {
+        return true;
+    }
+    int status = 0;
+    while (::waitpid(init, &status, 0) < 0 && errno == EINTR) {
+    }
+    ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
+std::string asSandboxedUser(uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
+                            const std::function<std::string(sdbus::IConnection&)>& fn) {
+    (void)busAddress();
+    return forkAndRead(
+               [&](int out) {
+                   std::string result;
+                   if (::setgroups(groups.size(), groups.data()) < 0 ||
+                       ::setresgid(gid, gid, gid) < 0 || ::setresuid(uid, uid, uid) < 0 ||
+                       !enterSandbox(uid, gid)) {
+                       result = "error:sandbox";
+                   } else {
+                       try {
+                           auto connection = connectToBus();
+                           result = fn(*connection);
+                       } catch (const sdbus::Error& e) {
+                           result = "error:" + e.getName() + ": " + e.getMessage();
+                       } catch (const std::exception& e) {
+                           result = std::string("error:exception: ") + e.what();
+                       }
+                   }
+                   (void)!::write(out, result.data(), result.size());
+                   ::_exit(0);
+               },
+               "a call as uid " + std::to_string(uid) + " in a sandbox")
         .second;
 }
 

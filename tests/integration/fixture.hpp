@@ -46,6 +46,16 @@ namespaces = ["net", "uts"]
 info = true
 )";
 
+// kGrantConfig's grant with pidfds, marked for callers in a sandbox of their own.
+inline const char* const kSandboxGrantConfig = R"(
+[[grant]]
+group = "users"
+namespaces = ["net", "uts"]
+info = true
+pidfd = true
+sandboxed = true
+)";
+
 inline struct stat statOf(int fd) {
     struct stat st {};
     EXPECT_EQ(::fstat(fd, &st), 0);

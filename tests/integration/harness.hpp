@@ -180,6 +180,18 @@ bool waitUntil(sdbus::IConnection& connection, const std::function<bool()>& done
 std::string asUser(uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
                    const std::function<std::string(sdbus::IConnection&)>& fn);
 
+// As the process of a rootless container or a flatpak/bwrap sandbox, from
+// the calling process (already `uid`/`gid`): unshare(2)s a user namespace
+// mapping root to `uid` and a pid namespace, then forks; returns true in the
+// child, the init of the new pid namespace. The caller waits for it and exits
+// with its status, never returning. False if a step fails (nothing forked).
+bool enterSandbox(uid_t uid, gid_t gid);
+
+// asUser(), but `fn` runs in a sandbox of the user (enterSandbox()): pid 1 of
+// a pid namespace of its own, root in a user namespace of its own.
+std::string asSandboxedUser(uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
+                            const std::function<std::string(sdbus::IConnection&)>& fn);
+
 // Runs a command to completion: {wait status, stdout}.
 std::pair<int, std::string> run(const std::vector<std::string>& argv);
 

@@ -11,8 +11,13 @@
 #include <sys/wait.h>
 #include <termios.h>
 
+#include <systemd/sd-bus.h>
+
+#include <atomic>
 #include <chrono>
 #include <fstream>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -326,6 +331,162 @@ TEST_F(PolkitDaemonTest, WithoutPolkitdTheAnswerIsTodaysDenialWithNoDelay) {
     // Well under the 3 s polkit timeout: nothing waited for polkitd.
     EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(1500));
     EXPECT_NE(daemon_->log().find("polkitd is not running"), std::string::npos) << daemon_->log();
+    roots.release(0);
+    roots.reap();
+}
+
+// The CheckAuthorization calls on the bus, as a monitor sees them
+// (org.freedesktop.DBus.Monitoring.BecomeMonitor, as `busctl monitor`): each
+// subject's kind, pid and start time, as polkitd receives them.
+class PolkitSubjectMonitor {
+  public:
+    struct Subject {
+        std::string kind;
+        std::uint32_t pid = 0;
+        std::optional<std::uint64_t> startTime;
+    };
+
+    explicit PolkitSubjectMonitor(const std::string& address) {
+        sd_bus* bus = nullptr;
+        check(sd_bus_new(&bus), "sd_bus_new");
+        bus_ = bus;
+        check(sd_bus_set_address(bus, address.c_str()), "sd_bus_set_address");
+        check(sd_bus_set_monitor(bus, 1), "sd_bus_set_monitor");
+        check(sd_bus_set_bus_client(bus, 1), "sd_bus_set_bus_client");
+        check(sd_bus_start(bus), "sd_bus_start");
+        sd_bus_message* call = nullptr;
+        check(sd_bus_message_new_method_call(bus, &call, "org.freedesktop.DBus",
+                                             "/org/freedesktop/DBus",
+                                             "org.freedesktop.DBus.Monitoring", "BecomeMonitor"),
+              "BecomeMonitor");
+        int r = sd_bus_message_append(call, "asu", 1,
+                                      "type='method_call',interface='org.freedesktop.PolicyKit1."
+                                      "Authority',member='CheckAuthorization'",
+                                      0U);
+        if (r >= 0) {
+            r = sd_bus_call(bus, call, 0, nullptr, nullptr);
+        }
+        sd_bus_message_unref(call);
+        check(r, "BecomeMonitor");
+        thread_ = std::thread([this] { run(); });
+    }
+    ~PolkitSubjectMonitor() {
+        stop_ = true;
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+        sd_bus_flush_close_unref(bus_);
+    }
+    PolkitSubjectMonitor(const PolkitSubjectMonitor&) = delete;
+    PolkitSubjectMonitor& operator=(const PolkitSubjectMonitor&) = delete;
+
+    std::vector<Subject> subjects() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return subjects_;
+    }
+
+  private:
+    static void check(int r, const char* what) {
+        if (r < 0) {
+            throw std::system_error(-r, std::generic_category(), what);
+        }
+    }
+
+    void run() {
+        while (!stop_) {
+            sd_bus_message* m = nullptr;
+            int r = sd_bus_process(bus_, &m);
+            if (r < 0) {
+                return;
+            }
+            if (m != nullptr) {
+                if (sd_bus_message_is_method_call(m, "org.freedesktop.PolicyKit1.Authority",
+                                                  "CheckAuthorization") > 0) {
+                    Subject subject = read(m);
+                    std::lock_guard<std::mutex> lock(mutex_);
+                    subjects_.push_back(subject);
+                }
+                sd_bus_message_unref(m);
+            }
+            if (r == 0) {
+                sd_bus_wait(bus_, 50'000);
+            }
+        }
+    }
+
+    static Subject read(sd_bus_message* m) {
+        Subject subject;
+        const char* kind = nullptr;
+        if (sd_bus_message_enter_container(m, 'r', "sa{sv}") < 0 ||
+            sd_bus_message_read(m, "s", &kind) < 0 ||
+            sd_bus_message_enter_container(m, 'a', "{sv}") < 0) {
+            return subject;
+        }
+        subject.kind = kind;
+        while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+            const char* key = nullptr;
+            sd_bus_message_read(m, "s", &key);
+            std::string name = key != nullptr ? key : "";
+            if (name == "pid") {
+                sd_bus_message_read(m, "v", "u", &subject.pid);
+            } else if (name == "start-time") {
+                std::uint64_t startTime = 0;
+                sd_bus_message_read(m, "v", "t", &startTime);
+                subject.startTime = startTime;
+            } else {
+                sd_bus_message_skip(m, "v");
+            }
+            sd_bus_message_exit_container(m);
+        }
+        return subject;
+    }
+
+    sd_bus* bus_ = nullptr;
+    std::atomic<bool> stop_{false};
+    std::mutex mutex_;
+    std::vector<Subject> subjects_;
+    std::thread thread_;
+};
+
+// CVE-2013-4288's race, on a connection: the process that made it exits, a
+// root process takes its pid, and its child goes on calling. polkit is asked
+// only about a process nsfdd holds a pidfd of, with its start time, and never
+// once that process has exited: the second call is a named denial.
+TEST_F(PolkitDaemonTest, PolkitIsNeverAskedAboutAPidTheCallerNoLongerHas) {
+    // Root's processes (whose pid the caller's will be) get anything from polkit.
+    polkit_ =
+        std::make_unique<TestPolkit>(busAddress(), R"(polkit.addRule(function(action, subject) {
+    if (action.id.indexOf("org.nsfd1.") != 0) { return polkit.Result.NOT_HANDLED; }
+    return subject.user == "root" ? polkit.Result.YES : polkit.Result.NO;
+});
+)");
+    PolkitSubjectMonitor monitor(busAddress());
+    Child roots = Child::spawn();
+    auto [status, out] =
+        run({"/usr/bin/python3", NSFD_TEST_SOURCE_DIR "/tests/integration/dbus_handoff.py", "reuse",
+             busAddress(), std::to_string(kUser), std::to_string(roots.pid())});
+    EXPECT_EQ(status, 0) << out;
+    std::istringstream lines(out);
+    std::map<std::string, std::string> said;
+    for (std::string line; std::getline(lines, line);) {
+        said[line.substr(0, line.find(':'))] = line.substr(line.find(':') + 2);
+    }
+    EXPECT_EQ(said["first"], err::kAccessDenied) << out;
+    if (said["reused"] != "yes") {
+        GTEST_SKIP() << "the caller's pid could not be given to a root process: " << out;
+    }
+    EXPECT_EQ(said["second"].substr(0, said["second"].find(':')), err::kAccessDenied) << out;
+    EXPECT_NE(said["second"].find("has exited and its pid may name another process"),
+              std::string::npos)
+        << out;
+    // polkitd heard of the first call only, about a process by its start time.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::vector<PolkitSubjectMonitor::Subject> subjects = monitor.subjects();
+    ASSERT_EQ(subjects.size(), 1U) << out;
+    EXPECT_EQ(subjects[0].kind, "unix-process");
+    ASSERT_TRUE(subjects[0].startTime.has_value());
+    EXPECT_NE(*subjects[0].startTime, 0U);
+    EXPECT_NE(subjects[0].pid, 0U);
     roots.release(0);
     roots.reap();
 }

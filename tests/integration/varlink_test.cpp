@@ -26,18 +26,29 @@ const std::string kClient = NSFD_TEST_SOURCE_DIR "/tests/varlink/varlink_client.
 
 // python3 with `args`, as uid (its gid the same) with `groups`; its stdout a
 // pipe read by lines. The destructor kills and reaps it if it still runs.
+// `sandboxed`: in a user namespace mapping root to uid and a pid namespace of
+// its own (`unshare --user --map-root-user --pid --fork`). `inherit`: an fd it
+// keeps open across exec.
 class PythonClient {
   public:
-    PythonClient(uid_t uid, const std::vector<gid_t>& groups, std::vector<std::string> args) {
+    PythonClient(uid_t uid, const std::vector<gid_t>& groups, std::vector<std::string> args,
+                 bool sandboxed = false, int inherit = -1) {
         int fds[2];
         if (::pipe2(fds, O_CLOEXEC) < 0) {
             throw std::system_error(errno, std::generic_category(), "pipe2");
         }
         UniqueFd readEnd(fds[0]), writeEnd(fds[1]);
         args.insert(args.begin(), "python3");
+        if (sandboxed) {
+            args.insert(args.begin(),
+                        {"unshare", "--user", "--map-root-user", "--pid", "--fork", "--"});
+        }
         pid_ = forkProcess();
         if (pid_ == 0) {
             ::dup2(writeEnd.get(), 1);
+            if (inherit >= 0) {
+                ::fcntl(inherit, F_SETFD, 0);
+            }
             if (::setgroups(groups.size(), groups.data()) < 0 || ::setresgid(uid, uid, uid) < 0 ||
                 ::setresuid(uid, uid, uid) < 0) {
                 ::_exit(126);
@@ -100,8 +111,9 @@ class PythonClient {
 
     // Everything it prints, to its end: {wait status, output}.
     static std::pair<int, std::string> run(uid_t uid, const std::vector<gid_t>& groups,
-                                           std::vector<std::string> args) {
-        return PythonClient(uid, groups, std::move(args)).finish();
+                                           std::vector<std::string> args, bool sandboxed = false,
+                                           int inherit = -1) {
+        return PythonClient(uid, groups, std::move(args), sandboxed, inherit).finish();
     }
 
   private:
@@ -198,10 +210,11 @@ class VarlinkTest : public DaemonTest {
     // nsfd_check.py COMMAND SOCKET ARGS... as `uid`: {wait status, output}.
     std::pair<int, std::string> check(uid_t uid, const std::vector<gid_t>& groups,
                                       const std::string& command,
-                                      const std::vector<std::string>& args) {
+                                      const std::vector<std::string>& args, bool sandboxed = false,
+                                      int inherit = -1) {
         std::vector<std::string> argv = {kCheck, command, socket_};
         argv.insert(argv.end(), args.begin(), args.end());
-        return PythonClient::run(uid, groups, std::move(argv));
+        return PythonClient::run(uid, groups, std::move(argv), sandboxed, inherit);
     }
 
     // One call by varlink_client.py as `uid`: {wait status, the reply's line}.
@@ -270,30 +283,33 @@ TEST_F(VarlinkTest, AuthorizationTableAsRealUsers) {
         uid_t uid;
         std::vector<gid_t> groups;
         bool nonDumpableTarget;
+        bool sandboxed;  // its own user and pid namespace; the target outside
     };
     const std::vector<Column> columns = {
-        {0, {}, false},
-        {kUser, {}, false},
-        {kUser, {}, true},
-        {kOtherUser, {}, false},
-        {kOtherUser, {kGrantedGroup}, false},
+        {0, {}, false, false},
+        {kUser, {}, false, false},
+        {kUser, {}, true, false},
+        {kOtherUser, {}, false, false},
+        {kOtherUser, {kGrantedGroup}, false, false},
+        {kUser, {}, false, true},
+        {kOtherUser, {kGrantedGroup}, false, true},
     };
     const char* const expected = R"(
-TrackProcess: ok ok ok AccessDenied ok
-TrackProcess pidfd: ok ok ok AccessDenied ok
-GetProcess: ok ok ok NotTracked ok
-ListProcesses shows it: ok ok ok NotListed ok
-GetNamespace net: ok ok AccessDenied AccessDenied ok
-GetNamespace mnt: ok ok AccessDenied AccessDenied AccessDenied
-GetNamespaces net uts: ok ok AccessDenied AccessDenied ok
-GetProcessInfo: ok ok ok AccessDenied ok
-GetNamespace id net: ok ok AccessDenied NotTracked ok
-GetNamespaceIds id: ok ok ok NotTracked ok
-GetProcessInfo id: ok ok ok NotTracked ok
-GetPidFd: ok ok AccessDenied NotTracked AccessDenied
-SendSignal CONT: ok ok ok NotTracked AccessDenied
-GetFd 0: ok AccessDenied AccessDenied NotTracked AccessDenied
-UntrackProcess: ok ok ok NotTracked ok
+TrackProcess: ok ok ok AccessDenied ok ForeignPidNamespace ForeignPidNamespace
+TrackProcess pidfd: ok ok ok AccessDenied ok AccessDenied AccessDenied
+GetProcess: ok ok ok NotTracked ok ForeignPidNamespace ForeignPidNamespace
+ListProcesses shows it: ok ok ok NotListed ok NotListed NotListed
+GetNamespace net: ok ok AccessDenied AccessDenied ok ForeignPidNamespace ForeignPidNamespace
+GetNamespace mnt: ok ok AccessDenied AccessDenied AccessDenied ForeignPidNamespace ForeignPidNamespace
+GetNamespaces net uts: ok ok AccessDenied AccessDenied ok ForeignPidNamespace ForeignPidNamespace
+GetProcessInfo: ok ok ok AccessDenied ok ForeignPidNamespace ForeignPidNamespace
+GetNamespace id net: ok ok AccessDenied NotTracked ok NotTracked NotTracked
+GetNamespaceIds id: ok ok ok NotTracked ok NotTracked NotTracked
+GetProcessInfo id: ok ok ok NotTracked ok NotTracked NotTracked
+GetPidFd: ok ok AccessDenied NotTracked AccessDenied NotTracked NotTracked
+SendSignal CONT: ok ok ok NotTracked AccessDenied NotTracked NotTracked
+GetFd 0: ok AccessDenied AccessDenied NotTracked AccessDenied NotTracked NotTracked
+UntrackProcess: ok ok ok NotTracked ok NotTracked NotTracked
 )";
     std::vector<std::string> names;
     std::map<std::string, std::vector<std::string>> cells;
@@ -302,8 +318,14 @@ UntrackProcess: ok ok ok NotTracked ok
         auto pid = static_cast<uint32_t>(target.pid());
         manager_->TrackProcess(pid);  // root tracks the target, again after an Untrack
         std::uint64_t id = PidFd::open(target.pid()).id();
-        auto [status, out] =
-            check(column.uid, column.groups, "table", {std::to_string(pid), std::to_string(id)});
+        // A sandbox cannot name the target: it gets a pidfd opened outside.
+        PidFd pidfd = PidFd::open(target.pid());
+        std::vector<std::string> args = {std::to_string(pid), std::to_string(id)};
+        if (column.sandboxed) {
+            args.push_back(std::to_string(pidfd.get()));
+        }
+        auto [status, out] = check(column.uid, column.groups, "table", args, column.sandboxed,
+                                   column.sandboxed ? pidfd.get() : -1);
         ASSERT_EQ(status, 0) << out;
         std::istringstream lines(out);
         for (std::string line; std::getline(lines, line);) {
@@ -323,11 +345,49 @@ UntrackProcess: ok ok ok NotTracked ok
         table += "\n";
     }
     EXPECT_EQ(table, expected) << "columns: root | same uid | same uid, target not dumpable | "
-                                  "other uid | other uid, granted group";
+                                  "other uid | other uid, granted group | same uid, in a sandbox "
+                                  "| other uid, granted group, in a sandbox";
     dumpable.release(0);
     nonDumpable.release(0);
     dumpable.reap();
     nonDumpable.reap();
+}
+
+class VarlinkSandboxGrantTest : public VarlinkTest {
+  protected:
+    std::string config() const override { return kSandboxGrantConfig; }
+};
+
+TEST_F(VarlinkSandboxGrantTest, AGrantMarkedSandboxedReachesOutsideTheSandbox) {
+    // authorization_table_test.cpp's SandboxGrantTableTest, over Varlink: a
+    // member of the granted group in a sandbox, the target outside it.
+    Child target = spawnAs(kUser);
+    auto pid = static_cast<uint32_t>(target.pid());
+    manager_->TrackProcess(pid);
+    PidFd pidfd = PidFd::open(target.pid());
+    auto [status, out] =
+        check(kOtherUser, {kGrantedGroup}, "table",
+              {std::to_string(pid), std::to_string(pidfd.id()), std::to_string(pidfd.get())}, true,
+              pidfd.get());
+    EXPECT_EQ(status, 0) << out;
+    EXPECT_EQ(out, R"(TrackProcess: ForeignPidNamespace
+TrackProcess pidfd: ok
+GetProcess: ForeignPidNamespace
+ListProcesses shows it: ok
+GetNamespace net: ForeignPidNamespace
+GetNamespace mnt: ForeignPidNamespace
+GetNamespaces net uts: ForeignPidNamespace
+GetProcessInfo: ForeignPidNamespace
+GetNamespace id net: ok
+GetNamespaceIds id: ok
+GetProcessInfo id: ok
+GetPidFd: ok
+SendSignal CONT: AccessDenied
+GetFd 0: AccessDenied
+UntrackProcess: ok
+)");
+    target.release(0);
+    target.reap();
 }
 
 TEST_F(VarlinkTest, ACallerInAnotherPidNamespaceNamesProcessesByPidFd) {

@@ -72,4 +72,16 @@ TEST(ConfigTest, AGrantNamesItsUserOrGroupByName) {
 }
 
 }  // namespace
+TEST(ConfigTest, AGrantIsForSandboxesOnlyWhenItSaysSo) {
+    Config plain = parseConfig("[[grant]]\nuser = \"root\"\ninfo = true\n", "t.conf");
+    ASSERT_EQ(plain.grants.size(), 1U);
+    EXPECT_FALSE(plain.grants[0].sandboxed);
+    Config marked =
+        parseConfig("[[grant]]\nuser = \"root\"\ninfo = true\nsandboxed = true\n", "t.conf");
+    EXPECT_TRUE(marked.grants[0].sandboxed);
+    EXPECT_THROW(parseConfig("[[grant]]\nuser = \"root\"\nsandboxed = \"yes\"\n", "t.conf"),
+                 ConfigError);
+    EXPECT_THROW(parseConfig("[[grant]]\nuser = \"root\"\nsandboxed = 1\n", "t.conf"), ConfigError);
+}
+
 }  // namespace nsfd::daemon

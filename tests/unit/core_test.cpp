@@ -247,6 +247,7 @@ Target targetOwnedBy(uid_t uid, bool dumpable = true) {
     target.pid = 4711;
     target.creds = Credentials{uid, uid, uid, uid, uid, uid, uid, uid};
     target.dumpable = dumpable;
+    target.visible = true;
     return target;
 }
 
@@ -317,6 +318,58 @@ pidfd = true
     for (Action action : {Action::SendSignal, Action::Untrack, Action::GetFd}) {
         EXPECT_EQ(decide(namedUser, action), Verdict::Pass) << verbOf(action);
     }
+}
+
+TEST(KernelRuleTest, NothingOnAProcessTheCallerCannotNameAndNoUncaughtSignalToItsInit) {
+    KernelRule rule;
+    Caller user = callerWithUid(1000);
+    auto decide = [&](Action action, const Target& target, int signal = 15) {
+        return rule.decideNow(user, Request{action, target, {NsType::Net}, signal});
+    };
+    Target outside = targetOwnedBy(1000);
+    outside.visible = false;  // no pid in the caller's pid namespace
+    outside.trackers = {1000};
+    for (Action action : {Action::ReadInfo, Action::Track, Action::GetNamespace, Action::GetPidFd,
+                          Action::SendSignal}) {
+        EXPECT_EQ(decide(action, outside), Verdict::Pass) << verbOf(action);
+    }
+    EXPECT_EQ(decide(Action::Untrack, outside), Verdict::Allow) << "its own tracking it may drop";
+    Target init = targetOwnedBy(1000);
+    init.isCallersInit = true;
+    init.caughtSignals = std::uint64_t{1} << (SIGUSR1 - 1);
+    EXPECT_EQ(decide(Action::SendSignal, init, SIGKILL), Verdict::Pass);
+    EXPECT_EQ(decide(Action::SendSignal, init, SIGTERM), Verdict::Pass);
+    EXPECT_EQ(decide(Action::SendSignal, init, SIGUSR1), Verdict::Allow) << "it catches SIGUSR1";
+    EXPECT_EQ(decide(Action::GetNamespace, init), Verdict::Allow);
+}
+
+TEST(ConfigGrantsTest, ACallerInAUserNamespaceOfItsOwnGetsOnlyGrantsMarkedSandboxed) {
+    Config config = parseConfig(R"(
+[[grant]]
+group = "users"
+namespaces = ["net"]
+[[grant]]
+user = "root"
+pidfd = true
+sandboxed = true
+)",
+                                "test.conf");
+    ConfigGrants grants(config);
+    Target other = targetOwnedBy(1001);
+    other.visible = false;  // grants reach where the kernel rule does not
+    auto decide = [&](const Caller& caller, Action action, std::vector<NsType> types = {}) {
+        return grants.decideNow(caller, Request{action, other, std::move(types), 0});
+    };
+    Caller member = callerWithUid(1000);
+    member.groups = {100};
+    EXPECT_EQ(decide(member, Action::GetNamespace, {NsType::Net}), Verdict::Allow);
+    member.inOurUserNamespace = false;
+    EXPECT_EQ(decide(member, Action::GetNamespace, {NsType::Net}), Verdict::Pass);
+    // uid 0 of a user namespace of its own is no root, and only the marked grant applies.
+    Caller sandboxRoot = callerWithUid(0);
+    sandboxRoot.inOurUserNamespace = false;
+    EXPECT_FALSE(sandboxRoot.isRoot());
+    EXPECT_EQ(decide(sandboxRoot, Action::GetPidFd), Verdict::Allow);
 }
 
 // A decider that answers later, from the loop, as polkit does.
@@ -410,10 +463,11 @@ TEST(AuthorizerTest, ADenialNamesItsDeciderAndAChallengeAsksForInteraction) {
         ASSERT_EQ(decisions.size(), 1U);
         EXPECT_FALSE(decisions[0].allowed);
         EXPECT_EQ(decisions[0].error, kind) << decisions[0].message;
-        EXPECT_NE(decisions[0].message.find(verdict == Verdict::Unavailable ? "later said so"
-                                                                            : "(later)"),
-                  std::string::npos)
-            << decisions[0].message;
+        // A denial says who and why; a challenge who.
+        const char* says = verdict == Verdict::Deny        ? "(later: later said so)"
+                           : verdict == Verdict::Challenge ? "(later)"
+                                                           : "later said so";
+        EXPECT_NE(decisions[0].message.find(says), std::string::npos) << decisions[0].message;
     }
 }
 

@@ -187,10 +187,10 @@ TEST_F(VarlinkServerTest, PeerIdentityComesFromTheSocket) {
     std::string pidfdOwner;
     server_->addMethod("org.example.Test.WhoAmI", [&](const CallPtr& call) {
         const varlink::Peer& p = call->peer();
-        peer = varlink::Peer{p.uid, p.gid, p.pid, p.groups, UniqueFd()};
-        if (p.pidfd.ok()) {
-            pidfdFlags = ::fcntl(p.pidfd.get(), F_GETFD);
-            std::ifstream fdinfo("/proc/self/fdinfo/" + std::to_string(p.pidfd.get()));
+        peer = varlink::Peer{p.uid, p.gid, p.pid, p.groups, std::nullopt};
+        if (p.pidfd) {
+            pidfdFlags = ::fcntl(p.pidfd->get(), F_GETFD);
+            std::ifstream fdinfo("/proc/self/fdinfo/" + std::to_string(p.pidfd->get()));
             std::string line;
             while (std::getline(fdinfo, line)) {
                 if (line.rfind("Pid:", 0) == 0) {

@@ -4,12 +4,17 @@
 as a client that is not nsfd's C++ code (Python's standard library alone).
 
     nsfd_check.py methods SOCKET PID     every method on PID (a same-uid process); prints "ok"
-    nsfd_check.py table SOCKET PID ID    the authorization table's actions: "name: outcome" lines
+    nsfd_check.py table SOCKET PID ID [PIDFD]
+                                         the authorization table's actions: "name: outcome" lines
+                                         (PIDFD: an inherited pidfd of PID, for a caller that
+                                         cannot name PID itself)
     nsfd_check.py watch SOCKET COUNT [PID...]
                                          tracks each PID, prints "watching" once WatchExits
                                          is sent, then its first COUNT replies
     nsfd_check.py foreign SOCKET PID     as a caller in another pid namespace; prints "ok"
     nsfd_check.py hold SOCKET            one call, "connected", then "eof" when nsfdd hangs up
+    nsfd_check.py sandbox SOCKET         as pid 1 of a sandbox: its own processes, by pidfd and
+                                         id, and its init (sandbox_test.cpp): "name: outcome" lines
 """
 
 import json
@@ -134,7 +139,7 @@ def methods(path, pid):
 
 
 # The rows of the authorization table (authorization_table_test.cpp) that Varlink has.
-def table(path, pid, ident):
+def table(path, pid, ident, inherited=None):
     def with_fds(v, method, parameters):
         _, fds = v.call(M + method, parameters)
         close_all(fds)
@@ -144,7 +149,8 @@ def table(path, pid, ident):
             raise VarlinkError("test.NotListed", {})
 
     def by_pidfd(v):
-        pidfd = os.pidfd_open(pid)  # anyone may open one
+        # Anyone may open one, if it can name the process.
+        pidfd = os.pidfd_open(pid) if inherited is None else os.dup(inherited)
         try:
             v.call(M + "TrackProcess", {"pidfd": 0}, fds=[pidfd])
         finally:
@@ -227,18 +233,79 @@ def hold(path):
             print("eof", flush=True)
 
 
+def sandbox(path):
+    """As pid 1 of a user and pid namespace of its own."""
+    lines = []
+
+    def cell(name, action):
+        try:
+            action()
+            lines.append(f"{name}: ok")
+        except VarlinkError as e:
+            lines.append(f"{name}: {e.name.rsplit('.', 1)[-1]}")
+
+    child = os.fork()
+    if child == 0:
+        signal.pause()
+        os._exit(0)
+    with Connection(path) as v:
+        own = os.pidfd_open(child)
+        ident = {}
+
+        def track(pidfd, key):
+            ident[key] = v.call(M + "TrackProcess", {"pidfd": 0}, fds=[pidfd])[0]["id"]
+
+        def listed():
+            if not any(p["id"] == ident["own"] for p in v.call(M + "ListProcesses")[0]["processes"]):
+                raise VarlinkError("test.NotListed", {})
+
+        def mnt():
+            _, fds = v.call(M + "GetNamespace", {"id": ident["own"], "type": "mnt"})
+            try:
+                if os.fstat(fds[0]).st_ino != os.stat("/proc/self/ns/mnt").st_ino:
+                    raise VarlinkError("test.WrongNamespace", {})
+            finally:
+                close_all(fds)
+
+        def pidfd():
+            close_all(v.call(M + "GetPidFd", {"id": ident["own"]})[1])
+
+        cell("track by pidfd", lambda: track(own, "own"))
+        os.close(own)
+        cell("raw pid", lambda: v.call(M + "GetProcessInfo", {"pid": child}))
+        cell("listed", listed)
+        cell("info by id", lambda: v.call(M + "GetProcessInfo", {"id": ident["own"]}))
+        cell("mnt namespace by id", mnt)
+        cell("pidfd by id", pidfd)
+        cell("SIGTERM by id",
+             lambda: v.call(M + "SendSignal", {"id": ident["own"], "signal": signal.SIGTERM}))
+        _, status = os.waitpid(child, 0)
+        lines.append(f"reaped by: {os.WTERMSIG(status) if os.WIFSIGNALED(status) else -1}")
+        init = os.pidfd_open(1)  # ourselves, as the sandbox names us
+        cell("track init", lambda: track(init, "init"))
+        os.close(init)
+        # Were either allowed, this process would die here and say nothing.
+        cell("SIGKILL to init",
+             lambda: v.call(M + "SendSignal", {"id": ident["init"], "signal": signal.SIGKILL}))
+        cell("SIGTERM to init",
+             lambda: v.call(M + "SendSignal", {"id": ident["init"], "signal": signal.SIGTERM}))
+    print("\n".join(lines))
+
+
 def main(argv):
     command, path = argv[0], argv[1]
     if command == "methods":
         methods(path, int(argv[2]))
     elif command == "table":
-        table(path, int(argv[2]), int(argv[3]))
+        table(path, int(argv[2]), int(argv[3]), int(argv[4]) if len(argv) > 4 else None)
     elif command == "watch":
         watch(path, int(argv[2]), [int(p) for p in argv[3:]])
     elif command == "foreign":
         foreign(path, int(argv[2]))
     elif command == "hold":
         hold(path)
+    elif command == "sandbox":
+        sandbox(path)
     else:
         raise SystemExit(f"unknown command {command}")
 
