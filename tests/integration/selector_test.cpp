@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Targets as users name them, through nsfdctl and a real nsfdd: containers made
+// by hand in the cgroup2 hierarchy (named as docker, podman, containerd and
+// CRI-O name them), cgroup:PATH and PID:ID; from nsfdd's pid namespace and
+// from one of the caller's own, as root, as a granted user and as one that may
+// not see the container.
+#include <sched.h>
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
+
+#include "fake_container.hpp"
+#include "fixture.hpp"
+
+namespace nsfd::test {
+namespace {
+
+using nlohmann::json;
+
+class SelectorTest : public DaemonTest {
+  protected:
+    std::string config() const override { return kGrantConfig; }
+
+    void SetUp() override {
+        if (cgroup2Root().empty()) {
+            GTEST_SKIP() << "no cgroup2 hierarchy mounted";
+        }
+        DaemonTest::SetUp();
+        base_ = "/nsfd-itest-" + std::to_string(::getpid());
+    }
+
+    // nsfdctl's exit code, stdout and stderr.
+    std::tuple<int, std::string, std::string> run(const std::vector<std::string>& args,
+                                                  std::optional<uid_t> uid = std::nullopt,
+                                                  const std::string& groups = "",
+                                                  const std::string& prefix = "") {
+        std::vector<std::string> argv;
+        if (uid) {
+            argv = {"setpriv", "--reuid=" + std::to_string(*uid), "--regid=" + std::to_string(*uid),
+                    groups.empty() ? "--clear-groups" : "--groups=" + groups};
+        }
+        if (!prefix.empty()) {
+            argv.insert(argv.end(), {"unshare", "--pid", "--fork", "--mount-proc"});
+        }
+        argv.push_back(NSFD_TEST_NSFDCTL);
+        argv.insert(argv.end(), args.begin(), args.end());
+        int errPipe[2];
+        EXPECT_EQ(::pipe2(errPipe, O_CLOEXEC), 0);
+        UniqueFd errRead(errPipe[0]), errWrite(errPipe[1]);
+        auto [status, out] = forkAndRead([&](int fd) {
+            ::dup2(fd, STDOUT_FILENO);
+            ::dup2(errWrite.get(), STDERR_FILENO);
+            std::vector<char*> raw;
+            for (std::string& arg : argv) {
+                raw.push_back(arg.data());
+            }
+            raw.push_back(nullptr);
+            ::execvp(raw[0], raw.data());
+            ::_exit(127);
+        });
+        errWrite.reset();
+        std::string err;
+        char buffer[4096];
+        for (ssize_t n; (n = ::read(errRead.get(), buffer, sizeof(buffer))) > 0;) {
+            err.append(buffer, static_cast<std::size_t>(n));
+        }
+        return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, err};
+    }
+
+    std::string base_;
+};
+
+std::uint64_t netIdOf(pid_t pid) {
+    return PidFd::open(pid).namespaceFd(NsType::Net).id();
+}
+
+// The net namespace id in `nsfdctl --json ns ... net`'s answer (0 if none).
+std::uint64_t netIdIn(const std::string& out) {
+    json answer = json::parse(out, nullptr, false);
+    return answer.is_object() && answer.contains("net") ? answer["net"]["id"].get<std::uint64_t>()
+                                                        : 0;
+}
+
+TEST_F(SelectorTest, AContainerByItsShortIdGivesItsNetNamespaceAndInfo) {
+    std::string id = makeContainerId();
+    FakeContainer container(base_ + "/system.slice/docker-" + id + ".scope", "c1");
+    std::string shortId = "container:" + id.substr(0, 12);
+    auto [code, out, err] = run({"--json", "ns", shortId, "net"});
+    ASSERT_EQ(code, 0) << err;
+    EXPECT_EQ(netIdIn(out), netIdOf(container.pid()));
+    auto [infoCode, info, infoErr] = run({"--json", "info", shortId});
+    ASSERT_EQ(infoCode, 0) << infoErr;
+    json parsed = json::parse(info);
+    EXPECT_EQ(parsed["pid"].get<pid_t>(), container.pid());
+    EXPECT_EQ(parsed["id"].get<std::uint64_t>(), PidFd::open(container.pid()).id());
+    // Tracking by selector gives the id the methods by id take.
+    auto [trackCode, tracked, trackErr] = run({"--json", "track", shortId});
+    ASSERT_EQ(trackCode, 0) << trackErr;
+    std::uint64_t trackedId = json::parse(tracked)["id"].get<std::uint64_t>();
+    EXPECT_EQ(trackedId, PidFd::open(container.pid()).id());
+    auto [byId, byIdOut, byIdErr] = run({"--json", "ns", "id:" + std::to_string(trackedId), "net"});
+    EXPECT_EQ(byId, 0) << byIdErr;
+    EXPECT_EQ(netIdIn(byIdOut), netIdOf(container.pid()));
+    EXPECT_EQ(std::get<0>(run({"untrack", shortId})), 0);
+}
+
+TEST_F(SelectorTest, ASharedPrefixExits2NamingBothAndALongerOneWorks) {
+    std::string shared = makeContainerId().substr(0, 12);
+    std::string a = makeContainerId(shared + "a"), b = makeContainerId(shared + "b");
+    FakeContainer first(base_ + "/machine.slice/libpod-" + a + ".scope", "a");
+    FakeContainer second(base_ + "/kubepods/besteffort/pod1/" + b, "b");
+    auto [code, out, err] = run({"ns", "container:" + shared, "net"});
+    EXPECT_EQ(code, 2) << err;
+    EXPECT_NE(err.find(a.substr(0, 12)), std::string::npos) << err;
+    EXPECT_NE(err.find(b.substr(0, 12)), std::string::npos) << err;
+    auto [longer, longerOut, longerErr] =
+        run({"--json", "ns", "container:" + b.substr(0, 13), "net"});
+    ASSERT_EQ(longer, 0) << longerErr;
+    EXPECT_EQ(netIdIn(longerOut), netIdOf(second.pid()));
+}
+
+TEST_F(SelectorTest, AnUnknownContainerExits5AndMalformedOnesExit2) {
+    EXPECT_EQ(std::get<0>(run({"ns", "container:" + makeContainerId(), "net"})), 5);
+    EXPECT_EQ(std::get<0>(run({"info", "container:XYZ"})), 2);
+    EXPECT_EQ(std::get<0>(run({"info", "cgroup:relative/path"})), 2);
+    EXPECT_EQ(std::get<0>(run({"info", "4711:0"})), 2);
+}
+
+TEST_F(SelectorTest, ACgroupByPathAndAPidWithItsIdWork) {
+    std::string id = makeContainerId();
+    FakeContainer container(base_ + "/libpod_parent/libpod-" + id, "c3");
+    auto [code, out, err] = run({"--json", "info", "cgroup:" + container.path()});
+    ASSERT_EQ(code, 0) << err;
+    EXPECT_EQ(json::parse(out)["pid"].get<pid_t>(), container.pid());
+
+    std::uint64_t pidfsId = PidFd::open(container.pid()).id();
+    std::string pidWithId = std::to_string(container.pid()) + ":" + std::to_string(pidfsId);
+    auto [nsCode, nsOut, nsErr] = run({"--json", "ns", pidWithId, "net"});
+    ASSERT_EQ(nsCode, 0) << nsErr;
+    EXPECT_EQ(netIdIn(nsOut), netIdOf(container.pid()));
+    std::string wrong = std::to_string(container.pid()) + ":" + std::to_string(pidfsId + 1000000);
+    EXPECT_EQ(std::get<0>(run({"ns", wrong, "net"})), 5);
+    EXPECT_EQ(std::get<0>(run({"info", wrong})), 5);
+}
+
+TEST_F(SelectorTest, FromAPidNamespaceOfItsOwnRootAndAGrantedUserGetTheNetNamespace) {
+    if (kUser == 0) {
+        GTEST_SKIP() << "user nsfd-test-a is missing (scripts/test-users)";
+    }
+    std::string id = makeContainerId();
+    FakeContainer container(base_ + "/kubepods.slice/crio-" + id + ".scope", "c4");
+    std::string selector = "container:" + id.substr(0, 12);
+    // unshare --pid --fork --mount-proc: nsfdctl sees none of the host's pids.
+    auto [code, out, err] = run({"--json", "ns", selector, "net"}, std::nullopt, "", "unshare");
+    ASSERT_EQ(code, 0) << err;
+    EXPECT_EQ(netIdIn(out), netIdOf(container.pid()));
+    auto [infoCode, info, infoErr] = run({"--json", "info", selector}, std::nullopt, "", "unshare");
+    ASSERT_EQ(infoCode, 0) << infoErr;
+    EXPECT_EQ(json::parse(info)["pid"].get<pid_t>(), 0) << "no pid of nsfdd's namespace";
+
+    // A user of the granted group ("users": net and uts, info) in a pid
+    // namespace of its own (unshare needs CAP_SYS_ADMIN: made as root, then
+    // the user is taken on inside by setpriv).
+    std::string command = std::string("setpriv --reuid=") + std::to_string(kUser) +
+                          " --regid=" + std::to_string(kUser) +
+                          " --groups=" + std::to_string(kGrantedGroup) + " " + NSFD_TEST_NSFDCTL +
+                          " --json ns " + selector + " net";
+    auto [status, userOut] = forkAndRead([&](int fd) {
+        ::dup2(fd, STDOUT_FILENO);
+        ::dup2(fd, STDERR_FILENO);
+        ::execlp("unshare", "unshare", "--pid", "--fork", "--mount-proc", "sh", "-c",
+                 command.c_str(), nullptr);
+        ::_exit(127);
+    });
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << userOut;
+    EXPECT_EQ(netIdIn(userOut), netIdOf(container.pid()));
+}
+
+TEST_F(SelectorTest, AUserWhoMayNotSeeTheContainerIsToldWhatAnAbsentOneIsTold) {
+    if (kOtherUser == 0) {
+        GTEST_SKIP() << "user nsfd-test-b is missing (scripts/test-users)";
+    }
+    std::string id = makeContainerId();
+    FakeContainer container(base_ + "/system.slice/cri-containerd-" + id + ".scope", "c5");
+    std::string present = id.substr(0, 12);
+    std::string absent = makeContainerId().substr(0, 12);
+    auto [code, out, err] = run({"info", "container:" + present}, kOtherUser);
+    auto [absentCode, absentOut, absentErr] = run({"info", "container:" + absent}, kOtherUser);
+    EXPECT_EQ(code, 5) << err;
+    EXPECT_EQ(absentCode, 5) << absentErr;
+    // The same words, but for the id asked about.
+    std::string said = err, saidAbsent = absentErr;
+    said.replace(said.find(present), present.size(), "ID");
+    saidAbsent.replace(saidAbsent.find(absent), absent.size(), "ID");
+    EXPECT_EQ(said, saidAbsent);
+    EXPECT_EQ(std::get<0>(run({"ns", "container:" + present, "net"}, kOtherUser)), 5);
+    // The granted group sees it.
+    EXPECT_EQ(std::get<0>(
+                  run({"info", "container:" + present}, kOtherUser, std::to_string(kGrantedGroup))),
+              0);
+}
+
+// The same over Varlink, nsfdd's socket.
+class VarlinkSelectorTest : public SelectorTest {
+  protected:
+    std::string varlinkPath() const override { return dir_.socket(); }
+    SocketDir dir_;
+};
+
+TEST_F(VarlinkSelectorTest, AContainerByItsShortIdOverVarlink) {
+    std::string id = makeContainerId();
+    FakeContainer container(base_ + "/docker/" + id, "c6");
+    std::string selector = "container:" + id.substr(0, 12);
+    ::setenv("NSFD_VARLINK_SOCKET", dir_.socket().c_str(), 1);
+    auto [code, out, err] = run({"--transport=varlink", "--json", "ns", selector, "net"});
+    auto [infoCode, info, infoErr] = run({"--transport=varlink", "--json", "info", selector});
+    auto [ambiguous, ambiguousOut, ambiguousErr] =
+        run({"--transport=varlink", "info", "container:" + makeContainerId()});
+    ::setenv("NSFD_VARLINK_SOCKET", kNoVarlinkSocket, 1);
+    ASSERT_EQ(code, 0) << err;
+    EXPECT_EQ(netIdIn(out), netIdOf(container.pid()));
+    ASSERT_EQ(infoCode, 0) << infoErr;
+    EXPECT_EQ(json::parse(info)["pid"].get<pid_t>(), container.pid());
+    EXPECT_EQ(ambiguous, 5) << ambiguousErr;
+}
+
+}  // namespace
+}  // namespace nsfd::test
