@@ -11,6 +11,7 @@
 
 #include "fake_container.hpp"
 #include "fixture.hpp"
+#include "nsfd/client.hpp"
 
 namespace nsfd::test {
 namespace {
@@ -222,6 +223,42 @@ TEST_F(VarlinkSelectorTest, AContainerByItsShortIdOverVarlink) {
     ASSERT_EQ(infoCode, 0) << infoErr;
     EXPECT_EQ(json::parse(info)["pid"].get<pid_t>(), container.pid());
     EXPECT_EQ(ambiguous, 5) << ambiguousErr;
+}
+
+// libnsfd-client's calls by selector, on both transports.
+TEST_F(VarlinkSelectorTest, TheClientNamesContainersOnBothTransports) {
+    std::string shared = makeContainerId().substr(0, 12);
+    std::string id = makeContainerId(shared + "0");
+    std::string other = makeContainerId(shared + "1");
+    FakeContainer container(base_ + "/system.slice/docker-" + id + ".scope", "c7");
+    FakeContainer second(base_ + "/system.slice/docker-" + other + ".scope", "c8");
+    std::uint64_t pidfsId = PidFd::open(container.pid()).id();
+    for (bool varlink : {false, true}) {
+        SCOPED_TRACE(varlink ? "varlink" : "bus");
+        Client client = varlink ? Client::varlink(dir_.socket()) : Client::connect(busAddress());
+        std::string selector = "container:" + id.substr(0, 13);
+        EXPECT_EQ(client.namespaceFd(selector, NsType::Net).id(), netIdOf(container.pid()));
+        std::map<NsType, NsFd> fds = client.namespaceFds(selector, std::vector{NsType::Uts});
+        ASSERT_EQ(fds.count(NsType::Uts), 1U);
+        EXPECT_EQ(fds.at(NsType::Uts).id(),
+                  PidFd::open(container.pid()).namespaceFd(NsType::Uts).id());
+        ProcessInfo info = client.info(selector);
+        EXPECT_EQ(info.pid, container.pid());
+        EXPECT_EQ(info.id, pidfsId);
+        TrackedProcess tracked = client.track(selector);
+        EXPECT_EQ(tracked.id(), pidfsId);
+        EXPECT_EQ(tracked.namespaceFd(NsType::Net).id(), netIdOf(container.pid()));
+        tracked.untrack();
+        std::string pidWithId = std::to_string(container.pid()) + ":" + std::to_string(pidfsId);
+        EXPECT_EQ(client.info(pidWithId).id, pidfsId);
+        EXPECT_THROW(
+            client.info(std::to_string(container.pid()) + ":" + std::to_string(pidfsId + 1)),
+            NoSuchProcess);
+        EXPECT_THROW(client.info("container:" + shared), InvalidArgument);
+        EXPECT_THROW(client.info("container:" + makeContainerId()), NoSuchProcess);
+        EXPECT_THROW(client.info("container:NOT-HEX"), InvalidArgument);
+        client.sendSignal(selector, 0);
+    }
 }
 
 }  // namespace
