@@ -201,6 +201,52 @@ TEST_F(SelectorTest, AUserWhoMayNotSeeTheContainerIsToldWhatAnAbsentOneIsTold) {
               0);
 }
 
+// A real container: Debian's podman (with runc: crun refuses hybrid cgroups)
+// running one from a busybox rootfs imported without a registry.
+TEST_F(SelectorTest, ARealPodmanContainerByItsShortId) {
+    for (const char* tool : {"/usr/bin/podman", "/usr/sbin/runc", "/bin/busybox"}) {
+        if (::access(tool, X_OK) != 0) {
+            GTEST_SKIP() << tool << " is missing (apt-get install podman runc busybox-static)";
+        }
+    }
+    char dir[] = "/tmp/nsfd-podman-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    std::string root = std::string(dir) + "/rootfs";
+    auto shell = [](const std::string& script) {
+        return test::run({"sh", "-c", script + " 2>&1"});
+    };
+    auto [made, madeOut] =
+        shell("mkdir -p " + root + "/bin && cp /bin/busybox " + root + "/bin/ && ln -s busybox " +
+              root + "/bin/sh && ln -s busybox " + root + "/bin/sleep && tar -C " + root + " -cf " +
+              dir + "/rootfs.tar . && podman import " + dir + "/rootfs.tar localhost/nsfd-busybox");
+    std::string started;
+    int status = -1;
+    if (made == 0) {
+        std::tie(status, started) = shell(
+            "podman --runtime runc run -d --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 "
+            "--network none localhost/nsfd-busybox /bin/sleep 300");
+    }
+    shell(std::string("rm -rf ") + dir);
+    if (made != 0 || status != 0) {
+        GTEST_SKIP() << "podman cannot run a container here: " << madeOut << started;
+    }
+    std::string id = started.substr(0, started.find('\n'));
+    ASSERT_EQ(id.size(), 64U) << started;
+    auto [inspected, pidText] = shell("podman inspect -f '{{.State.Pid}}' " + id);
+    pid_t pid = inspected == 0 ? static_cast<pid_t>(std::stol(pidText)) : 0;
+    std::string selector = "container:" + id.substr(0, 12);
+    std::uint64_t expected = pid > 0 ? netIdOf(pid) : 0;
+    auto [code, out, err] = run({"--json", "ns", selector, "net"});
+    auto [infoCode, info, infoErr] = run({"--json", "info", selector});
+    shell("podman rm -f -t 0 " + id);
+    ASSERT_GT(pid, 0) << pidText;
+    ASSERT_EQ(code, 0) << err;
+    EXPECT_EQ(netIdIn(out), expected) << "podman's container " << id;
+    EXPECT_NE(netIdIn(out), NsFd::current(NsType::Net).id()) << "--network none: its own";
+    ASSERT_EQ(infoCode, 0) << infoErr;
+    EXPECT_EQ(json::parse(info)["pid"].get<pid_t>(), pid) << "podman inspect's State.Pid";
+}
+
 // The same over Varlink, nsfdd's socket.
 class VarlinkSelectorTest : public SelectorTest {
   protected:
