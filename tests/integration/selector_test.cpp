@@ -247,6 +247,20 @@ TEST_F(SelectorTest, ARealPodmanContainerByItsShortId) {
     EXPECT_EQ(json::parse(info)["pid"].get<pid_t>(), pid) << "podman inspect's State.Pid";
 }
 
+// unit: and machine: ask systemd and machined on nsfdd's bus; the test bus has
+// neither (tests/system/run has systemd as PID 1, and tests unit: there).
+TEST_F(SelectorTest, UnitAndMachineSayWhenThereIsNoSystemdToAsk) {
+    for (const char* selector : {"unit:nsfd-none.service", "machine:nsfd-none"}) {
+        auto [code, out, err] = run({"info", selector});
+        EXPECT_EQ(code, 1) << selector << ": " << err;
+        EXPECT_NE(err.find(std::string(selector).substr(0, 4) == "unit" ? "systemd" : "machined"),
+                  std::string::npos)
+            << err;
+    }
+    EXPECT_EQ(std::get<0>(run({"info", "unit:a/b"})), 2);
+    EXPECT_EQ(std::get<0>(run({"info", "machine:"})), 2);
+}
+
 // The same over Varlink, nsfdd's socket.
 class VarlinkSelectorTest : public SelectorTest {
   protected:
