@@ -4,11 +4,11 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -16,6 +16,7 @@
 #include <system_error>
 
 #include "errors.hpp"
+#include "nsfd/unique_fd.hpp"
 
 namespace nsfd::daemon {
 
@@ -122,6 +123,27 @@ std::string unescapeMountField(std::string_view field) {
     return out;
 }
 
+// The whole of a small file under /proc or /sys, read through a close-on-exec
+// fd; "" if it cannot be read (a cgroup removed meanwhile).
+std::string readText(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    std::string text;
+    if (!fd.ok()) {
+        return text;
+    }
+    char buffer[4096];
+    for (ssize_t n; (n = ::read(fd.get(), buffer, sizeof(buffer))) != 0;) {
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            break;
+        }
+        text.append(buffer, static_cast<std::size_t>(n));
+    }
+    return text;
+}
+
 struct DirectoryCloser {
     void operator()(DIR* dir) const noexcept { ::closedir(dir); }
 };
@@ -158,7 +180,7 @@ void collect(const std::string& dir, int depth, Subtree& out) {
         return;
     }
     out.cgroupIds.insert(st.st_ino);
-    std::ifstream procs(dir + "/cgroup.procs");
+    std::istringstream procs(readText(dir + "/cgroup.procs"));
     for (std::string line; std::getline(procs, line);) {
         if (std::optional<std::uint64_t> pid = canonicalDecimal(line, INT_MAX)) {
             out.pids.insert(static_cast<pid_t>(*pid));
@@ -246,7 +268,7 @@ Selector parseSelector(std::string_view text) {
 }
 
 std::string findCgroup2Mount(const std::string& mountinfo) {
-    std::ifstream in(mountinfo);
+    std::istringstream in(readText(mountinfo));
     for (std::string line; std::getline(in, line);) {
         // id parent major:minor root mount-point options [optional...] - type source super
         std::istringstream fields(line);
