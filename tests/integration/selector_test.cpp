@@ -247,6 +247,42 @@ TEST_F(SelectorTest, ARealPodmanContainerByItsShortId) {
     EXPECT_EQ(json::parse(info)["pid"].get<pid_t>(), pid) << "podman inspect's State.Pid";
 }
 
+// The D-Bus contract itself, as busctl would call it: PID:ID is resolved by
+// nsfdd for a caller in its pid namespace.
+TEST_F(SelectorTest, TheBusMethodsBySelector) {
+    std::string shared = makeContainerId().substr(0, 12);
+    std::string id = makeContainerId(shared + "0");
+    FakeContainer container(base_ + "/system.slice/docker-" + id + ".scope", "c9");
+    FakeContainer other(base_ + "/system.slice/docker-" + makeContainerId(shared + "1") + ".scope",
+                        "c10");
+    std::uint64_t pidfsId = PidFd::open(container.pid()).id();
+    auto fds = manager_->GetNamespacesBySelector("container:" + id, {"net", "uts"});
+    ASSERT_EQ(fds.size(), 2U);
+    expectSameNamespace(fds.at("net"), nsPath(container.pid(), "net"));
+    expectSameNamespace(fds.at("uts"), nsPath(container.pid(), "uts"));
+    auto info = manager_->GetProcessInfoBySelector(std::to_string(container.pid()) + ":" +
+                                                   std::to_string(pidfsId));
+    EXPECT_EQ(info.at("Pid").get<uint32_t>(), static_cast<uint32_t>(container.pid()));
+    EXPECT_EQ(info.at("Id").get<uint64_t>(), pidfsId);
+    EXPECT_EQ(errorNameOf([&] {
+                  manager_->GetProcessInfoBySelector(std::to_string(container.pid()) + ":" +
+                                                     std::to_string(pidfsId + 1));
+              }),
+              err::kNoSuchProcess);
+    EXPECT_EQ(errorNameOf([&] { manager_->GetProcessInfoBySelector("container:" + shared); }),
+              err::kInvalidArgs);
+    EXPECT_EQ(errorNameOf([&] { manager_->GetProcessInfoBySelector("pid 1"); }), err::kInvalidArgs);
+    std::string path = manager_->TrackProcessBySelector("container:" + id);
+    EXPECT_EQ(path, "/org/nsfd1/process/" + std::to_string(pidfsId));
+    manager_->UntrackProcess(path);
+    manager_->SendSignalBySelector("container:" + id, 0);
+    // exec by selector enters the container's namespaces.
+    auto [code, out, err] =
+        run({"exec", "container:" + id.substr(0, 13), "--net", "--uts", "--", "hostname"});
+    EXPECT_EQ(code, 0) << err;
+    EXPECT_EQ(out, "c9\n");
+}
+
 // unit: and machine: ask systemd and machined on nsfdd's bus; the test bus has
 // neither (tests/system/run has systemd as PID 1, and tests unit: there).
 TEST_F(SelectorTest, UnitAndMachineSayWhenThereIsNoSystemdToAsk) {
