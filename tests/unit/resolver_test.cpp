@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 
 #include "child.hpp"
 #include "core/errors.hpp"
@@ -219,6 +220,50 @@ TEST_F(ResolverTest, TheMainProcessIsTheOldestWhoseParentIsOutside) {
     EXPECT_EQ(resolver_.mainProcessOf(container.path()).pid(), container.pid());
     exec.release(0);
     exec.reap();
+}
+
+// systemd's answers as a table: systemd is not PID 1 on the machines the unit
+// tests run on (tests/system/run asks the real one).
+class FixedUnits final : public daemon::UnitDirectory {
+  public:
+    std::optional<Unit> unit(const std::string& name) override {
+        auto it = units.find(name);
+        return it == units.end() ? std::nullopt : std::optional(it->second);
+    }
+    std::optional<Unit> machine(const std::string& name) override { return unit("m:" + name); }
+    std::map<std::string, Unit> units;
+};
+
+TEST_F(ResolverTest, AUnitsMainPidCountsOnlyWhileItIsInTheUnitsCgroup) {
+    EXPECT_EQ(serviceErrorOf([&] {
+                  resolver_.resolve(daemon::parseSelector("unit:x.service"), {});
+              }).first,
+              ErrorKind::NotSupported)
+        << "no systemd to ask";
+    FixedUnits units;
+    resolver_.setUnitDirectory(&units);
+    FakeContainer service(base_ + "/system.slice/web.service", "web");
+    Child elsewhere = Child::spawn();
+    units.units["web.service"] = {service.pid(), service.path()};
+    units.units["scope.scope"] = {0, service.path()};
+    units.units["stale.service"] = {elsewhere.pid(), service.path()};  // a pid reused meanwhile
+    units.units["m:vm"] = {service.pid(), service.path()};
+    units.units["stopped.service"] = {0, ""};
+    EXPECT_EQ(resolver_.resolve(daemon::parseSelector("unit:web.service"), {}).pid(),
+              service.pid());
+    EXPECT_EQ(resolver_.resolve(daemon::parseSelector("unit:scope.scope"), {}).pid(), service.pid())
+        << "no MainPID: the main process of its cgroup";
+    EXPECT_EQ(resolver_.resolve(daemon::parseSelector("machine:vm"), {}).pid(), service.pid());
+    for (const char* selector :
+         {"unit:stale.service", "unit:stopped.service", "unit:none.service", "machine:none"}) {
+        EXPECT_EQ(
+            serviceErrorOf([&] { resolver_.resolve(daemon::parseSelector(selector), {}); }).first,
+            ErrorKind::NoSuchProcess)
+            << selector;
+    }
+    resolver_.setUnitDirectory(nullptr);
+    elsewhere.release(0);
+    elsewhere.reap();
 }
 
 }  // namespace
