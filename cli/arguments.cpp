@@ -50,12 +50,72 @@ pid_t parsePid(std::string_view text, std::string_view argument) {
     return static_cast<pid_t>(*pid);
 }
 
+namespace {
+
+// A selector nsfdd resolves, if `text` is written as one; refused if it is
+// written as one, wrongly.
+std::optional<std::string> parseSelector(std::string_view text, std::string_view argument) {
+    auto startsWith = [&](std::string_view prefix) {
+        return text.substr(0, prefix.size()) == prefix;
+    };
+    auto rest = [&](std::string_view prefix) { return text.substr(prefix.size()); };
+    auto isName = [](std::string_view name) {
+        return !name.empty() && name.find('/') == std::string_view::npos &&
+               std::all_of(name.begin(), name.end(), [](char c) { return c > ' ' && c < 127; });
+    };
+    if (startsWith("container:")) {
+        std::string_view id = rest("container:");
+        if (id.empty() || id.size() > 64 || !std::all_of(id.begin(), id.end(), [](char c) {
+                return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+            })) {
+            refuse(argument,
+                   "container:ID, ID a container id or a prefix of one (1 to 64 "
+                   "lower-case hexadecimal digits)",
+                   text);
+        }
+    } else if (startsWith("cgroup:")) {
+        if (rest("cgroup:").substr(0, 1) != "/") {
+            refuse(argument,
+                   "cgroup:PATH, PATH from the cgroup2 root (cgroup:/system.slice/x.service)",
+                   text);
+        }
+    } else if (startsWith("unit:")) {
+        if (!isName(rest("unit:"))) {
+            refuse(argument, "unit:NAME, a systemd unit name", text);
+        }
+    } else if (startsWith("machine:")) {
+        if (!isName(rest("machine:"))) {
+            refuse(argument, "machine:NAME, a machine name", text);
+        }
+    } else {
+        std::size_t colon = text.find(':');
+        if (colon == std::string_view::npos || colon == 0 ||
+            !std::all_of(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(colon),
+                         [](char c) { return c >= '0' && c <= '9'; })) {
+            return std::nullopt;
+        }
+        std::optional<std::uint64_t> pid = canonicalDecimal(text.substr(0, colon), kMaxPid);
+        std::optional<std::uint64_t> id = canonicalDecimal(text.substr(colon + 1), UINT64_MAX);
+        if (!pid || *pid == 0 || !id || *id == 0) {
+            refuse(argument, "PID:ID, a pid and its pidfs id, in decimal", text);
+        }
+    }
+    return std::string(text);
+}
+
+}  // namespace
+
 ProcessArgument parseProcess(std::string_view text, std::string_view argument) {
     constexpr std::string_view kForms =
         "a pid (a decimal number from 1 to 4194303), id:ID or /org/nsfd1/process/ID (ID: the "
-        "nsfd id, a decimal number)";
+        "nsfd id, a decimal number), container:ID, cgroup:PATH, unit:NAME, machine:NAME or "
+        "PID:ID";
     ProcessArgument process;
     process.text = text;
+    if (std::optional<std::string> selector = parseSelector(text, argument)) {
+        process.selector = std::move(selector);
+        return process;
+    }
     std::string_view idPrefix = "id:";
     std::string_view pathPrefix = nsfd::dbus::kProcessPathPrefix;
     std::optional<std::uint64_t> id;

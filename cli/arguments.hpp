@@ -19,11 +19,14 @@ namespace nsfd::cli {
 // The largest pid the kernel can hand out (PID_MAX_LIMIT - 1 on 64-bit).
 inline constexpr pid_t kMaxPid = 4'194'303;
 
-// A process named on the command line: by pid, or by nsfd id (a tracked process).
+// A process named on the command line: by pid, by nsfd id (a tracked
+// process), or by a target nsfdd resolves. Exactly one is set.
 struct ProcessArgument {
     std::optional<pid_t> pid;         // "4711"
     std::optional<std::uint64_t> id;  // "id:5321" or "/org/nsfd1/process/5321"
-    std::string text;                 // as given, for messages
+    // "container:ID", "cgroup:PATH", "unit:NAME", "machine:NAME", "PID:ID"
+    std::optional<std::string> selector;
+    std::string text;  // as given, for messages
 };
 
 // `argument` is the name shown in messages ("PID", "PROCESS", "SIGNAL", ...).
@@ -32,7 +35,9 @@ struct ProcessArgument {
 pid_t parsePid(std::string_view text, std::string_view argument);
 
 // A pid (as parsePid), "id:ID" or "/org/nsfd1/process/ID" with ID a decimal
-// number from 1 to 2^64-1, no leading zero.
+// number from 1 to 2^64-1, no leading zero, or a selector: container:ID (ID
+// 1 to 64 lower-case hex digits), cgroup:/PATH, unit:NAME, machine:NAME (NAME
+// non-empty, no "/"), PID:ID (both as above). nsfdd checks selectors again.
 ProcessArgument parseProcess(std::string_view text, std::string_view argument);
 
 // A decimal number from 0 to SIGRTMAX, or a name as sigabbrev_np(3) gives it

@@ -158,9 +158,10 @@ nsfd::TrackedProcess trackedById(nsfd::Client& client, const ProcessArgument& pr
     return client.processWithId(*process.id);
 }
 
-int track(const Options& options, pid_t pid) {
+int track(const Options& options, const ProcessArgument& target) {
     nsfd::Client client = connect(options);
-    nsfd::TrackedProcess process = client.track(pid);
+    nsfd::TrackedProcess process =
+        target.selector ? client.track(*target.selector) : client.track(*target.pid);
     if (options.json) {
         std::cout << json{{"pid", process.pid()},
                           {"id", process.id()},
@@ -176,6 +177,8 @@ int untrack(const Options& options, const ProcessArgument& process) {
     nsfd::Client client = connect(options);
     if (process.id) {
         trackedById(client, process).untrack();
+    } else if (process.selector) {
+        client.processWithId(client.info(*process.selector).id).untrack();
     } else {
         client.process(*process.pid).untrack();
     }
@@ -203,8 +206,9 @@ int list(const Options& options) {
 
 int info(const Options& options, const ProcessArgument& process) {
     nsfd::Client client = connect(options);
-    nsfd::ProcessInfo info =
-        process.id ? trackedById(client, process).info() : client.info(*process.pid);
+    nsfd::ProcessInfo info = process.id         ? trackedById(client, process).info()
+                             : process.selector ? client.info(*process.selector)
+                                                : client.info(*process.pid);
     if (options.json) {
         std::cout << toJson(info) << '\n';
         return kOk;
@@ -235,9 +239,10 @@ int info(const Options& options, const ProcessArgument& process) {
 int namespaces(const Options& options, const ProcessArgument& process,
                const std::vector<nsfd::NsType>& types) {
     nsfd::Client client = connect(options);
-    std::map<nsfd::NsType, nsfd::NsFd> fds = process.id
-                                                 ? trackedById(client, process).namespaceFds(types)
-                                                 : client.namespaceFds(*process.pid, types);
+    std::map<nsfd::NsType, nsfd::NsFd> fds =
+        process.id         ? trackedById(client, process).namespaceFds(types)
+        : process.selector ? client.namespaceFds(*process.selector, types)
+                           : client.namespaceFds(*process.pid, types);
     if (options.json) {
         json out = json::object();
         for (const auto& [type, ns] : fds) {
@@ -287,6 +292,10 @@ int sendSignal(const Options& options, const ProcessArgument& target, int signal
         trackedById(client, target).signal(signal);
         return kOk;
     }
+    if (target.selector) {
+        client.sendSignal(*target.selector, signal);
+        return kOk;
+    }
     // By a pidfd opened here (Manager.SendSignalByPidFd): no tracking, so
     // nobody's tracking and no quota is touched.
     client.sendSignal(*target.pid, signal);
@@ -327,11 +336,24 @@ int exec(const Options& options, const nsfd::cli::ExecArguments& args) {
     if (args.process.id) {
         tracked = trackedById(client, args.process);
     }
-    pid_t pid = tracked ? tracked->pid() : *args.process.pid;
+    std::optional<std::uint64_t> expectedId = tracked ? std::optional(tracked->id()) : std::nullopt;
+    pid_t pid = tracked ? tracked->pid() : args.process.pid.value_or(0);
+    if (args.process.selector) {
+        nsfd::ProcessInfo info = client.info(*args.process.selector);
+        if (info.pid == 0) {
+            throw nsfd::NoSuchProcess(
+                std::string(nsfd::dbusErrorName(nsfd::ErrorKind::NoSuchProcess)),
+                args.process.text +
+                    " is outside nsfdctl's pid namespace: exec enters what it "
+                    "can see (use ns, or a program of libnsfd-client, for its fds)");
+        }
+        pid = info.pid;
+        expectedId = info.id;
+    }
     // A pidfd of our own names the process for what we read of /proc below:
     // if it is still alive after nsfdd answered, nsfdd answered about it.
     nsfd::PidFd pidfd = nsfd::PidFd::open(pid);
-    if (tracked && pidfd.id() != tracked->id()) {
+    if (expectedId && pidfd.id() != *expectedId) {
         throw nsfd::ProcessExited(std::string(nsfd::dbusErrorName(nsfd::ErrorKind::ProcessExited)),
                                   "Process " + args.process.text + " has exited");
     }
@@ -427,15 +449,32 @@ int main(int argc, char** argv) {
     std::string signalText;
     std::function<int()> run;
     constexpr const char* kProcessHelp =
-        "A pid (4711), or a tracked process by its nsfd id: id:5321 or /org/nsfd1/process/5321";
+        "A pid (4711), a tracked process by its nsfd id (id:5321 or /org/nsfd1/process/5321), or "
+        "a target nsfdd resolves: container:ID (a unique prefix will do), cgroup:PATH, "
+        "unit:NAME, machine:NAME, PID:ID";
 
     app.add_subcommand("status", "Daemon version, kernel features, tracked count")->callback([&] {
         run = [&] { return status(options); };
     });
     auto* trackCmd = app.add_subcommand("track", "Track a process; prints its object path");
-    trackCmd->add_option("PID", processText, "Process id (a decimal number)")->required();
-    trackCmd->callback(
-        [&] { run = [&] { return track(options, nsfd::cli::parsePid(processText, "PID")); }; });
+    trackCmd
+        ->add_option("PROCESS", processText,
+                     "A pid (4711), or a target nsfdd resolves: container:ID, cgroup:PATH, "
+                     "unit:NAME, machine:NAME, PID:ID")
+        ->required();
+    trackCmd->callback([&] {
+        run = [&] {
+            ProcessArgument process = nsfd::cli::parseProcess(processText, "PROCESS");
+            if (process.id) {
+                throw CLI::ValidationError("PROCESS",
+                                           "expected a pid or a target such as "
+                                           "container:ID, got the id of a tracked "
+                                           "process, '" +
+                                               processText + "'");
+            }
+            return track(options, process);
+        };
+    });
     auto* untrackCmd = app.add_subcommand("untrack", "Stop tracking a process");
     untrackCmd->add_option("PROCESS", processText, kProcessHelp)->required();
     untrackCmd->callback([&] {

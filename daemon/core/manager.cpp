@@ -423,6 +423,51 @@ void Manager::place(const Caller& caller, Target& target,
     }
 }
 
+void Manager::resolve(const Caller& caller, std::string_view text, Resolved found,
+                      NotResolved failed) {
+    Selector selector = parseSelector(text);
+    std::optional<PidFd> pidfd;
+    if (selector.kind == SelectorKind::PidWithId) {
+        pidfd = openPid(caller, static_cast<std::uint32_t>(selector.pid));
+        if (pidfd->id() != selector.id) {
+            throw ServiceError(ErrorKind::NoSuchProcess,
+                               "No such process: " + selector.text + " (pid " +
+                                   std::to_string(selector.pid) + " is another process now)");
+        }
+    } else {
+        Resolver::Visible visible;
+        if (!caller.isRoot()) {
+            visible = [this, &caller](const PidFd& candidate) {
+                try {
+                    Request request{
+                        Action::ReadInfo, targetOf(caller, candidate, Action::ReadInfo), {}, 0};
+                    return authorizer_.decideNow(caller, request);
+                } catch (const ServiceError&) {
+                    return false;  // exited
+                }
+            };
+        }
+        pidfd = resolver_.resolve(selector, visible);
+    }
+    std::string absent = "No such process: " + selector.text;
+    Request request{Action::ReadInfo, {}, {}, 0};
+    try {
+        request.target = targetOf(caller, *pidfd, Action::ReadInfo);
+    } catch (const ServiceError&) {
+        throw ServiceError(ErrorKind::NoSuchProcess, absent);  // exited meanwhile
+    }
+    auto held = std::make_shared<PidFd>(std::move(*pidfd));
+    authorizer_.authorize(caller, request,
+                          [held, found = std::move(found), failed = std::move(failed),
+                           absent](const Decision& decision) {
+                              if (decision.allowed) {
+                                  found(std::move(*held));
+                              } else {
+                                  failed(ServiceError(ErrorKind::NoSuchProcess, absent));
+                              }
+                          });
+}
+
 Target Manager::targetOf(const Caller& caller, const PidFd& pidfd, Action action) const {
     Target target;
     target.pid = pidfd.pid();

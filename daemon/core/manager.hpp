@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -22,6 +23,7 @@
 #include "fd_store.hpp"
 #include "notifier.hpp"
 #include "registry.hpp"
+#include "resolver.hpp"
 
 namespace nsfd::daemon {
 
@@ -95,6 +97,22 @@ class Manager final {
     // in another one (the kernel's answer for a process it cannot see).
     std::uint32_t pidFor(const Caller& caller, pid_t pid) const noexcept;
 
+    // -- naming a process as users do (resolver.hpp): container:ID, cgroup:PATH,
+    // unit:NAME, machine:NAME, PID:ID --
+    using Resolved = std::function<void(PidFd)>;
+    using NotResolved = std::function<void(const ServiceError&)>;
+    // Resolves `selector` to a pidfd, then asks the authorization step whether
+    // the caller may read that process's info (GetProcessInfo's rule): calls
+    // `found` with the pidfd if it may, `failed` with NoSuchProcess in the words
+    // of an absent target if not (so that nobody learns of what it may not
+    // see); once, now or later (polkit). Before either, throws ServiceError:
+    // InvalidArgs (a malformed selector, an ambiguous container prefix),
+    // NoSuchProcess, ForeignPidNamespace (PID:ID from another pid namespace),
+    // NotSupported (no cgroup2; unit: or machine: without systemd).
+    void resolve(const Caller& caller, std::string_view selector, Resolved found,
+                 NotResolved failed);
+    Resolver& resolver() noexcept { return resolver_; }
+
     // -- the authorization step's view of a target; throws ServiceError --
     // `action` needs the process alive (GetNamespace, GetPidFd): ProcessExited
     // if it has exited, never a denial because it did.
@@ -151,6 +169,7 @@ class Manager final {
     EventSource turnEnd_;  // STATUS= and trackedCountChanged once per turn
     bool countChanged_ = false;
     std::vector<std::uint64_t> reapedWhileDown_;  // restore() to reportRestored()
+    Resolver resolver_;
     Registry registry_;  // goes first: its watches hold event sources of the loop
 };
 

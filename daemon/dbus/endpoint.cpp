@@ -10,6 +10,7 @@
 #include "nsfd/dbus_names.hpp"
 #include "polkit_decider.hpp"
 #include "process_objects.hpp"
+#include "systemd_units.hpp"
 
 namespace nsfd::daemon {
 
@@ -35,9 +36,13 @@ BusEndpoint::BusEndpoint(BusPtr bus, EventLoop& loop, Manager& manager)
                                               PolkitClient::Options().interactiveTimeout});
         manager_.authorizer().add(*polkit_);
     }
+    units_ = std::make_unique<SystemdUnits>(bus_.get());
+    manager_.resolver().setUnitDirectory(units_.get());
 }
 
 BusEndpoint::~BusEndpoint() {
+    manager_.resolver().setUnitDirectory(nullptr);
+    units_.reset();
     if (polkit_) {
         manager_.authorizer().remove(*polkit_);
         polkit_.reset();  // pending checks dropped: their callers get no reply

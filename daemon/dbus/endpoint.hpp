@@ -22,6 +22,7 @@ class ManagerObject;
 class ProcessObjects;
 class BusNews;
 class PolkitDecider;
+class SystemdUnits;
 
 class BusEndpoint final {
   public:
@@ -66,6 +67,25 @@ class BusEndpoint final {
         return 1;
     }
 
+    // A process named as users name it (Manager::resolve: container:ID, ...):
+    // runs `body(call, pidfd)` once it is resolved and the caller may see it,
+    // or replies with the error (NoSuchProcess where it may not). `body` then
+    // authorizes its own action as for a pid.
+    template <typename Body>
+    int resolveThen(sd_bus_message* call, const Caller& caller, const std::string& selector,
+                    Body&& body) {
+        auto held = std::make_shared<BusMessage>(sd_bus_message_ref(call));
+        auto run = std::make_shared<std::decay_t<Body>>(std::forward<Body>(body));
+        manager_.resolve(
+            caller, selector,
+            [held, run](PidFd pidfd) {
+                sd_bus_message* m = held->get();
+                serveCall(m, [&] { return (*run)(m, std::move(pidfd)); });
+            },
+            [held](const ServiceError& e) { replyError(held->get(), e.kind(), e.what()); });
+        return 1;
+    }
+
   private:
     static int onDisconnected(sd_bus_message* message, void* userdata, sd_bus_error* error);
 
@@ -78,6 +98,7 @@ class BusEndpoint final {
     std::unique_ptr<ManagerObject> managerObject_;
     std::unique_ptr<BusNews> news_;
     std::unique_ptr<PolkitDecider> polkit_;  // the authorization step's last decider
+    std::unique_ptr<SystemdUnits> units_;    // unit: and machine: for the resolver
 };
 
 // The endpoint a vtable's userdata points to.

@@ -181,6 +181,70 @@ int sendSignalByPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*erro
     return sendSignal(call, userdata, Named::ByPidFd);
 }
 
+// -- a process named as users name it (container:ID, cgroup:PATH, unit:NAME,
+// machine:NAME, PID:ID), resolved by the core, then as by pidfd --
+
+int trackProcessBySelector(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+    return serveCall(call, [&] {
+        BusEndpoint& bus = endpointOf(userdata);
+        Caller caller = bus.callerOf(call);
+        return bus.resolveThen(call, caller, readString(call),
+                               [&bus, caller](sd_bus_message* m, PidFd pidfd) {
+                                   return trackPidFd(bus, m, caller, std::move(pidfd));
+                               });
+    });
+}
+
+int getNamespacesBySelector(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+    return serveCall(call, [&] {
+        BusEndpoint& bus = endpointOf(userdata);
+        Caller caller = bus.callerOf(call);
+        std::string selector = readString(call);
+        std::vector<NsType> types = readNsTypes(call);
+        return bus.resolveThen(
+            call, caller, selector, [&bus, caller, types](sd_bus_message* m, PidFd pidfd) {
+                Target target = bus.core().targetOf(caller, pidfd, Action::GetNamespace);
+                return authorizeNamespaces(bus, m, caller, std::move(target),
+                                           heldPidFd(std::move(pidfd)), types);
+            });
+    });
+}
+
+int getProcessInfoBySelector(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+    return serveCall(call, [&] {
+        BusEndpoint& bus = endpointOf(userdata);
+        Caller caller = bus.callerOf(call);
+        // Resolving asked the authorization step for ReadInfo already.
+        return bus.resolveThen(
+            call, caller, readString(call), [&bus, caller](sd_bus_message* m, PidFd pidfd) {
+                Info info = bus.core().info(pidfd);
+                ProcessState state =
+                    pidfd.hasExited() ? ProcessState::Exited : ProcessState::Running;
+                return replyInfo(m, {info,
+                                     pidfd.id(),
+                                     state,
+                                     {},
+                                     bus.core().pidFor(caller, pidfd.pid()),
+                                     bus.core().pidFor(caller, info.parentPid().value_or(0))});
+            });
+    });
+}
+
+int sendSignalBySelector(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+    return serveCall(call, [&] {
+        BusEndpoint& bus = endpointOf(userdata);
+        Caller caller = bus.callerOf(call);
+        std::string selector = readString(call);
+        int signal = readSignal(call);
+        return bus.resolveThen(
+            call, caller, selector, [&bus, caller, signal](sd_bus_message* m, PidFd pidfd) {
+                Target target = bus.core().targetOf(caller, pidfd, Action::SendSignal);
+                return authorizeSignal(bus, m, caller, std::move(target),
+                                       heldPidFd(std::move(pidfd)), signal);
+            });
+    });
+}
+
 int subscribe(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return serveCall(call, [&] {
         // Anyone may subscribe: the news says only what each subscriber may see.
@@ -253,6 +317,14 @@ const sd_bus_vtable kManagerVtable[] = {
                             SD_BUS_NO_RESULT, sendSignalByPidFd, kMethod),
     SD_BUS_METHOD_WITH_ARGS("SendSignal", SD_BUS_ARGS("u", pid, "i", signal), SD_BUS_NO_RESULT,
                             sendSignalByPid, kMethod),
+    SD_BUS_METHOD_WITH_ARGS("TrackProcessBySelector", SD_BUS_ARGS("s", selector),
+                            SD_BUS_RESULT("o", process), trackProcessBySelector, kMethod),
+    SD_BUS_METHOD_WITH_ARGS("GetNamespacesBySelector", SD_BUS_ARGS("s", selector, "as", types),
+                            SD_BUS_RESULT("a{sh}", fds), getNamespacesBySelector, kMethod),
+    SD_BUS_METHOD_WITH_ARGS("GetProcessInfoBySelector", SD_BUS_ARGS("s", selector),
+                            SD_BUS_RESULT("a{sv}", info), getProcessInfoBySelector, kMethod),
+    SD_BUS_METHOD_WITH_ARGS("SendSignalBySelector", SD_BUS_ARGS("s", selector, "i", signal),
+                            SD_BUS_NO_RESULT, sendSignalBySelector, kMethod),
     SD_BUS_METHOD_WITH_ARGS("Subscribe", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, subscribe, kMethod),
     SD_BUS_METHOD_WITH_ARGS("Unsubscribe", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, unsubscribe, kMethod),
     SD_BUS_SIGNAL_WITH_ARGS("ProcessTracked", SD_BUS_ARGS("o", process, "u", pid, "t", id), 0),

@@ -93,25 +93,41 @@ std::vector<NsType> readNsTypes(const Json& parameters) {
     return types;
 }
 
-// A process named by exactly one of "pid", "id" and "pidfd" (the index of a
-// pidfd sent with the call).
+// A process named by exactly one of "pid", "id", "pidfd" (the index of a
+// pidfd sent with the call) and "selector" (container:ID, ...: resolver.hpp).
 struct Named {
     std::optional<std::uint32_t> pid;
     std::optional<std::uint64_t> id;
     std::optional<std::uint64_t> pidfd;
+    std::optional<std::string> selector;
 };
+
+std::optional<std::string> readSelector(const Json& parameters) {
+    auto it = parameters.find("selector");
+    if (it == parameters.end() || it->is_null()) {
+        return std::nullopt;
+    }
+    if (!it->is_string()) {
+        throw ParameterError("selector", "Invalid selector " + it->dump() +
+                                             " (expected a string such as container:ID)");
+    }
+    return it->get<std::string>();
+}
 
 Named readNamed(const Json& parameters) {
     Named named{readPid(parameters),
                 readOptional(parameters, "id", 1, std::numeric_limits<std::uint64_t>::max()),
-                readOptional(parameters, "pidfd", 0, kMaxInt32)};
-    int given = named.pid.has_value() + named.id.has_value() + named.pidfd.has_value();
+                readOptional(parameters, "pidfd", 0, kMaxInt32), readSelector(parameters)};
+    int given = named.pid.has_value() + named.id.has_value() + named.pidfd.has_value() +
+                named.selector.has_value();
     if (given != 1) {
-        throw ParameterError(given == 0    ? "pid"
-                             : named.pidfd ? "pidfd"
-                                           : "id",
+        throw ParameterError(given == 0       ? "pid"
+                             : named.selector ? "selector"
+                             : named.pidfd    ? "pidfd"
+                                              : "id",
                              std::string(given == 0 ? "Neither" : "More than one of") +
-                                 " pid, id and pidfd given: name the process by one of them");
+                                 " pid, id, pidfd and selector given: name the process by one "
+                                 "of them");
     }
     return named;
 }
@@ -165,6 +181,29 @@ Resolved resolve(Manager& core, Call& call, const Caller& caller, const Named& n
     return {core.targetOf(caller, process, action), trackedPidFd(core, process.id())};
 }
 
+// Calls `then` with the process `named` names: now, or, for a selector, once
+// the core resolved it and found the caller may see it (Manager::resolve);
+// answers the call with the error otherwise.
+template <typename Then>
+void resolveThen(Manager& core, const CallPtr& call, const Caller& caller, const Named& named,
+                 Action action, Then then) {
+    if (!named.selector) {
+        then(resolve(core, *call, caller, named, action));
+        return;
+    }
+    core.resolve(
+        caller, *named.selector,
+        [&core, call, caller, action, then = std::move(then)](PidFd pidfd) {
+            try {
+                Target target = core.targetOf(caller, pidfd, action);
+                then(Resolved{std::move(target), heldPidFd(std::move(pidfd))});
+            } catch (...) {
+                replyCurrentError(*call);
+            }
+        },
+        [call](const ServiceError& e) { replyError(*call, e.kind(), e.what()); });
+}
+
 std::vector<UniqueFd> oneFd(UniqueFd fd) {
     std::vector<UniqueFd> fds;
     fds.push_back(std::move(fd));
@@ -205,35 +244,45 @@ Json infoJson(const Info& info, std::uint64_t id, ProcessState state, std::optio
 void getNamespace(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     Named named = readNamed(call->parameters());
     NsType type = readNsType(call->parameters());
-    Resolved r = resolve(ep.core(), *call, caller, named, Action::GetNamespace);
-    Request request{Action::GetNamespace, std::move(r.target), {type}, 0};
-    ep.authorizeThen(call, caller, request, [&core = ep.core(), pidfd = r.pidfd, type](Call& c) {
-        c.reply({{"fileDescriptor", 0}},
-                oneFd(UniqueFd(core.namespaceFd(pidfd(), type).release())));
-    });
+    resolveThen(ep.core(), call, caller, named, Action::GetNamespace,
+                [&ep, call, caller, type](Resolved r) {
+                    Request request{Action::GetNamespace, std::move(r.target), {type}, 0};
+                    ep.authorizeThen(
+                        call, caller, request, [&core = ep.core(), pidfd = r.pidfd, type](Call& c) {
+                            c.reply({{"fileDescriptor", 0}},
+                                    oneFd(UniqueFd(core.namespaceFd(pidfd(), type).release())));
+                        });
+                });
 }
 
 void getNamespaces(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     Named named = readNamed(call->parameters());
     std::vector<NsType> types = readNsTypes(call->parameters());
-    Resolved r = resolve(ep.core(), *call, caller, named, Action::GetNamespace);
-    Request request{Action::GetNamespace, std::move(r.target), Manager::requestedTypes(types), 0};
-    ep.authorizeThen(call, caller, request, [&core = ep.core(), pidfd = r.pidfd, types](Call& c) {
-        Json namespaces = Json::object();
-        std::vector<UniqueFd> fds;
-        for (auto& [type, fd] : core.namespaceFds(pidfd(), types)) {
-            namespaces[std::string(toString(type))] = fds.size();
-            fds.emplace_back(fd.release());
-        }
-        c.reply({{"namespaces", std::move(namespaces)}}, std::move(fds));
-    });
+    resolveThen(ep.core(), call, caller, named, Action::GetNamespace,
+                [&ep, call, caller, types](Resolved r) {
+                    Request request{Action::GetNamespace, std::move(r.target),
+                                    Manager::requestedTypes(types), 0};
+                    ep.authorizeThen(
+                        call, caller, request,
+                        [&core = ep.core(), pidfd = r.pidfd, types](Call& c) {
+                            Json namespaces = Json::object();
+                            std::vector<UniqueFd> fds;
+                            for (auto& [type, fd] : core.namespaceFds(pidfd(), types)) {
+                                namespaces[std::string(toString(type))] = fds.size();
+                                fds.emplace_back(fd.release());
+                            }
+                            c.reply({{"namespaces", std::move(namespaces)}}, std::move(fds));
+                        });
+                });
 }
 
 void getNamespaceIds(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    Resolved r = resolve(ep.core(), *call, caller, readNamed(call->parameters()), Action::ReadInfo);
-    Request request{Action::ReadInfo, std::move(r.target), {}, 0};
-    ep.authorizeThen(call, caller, request, [&core = ep.core(), pidfd = r.pidfd](Call& c) {
-        c.reply({{"ids", core.namespaceIds(pidfd())}});
+    Named named = readNamed(call->parameters());
+    resolveThen(ep.core(), call, caller, named, Action::ReadInfo, [&ep, call, caller](Resolved r) {
+        Request request{Action::ReadInfo, std::move(r.target), {}, 0};
+        ep.authorizeThen(call, caller, request, [&core = ep.core(), pidfd = r.pidfd](Call& c) {
+            c.reply({{"ids", core.namespaceIds(pidfd())}});
+        });
     });
 }
 
@@ -241,17 +290,33 @@ void trackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller
     const Json& parameters = call->parameters();
     std::optional<std::uint32_t> pid = readPid(parameters);
     std::optional<std::uint64_t> index = readOptional(parameters, "pidfd", 0, kMaxInt32);
-    if (pid.has_value() == index.has_value()) {
-        throw ParameterError("pid", "Name the process by exactly one of pid and pidfd");
+    std::optional<std::string> selector = readSelector(parameters);
+    if (pid.has_value() + index.has_value() + selector.has_value() != 1) {
+        throw ParameterError("pid", "Name the process by exactly one of pid, pidfd and selector");
     }
     Manager& core = ep.core();
-    PidFd pidfd = pid ? core.openPid(caller, *pid) : passedPidFd(core, *call, *index);
-    Request request{Action::Track, core.targetOf(caller, pidfd, Action::Track), {}, 0};
-    auto held = std::make_shared<PidFd>(std::move(pidfd));
-    ep.authorizeThen(call, caller, request, [&core, caller, held](Call& c) {
-        TrackedProcess& process = core.track(caller, std::move(*held));
-        c.reply({{"id", process.id()}, {"pid", core.pidFor(caller, process.pid())}});
-    });
+    auto trackIt = [&ep, &core, call, caller](PidFd pidfd) {
+        Request request{Action::Track, core.targetOf(caller, pidfd, Action::Track), {}, 0};
+        auto held = std::make_shared<PidFd>(std::move(pidfd));
+        ep.authorizeThen(call, caller, request, [&core, caller, held](Call& c) {
+            TrackedProcess& process = core.track(caller, std::move(*held));
+            c.reply({{"id", process.id()}, {"pid", core.pidFor(caller, process.pid())}});
+        });
+    };
+    if (!selector) {
+        trackIt(pid ? core.openPid(caller, *pid) : passedPidFd(core, *call, *index));
+        return;
+    }
+    core.resolve(
+        caller, *selector,
+        [call, trackIt](PidFd pidfd) {
+            try {
+                trackIt(std::move(pidfd));
+            } catch (...) {
+                replyCurrentError(*call);
+            }
+        },
+        [call](const ServiceError& e) { replyError(*call, e.kind(), e.what()); });
 }
 
 void untrackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
@@ -285,23 +350,29 @@ void listProcesses(VarlinkEndpoint& ep, const CallPtr& call, const Caller& calle
 void getProcessInfo(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     Named named = readNamed(call->parameters());
     Manager& core = ep.core();
-    Resolved r = resolve(core, *call, caller, named, Action::ReadInfo);
-    Request request{Action::ReadInfo, std::move(r.target), {}, 0};
-    ep.authorizeThen(call, caller, request, [&core, caller, named, pidfd = r.pidfd](Call& c) {
-        if (named.id) {
-            TrackedProcess& process = stillTracked(core, *named.id);
-            Info info = process.info();
-            c.reply({{"info", infoJson(info, process.id(), process.state(), process.exitStatus(),
-                                       core.pidFor(caller, process.pid()),
-                                       core.pidFor(caller, info.parentPid().value_or(0)))}});
-            return;
-        }
-        Info info = core.info(pidfd());
-        ProcessState state = pidfd().hasExited() ? ProcessState::Exited : ProcessState::Running;
-        c.reply({{"info", infoJson(info, pidfd().id(), state, std::nullopt,
-                                   core.pidFor(caller, pidfd().pid()),
-                                   core.pidFor(caller, info.parentPid().value_or(0)))}});
-    });
+    resolveThen(
+        core, call, caller, named, Action::ReadInfo, [&ep, &core, call, caller, named](Resolved r) {
+            Request request{Action::ReadInfo, std::move(r.target), {}, 0};
+            ep.authorizeThen(
+                call, caller, request, [&core, caller, named, pidfd = r.pidfd](Call& c) {
+                    if (named.id) {
+                        TrackedProcess& process = stillTracked(core, *named.id);
+                        Info info = process.info();
+                        c.reply({{"info",
+                                  infoJson(info, process.id(), process.state(),
+                                           process.exitStatus(), core.pidFor(caller, process.pid()),
+                                           core.pidFor(caller, info.parentPid().value_or(0)))}});
+                        return;
+                    }
+                    Info info = core.info(pidfd());
+                    ProcessState state =
+                        pidfd().hasExited() ? ProcessState::Exited : ProcessState::Running;
+                    c.reply(
+                        {{"info", infoJson(info, pidfd().id(), state, std::nullopt,
+                                           core.pidFor(caller, pidfd().pid()),
+                                           core.pidFor(caller, info.parentPid().value_or(0)))}});
+                });
+        });
 }
 
 void getPidFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
@@ -317,12 +388,15 @@ void sendSignal(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) 
     Named named = readNamed(call->parameters());
     auto signal = static_cast<int>(
         readRequired(call->parameters(), "signal", 0, static_cast<std::uint64_t>(SIGRTMAX)));
-    Resolved r = resolve(ep.core(), *call, caller, named, Action::SendSignal);
-    Request request{Action::SendSignal, std::move(r.target), {}, signal};
-    ep.authorizeThen(call, caller, request, [&core = ep.core(), pidfd = r.pidfd, signal](Call& c) {
-        core.sendSignal(pidfd(), signal);
-        c.reply();
-    });
+    resolveThen(ep.core(), call, caller, named, Action::SendSignal,
+                [&ep, call, caller, signal](Resolved r) {
+                    Request request{Action::SendSignal, std::move(r.target), {}, signal};
+                    ep.authorizeThen(call, caller, request,
+                                     [&core = ep.core(), pidfd = r.pidfd, signal](Call& c) {
+                                         core.sendSignal(pidfd(), signal);
+                                         c.reply();
+                                     });
+                });
 }
 
 void getFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {

@@ -167,6 +167,9 @@ class BusTransport final : public Transport {
         std::string path = callDaemon([&] { return manager_->TrackProcessByPidFd(passFd(pidfd)); });
         return idOfPath(path);
     }
+    std::uint64_t trackSelector(const std::string& selector) override {
+        return idOfPath(callDaemon([&] { return manager_->TrackProcessBySelector(selector); }));
+    }
     void untrack(std::uint64_t id) override {
         callDaemon([&] { process(id).Untrack(); });
     }
@@ -185,7 +188,7 @@ class BusTransport final : public Transport {
     }
 
     NsFd namespaceFd(ProcessRef ref, NsType type) override {
-        if (ref.pidfd) {  // there is no GetNamespaceByPidFd: GetNamespacesByPidFd of one
+        if (ref.pidfd || ref.selector) {  // no GetNamespaceByPidFd: GetNamespacesByPidFd of one
             std::map<NsType, NsFd> fds = namespaceFds(ref, std::span<const NsType>(&type, 1));
             auto it = fds.find(type);
             if (it == fds.end()) {
@@ -200,22 +203,26 @@ class BusTransport final : public Transport {
     }
     std::map<NsType, NsFd> namespaceFds(ProcessRef ref, std::span<const NsType> types) override {
         return callDaemon([&] {
-            auto fds = ref.pidfd
-                           ? manager_->GetNamespacesByPidFd(passFd(*ref.pidfd), typeNames(types))
-                           : process(ref.id).GetNamespaces(typeNames(types));
+            auto fds =
+                ref.pidfd ? manager_->GetNamespacesByPidFd(passFd(*ref.pidfd), typeNames(types))
+                : ref.selector ? manager_->GetNamespacesBySelector(*ref.selector, typeNames(types))
+                               : process(ref.id).GetNamespaces(typeNames(types));
             return toNsFds(fds);
         });
     }
     ProcessInfo info(ProcessRef ref) override {
         return callDaemon([&] {
-            return toInfo(ref.pidfd ? manager_->GetProcessInfoByPidFd(passFd(*ref.pidfd))
-                                    : process(ref.id).GetInfo());
+            return toInfo(ref.pidfd      ? manager_->GetProcessInfoByPidFd(passFd(*ref.pidfd))
+                          : ref.selector ? manager_->GetProcessInfoBySelector(*ref.selector)
+                                         : process(ref.id).GetInfo());
         });
     }
     void sendSignal(ProcessRef ref, int signal) override {
         callDaemon([&] {
             if (ref.pidfd) {
                 manager_->SendSignalByPidFd(passFd(*ref.pidfd), signal);
+            } else if (ref.selector) {
+                manager_->SendSignalBySelector(*ref.selector, signal);
             } else {
                 process(ref.id).SendSignal(signal);
             }

@@ -5,6 +5,9 @@
 
 #include <poll.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <deque>
 
@@ -78,6 +81,37 @@ PidFd openPidFd(pid_t pid) {
             ErrorKind::InvalidArgs,
             "Failed to open a pidfd of pid " + std::to_string(pid) + ": " + e.code().message());
     }
+}
+
+// PID:ID, in decimal: resolved here, where the pid means what the caller
+// meant (nsfdd takes no pid from another pid namespace). A pidfd of PID if
+// its pidfs id is ID; NoSuchProcess otherwise; nullopt for another selector.
+std::optional<PidFd> pidWithId(const std::string& selector) {
+    std::size_t colon = selector.find(':');
+    auto digits = [](std::string_view text) {
+        return !text.empty() && text.size() <= 20 &&
+               std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    if (colon == std::string::npos || !digits(std::string_view(selector).substr(0, colon)) ||
+        !digits(std::string_view(selector).substr(colon + 1))) {
+        return std::nullopt;
+    }
+    std::string pidText = selector.substr(0, colon), idText = selector.substr(colon + 1);
+    errno = 0;
+    unsigned long long pid = std::strtoull(pidText.c_str(), nullptr, 10);
+    unsigned long long id = std::strtoull(idText.c_str(), nullptr, 10);
+    if (errno != 0 || pid == 0 || pid > INT_MAX || id == 0 || pidText[0] == '0' ||
+        idText[0] == '0') {
+        detail::throwErrorOf(ErrorKind::InvalidArgs,
+                             "Invalid target '" + selector +
+                                 "': expected PID:ID, a pid and its pidfs id in decimal");
+    }
+    PidFd pidfd = openPidFd(static_cast<pid_t>(pid));
+    if (pidfd.id() != id) {
+        detail::throwErrorOf(ErrorKind::NoSuchProcess, "No such process: " + selector + " (pid " +
+                                                           pidText + " is another process now)");
+    }
+    return pidfd;
 }
 
 }  // namespace
@@ -353,6 +387,42 @@ ProcessInfo Client::info(pid_t pid) {
 void Client::sendSignal(pid_t pid, int signal) {
     PidFd pidfd = openPidFd(pid);
     shared_->transport->sendSignal(ProcessRef{&pidfd, 0}, signal);
+}
+
+TrackedProcess Client::track(const std::string& selector) {
+    if (std::optional<PidFd> pidfd = pidWithId(selector)) {
+        return track(*pidfd);
+    }
+    return tracked(shared_->transport->trackSelector(selector));
+}
+
+NsFd Client::namespaceFd(const std::string& selector, NsType type) {
+    std::optional<PidFd> pidfd = pidWithId(selector);
+    return shared_->transport->namespaceFd(
+        pidfd ? ProcessRef{&*pidfd, 0} : ProcessRef{nullptr, 0, &selector}, type);
+}
+
+std::map<NsType, NsFd> Client::namespaceFds(const std::string& selector,
+                                            std::span<const NsType> types) {
+    std::optional<PidFd> pidfd = pidWithId(selector);
+    return shared_->transport->namespaceFds(
+        pidfd ? ProcessRef{&*pidfd, 0} : ProcessRef{nullptr, 0, &selector}, types);
+}
+
+ProcessInfo Client::info(const std::string& selector) {
+    std::optional<PidFd> pidfd = pidWithId(selector);
+    ProcessInfo info = shared_->transport->info(pidfd ? ProcessRef{&*pidfd, 0}
+                                                      : ProcessRef{nullptr, 0, &selector});
+    if (pidfd && info.pid == 0) {
+        info.pid = info.threadGroupId = pidfd->pid();  // ours, as for a pid
+    }
+    return info;
+}
+
+void Client::sendSignal(const std::string& selector, int signal) {
+    std::optional<PidFd> pidfd = pidWithId(selector);
+    shared_->transport->sendSignal(
+        pidfd ? ProcessRef{&*pidfd, 0} : ProcessRef{nullptr, 0, &selector}, signal);
 }
 
 std::string Client::daemonVersion() {

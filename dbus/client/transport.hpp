@@ -24,10 +24,12 @@
 namespace nsfd::detail {
 
 // The process a call names: a pidfd the caller holds (calls that need no
-// tracking), or the id of a tracked process. Exactly one is set.
+// tracking), the id of a tracked process, or a selector nsfdd resolves
+// (container:ID, ...). Exactly one is set.
 struct ProcessRef {
     const PidFd* pidfd = nullptr;
     std::uint64_t id = 0;
+    const std::string* selector = nullptr;
 };
 
 class Transport {
@@ -47,6 +49,8 @@ class Transport {
 
     // The id of the tracked process (TrackProcess by pidfd).
     virtual std::uint64_t track(const PidFd& pidfd) = 0;
+    // The id of the tracked process (TrackProcess by selector).
+    virtual std::uint64_t trackSelector(const std::string& selector) = 0;
     virtual void untrack(std::uint64_t id) = 0;
     // The tracked process that has, or last had, `pid` (GetProcess).
     virtual std::uint64_t trackedWithPid(pid_t pid) = 0;

@@ -302,6 +302,10 @@ class VarlinkTransport final : public Transport {
         return required<std::uint64_t>(
             call("TrackProcess", {{"pidfd", 0}}, std::span(&fd, 1)).parameters, "id");
     }
+    std::uint64_t trackSelector(const std::string& selector) override {
+        return required<std::uint64_t>(call("TrackProcess", {{"selector", selector}}).parameters,
+                                       "id");
+    }
     void untrack(std::uint64_t id) override { call("UntrackProcess", {{"id", id}}); }
     std::uint64_t trackedWithPid(pid_t pid) override {
         return required<std::uint64_t>(call("GetProcess", {{"pid", pid}}).parameters, "id");
@@ -474,6 +478,10 @@ class VarlinkTransport final : public Transport {
             int fd = ref.pidfd->get();
             parameters["pidfd"] = 0;
             return call(method, std::move(parameters), std::span(&fd, 1));
+        }
+        if (ref.selector) {
+            parameters["selector"] = *ref.selector;
+            return call(method, std::move(parameters));
         }
         parameters["id"] = ref.id;
         return call(method, std::move(parameters));

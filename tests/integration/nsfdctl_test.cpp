@@ -379,9 +379,14 @@ TEST_F(NsfdctlTest, ABadArgumentSaysWhichAndWhatWasExpected) {
     for (const Case& c : std::vector<Case>{
              {{"ns", "net", "uts"},
               "PROCESS: expected a pid (a decimal number from 1 to 4194303), id:ID or "
-              "/org/nsfd1/process/ID (ID: the nsfd id, a decimal number), got 'net'"},
+              "/org/nsfd1/process/ID (ID: the nsfd id, a decimal number), container:ID, "
+              "cgroup:PATH, unit:NAME, machine:NAME or PID:ID, got 'net'"},
              {{"track", "net"},
-              "PID: expected a pid (a decimal number from 1 to 4194303), got 'net'"},
+              "PROCESS: expected a pid (a decimal number from 1 to 4194303), id:ID"},
+             {{"track", "id:5"}, "PROCESS: expected a pid or a target such as container:ID"},
+             {{"info", "container:XYZ"},
+              "PROCESS: expected container:ID, ID a container id or a prefix of one"},
+             {{"ns", "12:034"}, "PROCESS: expected PID:ID, a pid and its pidfs id, in decimal"},
              {{"info", "99999999999"}, "PROCESS: expected a pid"},
              {{"untrack", "id:abc"}, "got 'id:abc'"},
              {{"signal", self, "1e3"},

@@ -23,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "fake_container.hpp"
 #include "fixture.hpp"
 #include "polkit_harness.hpp"
 
@@ -276,6 +277,54 @@ TEST_F(PolkitDaemonTest, AChallengeWithoutTheInteractiveFlagIsInteractiveAuthori
     EXPECT_NE(out.find("Access denied"), std::string::npos) << out;
     roots.release(0);
     roots.reap();
+}
+
+// Naming a container needs GetProcessInfo's right, which polkit may give; a
+// caller it does not give it to (even one it would ask for a password) is told
+// "no such process", as for a container that is not there.
+TEST_F(PolkitDaemonTest, PolkitsReadInfoDecidesWhoMayNameAContainer) {
+    if (cgroup2Root().empty()) {
+        GTEST_SKIP() << "no cgroup2 hierarchy mounted";
+    }
+    polkit_ =
+        std::make_unique<TestPolkit>(busAddress(), R"(polkit.addRule(function(action, subject) {
+    if (subject.user == "nsfd-test-b" && (action.id == "org.nsfd1.read-info" ||
+        (action.id == "org.nsfd1.get-namespace" && action.lookup("namespace") == "net"))) {
+        return polkit.Result.YES;
+    }
+    if (subject.user == "nsfd-test-a" && action.id == "org.nsfd1.get-namespace") {
+        return polkit.Result.YES;
+    }
+    if (subject.user == "nsfd-test-a" && action.id == "org.nsfd1.read-info") {
+        return polkit.Result.AUTH_ADMIN;
+    }
+    return polkit.Result.NOT_HANDLED;
+});
+)");
+    std::string id = makeContainerId();
+    FakeContainer container("/nsfd-polkit-" + std::to_string(::getpid()) + "/docker/" + id, "pk");
+    std::string selector = "container:" + id.substr(0, 12);
+    ino_t expected = statOf(nsPath(container.pid(), "net")).st_ino;
+    EXPECT_EQ(as(kOtherUser,
+                 [&](ManagerProxy& m) {
+                     auto fds = m.GetNamespacesBySelector(selector, {"net"});
+                     struct stat st {};
+                     if (::fstat(fds.at("net").get(), &st) < 0 || st.st_ino != expected) {
+                         throw sdbus::Error("test.WrongNamespace", "not the container's");
+                     }
+                 }),
+              "ok");
+    EXPECT_EQ(
+        as(kOtherUser, [&](ManagerProxy& m) { m.GetNamespacesBySelector(selector, {"uts"}); }),
+        err::kAccessDenied)
+        << "seen, then the method's own check";
+    EXPECT_EQ(as(kUser, [&](ManagerProxy& m) { m.GetNamespacesBySelector(selector, {"net"}); }),
+              err::kNoSuchProcess);
+    EXPECT_EQ(as(kUser,
+                 [&](ManagerProxy& m) {
+                     m.GetNamespacesBySelector("container:" + makeContainerId(), {"net"});
+                 }),
+              err::kNoSuchProcess);
 }
 
 TEST_F(PolkitDaemonTest, WithoutARuleTheActionsDefaultsDecide) {

@@ -210,6 +210,28 @@ class Client {
     // kill(2) through nsfdd (Manager.SendSignal): no tracking involved.
     void sendSignal(pid_t pid, int signal);
 
+    // -- a target as users name it, resolved by nsfdd (README, "Naming a
+    // process"), so that a caller in any pid namespace can name it --
+    // `selector`: container:ID (a container by its full id or a unique prefix:
+    // its main process), cgroup:PATH (a cgroup's main process, PATH from the
+    // cgroup2 root), unit:NAME (a systemd unit's main process), machine:NAME
+    // (machined's leader), or PID:ID (the process with that pid, in the
+    // caller's pid namespace, while its pidfs id is ID: resolved here, by a
+    // pidfd). Each throws NoSuchProcess when nothing matches or the caller may
+    // not read the info of what matches (nsfdd tells the two apart for nobody),
+    // InvalidArgument for a malformed selector or an ambiguous container
+    // prefix (what() names each match's 12-character short id), NotSupported
+    // when nsfdd cannot ask systemd (unit:, machine:) or finds no cgroup2;
+    // then as the same call by pid.
+    TrackedProcess track(const std::string& selector);
+    NsFd namespaceFd(const std::string& selector, NsType type);
+    std::map<NsType, NsFd> namespaceFds(const std::string& selector,
+                                        std::span<const NsType> types = {});
+    // A caller in another pid namespace than nsfdd's is shown pid 0 (and
+    // parent 0), as by nsfdd's other answers.
+    ProcessInfo info(const std::string& selector);
+    void sendSignal(const std::string& selector, int signal);
+
     std::string daemonVersion();
     std::vector<std::string> kernelFeatures();
     unsigned trackedCount();
