@@ -13,8 +13,21 @@ namespace nsfd::detail {
 
 namespace {
 
+// sd-bus's receive path (recvmsg_safe, src/basic/socket-util.c, systemd 252)
+// turns MSG_CTRUNC (fds this process could not take) into EXFULL, after the
+// message's bytes were read: that reply is gone, and the stream with it.
+constexpr std::string_view kFdsNotReceived = "System.Error.EXFULL";
+
 [[noreturn]] void rethrowTyped(const sdbus::Error& e) {
     const std::string& name = e.getName();
+    if (name == "System.Error.EMFILE" || name == "System.Error.ENFILE") {
+        throwCallerOutOfFds(e.getMessage());
+    }
+    if (name == kFdsNotReceived) {
+        throwCallerOutOfFds(
+            "the kernel could not give it the fds of nsfdd's reply (sd-bus: EXFULL), so the "
+            "reply and its D-Bus connection are lost");
+    }
     const std::string& message = e.getMessage().empty() ? name : e.getMessage();
     if (std::optional<ErrorKind> kind = errorKindOfDbusName(name)) {
         throwErrorOf(*kind, message);
@@ -50,12 +63,15 @@ sdbus::UnixFd passFd(const PidFd& pidfd) {
     return sdbus::UnixFd(duplicateFd(pidfd.get()).release(), sdbus::adopt_fd);
 }
 
-// sdbus-c++ 1.2 dup()s received fds without close-on-exec: take it and set the flag.
+// sdbus-c++ 1.2 dup()s received fds without close-on-exec: take it and set the
+// flag. -1: that dup() failed, which for the valid fd sd-bus received means
+// EMFILE (sdbus-c++ keeps no errno).
 UniqueFd takeFd(sdbus::UnixFd& fd) {
     UniqueFd owned(fd.release());
-    if (owned.ok()) {
-        ::fcntl(owned.get(), F_SETFD, FD_CLOEXEC);
+    if (!owned.ok()) {
+        throwCallerOutOfFds("sdbus-c++ could not duplicate the fd of nsfdd's reply");
     }
+    ::fcntl(owned.get(), F_SETFD, FD_CLOEXEC);
     return owned;
 }
 
@@ -146,6 +162,13 @@ class ProcessCalls final : public sdbus::ProxyInterfaces<org::nsfd1::Process_pro
   private:
     void onExited(const int32_t&) override {}
 };
+
+[[noreturn]] void rethrowConnectError(const sdbus::Error& e, const std::string& what) {
+    if (e.getName() == "System.Error.EMFILE" || e.getName() == "System.Error.ENFILE") {
+        throwCallerOutOfFds(what + e.getMessage());
+    }
+    throw DaemonUnavailable(e.getName(), what + e.getMessage());
+}
 
 class BusTransport final : public Transport {
   public:
@@ -318,8 +341,7 @@ std::unique_ptr<Transport> connectSystemBus(Transport::ExitSink onExit) {
         return std::make_unique<BusTransport>(sdbus::createSystemBusConnection(),
                                               std::move(onExit));
     } catch (const sdbus::Error& e) {
-        throw DaemonUnavailable(e.getName(),
-                                "Failed to connect to the system bus: " + e.getMessage());
+        rethrowConnectError(e, "Failed to connect to the system bus: ");
     }
 }
 
@@ -328,8 +350,7 @@ std::unique_ptr<Transport> connectBus(const std::string& address, Transport::Exi
         return std::make_unique<BusTransport>(sdbus::createSessionBusConnectionWithAddress(address),
                                               std::move(onExit));
     } catch (const sdbus::Error& e) {
-        throw DaemonUnavailable(
-            e.getName(), "Failed to connect to the bus at " + address + ": " + e.getMessage());
+        rethrowConnectError(e, "Failed to connect to the bus at " + address + ": ");
     }
 }
 

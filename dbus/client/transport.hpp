@@ -89,6 +89,9 @@ std::unique_ptr<Transport> connectVarlink(const std::string& socketPath, Transpo
 
 // Throws the nsfd::Error subclass for `kind`, under the D-Bus name of the kind.
 [[noreturn]] void throwErrorOf(ErrorKind kind, const std::string& message);
+// CallerOutOfFds: "This process ran out of file descriptors (RLIMIT_NOFILE N,
+// hard M): " + what.
+[[noreturn]] void throwCallerOutOfFds(const std::string& what);
 
 // An fd nsfdd sent as a namespace of `type`, or as a pidfd. nsfd::Error (Failed)
 // if it is not one: nsfdd's fault, not the caller's.

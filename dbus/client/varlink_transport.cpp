@@ -42,6 +42,9 @@ std::string systemErrorName(int error) {
 }
 
 [[noreturn]] void throwUnavailable(const std::string& what, int error) {
+    if (error == EMFILE || error == ENFILE) {
+        throwCallerOutOfFds(what + ": " + std::strerror(error));
+    }
     throw DaemonUnavailable(systemErrorName(error),
                             "nsfdd is not available: " + what + ": " + std::strerror(error));
 }
@@ -163,8 +166,7 @@ class Connection {
     bool readAvailable() {
         for (;;) {
             nsfd::varlink::Received received;
-            int r = nsfd::varlink::receiveWithFds(socket_.get(), buffer_,
-                                                  kReplyLimits.maxFdsPerMessage, received);
+            int r = nsfd::varlink::receiveWithFds(socket_.get(), buffer_, received);
             if (r == -EAGAIN || r == -EINTR) {
                 return true;
             }
@@ -175,7 +177,7 @@ class Connection {
                 throwUnavailable("reading from nsfdd", -r);
             }
             decoder_.feed(std::string_view(buffer_.data(), received.bytes), std::move(received.fds),
-                          received.fdsTruncated);
+                          received.fdsNotReceived);
             if (received.bytes < buffer_.size()) {
                 return true;
             }
@@ -457,6 +459,11 @@ class VarlinkTransport final : public Transport {
         } catch (...) {
             calls_.reset();  // what is left on it belongs to no call
             throw;
+        }
+        if (reply.fdLoss == nsfd::varlink::FdLoss::NotReceived) {
+            throwCallerOutOfFds(
+                "the kernel could not give it the fds of nsfdd's reply "
+                "(MSG_CTRUNC)");
         }
         if (reply.continues) {
             calls_.reset();
