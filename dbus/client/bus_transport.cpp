@@ -56,6 +56,13 @@ auto callDaemon(Body&& body) -> decltype(body()) {
         return body();
     } catch (const sdbus::Error& e) {
         rethrowTyped(e);
+    } catch (const std::system_error& e) {
+        // A dup of an fd to pass or received (sdbus-c++ hands over copies).
+        if (e.code() == std::errc::too_many_files_open ||
+            e.code() == std::errc::too_many_files_open_in_system) {
+            throwCallerOutOfFds(e.what());
+        }
+        throw;
     }
 }
 

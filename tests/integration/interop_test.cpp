@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Interop and honest messages (issue 26): fds tied to Varlink messages as
+// sd-varlink ties them, written by hand on a raw socket; a caller that runs out
+// of fds told so, on both transports.
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstdlib>
+
+#include <nlohmann/json.hpp>
+
+#include "fixture.hpp"
+#include "varlink/codec.hpp"
+#include "varlink/socket_io.hpp"
+
+namespace nsfd::test {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+UniqueFd connectTo(const std::string& path) {
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    struct sockaddr_un addr {};
+    addr.sun_family = AF_UNIX;
+    path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+    if (!fd.ok() || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
+        throw std::system_error(errno, std::generic_category(), "connect to " + path);
+    }
+    return fd;
+}
+
+std::string call(std::string_view method, const json& parameters, bool oneway = false) {
+    return varlink::encodeCall(std::string("org.nsfd1.Manager.") + std::string(method), parameters,
+                               false, oneway);
+}
+
+// The next `count` replies on `socket`, decoded as libnsfd-client decodes them;
+// fewer if nsfdd hangs up or 10 s pass.
+std::vector<varlink::ReplyMessage> readReplies(int socket, std::size_t count) {
+    varlink::ReplyDecoder decoder;
+    std::vector<varlink::ReplyMessage> out;
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (out.size() < count) {
+        while (std::optional<varlink::DecodedReply> decoded = decoder.next()) {
+            auto* reply = std::get_if<varlink::ReplyMessage>(&*decoded);
+            if (reply == nullptr) {
+                ADD_FAILURE() << "not a reply: "
+                              << varlink::toString(std::get<varlink::DecodeError>(*decoded));
+                return out;
+            }
+            out.push_back(std::move(*reply));
+        }
+        if (out.size() >= count) {
+            break;
+        }
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        struct pollfd pfd = {socket, POLLIN, 0};
+        if (left <= 0ms || ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) {
+            return out;
+        }
+        char buffer[65536];
+        varlink::Received received;
+        int r = varlink::receiveWithFds(socket, buffer, received);
+        if (r == -EAGAIN || r == -EINTR) {
+            continue;
+        }
+        if (r < 0 || received.bytes == 0) {
+            return out;
+        }
+        decoder.feed(std::string_view(buffer, received.bytes), std::move(received.fds),
+                     received.fdsNotReceived);
+    }
+    return out;
+}
+
+class InteropTest : public DaemonTest {
+  protected:
+    std::string varlinkPath() const override { return socket_; }
+
+    void SetUp() override {
+        if (kUser == 0) {
+            GTEST_SKIP() << "user nsfd-test-a is missing (scripts/test-users)";
+        }
+        dir_.emplace();
+        socket_ = dir_->socket();
+        DaemonTest::SetUp();
+    }
+    void TearDown() override {
+        DaemonTest::TearDown();
+        dir_.reset();
+    }
+
+    void expectFdsSettle(int count) {
+        for (int i = 0; i < 200 && daemon_->openFdCount() > count; ++i) {
+            std::this_thread::sleep_for(10ms);
+        }
+        EXPECT_LE(daemon_->openFdCount(), count);
+    }
+
+    std::optional<SocketDir> dir_;
+    std::string socket_;
+};
+
+// What sd-varlink's clients write (varlinkctl --push-fd): a call with its fd,
+// then a plain call, in one write with the fd attached.
+TEST_F(InteropTest, VarlinkCallWithFdThenPlainCallInOneWrite) {
+    Child target = spawnAs(kUser);
+    PidFd pidfd = PidFd::open(target.pid());
+    UniqueFd socket = connectTo(socket_);
+    ASSERT_TRUE(sendAllWithFds(
+        socket.get(), call("TrackProcess", {{"pidfd", 0}}) + call("GetServiceInfo", json::object()),
+        {pidfd.get()}));
+    std::vector<varlink::ReplyMessage> replies = readReplies(socket.get(), 2);
+    ASSERT_EQ(replies.size(), 2u);
+    ASSERT_FALSE(replies[0].error) << *replies[0].error << " " << replies[0].parameters.dump();
+    EXPECT_EQ(replies[0].parameters.at("id").get<std::uint64_t>(), pidfd.id());
+    ASSERT_FALSE(replies[1].error) << *replies[1].error;
+    EXPECT_EQ(replies[1].parameters.at("trackedProcesses").get<int>(), 1);
+    target.release(0);
+    target.reap();
+}
+
+// A oneway call with its fd and a plain call in one write: the oneway call is
+// done (nothing answers it, so only its effect shows).
+TEST_F(InteropTest, VarlinkOnewaySendSignalWithFdThenPlainCallInOneWrite) {
+    Child target = spawnAs(kUser);
+    PidFd pidfd = PidFd::open(target.pid());
+    UniqueFd socket = connectTo(socket_);
+    ASSERT_TRUE(sendAllWithFds(socket.get(),
+                               call("SendSignal", {{"pidfd", 0}, {"signal", SIGKILL}}, true) +
+                                   call("GetServiceInfo", json::object()),
+                               {pidfd.get()}));
+    std::vector<varlink::ReplyMessage> replies = readReplies(socket.get(), 1);
+    ASSERT_EQ(replies.size(), 1u);
+    EXPECT_FALSE(replies[0].error);
+    EXPECT_TRUE(replies[0].parameters.contains("version"));
+    int status = target.reap();
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "wait status " << status;
+}
+
+// systemd#43823: a oneway call without fds and a call with one, glued into one
+// read. sd-varlink gives the fd to the first message; so does nsfdd: the second
+// call is told its fd is missing, the fd closed, the connection served on.
+TEST_F(InteropTest, VarlinkFdsGlueToTheMessageThatStartsTheRead) {
+    Child target = spawnAs(kUser);
+    PidFd pidfd = PidFd::open(target.pid());
+    int before = daemon_->openFdCount();
+    UniqueFd socket = connectTo(socket_);
+    ASSERT_TRUE(sendAllWithFds(socket.get(),
+                               call("GetServiceInfo", json::object(), true) +
+                                   call("GetProcessInfo", {{"pidfd", 0}}) +
+                                   call("GetServiceInfo", {}),
+                               {pidfd.get()}));
+    std::vector<varlink::ReplyMessage> replies = readReplies(socket.get(), 2);
+    ASSERT_EQ(replies.size(), 2u);
+    ASSERT_TRUE(replies[0].error);
+    EXPECT_EQ(*replies[0].error, "org.nsfd1.Manager.InvalidArgument");
+    EXPECT_EQ(replies[0].parameters.value("parameter", ""), "pidfd");
+    EXPECT_FALSE(replies[1].error);
+    socket.reset();
+    expectFdsSettle(before);
+    target.release(0);
+    target.reap();
+}
+
+// systemd's own client, where the machine has one that can push fds.
+TEST_F(InteropTest, VarlinkctlPushFdWhereInstalled) {
+    auto [status, help] = run({"sh", "-c", "varlinkctl --help 2>&1"});
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+        help.find("--push-fd") == std::string::npos) {
+        GTEST_SKIP() << "no varlinkctl with --push-fd here (systemd 258+; Debian 12 has 252)";
+    }
+    Child target = spawnAs(kUser);
+    std::string pid = std::to_string(target.pid());
+    auto [code, out] = run({"sh", "-c",
+                            "varlinkctl --push-fd=/proc/" + pid + " call " + socket_ +
+                                " org.nsfd1.Manager.GetProcessInfo '{\"pidfd\": 0}' 2>&1"});
+    // /proc/PID is not a pidfd (a shell cannot open one): "is not a pidfd"
+    // shows the fd came with the call, where a lost one says "No fd 0 came".
+    EXPECT_NE(code, 0);
+    EXPECT_NE(out.find("is not a pidfd"), std::string::npos) << out;
+    target.release(0);
+    target.reap();
+}
+
+}  // namespace
+}  // namespace nsfd::test
+
+namespace nsfd::test {
+namespace {
+
+// nsfdctl under `ulimit -n limit`, on `transport`, as root: {exit code, stdout and stderr}.
+std::pair<int, std::string> nsfdctlWithLimit(int limit, const std::string& transport,
+                                             const std::string& socket,
+                                             const std::vector<std::string>& args) {
+    // stderr joined first: dash saves an fd it redirects above 10, beyond the limit.
+    std::string command = "exec 2>&1; ulimit -n " + std::to_string(limit) +
+                          " && NSFD_VARLINK_SOCKET='" + socket +
+                          "' exec " NSFD_TEST_NSFDCTL " --transport=" + transport;
+    for (const std::string& arg : args) {
+        command += " " + arg;
+    }
+    auto [status, out] = run({"sh", "-c", command});
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// A caller with few fds cannot take the fds it asked for: nsfdctl says it ran
+// out of fds, with its limit (exit 1), never that nsfdd is away (3) or that
+// the arguments were bad (2); nsfdd keeps nothing of it.
+TEST_F(InteropTest, ACallerOutOfFdsIsToldItsOwnLimitOnBothTransports) {
+    Child target = spawnAs(kUser);
+    std::string pid = std::to_string(target.pid());
+    int before = daemon_->openFdCount();
+    for (const std::string transport : {"bus", "varlink"}) {
+        int failures = 0, successes = 0;
+        for (int limit = 5; limit <= 32; ++limit) {
+            // All ten namespaces: ten fds in one reply.
+            auto [code, out] = nsfdctlWithLimit(limit, transport, socket_, {"--json", "ns", pid});
+            SCOPED_TRACE(transport + " at ulimit -n " + std::to_string(limit) + ": " + out);
+            ASSERT_TRUE(code == 0 || code == 1) << "exit " << code;
+            if (code == 1) {
+                ++failures;
+                EXPECT_NE(out.find("ran out of file descriptors (RLIMIT_NOFILE " +
+                                   std::to_string(limit) + ", hard " + std::to_string(limit) + ")"),
+                          std::string::npos);
+            } else {
+                ++successes;
+                json ns = json::parse(out);
+                EXPECT_EQ(ns.size(), 10u);
+            }
+        }
+        SCOPED_TRACE(transport);
+        EXPECT_GT(failures, 0);
+        EXPECT_GT(successes, 0);
+    }
+    // nsfdd served every one of them and kept no fd of theirs.
+    expectFdsSettle(before);
+    EXPECT_EQ(nsfdctlWithLimit(1024, "varlink", socket_, {"status"}).first, 0);
+    target.release(0);
+    target.reap();
+}
+
+}  // namespace
+}  // namespace nsfd::test
