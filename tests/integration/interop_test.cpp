@@ -2,8 +2,10 @@
 // Interop and honest messages (issue 26): fds tied to Varlink messages as
 // sd-varlink ties them, written by hand on a raw socket; a caller that runs out
 // of fds told so, on both transports.
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 
 #include <cstdlib>
@@ -239,6 +241,102 @@ TEST_F(InteropTest, ACallerOutOfFdsIsToldItsOwnLimitOnBothTransports) {
     // nsfdd served every one of them and kept no fd of theirs.
     expectFdsSettle(before);
     EXPECT_EQ(nsfdctlWithLimit(1024, "varlink", socket_, {"status"}).first, 0);
+    target.release(0);
+    target.reap();
+}
+
+}  // namespace
+}  // namespace nsfd::test
+
+namespace nsfd::test {
+namespace {
+
+// The D-Bus error of GetProcessInfoByPidFd(fd): "name: message", or "ok".
+std::string dbusAnswerTo(ManagerProxy& manager, int fd) {
+    try {
+        manager.GetProcessInfoByPidFd(sdbus::UnixFd(fd));
+        return "ok";
+    } catch (const sdbus::Error& e) {
+        return e.getName() + ": " + e.getMessage();
+    }
+}
+
+// The Varlink answer to GetProcessInfo with `fd` as its pidfd: the reply.
+varlink::ReplyMessage varlinkAnswerTo(const std::string& socket, int fd) {
+    UniqueFd connection = connectTo(socket);
+    EXPECT_TRUE(sendAllWithFds(connection.get(), call("GetProcessInfo", {{"pidfd", 0}}), {fd}));
+    std::vector<varlink::ReplyMessage> replies = readReplies(connection.get(), 1);
+    if (replies.empty()) {
+        ADD_FAILURE() << "no reply";
+        return {};
+    }
+    return std::move(replies[0]);
+}
+
+// An fd that is not a pidfd nsfdd can use is the caller's bad argument,
+// named, on both doors; the process is alive, and nothing says it was reaped.
+TEST_F(InteropTest, UnusablePidFdsAreInvalidArgumentsNamingPidfd) {
+    Child target = spawnAs(kUser);
+    PidFd pidfd = PidFd::open(target.pid());
+    std::string self = "/proc/self/fd/" + std::to_string(pidfd.get());
+    UniqueFd opath(::open(self.c_str(), O_PATH | O_CLOEXEC));
+    ASSERT_TRUE(opath.ok()) << std::strerror(errno);
+    UniqueFd thread(
+        static_cast<int>(::syscall(SYS_pidfd_open, target.pid(), 0200 /* PIDFD_THREAD: O_EXCL */)));
+    ASSERT_TRUE(thread.ok()) << std::strerror(errno);
+    for (int fd : {opath.get(), thread.get()}) {
+        std::string answer = dbusAnswerTo(*manager_, fd);
+        EXPECT_EQ(answer.rfind("org.freedesktop.DBus.Error.InvalidArgs: pidfd: ", 0), 0u) << answer;
+        varlink::ReplyMessage reply = varlinkAnswerTo(socket_, fd);
+        ASSERT_TRUE(reply.error);
+        EXPECT_EQ(*reply.error, "org.nsfd1.Manager.InvalidArgument");
+        EXPECT_EQ(reply.parameters.value("parameter", ""), "pidfd");
+    }
+    target.release(0);
+    target.reap();
+}
+
+// nsfdd in a child pid namespace (its first process, as in a container), run
+// under tests/integration/in-child-pid-namespace.sh.
+class OutOfSightTest : public InteropTest {
+  protected:
+    void SetUp() override {
+        const char* wrapper = std::getenv("NSFD_TEST_DAEMON_WRAPPER");
+        std::string saved = wrapper != nullptr ? wrapper : "";
+        std::string inNamespace =
+            "sh " NSFD_TEST_SOURCE_DIR "/tests/integration/in-child-pid-namespace.sh " + saved;
+        ::setenv("NSFD_TEST_DAEMON_WRAPPER", inNamespace.c_str(), 1);
+        InteropTest::SetUp();
+        if (wrapper != nullptr) {
+            ::setenv("NSFD_TEST_DAEMON_WRAPPER", saved.c_str(), 1);
+        } else {
+            ::unsetenv("NSFD_TEST_DAEMON_WRAPPER");
+        }
+    }
+};
+
+// A live process outside nsfdd's pid namespace: nsfdd says it cannot see it
+// (PIDFD_GET_INFO: EREMOTE on 6.18), on both doors, never that it was reaped.
+TEST_F(OutOfSightTest, ALiveProcessOutsideNsfddsPidNamespaceIsNamedSo) {
+    Child target = spawnAs(kUser);
+    PidFd pidfd = PidFd::open(target.pid());
+    std::string answer = dbusAnswerTo(*manager_, pidfd.get());
+    EXPECT_EQ(answer.rfind("org.nsfd1.Error.OutsidePidNamespace: ", 0), 0u) << answer;
+    EXPECT_NE(answer.find("outside nsfdd's pid namespace"), std::string::npos) << answer;
+    varlink::ReplyMessage reply = varlinkAnswerTo(socket_, pidfd.get());
+    ASSERT_TRUE(reply.error);
+    EXPECT_EQ(*reply.error, "org.nsfd1.Manager.OutsidePidNamespace");
+    EXPECT_NE(reply.parameters.value("message", "").find("outside nsfdd's pid namespace"),
+              std::string::npos);
+    // nsfdctl, both transports: exit 1 with that message, never 5 ("no such process").
+    for (const std::string transport : {"bus", "varlink"}) {
+        auto [code, out] =
+            nsfdctlWithLimit(1024, transport, socket_, {"info", std::to_string(target.pid())});
+        EXPECT_EQ(code, 1) << transport << ": " << out;
+        EXPECT_NE(out.find("outside nsfdd's pid namespace"), std::string::npos) << out;
+    }
+    // The process is alive all along.
+    EXPECT_EQ(::kill(target.pid(), 0), 0);
     target.release(0);
     target.reap();
 }
