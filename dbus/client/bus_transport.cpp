@@ -179,9 +179,11 @@ class ProcessCalls final : public sdbus::ProxyInterfaces<org::nsfd1::Process_pro
 
 class BusTransport final : public Transport {
   public:
-    BusTransport(std::unique_ptr<sdbus::IConnection> connection, ExitSink onExit)
+    BusTransport(std::unique_ptr<sdbus::IConnection> connection, ExitSink onExit,
+                 ResubscribedSink onResubscribed)
         : connection_(std::move(connection)),
-          manager_(std::make_unique<ManagerProxy>(*connection_, std::move(onExit))) {}
+          manager_(std::make_unique<ManagerProxy>(*connection_, std::move(onExit))),
+          onResubscribed_(std::move(onResubscribed)) {}
 
     TransportKind kind() const noexcept override { return TransportKind::Bus; }
 
@@ -306,9 +308,12 @@ class BusTransport final : public Transport {
     }
 
     // nsfdd sends its news only to subscribers (Manager.Subscribe); the match
-    // for ProcessExited is in place since the proxy was made.
+    // for ProcessExited is in place since the proxy was made. A new owner of
+    // nsfdd's name (a restart by hand, a crash without systemd's fd store, which
+    // keeps no subscription) is subscribed to again by processEvents().
     void subscribe() override {
         if (!subscribed_) {
+            watchOwner();  // first: an owner change after the Subscribe is seen
             callDaemon([&] { manager_->Subscribe(); });
             subscribed_ = true;
         }
@@ -316,6 +321,9 @@ class BusTransport final : public Transport {
     int eventFd() const override { return connection_->getEventLoopPollData().fd; }
     short pollEvents() const override { return connection_->getEventLoopPollData().events; }
     std::optional<std::chrono::microseconds> pollTimeout() const override {
+        if (ownerChanged_) {
+            return std::chrono::microseconds(0);
+        }
         return connection_->getEventLoopPollData().getRelativeTimeout();
     }
     void processEvents() override {
@@ -323,10 +331,35 @@ class BusTransport final : public Transport {
             while (connection_->processPendingRequest()) {
             }
         });
+        if (ownerChanged_ && subscribed_) {
+            // Not from inside the match's callback: sd-bus is dispatching there.
+            callDaemon([&] { manager_->Subscribe(); });
+            ownerChanged_ = false;
+            onResubscribed_();
+        }
     }
 
   private:
     ProcessCalls process(std::uint64_t id) { return ProcessCalls(*connection_, id); }
+
+    // NameOwnerChanged of nsfdd's name only (arg0), not of every name on the bus.
+    void watchOwner() {
+        if (ownerMatch_) {
+            return;
+        }
+        std::string rule = std::string("type='signal',sender='org.freedesktop.DBus',") +
+                           "path='/org/freedesktop/DBus',interface='org.freedesktop.DBus'," +
+                           "member='NameOwnerChanged',arg0='" + nsfd::dbus::kBusName + "'";
+        ownerMatch_ = callDaemon([&] {
+            return connection_->addMatch(rule, [this](sdbus::Message& message) {
+                std::string name, oldOwner, newOwner;
+                message >> name >> oldOwner >> newOwner;
+                if (!newOwner.empty()) {
+                    ownerChanged_ = true;
+                }
+            });
+        });
+    }
 
     static std::uint64_t idOfPath(const std::string& path) {
         std::optional<std::uint64_t> id = nsfd::dbus::processIdOfPath(path);
@@ -338,24 +371,29 @@ class BusTransport final : public Transport {
 
     std::unique_ptr<sdbus::IConnection> connection_;
     std::unique_ptr<ManagerProxy> manager_;
+    ResubscribedSink onResubscribed_;
+    sdbus::Slot ownerMatch_;
     bool subscribed_ = false;
+    bool ownerChanged_ = false;  // nsfdd's name has a new owner, not subscribed to yet
 };
 
 }  // namespace
 
-std::unique_ptr<Transport> connectSystemBus(Transport::ExitSink onExit) {
+std::unique_ptr<Transport> connectSystemBus(Transport::ExitSink onExit,
+                                            Transport::ResubscribedSink onResubscribed) {
     try {
-        return std::make_unique<BusTransport>(sdbus::createSystemBusConnection(),
-                                              std::move(onExit));
+        return std::make_unique<BusTransport>(sdbus::createSystemBusConnection(), std::move(onExit),
+                                              std::move(onResubscribed));
     } catch (const sdbus::Error& e) {
         rethrowConnectError(e, "Failed to connect to the system bus: ");
     }
 }
 
-std::unique_ptr<Transport> connectBus(const std::string& address, Transport::ExitSink onExit) {
+std::unique_ptr<Transport> connectBus(const std::string& address, Transport::ExitSink onExit,
+                                      Transport::ResubscribedSink onResubscribed) {
     try {
         return std::make_unique<BusTransport>(sdbus::createSessionBusConnectionWithAddress(address),
-                                              std::move(onExit));
+                                              std::move(onExit), std::move(onResubscribed));
     } catch (const sdbus::Error& e) {
         rethrowConnectError(e, "Failed to connect to the bus at " + address + ": ");
     }

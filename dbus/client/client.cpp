@@ -286,13 +286,13 @@ Client Client::varlink(const std::string& socketPath) {
 
 Client Client::bus() {
     auto shared = std::make_shared<TrackedProcess::Shared>();
-    shared->transport = detail::connectSystemBus(shared->exitSink());
+    shared->transport = detail::connectSystemBus(shared->exitSink(), shared->resubscribedSink());
     return Client(std::move(shared));
 }
 
 Client Client::connect(const std::string& address) {
     auto shared = std::make_shared<TrackedProcess::Shared>();
-    shared->transport = detail::connectBus(address, shared->exitSink());
+    shared->transport = detail::connectBus(address, shared->exitSink(), shared->resubscribedSink());
     return Client(std::move(shared));
 }
 

@@ -82,8 +82,10 @@ class Transport {
     virtual void processEvents() = 0;
 };
 
-std::unique_ptr<Transport> connectSystemBus(Transport::ExitSink onExit);
-std::unique_ptr<Transport> connectBus(const std::string& address, Transport::ExitSink onExit);
+std::unique_ptr<Transport> connectSystemBus(Transport::ExitSink onExit,
+                                            Transport::ResubscribedSink onResubscribed);
+std::unique_ptr<Transport> connectBus(const std::string& address, Transport::ExitSink onExit,
+                                      Transport::ResubscribedSink onResubscribed);
 std::unique_ptr<Transport> connectVarlink(const std::string& socketPath, Transport::ExitSink onExit,
                                           Transport::ResubscribedSink onResubscribed);
 

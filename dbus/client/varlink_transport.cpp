@@ -30,8 +30,11 @@ using nsfd::varlink::ReplyMessage;
 // for a password waits as long as nsfdd waits for polkit at most.
 constexpr auto kCallTimeout = std::chrono::seconds(25);
 constexpr auto kInteractiveCallTimeout = std::chrono::minutes(5);
-// While the news stream is lost and nsfdd cannot be reached, try again this often.
+// While the news stream is lost and nsfdd cannot be reached, try again this
+// often, for this long (a restart by hand, or systemd's restart of a unit
+// without socket activation, leaves no socket meanwhile); then say so.
 constexpr auto kResubscribeInterval = std::chrono::seconds(1);
+constexpr auto kResubscribeLimit = std::chrono::seconds(30);
 
 // Replies are bigger than calls: ListProcesses of a busy nsfdd, ten fds.
 constexpr nsfd::varlink::DecodeLimits kReplyLimits{16 * 1024 * 1024, 16, 16};
@@ -405,9 +408,8 @@ class VarlinkTransport final : public Transport {
         if (!subscribed_) {
             return;
         }
-        if (!news_) {
-            watch();  // nsfdd was away: try again (it throws if it still is)
-            onResubscribed_();
+        if (!news_ && !rewatch()) {
+            return;  // nsfdd is still away: try again after kResubscribeInterval
         }
         bool open = true;
         try {
@@ -429,11 +431,9 @@ class VarlinkTransport final : public Transport {
         }
         if (!open) {
             // nsfdd stopped or restarted: watch again at once (socket
-            // activation queues the connection), and tell the client to
-            // look again at what it waits for.
+            // activation queues the connection).
             news_.reset();
-            watch();
-            onResubscribed_();
+            rewatch();
         }
     }
 
@@ -488,6 +488,32 @@ class VarlinkTransport final : public Transport {
     Json serviceInfo() { return call("GetServiceInfo", Json::object()).parameters; }
 
     // A new news stream, in place once nsfdd's first reply ("ready") came.
+    // Watches again after the stream was lost, and tells the client to look
+    // again at what it waits for. False while nsfdd cannot be reached, for up to
+    // kResubscribeLimit; then DaemonUnavailable, at each try until it is back.
+    bool rewatch() {
+        try {
+            watch();
+        } catch (const DaemonUnavailable& e) {
+            auto now = std::chrono::steady_clock::now();
+            if (!lostSince_) {
+                lostSince_ = now;
+            }
+            if (now - *lostSince_ < kResubscribeLimit) {
+                return false;
+            }
+            throw DaemonUnavailable(
+                e.dbusName(), std::string("nsfdd has been unreachable for ") +
+                                  std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                     now - *lostSince_)
+                                                     .count()) +
+                                  " s, no exits are watched: " + e.what());
+        }
+        lostSince_.reset();
+        onResubscribed_();
+        return true;
+    }
+
     void watch() {
         auto connection = std::make_unique<Connection>(path_);
         auto deadline = std::chrono::steady_clock::now() + kCallTimeout;
@@ -514,6 +540,8 @@ class VarlinkTransport final : public Transport {
     std::string path_;
     std::unique_ptr<Connection> calls_;
     std::unique_ptr<Connection> news_;
+    // Since when the news stream is lost and nsfdd cannot be reached.
+    std::optional<std::chrono::steady_clock::time_point> lostSince_;
     ExitSink onExit_;
     ResubscribedSink onResubscribed_;
     UniqueFd epoll_;

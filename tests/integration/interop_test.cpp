@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <cstdlib>
 
@@ -339,6 +340,124 @@ TEST_F(OutOfSightTest, ALiveProcessOutsideNsfddsPidNamespaceIsNamedSo) {
     EXPECT_EQ(::kill(target.pid(), 0), 0);
     target.release(0);
     target.reap();
+}
+
+}  // namespace
+}  // namespace nsfd::test
+
+namespace nsfd::test {
+namespace {
+
+// `nsfdctl --json watch` on `transport`, its stdout and stderr one pipe read by
+// lines. The destructor interrupts and reaps it.
+class Watcher {
+  public:
+    Watcher(const std::string& transport, const std::string& socket) {
+        int fds[2];
+        if (::pipe2(fds, O_CLOEXEC) < 0) {
+            throw std::system_error(errno, std::generic_category(), "pipe2");
+        }
+        UniqueFd readEnd(fds[0]), writeEnd(fds[1]);
+        pid_ = forkProcess();
+        if (pid_ == 0) {
+            ::dup2(writeEnd.get(), 1);
+            ::dup2(writeEnd.get(), 2);
+            ::setenv("NSFD_VARLINK_SOCKET", socket.c_str(), 1);
+            std::string option = "--transport=" + transport;
+            ::execl(NSFD_TEST_NSFDCTL, "nsfdctl", "--json", option.c_str(), "watch", nullptr);
+            ::_exit(127);
+        }
+        out_ = std::move(readEnd);
+    }
+    ~Watcher() {
+        ::kill(pid_, SIGINT);
+        reapWithin(pid_, "nsfdctl watch to exit after SIGINT");
+    }
+    Watcher(const Watcher&) = delete;
+    Watcher& operator=(const Watcher&) = delete;
+
+    std::optional<std::string> readLine(std::chrono::milliseconds timeout = 10s) {
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        for (;;) {
+            if (std::size_t end = buffer_.find('\n'); end != std::string::npos) {
+                std::string line = buffer_.substr(0, end);
+                buffer_.erase(0, end + 1);
+                return line;
+            }
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            struct pollfd pfd = {out_.get(), POLLIN, 0};
+            if (left <= 0ms || ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) {
+                return std::nullopt;
+            }
+            char chunk[4096];
+            ssize_t n = ::read(out_.get(), chunk, sizeof(chunk));
+            if (n <= 0) {
+                return std::nullopt;
+            }
+            buffer_.append(chunk, static_cast<std::size_t>(n));
+        }
+    }
+    // The next exit it prints as JSON; nullopt if it prints something else or nothing.
+    std::optional<json> nextExit() {
+        std::optional<std::string> line = readLine();
+        if (!line) {
+            return std::nullopt;
+        }
+        json parsed = json::parse(*line, nullptr, false);
+        if (parsed.is_discarded() || !parsed.is_object()) {
+            ADD_FAILURE() << "nsfdctl watch printed: " << *line;
+            return std::nullopt;
+        }
+        return parsed;
+    }
+    bool running() const { return ::waitpid(pid_, nullptr, WNOHANG) == 0; }
+
+  private:
+    pid_t pid_ = -1;
+    UniqueFd out_;
+    std::string buffer_;
+};
+
+// `nsfdctl watch` reports the exits after nsfdd restarted by hand (no socket
+// activation, no fd store: its bus name and Varlink socket are gone meanwhile),
+// on both transports, after SIGKILL and after SIGTERM.
+TEST_F(InteropTest, NsfdctlWatchReportsExitsAfterARestart) {
+    for (const std::string transport : {"bus", "varlink"}) {
+        for (bool crash : {true, false}) {
+            SCOPED_TRACE(transport + (crash ? ", kill -9" : ", SIGTERM"));
+            Watcher watcher(transport, socket_);
+            ASSERT_EQ(watcher.readLine().value_or(""),
+                      "Watching exits of tracked processes (Ctrl-C to stop)");
+            Child before = spawnAs(kUser);
+            manager_->TrackProcess(static_cast<uint32_t>(before.pid()));
+            before.release(3);
+            before.reap();
+            std::optional<json> first = watcher.nextExit();
+            ASSERT_TRUE(first);
+            EXPECT_EQ(first->at("pid").get<pid_t>(), before.pid());
+            if (crash) {
+                daemon_->kill9();
+            } else {
+                EXPECT_EQ(daemon_->stop(), 0);
+            }
+            daemon_.reset();
+            std::this_thread::sleep_for(1500ms);  // away for more than one retry
+            daemon_ = std::make_unique<Daemon>(busAddress(),
+                                               Daemon::Options{config(), {}, "debug", 0, socket_});
+            Child after = spawnAs(kUser);
+            manager_->TrackProcess(static_cast<uint32_t>(after.pid()));
+            // The watcher takes up to a second to find a Varlink socket again.
+            std::this_thread::sleep_for(1500ms);
+            after.release(7);
+            after.reap();
+            std::optional<json> next = watcher.nextExit();
+            ASSERT_TRUE(next) << "nsfdctl watch missed an exit after the restart";
+            EXPECT_EQ(next->at("pid").get<pid_t>(), after.pid());
+            EXPECT_EQ(next->at("wait_status").get<int>(), 7 << 8);
+            EXPECT_TRUE(watcher.running());
+        }
+    }
 }
 
 }  // namespace
