@@ -465,3 +465,58 @@ TEST_F(InteropTest, NsfdctlWatchReportsExitsAfterARestart) {
 
 }  // namespace
 }  // namespace nsfd::test
+
+namespace nsfd::test {
+namespace {
+
+// The same with socket activation: the test holds the listening socket, as
+// systemd's nsfdd.socket does, and hands it to each nsfdd (LISTEN_FDS), so the
+// socket never goes away; the watcher's new connection waits in its backlog.
+TEST_F(InteropTest, NsfdctlWatchReportsExitsAcrossASocketActivatedRestart) {
+    std::string path = dir_->path() + "/activated";
+    UniqueFd listening(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    struct sockaddr_un addr {};
+    addr.sun_family = AF_UNIX;
+    path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+    ASSERT_EQ(::bind(listening.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    ASSERT_EQ(::listen(listening.get(), 16), 0);
+    auto startActivated = [&] {
+        Daemon::FdStore handOver;
+        handOver.emplace("varlink", duplicateFd(listening.get()));
+        daemon_ = std::make_unique<Daemon>(
+            busAddress(), Daemon::Options{config(), std::move(handOver), "debug", 0, ""});
+    };
+    daemon_->stop();
+    daemon_.reset();
+    startActivated();
+    for (bool crash : {true, false}) {
+        SCOPED_TRACE(crash ? "kill -9" : "SIGTERM");
+        Watcher watcher("varlink", path);
+        ASSERT_EQ(watcher.readLine().value_or(""),
+                  "Watching exits of tracked processes (Ctrl-C to stop)");
+        if (crash) {
+            daemon_->kill9();
+        } else {
+            EXPECT_EQ(daemon_->stop(), 0);
+        }
+        daemon_.reset();
+        std::this_thread::sleep_for(500ms);  // the watcher is queued in the backlog meanwhile
+        startActivated();
+        Child after = spawnAs(kUser);
+        manager_->TrackProcess(static_cast<uint32_t>(after.pid()));
+        // The watcher's queued connection is served once nsfdd is up: no retry
+        // interval here, but its WatchExits must be read before the exit.
+        std::this_thread::sleep_for(500ms);
+        after.release(9);
+        after.reap();
+        std::optional<json> next = watcher.nextExit();
+        ASSERT_TRUE(next) << "nsfdctl watch missed an exit after the restart";
+        EXPECT_EQ(next->at("pid").get<pid_t>(), after.pid());
+        EXPECT_EQ(next->at("wait_status").get<int>(), 9 << 8);
+        EXPECT_TRUE(watcher.running());
+    }
+    ::unlink(path.c_str());
+}
+
+}  // namespace
+}  // namespace nsfd::test
