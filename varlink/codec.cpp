@@ -231,7 +231,7 @@ void MessageDecoder<Message>::fail(DecodeError error) {
 
 template <typename Message>
 void MessageDecoder<Message>::finishMessage(std::string_view text, std::vector<UniqueFd> fds,
-                                            bool tooManyFds) {
+                                            FdLoss fdLoss) {
     DecodedAs<Message> decoded = decodeAs(text, limits_, static_cast<Message*>(nullptr));
     if (auto* error = std::get_if<DecodeError>(&decoded)) {
         fail(*error);
@@ -239,47 +239,34 @@ void MessageDecoder<Message>::finishMessage(std::string_view text, std::vector<U
     }
     auto& message = std::get<Message>(decoded);
     message.fds = std::move(fds);
-    message.tooManyFds = tooManyFds;
+    message.fdLoss = fdLoss;
     ready_.push_back(std::move(decoded));
 }
 
 template <typename Message>
 void MessageDecoder<Message>::feed(std::string_view bytes, std::vector<UniqueFd> fds,
-                                   bool fdsTruncated) {
+                                   bool fdsNotReceived) {
     if (failed_) {
         return;  // `fds` close here
     }
-    // The kernel hands fds over with the read holding the first byte of the skb
-    // they were sent with, and ends that read with the skb: so they belong to the
-    // last message that starts in this read. None starting here: a sender that
-    // attached fds to the middle of a message, which nobody can make sense of.
-    bool withFds = !fds.empty() || fdsTruncated;
-    std::size_t fdsAt = std::string_view::npos;
-    bool tooMany = false;
+    // sd-varlink's rule (codec.hpp): fds go to the message this read starts.
+    bool withFds = !fds.empty() || fdsNotReceived;
     if (withFds) {
-        if (partial_.empty() && !partialHasFds_) {
-            fdsAt = 0;
-        }
-        for (std::size_t i = bytes.find('\0'); i != std::string_view::npos && i + 1 < bytes.size();
-             i = bytes.find('\0', i + 1)) {
-            fdsAt = i + 1;
-        }
-        if (fdsAt == std::string_view::npos) {
+        if (!partial_.empty() || partialHasFds_) {
             fail(DecodeError::MisplacedFds);
             return;
         }
-        if (fdsTruncated || fds.size() > limits_.maxFdsPerMessage) {
+        partialHasFds_ = true;
+        partialFdLoss_ = fdsNotReceived                          ? FdLoss::NotReceived
+                         : fds.size() > limits_.maxFdsPerMessage ? FdLoss::TooMany
+                                                                 : FdLoss::None;
+        if (partialFdLoss_ != FdLoss::None) {
             fds.clear();
-            tooMany = true;
         }
+        partialFds_ = std::move(fds);
     }
     std::size_t pos = 0;
     while (pos < bytes.size()) {
-        if (pos == fdsAt) {
-            partialFds_ = std::move(fds);
-            partialHasFds_ = true;
-            partialTooManyFds_ = tooMany;
-        }
         std::size_t nul = bytes.find('\0', pos);
         std::size_t length = (nul == std::string_view::npos ? bytes.size() : nul) - pos;
         if (partial_.size() + length > limits_.maxMessageBytes) {
@@ -295,11 +282,11 @@ void MessageDecoder<Message>::feed(std::string_view bytes, std::vector<UniqueFd>
             partial_.append(text);
             text = partial_;
         }
-        finishMessage(text, std::move(partialFds_), partialTooManyFds_);
+        finishMessage(text, std::move(partialFds_), partialFdLoss_);
         partial_.clear();
         partialFds_.clear();
         partialHasFds_ = false;
-        partialTooManyFds_ = false;
+        partialFdLoss_ = FdLoss::None;
         if (failed_) {
             return;
         }

@@ -3,6 +3,20 @@
 // stream socket, with file descriptors (systemd's extension) sent as SCM_RIGHTS
 // along with the first byte of the message whose JSON refers to them by index.
 // No I/O and no event loop here: a decoder is fed what recvmsg(2) returned.
+//
+// Which message received fds belong to, as sd-varlink decides it
+// (src/libsystemd/sd-varlink/sd-varlink.c, varlink_read and varlink_clear_current):
+// **the fds a recvmsg(2) returned belong to the message whose first byte is the
+// first byte of that read**; later messages in the same read have none, and fds
+// that come with a read starting inside a message break the protocol (sd-varlink:
+// EPROTO; here MisplacedFds). So a call with fds followed by plain calls in one
+// write is read as sd-varlink's own clients (varlinkctl --push-fd) mean it.
+// The cost, which sd-varlink shares (systemd#43823): the kernel may glue a write
+// without fds in front of a later write with fds into one read, and the fds then
+// go to the earlier message. A sender avoids it by not putting a message with fds
+// behind bytes the peer has not read yet: libnsfd-client never has two calls
+// outstanding on a connection, so neither its calls nor nsfdd's replies to it
+// can be glued that way.
 #pragma once
 
 #include <cstddef>
@@ -47,6 +61,16 @@ enum class DecodeError {
     TooManyFds,        // more than maxFdsPerMessage fds: refused, the fds closed
 };
 
+// What became of the fds sent with a message, beyond those it has.
+enum class FdLoss {
+    None,
+    TooMany,  // more than maxFdsPerMessage came: all are closed
+    // The kernel could not install them all in the receiving process (MSG_CTRUNC
+    // with room for the kernel's maximum: RLIMIT_NOFILE or the system's file
+    // limit reached). The receiver's limit, not the sender's fault.
+    NotReceived,
+};
+
 // "MessageTooLarge", ...: the names tests and logs use.
 const char* toString(DecodeError error) noexcept;
 
@@ -57,8 +81,8 @@ struct CallMessage {
     bool oneway = false;
     bool more = false;
     bool upgrade = false;
-    std::vector<UniqueFd> fds;  // those sent with the message, by index
-    bool tooManyFds = false;    // the message came with too many fds; all are closed
+    std::vector<UniqueFd> fds;     // those sent with the message, by index
+    FdLoss fdLoss = FdLoss::None;  // not None: `fds` is empty, those sent are closed
 };
 
 // One reply as it came off the wire, for clients.
@@ -67,7 +91,7 @@ struct ReplyMessage {
     std::optional<std::string> error;  // the error's name, when it is one
     bool continues = false;            // more replies to the same call follow
     std::vector<UniqueFd> fds;         // those sent with the message, by index
-    bool tooManyFds = false;           // the message came with too many fds; all are closed
+    FdLoss fdLoss = FdLoss::None;      // not None: `fds` is empty, those sent are closed
 };
 
 template <typename Message>
@@ -98,9 +122,10 @@ class MessageDecoder {
   public:
     explicit MessageDecoder(DecodeLimits limits = {}) : limits_(limits) {}
 
-    // `bytes` and the fds that came with them; `fdsTruncated`: the kernel
-    // dropped fds that did not fit (MSG_CTRUNC), so the message had too many.
-    void feed(std::string_view bytes, std::vector<UniqueFd> fds, bool fdsTruncated = false);
+    // `bytes` and the fds that came with them, from one recvmsg(2);
+    // `fdsNotReceived`: the kernel could not install all of them (MSG_CTRUNC).
+    // The fds go to the message starting at `bytes`' first byte (the rule above).
+    void feed(std::string_view bytes, std::vector<UniqueFd> fds, bool fdsNotReceived = false);
 
     std::optional<DecodedAs<Message>> next();
     bool hasNext() const noexcept { return !ready_.empty(); }
@@ -110,13 +135,13 @@ class MessageDecoder {
 
   private:
     void fail(DecodeError error);
-    void finishMessage(std::string_view text, std::vector<UniqueFd> fds, bool tooManyFds);
+    void finishMessage(std::string_view text, std::vector<UniqueFd> fds, FdLoss fdLoss);
 
     DecodeLimits limits_;
     std::string partial_;
     std::vector<UniqueFd> partialFds_;
     bool partialHasFds_ = false;
-    bool partialTooManyFds_ = false;
+    FdLoss partialFdLoss_ = FdLoss::None;
     std::deque<DecodedAs<Message>> ready_;
     bool failed_ = false;
 };

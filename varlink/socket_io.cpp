@@ -3,7 +3,6 @@
 
 #include <sys/socket.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -14,32 +13,31 @@ namespace {
 // SCM_MAX_FD in the kernel: no message carries more.
 constexpr std::size_t kKernelMaxFds = 253;
 
-// Room for the kernel's most fds and one more, on the stack: no allocation per message.
+// Room for the kernel's most fds, on the stack: no allocation per message.
 union ControlBuffer {
     cmsghdr align;
-    char bytes[CMSG_SPACE(sizeof(int) * (kKernelMaxFds + 1))];
+    char bytes[CMSG_SPACE(sizeof(int) * kKernelMaxFds)];
 };
 
 }  // namespace
 
-int receiveWithFds(int socket, std::span<char> buffer, std::size_t maxFds, Received& received) {
-    maxFds = std::min(maxFds, kKernelMaxFds);
-    // Room for one fd more than allowed (and never none), so that a message with
-    // too many is told apart from one with exactly the maximum.
+int receiveWithFds(int socket, std::span<char> buffer, Received& received) {
+    // Room for every fd a read can bring, so that MSG_CTRUNC can only mean fds
+    // the kernel could not install here (the decoder judges how many are too many).
     ControlBuffer control;
     iovec iov{buffer.data(), buffer.size()};
     msghdr message{};
     message.msg_iov = &iov;
     message.msg_iovlen = 1;
     message.msg_control = control.bytes;
-    message.msg_controllen = CMSG_SPACE(sizeof(int) * (maxFds + 1));
+    message.msg_controllen = sizeof(control.bytes);
     ssize_t n = ::recvmsg(socket, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0) {
         return -errno;
     }
     received.bytes = static_cast<std::size_t>(n);
     received.fds.clear();
-    received.fdsTruncated = (message.msg_flags & MSG_CTRUNC) != 0;
+    received.fdsNotReceived = (message.msg_flags & MSG_CTRUNC) != 0;
     for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr; c = CMSG_NXTHDR(&message, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
             continue;
@@ -50,9 +48,6 @@ int receiveWithFds(int socket, std::span<char> buffer, std::size_t maxFds, Recei
             std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
             received.fds.emplace_back(fd);
         }
-    }
-    if (received.fds.size() > maxFds) {
-        received.fdsTruncated = true;
     }
     return 0;
 }

@@ -16,12 +16,17 @@ namespace nsfd::varlink {
 struct Received {
     std::size_t bytes = 0;      // 0: the peer shut down its end
     std::vector<UniqueFd> fds;  // close-on-exec, each owned once
-    bool fdsTruncated = false;  // more fds were sent than `maxFds`; the rest are closed
+    // MSG_CTRUNC although there was room for the most fds one read can bring
+    // (SCM_MAX_FD): the kernel could not install them all in this process
+    // (scm_detach_fds: RLIMIT_NOFILE, the system's file limit, an LSM), and
+    // those it could not are gone. The receiver's limit, not the sender's doing.
+    bool fdsNotReceived = false;
 };
 
-// One non-blocking recvmsg(MSG_CMSG_CLOEXEC) into `buffer`, accepting up to
-// `maxFds` fds. Returns 0 or -errno (-EAGAIN: nothing to read).
-int receiveWithFds(int socket, std::span<char> buffer, std::size_t maxFds, Received& received);
+// One non-blocking recvmsg(MSG_CMSG_CLOEXEC) into `buffer`, with room for the
+// kernel's most fds (SCM_MAX_FD; a read never brings fds of two writes, see
+// codec.hpp). Returns 0 or -errno (-EAGAIN: nothing to read).
+int receiveWithFds(int socket, std::span<char> buffer, Received& received);
 
 // One non-blocking sendmsg(MSG_NOSIGNAL) of `data`, with `fds` as SCM_RIGHTS
 // when not empty. Returns the bytes sent or -errno.

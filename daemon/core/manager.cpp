@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "manager.hpp"
 
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -268,27 +269,53 @@ PidFd Manager::openPid(const Caller& caller, std::uint32_t pid) const {
 }
 
 PidFd Manager::adoptPidFd(UniqueFd fd) const {
-    PidFd pidfd = PidFd::adopt(std::move(fd));
-    if (pidfd.pid() <= 0) {
-        throw ServiceError(ErrorKind::ProcessExited,
-                           "The process of the passed pidfd has exited and been reaped");
+    // What the fd is, before anything is asked of the process: an O_PATH reopen
+    // of a pidfd (open("/proc/self/fd/N", O_PATH)) sits on pidfs too but takes
+    // no ioctl (EBADF), and a PIDFD_THREAD pidfd (O_EXCL in its flags) polls
+    // readable when its one thread exits, not the process.
+    int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags >= 0 && (flags & O_PATH) != 0) {
+        throw ServiceError(ErrorKind::InvalidArgs,
+                           "pidfd: the passed fd is an O_PATH fd, not a usable pidfd (pass the "
+                           "pidfd itself, not a reopen of it)");
+    }
+    if (flags >= 0 && (flags & O_EXCL) != 0) {
+        throw ServiceError(ErrorKind::InvalidArgs,
+                           "pidfd: the passed pidfd was opened with PIDFD_THREAD and refers to "
+                           "one thread; nsfdd needs a pidfd of the process");
+    }
+    std::optional<PidFd> pidfd;
+    try {
+        pidfd.emplace(PidFd::adopt(std::move(fd)));
+    } catch (const std::system_error& e) {
+        throw ServiceError(ErrorKind::InvalidArgs,
+                           std::string("pidfd: the passed fd is not a pidfd (") + e.what() + ")");
     }
     std::optional<pid_t> tgid;
     try {
-        tgid = pidfd.info(InfoFlags::Pid).threadGroupId();
+        tgid = pidfd->info(InfoFlags::Pid).threadGroupId();
     } catch (const std::system_error& e) {
+        // PIDFD_GET_INFO on a live process outside our pid namespace: EREMOTE
+        // (6.18); before that ESRCH, with fdinfo's "Pid:" 0 where a reaped
+        // process has -1.
+        if (e.code().value() == EREMOTE ||
+            (e.code() == std::errc::no_such_process && pidfd->pid() == 0)) {
+            throw ServiceError(ErrorKind::OutsidePidNamespace,
+                               "The process of the passed pidfd is alive but outside nsfdd's pid "
+                               "namespace, where nsfdd cannot see it");
+        }
         if (e.code() == std::errc::no_such_process) {
             throw ServiceError(ErrorKind::ProcessExited,
-                               "The process of the passed pidfd has exited");
+                               "The process of the passed pidfd has exited and been reaped");
         }
         throw;
     }
-    if (tgid && *tgid != pidfd.pid()) {
-        throw ServiceError(ErrorKind::InvalidArgs, "The passed pidfd refers to thread " +
-                                                       std::to_string(pidfd.pid()) +
+    if (tgid && *tgid != pidfd->pid()) {
+        throw ServiceError(ErrorKind::InvalidArgs, "pidfd: the passed pidfd refers to thread " +
+                                                       std::to_string(pidfd->pid()) +
                                                        ", not a thread-group leader");
     }
-    return pidfd;
+    return std::move(*pidfd);
 }
 
 namespace {

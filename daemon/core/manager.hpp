@@ -79,8 +79,10 @@ class Manager final {
     // pidfd_open of a pid the caller wrote. ForeignPidNamespace for a caller in
     // another pid namespace, InvalidArgs for 0 or a thread, NoSuchProcess.
     PidFd openPid(const Caller& caller, std::uint32_t pid) const;
-    // A pidfd a caller passed: InvalidArgs unless it names a thread-group
-    // leader, ProcessExited if it was reaped. Takes `fd` in every case.
+    // A pidfd a caller passed: InvalidArgs (the message starting "pidfd: ")
+    // unless it is a pidfd of a process (not O_PATH, not PIDFD_THREAD, a
+    // thread-group leader), OutsidePidNamespace for a live process nsfdd's pid
+    // namespace cannot see, ProcessExited if it was reaped. Takes `fd` in every case.
     PidFd adoptPidFd(UniqueFd fd) const;
     // The tracked process with this id, if the caller may see it; NotTracked otherwise.
     TrackedProcess& tracked(const Caller& caller, std::uint64_t id);

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "connection.hpp"
 
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 
 #include <algorithm>
 #include <array>
@@ -21,6 +23,11 @@ namespace {
 constexpr std::size_t kReadChunk = 16 * 1024;
 constexpr int kReadsPerWakeup = 4;
 constexpr std::size_t kMaxIovecs = 64;
+// How often to look whether the peer has read the replies in front of one with
+// fds: from 100 us, doubling, to 50 ms (a peer that does not read at all is
+// dropped by the unsent bounds).
+constexpr std::uint64_t kUnreadWaitFirstUsec = 100;
+constexpr std::uint64_t kUnreadWaitMaxUsec = 50'000;
 
 }  // namespace
 
@@ -37,6 +44,7 @@ void Connection::start(sd_event* event) {
         throw std::system_error(-r, std::generic_category(), "Failed to watch a Varlink client");
     }
     source_.reset(source);
+    event_ = event;
     events_ = EPOLLIN;
 }
 
@@ -66,8 +74,7 @@ void Connection::readSome() {
     std::array<char, kReadChunk> buffer;
     for (int round = 0; round < kReadsPerWakeup && reading(); ++round) {
         Received received;
-        int r = receiveWithFds(socket_.get(), buffer, server_.limits().decode.maxFdsPerMessage,
-                               received);
+        int r = receiveWithFds(socket_.get(), buffer, received);
         if (r == -EAGAIN || r == -EINTR) {
             break;
         }
@@ -84,7 +91,7 @@ void Connection::readSome() {
             break;
         }
         decoder_.feed(std::string_view(buffer.data(), received.bytes), std::move(received.fds),
-                      received.fdsTruncated);
+                      received.fdsNotReceived);
         dispatchReady();
         if (!open()) {
             return;
@@ -106,16 +113,25 @@ void Connection::dispatchReady() {
             break;
         }
         auto& message = std::get<CallMessage>(decoded);
-        bool tooManyFds = message.tooManyFds;
+        FdLoss fdLoss = message.fdLoss;
         auto call = std::make_shared<Call>(weak_from_this(), peer_, std::move(message));
         if (!call->oneway()) {
             inFlight_.push_back(Pending{call, {}, false});
         }
-        if (tooManyFds) {
+        if (fdLoss == FdLoss::TooMany) {
             server_.report(*peer_, toString(DecodeError::TooManyFds));
             call->error(server_.info().limitExceededError,
                         {{"limit", "fileDescriptors"},
                          {"maximum", server_.limits().decode.maxFdsPerMessage}});
+            continue;
+        }
+        if (fdLoss == FdLoss::NotReceived) {
+            // nsfdd's own fd limit: the call cannot be served as sent, nothing else is lost.
+            call->error(server_.info().limitExceededError,
+                        {{"limit", "fileDescriptors"},
+                         {"message",
+                          "nsfdd could not receive the fds sent with the call: it "
+                          "is at its own fd limit"}});
             continue;
         }
         server_.dispatch(call);
@@ -178,13 +194,51 @@ void Connection::advance() {
     }
 }
 
+// Bytes this socket sent that the peer has not read yet (SIOCOUTQ: the
+// memory of unconsumed skbs, 0 once the peer read them all).
+bool Connection::peerHasUnread() const {
+    int queued = 0;
+    return ::ioctl(socket_.get(), SIOCOUTQ, &queued) == 0 && queued > 0;
+}
+
+void Connection::waitForPeerToRead() {
+    if (unreadWait_ != nullptr || event_ == nullptr) {
+        return;
+    }
+    unreadWaitUsec_ = unreadWaitUsec_ == 0 ? kUnreadWaitFirstUsec
+                                           : std::min(unreadWaitUsec_ * 2, kUnreadWaitMaxUsec);
+    sd_event_source* source = nullptr;
+    if (sd_event_add_time_relative(event_, &source, CLOCK_MONOTONIC, unreadWaitUsec_, 0,
+                                   &Connection::onPeerMayHaveRead, this) < 0) {
+        close("Failed to wait for the client to read");
+        return;
+    }
+    unreadWait_.reset(source);
+}
+
+int Connection::onPeerMayHaveRead(sd_event_source*, std::uint64_t, void* userdata) {
+    std::shared_ptr<Connection> self = static_cast<Connection*>(userdata)->shared_from_this();
+    self->unreadWait_.reset();
+    self->flush();
+    return 0;
+}
+
 void Connection::flush() {
-    while (open() && !output_.empty()) {
+    while (open() && !output_.empty() && unreadWait_ == nullptr) {
         std::array<iovec, kMaxIovecs> iov{};
         std::size_t count = 0;
         std::vector<int> fds;
         Outgoing& front = output_.front();
+        // sd-varlink gives a read's fds to the message the read starts with
+        // (varlink/codec.hpp), and the kernel glues a write with fds to unread
+        // bytes before it into one read: so a reply with fds waits until the
+        // peer has read every earlier byte (systemd#43823, the reply side).
+        if (!front.fds.empty() && peerHasUnread()) {
+            waitForPeerToRead();
+            break;
+        }
         if (!front.fds.empty()) {
+            unreadWaitUsec_ = 0;
             // A reply with fds goes alone, so that its fds arrive with its first byte.
             iov[count++] = {front.bytes.data() + front.offset, front.bytes.size() - front.offset};
             for (const UniqueFd& fd : front.fds) {
@@ -253,6 +307,7 @@ void Connection::close(const char* why) {
         server_.report(*peer_, why);
     }
     source_.reset();
+    unreadWait_.reset();
     socket_.reset();
     output_.clear();
     std::deque<Pending> pending = std::move(inFlight_);

@@ -55,6 +55,9 @@ class Connection final : public std::enable_shared_from_this<Connection> {
     };
 
     static int onIo(sd_event_source* source, int fd, std::uint32_t revents, void* userdata);
+    static int onPeerMayHaveRead(sd_event_source* source, std::uint64_t usec, void* userdata);
+    bool peerHasUnread() const;
+    void waitForPeerToRead();
     void readSome();
     void dispatchReady();
     void advance();
@@ -69,6 +72,10 @@ class Connection final : public std::enable_shared_from_this<Connection> {
     std::shared_ptr<const Peer> peer_;
     Decoder decoder_;
     EventSource source_;
+    sd_event* event_ = nullptr;
+    // A reply with fds waits for the peer to read what went before it (flush()).
+    EventSource unreadWait_;
+    std::uint64_t unreadWaitUsec_ = 0;
     std::uint32_t events_ = 0;
     std::deque<Pending> inFlight_;  // calls awaiting their final reply, in call order
     std::deque<Outgoing> output_;   // replies ready for the socket, in order

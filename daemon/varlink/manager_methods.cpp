@@ -138,7 +138,14 @@ PidFd passedPidFd(Manager& core, Call& call, std::uint64_t index) {
     if (!fd.ok()) {
         throw ParameterError("pidfd", "No fd " + std::to_string(index) + " came with the call");
     }
-    return core.adoptPidFd(std::move(fd));
+    try {
+        return core.adoptPidFd(std::move(fd));
+    } catch (const ServiceError& e) {
+        if (e.kind() == ErrorKind::InvalidArgs) {
+            throw ParameterError("pidfd", e.what());
+        }
+        throw;
+    }
 }
 
 // -- the process a call acts on, once authorized --

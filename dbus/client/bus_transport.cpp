@@ -13,8 +13,21 @@ namespace nsfd::detail {
 
 namespace {
 
+// sd-bus's receive path (recvmsg_safe, src/basic/socket-util.c, systemd 252)
+// turns MSG_CTRUNC (fds this process could not take) into EXFULL, after the
+// message's bytes were read: that reply is gone, and the stream with it.
+constexpr std::string_view kFdsNotReceived = "System.Error.EXFULL";
+
 [[noreturn]] void rethrowTyped(const sdbus::Error& e) {
     const std::string& name = e.getName();
+    if (name == "System.Error.EMFILE" || name == "System.Error.ENFILE") {
+        throwCallerOutOfFds(e.getMessage());
+    }
+    if (name == kFdsNotReceived) {
+        throwCallerOutOfFds(
+            "the kernel could not give it the fds of nsfdd's reply (sd-bus: EXFULL), so the "
+            "reply and its D-Bus connection are lost");
+    }
     const std::string& message = e.getMessage().empty() ? name : e.getMessage();
     if (std::optional<ErrorKind> kind = errorKindOfDbusName(name)) {
         throwErrorOf(*kind, message);
@@ -43,6 +56,13 @@ auto callDaemon(Body&& body) -> decltype(body()) {
         return body();
     } catch (const sdbus::Error& e) {
         rethrowTyped(e);
+    } catch (const std::system_error& e) {
+        // A dup of an fd to pass or received (sdbus-c++ hands over copies).
+        if (e.code() == std::errc::too_many_files_open ||
+            e.code() == std::errc::too_many_files_open_in_system) {
+            throwCallerOutOfFds(e.what());
+        }
+        throw;
     }
 }
 
@@ -50,12 +70,15 @@ sdbus::UnixFd passFd(const PidFd& pidfd) {
     return sdbus::UnixFd(duplicateFd(pidfd.get()).release(), sdbus::adopt_fd);
 }
 
-// sdbus-c++ 1.2 dup()s received fds without close-on-exec: take it and set the flag.
+// sdbus-c++ 1.2 dup()s received fds without close-on-exec: take it and set the
+// flag. -1: that dup() failed, which for the valid fd sd-bus received means
+// EMFILE (sdbus-c++ keeps no errno).
 UniqueFd takeFd(sdbus::UnixFd& fd) {
     UniqueFd owned(fd.release());
-    if (owned.ok()) {
-        ::fcntl(owned.get(), F_SETFD, FD_CLOEXEC);
+    if (!owned.ok()) {
+        throwCallerOutOfFds("sdbus-c++ could not duplicate the fd of nsfdd's reply");
     }
+    ::fcntl(owned.get(), F_SETFD, FD_CLOEXEC);
     return owned;
 }
 
@@ -147,11 +170,20 @@ class ProcessCalls final : public sdbus::ProxyInterfaces<org::nsfd1::Process_pro
     void onExited(const int32_t&) override {}
 };
 
+[[noreturn]] void rethrowConnectError(const sdbus::Error& e, const std::string& what) {
+    if (e.getName() == "System.Error.EMFILE" || e.getName() == "System.Error.ENFILE") {
+        throwCallerOutOfFds(what + e.getMessage());
+    }
+    throw DaemonUnavailable(e.getName(), what + e.getMessage());
+}
+
 class BusTransport final : public Transport {
   public:
-    BusTransport(std::unique_ptr<sdbus::IConnection> connection, ExitSink onExit)
+    BusTransport(std::unique_ptr<sdbus::IConnection> connection, ExitSink onExit,
+                 ResubscribedSink onResubscribed)
         : connection_(std::move(connection)),
-          manager_(std::make_unique<ManagerProxy>(*connection_, std::move(onExit))) {}
+          manager_(std::make_unique<ManagerProxy>(*connection_, std::move(onExit))),
+          onResubscribed_(std::move(onResubscribed)) {}
 
     TransportKind kind() const noexcept override { return TransportKind::Bus; }
 
@@ -283,9 +315,12 @@ class BusTransport final : public Transport {
     }
 
     // nsfdd sends its news only to subscribers (Manager.Subscribe); the match
-    // for ProcessExited is in place since the proxy was made.
+    // for ProcessExited is in place since the proxy was made. A new owner of
+    // nsfdd's name (a restart by hand, a crash without systemd's fd store, which
+    // keeps no subscription) is subscribed to again by processEvents().
     void subscribe() override {
         if (!subscribed_) {
+            watchOwner();  // first: an owner change after the Subscribe is seen
             callDaemon([&] { manager_->Subscribe(); });
             subscribed_ = true;
         }
@@ -293,6 +328,9 @@ class BusTransport final : public Transport {
     int eventFd() const override { return connection_->getEventLoopPollData().fd; }
     short pollEvents() const override { return connection_->getEventLoopPollData().events; }
     std::optional<std::chrono::microseconds> pollTimeout() const override {
+        if (ownerChanged_) {
+            return std::chrono::microseconds(0);
+        }
         return connection_->getEventLoopPollData().getRelativeTimeout();
     }
     void processEvents() override {
@@ -300,10 +338,35 @@ class BusTransport final : public Transport {
             while (connection_->processPendingRequest()) {
             }
         });
+        if (ownerChanged_ && subscribed_) {
+            // Not from inside the match's callback: sd-bus is dispatching there.
+            callDaemon([&] { manager_->Subscribe(); });
+            ownerChanged_ = false;
+            onResubscribed_();
+        }
     }
 
   private:
     ProcessCalls process(std::uint64_t id) { return ProcessCalls(*connection_, id); }
+
+    // NameOwnerChanged of nsfdd's name only (arg0), not of every name on the bus.
+    void watchOwner() {
+        if (ownerMatch_) {
+            return;
+        }
+        std::string rule = std::string("type='signal',sender='org.freedesktop.DBus',") +
+                           "path='/org/freedesktop/DBus',interface='org.freedesktop.DBus'," +
+                           "member='NameOwnerChanged',arg0='" + nsfd::dbus::kBusName + "'";
+        ownerMatch_ = callDaemon([&] {
+            return connection_->addMatch(rule, [this](sdbus::Message& message) {
+                std::string name, oldOwner, newOwner;
+                message >> name >> oldOwner >> newOwner;
+                if (!newOwner.empty()) {
+                    ownerChanged_ = true;
+                }
+            });
+        });
+    }
 
     static std::uint64_t idOfPath(const std::string& path) {
         std::optional<std::uint64_t> id = nsfd::dbus::processIdOfPath(path);
@@ -315,28 +378,31 @@ class BusTransport final : public Transport {
 
     std::unique_ptr<sdbus::IConnection> connection_;
     std::unique_ptr<ManagerProxy> manager_;
+    ResubscribedSink onResubscribed_;
+    sdbus::Slot ownerMatch_;
     bool subscribed_ = false;
+    bool ownerChanged_ = false;  // nsfdd's name has a new owner, not subscribed to yet
 };
 
 }  // namespace
 
-std::unique_ptr<Transport> connectSystemBus(Transport::ExitSink onExit) {
+std::unique_ptr<Transport> connectSystemBus(Transport::ExitSink onExit,
+                                            Transport::ResubscribedSink onResubscribed) {
     try {
-        return std::make_unique<BusTransport>(sdbus::createSystemBusConnection(),
-                                              std::move(onExit));
+        return std::make_unique<BusTransport>(sdbus::createSystemBusConnection(), std::move(onExit),
+                                              std::move(onResubscribed));
     } catch (const sdbus::Error& e) {
-        throw DaemonUnavailable(e.getName(),
-                                "Failed to connect to the system bus: " + e.getMessage());
+        rethrowConnectError(e, "Failed to connect to the system bus: ");
     }
 }
 
-std::unique_ptr<Transport> connectBus(const std::string& address, Transport::ExitSink onExit) {
+std::unique_ptr<Transport> connectBus(const std::string& address, Transport::ExitSink onExit,
+                                      Transport::ResubscribedSink onResubscribed) {
     try {
         return std::make_unique<BusTransport>(sdbus::createSessionBusConnectionWithAddress(address),
-                                              std::move(onExit));
+                                              std::move(onExit), std::move(onResubscribed));
     } catch (const sdbus::Error& e) {
-        throw DaemonUnavailable(
-            e.getName(), "Failed to connect to the bus at " + address + ": " + e.getMessage());
+        rethrowConnectError(e, "Failed to connect to the bus at " + address + ": ");
     }
 }
 

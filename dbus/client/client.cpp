@@ -4,6 +4,7 @@
 #include "nsfd/client.hpp"
 
 #include <poll.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -39,10 +40,27 @@ void throwErrorOf(ErrorKind kind, const std::string& message) {
             throw InvalidArgument(name, message);
         case ErrorKind::ForeignPidNamespace:
             throw ForeignPidNamespace(name, message);
+        case ErrorKind::OutsidePidNamespace:
+            throw OutsidePidNamespace(name, message);
+        case ErrorKind::CallerOutOfFds:
+            throw CallerOutOfFds(name, message);
         case ErrorKind::Failed:
             break;
     }
     throw Error(name, message);
+}
+
+void throwCallerOutOfFds(const std::string& what) {
+    rlimit limit{};
+    std::string limits = "RLIMIT_NOFILE unknown";
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+        auto text = [](rlim_t value) {
+            return value == RLIM_INFINITY ? std::string("unlimited") : std::to_string(value);
+        };
+        limits = "RLIMIT_NOFILE " + text(limit.rlim_cur) + ", hard " + text(limit.rlim_max);
+    }
+    throwErrorOf(ErrorKind::CallerOutOfFds,
+                 "This process ran out of file descriptors (" + limits + "): " + what);
 }
 
 NsFd adoptNsFd(UniqueFd fd, NsType type) {
@@ -76,6 +94,11 @@ PidFd openPidFd(pid_t pid) {
         if (e.code() == std::errc::no_such_process) {
             detail::throwErrorOf(ErrorKind::NoSuchProcess,
                                  "No such process: " + std::to_string(pid));
+        }
+        if (e.code() == std::errc::too_many_files_open ||
+            e.code() == std::errc::too_many_files_open_in_system) {
+            detail::throwCallerOutOfFds("Failed to open a pidfd of pid " + std::to_string(pid) +
+                                        ": " + e.code().message());
         }
         detail::throwErrorOf(
             ErrorKind::InvalidArgs,
@@ -297,13 +320,13 @@ Client Client::varlink(const std::string& socketPath) {
 
 Client Client::bus() {
     auto shared = std::make_shared<TrackedProcess::Shared>();
-    shared->transport = detail::connectSystemBus(shared->exitSink());
+    shared->transport = detail::connectSystemBus(shared->exitSink(), shared->resubscribedSink());
     return Client(std::move(shared));
 }
 
 Client Client::connect(const std::string& address) {
     auto shared = std::make_shared<TrackedProcess::Shared>();
-    shared->transport = detail::connectBus(address, shared->exitSink());
+    shared->transport = detail::connectBus(address, shared->exitSink(), shared->resubscribedSink());
     return Client(std::move(shared));
 }
 

@@ -86,13 +86,18 @@ class Transport {
     virtual void processEvents() = 0;
 };
 
-std::unique_ptr<Transport> connectSystemBus(Transport::ExitSink onExit);
-std::unique_ptr<Transport> connectBus(const std::string& address, Transport::ExitSink onExit);
+std::unique_ptr<Transport> connectSystemBus(Transport::ExitSink onExit,
+                                            Transport::ResubscribedSink onResubscribed);
+std::unique_ptr<Transport> connectBus(const std::string& address, Transport::ExitSink onExit,
+                                      Transport::ResubscribedSink onResubscribed);
 std::unique_ptr<Transport> connectVarlink(const std::string& socketPath, Transport::ExitSink onExit,
                                           Transport::ResubscribedSink onResubscribed);
 
 // Throws the nsfd::Error subclass for `kind`, under the D-Bus name of the kind.
 [[noreturn]] void throwErrorOf(ErrorKind kind, const std::string& message);
+// CallerOutOfFds: "This process ran out of file descriptors (RLIMIT_NOFILE N,
+// hard M): " + what.
+[[noreturn]] void throwCallerOutOfFds(const std::string& what);
 
 // An fd nsfdd sent as a namespace of `type`, or as a pidfd. nsfd::Error (Failed)
 // if it is not one: nsfdd's fault, not the caller's.

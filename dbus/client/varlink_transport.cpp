@@ -31,8 +31,11 @@ using nsfd::varlink::ReplyMessage;
 // PolkitClient's interactiveTimeout), so that nsfdd's answer ends it.
 constexpr auto kCallTimeout = std::chrono::seconds(25);
 constexpr auto kInteractiveCallTimeout = std::chrono::seconds(130);
-// While the news stream is lost and nsfdd cannot be reached, try again this often.
+// While the news stream is lost and nsfdd cannot be reached, try again this
+// often, for this long (a restart by hand, or systemd's restart of a unit
+// without socket activation, leaves no socket meanwhile); then say so.
 constexpr auto kResubscribeInterval = std::chrono::seconds(1);
+constexpr auto kResubscribeLimit = std::chrono::seconds(30);
 
 // Replies are bigger than calls: ListProcesses of a busy nsfdd, ten fds.
 constexpr nsfd::varlink::DecodeLimits kReplyLimits{16 * 1024 * 1024, 16, 16};
@@ -43,6 +46,9 @@ std::string systemErrorName(int error) {
 }
 
 [[noreturn]] void throwUnavailable(const std::string& what, int error) {
+    if (error == EMFILE || error == ENFILE) {
+        throwCallerOutOfFds(what + ": " + std::strerror(error));
+    }
     throw DaemonUnavailable(systemErrorName(error),
                             "nsfdd is not available: " + what + ": " + std::strerror(error));
 }
@@ -164,8 +170,7 @@ class Connection {
     bool readAvailable() {
         for (;;) {
             nsfd::varlink::Received received;
-            int r = nsfd::varlink::receiveWithFds(socket_.get(), buffer_,
-                                                  kReplyLimits.maxFdsPerMessage, received);
+            int r = nsfd::varlink::receiveWithFds(socket_.get(), buffer_, received);
             if (r == -EAGAIN || r == -EINTR) {
                 return true;
             }
@@ -176,7 +181,7 @@ class Connection {
                 throwUnavailable("reading from nsfdd", -r);
             }
             decoder_.feed(std::string_view(buffer_.data(), received.bytes), std::move(received.fds),
-                          received.fdsTruncated);
+                          received.fdsNotReceived);
             if (received.bytes < buffer_.size()) {
                 return true;
             }
@@ -408,9 +413,8 @@ class VarlinkTransport final : public Transport {
         if (!subscribed_) {
             return;
         }
-        if (!news_) {
-            watch();  // nsfdd was away: try again (it throws if it still is)
-            onResubscribed_();
+        if (!news_ && !rewatch()) {
+            return;  // nsfdd is still away: try again after kResubscribeInterval
         }
         bool open = true;
         try {
@@ -432,11 +436,9 @@ class VarlinkTransport final : public Transport {
         }
         if (!open) {
             // nsfdd stopped or restarted: watch again at once (socket
-            // activation queues the connection), and tell the client to
-            // look again at what it waits for.
+            // activation queues the connection).
             news_.reset();
-            watch();
-            onResubscribed_();
+            rewatch();
         }
     }
 
@@ -462,6 +464,11 @@ class VarlinkTransport final : public Transport {
         } catch (...) {
             calls_.reset();  // what is left on it belongs to no call
             throw;
+        }
+        if (reply.fdLoss == nsfd::varlink::FdLoss::NotReceived) {
+            throwCallerOutOfFds(
+                "the kernel could not give it the fds of nsfdd's reply "
+                "(MSG_CTRUNC)");
         }
         if (reply.continues) {
             calls_.reset();
@@ -490,6 +497,32 @@ class VarlinkTransport final : public Transport {
     Json serviceInfo() { return call("GetServiceInfo", Json::object()).parameters; }
 
     // A new news stream, in place once nsfdd's first reply ("ready") came.
+    // Watches again after the stream was lost, and tells the client to look
+    // again at what it waits for. False while nsfdd cannot be reached, for up to
+    // kResubscribeLimit; then DaemonUnavailable, at each try until it is back.
+    bool rewatch() {
+        try {
+            watch();
+        } catch (const DaemonUnavailable& e) {
+            auto now = std::chrono::steady_clock::now();
+            if (!lostSince_) {
+                lostSince_ = now;
+            }
+            if (now - *lostSince_ < kResubscribeLimit) {
+                return false;
+            }
+            throw DaemonUnavailable(
+                e.dbusName(), std::string("nsfdd has been unreachable for ") +
+                                  std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                     now - *lostSince_)
+                                                     .count()) +
+                                  " s, no exits are watched: " + e.what());
+        }
+        lostSince_.reset();
+        onResubscribed_();
+        return true;
+    }
+
     void watch() {
         auto connection = std::make_unique<Connection>(path_);
         auto deadline = std::chrono::steady_clock::now() + kCallTimeout;
@@ -516,6 +549,8 @@ class VarlinkTransport final : public Transport {
     std::string path_;
     std::unique_ptr<Connection> calls_;
     std::unique_ptr<Connection> news_;
+    // Since when the news stream is lost and nsfdd cannot be reached.
+    std::optional<std::chrono::steady_clock::time_point> lostSince_;
     ExitSink onExit_;
     ResubscribedSink onResubscribed_;
     UniqueFd epoll_;

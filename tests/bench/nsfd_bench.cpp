@@ -297,7 +297,7 @@ class VarlinkCaller {
             varlink::Received received;  // the reply's fds close with it
             int r = ::poll(&p, 1, -1) < 0
                         ? -errno
-                        : varlink::receiveWithFds(socket_.get(), buffer, 16, received);
+                        : varlink::receiveWithFds(socket_.get(), buffer, received);
             if (r == -EAGAIN || r == -EINTR) {
                 continue;
             }

@@ -65,7 +65,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 check(varlink::isValidMethodName(call->method));
                 check(call->parameters.is_object());
                 check(call->fds.size() <= limits.maxFdsPerMessage);
-                check(!(call->tooManyFds && !call->fds.empty()));
+                check(call->fdLoss == varlink::FdLoss::None || call->fds.empty());
                 check(!(call->oneway && call->more));
                 std::string again =
                     varlink::encodeCall(call->method, call->parameters, call->more, call->oneway);

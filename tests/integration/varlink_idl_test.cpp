@@ -76,13 +76,13 @@ class VarlinkIdlTest : public DaemonTest {
             }
             char buffer[65536];
             nsfd::varlink::Received received;
-            int r = nsfd::varlink::receiveWithFds(connection_.get(), buffer, 16, received);
+            int r = nsfd::varlink::receiveWithFds(connection_.get(), buffer, received);
             if (r < 0 || received.bytes == 0) {
                 ADD_FAILURE() << "nsfdd hung up on " << method;
                 break;
             }
             decoder_.feed(std::string_view(buffer, received.bytes), std::move(received.fds),
-                          received.fdsTruncated);
+                          received.fdsNotReceived);
         }
         ADD_FAILURE() << "no reply to " << method;
         return {};

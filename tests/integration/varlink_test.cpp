@@ -169,7 +169,7 @@ bool readsToEnd(int socket, std::string* got = nullptr, std::chrono::millisecond
         }
         char buffer[65536];
         varlink::Received received;  // its fds close with it
-        int r = varlink::receiveWithFds(socket, buffer, 253, received);
+        int r = varlink::receiveWithFds(socket, buffer, received);
         if (r == -EAGAIN || r == -EINTR) {
             continue;
         }

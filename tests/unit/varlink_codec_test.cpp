@@ -170,16 +170,29 @@ TEST_F(VarlinkCodecTest, MessageSizeIsBounded) {
     EXPECT_TRUE(endless.failed());
 }
 
-TEST_F(VarlinkCodecTest, FdsBelongToTheLastMessageStartingInTheirRead) {
+// sd-varlink's rule (varlink/codec.hpp): the fds of a read go to the message
+// that starts at the read's first byte, whatever follows in the same read.
+TEST_F(VarlinkCodecTest, FdsBelongToTheMessageStartingTheirRead) {
     Decoder decoder;
     std::vector<UniqueFd> fds = devNulls(2);
     ino_t first = inodeOf(fds[0].get());
-    decoder.feed(call(R"({"method":"a.b.Plain"})") + call(R"({"method":"a.b.WithFds"})"),
+    decoder.feed(call(R"({"method":"a.b.WithFds"})") + call(R"({"method":"a.b.Plain"})") +
+                     call(R"({"method":"a.b.Plain2"})"),
                  std::move(fds));
-    EXPECT_TRUE(expectCall(decoder).fds.empty());
     CallMessage withFds = expectCall(decoder);
+    EXPECT_EQ(withFds.method, "a.b.WithFds");
     ASSERT_EQ(withFds.fds.size(), 2u);
     EXPECT_EQ(inodeOf(withFds.fds[0].get()), first);
+    EXPECT_TRUE(expectCall(decoder).fds.empty());
+    EXPECT_TRUE(expectCall(decoder).fds.empty());
+
+    // systemd#43823: a write without fds that the kernel glued in front of one
+    // with fds reads as one; sd-varlink gives the fds to the first message too.
+    decoder.feed(
+        call(R"({"method":"a.b.Oneway","oneway":true})") + call(R"({"method":"a.b.Second"})"),
+        devNulls(1));
+    EXPECT_EQ(expectCall(decoder).fds.size(), 1u);
+    EXPECT_TRUE(expectCall(decoder).fds.empty());
 
     // A message whose first bytes came with the fds and whose rest came later.
     decoder.feed(R"({"method":"a.b.)", devNulls(1));
@@ -216,14 +229,19 @@ TEST_F(VarlinkCodecTest, TooManyFdsAreClosedAndTheCallMarked) {
     }
     decoder.feed(call(R"({"method":"a.b.C"})"), std::move(fds));
     CallMessage message = expectCall(decoder);
-    EXPECT_TRUE(message.tooManyFds);
+    EXPECT_EQ(message.fdLoss, varlink::FdLoss::TooMany);
     EXPECT_TRUE(message.fds.empty());
     for (int fd : raw) {
         EXPECT_FALSE(isOpen(fd));
     }
-    // The kernel dropped some (MSG_CTRUNC): the same.
-    decoder.feed(call(R"({"method":"a.b.C"})"), devNulls(1), true);
-    EXPECT_TRUE(expectCall(decoder).tooManyFds);
+    // The kernel could not install them all (MSG_CTRUNC): marked as such, the rest closed.
+    std::vector<UniqueFd> some = devNulls(1);
+    int kept = some[0].get();
+    decoder.feed(call(R"({"method":"a.b.C"})"), std::move(some), true);
+    CallMessage lost = expectCall(decoder);
+    EXPECT_EQ(lost.fdLoss, varlink::FdLoss::NotReceived);
+    EXPECT_TRUE(lost.fds.empty());
+    EXPECT_FALSE(isOpen(kept));
 }
 
 TEST_F(VarlinkCodecTest, EncodesReplies) {

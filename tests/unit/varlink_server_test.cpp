@@ -142,10 +142,19 @@ TEST_F(VarlinkServerTest, FdsTravelBothWays) {
     EXPECT_EQ(inodeOf(reply->fds[0].get()), inodeOf(b.write.get()));
     EXPECT_EQ(inodeOf(reply->fds[1].get()), inodeOf(a.read.get()));
     EXPECT_EQ(::fcntl(reply->fds[0].get(), F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
-    // A reply with fds between two without: each keeps its own.
+    // A reply with fds between two without, none read yet: each keeps its own,
+    // as the server holds the one with fds until the first is read (the calls
+    // go one read each: sd-varlink's rule would give a glued call's fds to
+    // the call in front).
     client.call("org.varlink.service.GetInfo");
+    ASSERT_TRUE(client.awaitRead());
     client.call("org.example.Test.Reverse", Json::object(), {a.write.get()});
+    ASSERT_TRUE(client.awaitRead());
     client.call("org.varlink.service.GetInfo");
+    ASSERT_TRUE(client.awaitRead());
+    for (int i = 0; i < 5; ++i) {
+        turn(std::chrono::milliseconds(4));  // the server writes what it may meanwhile
+    }
     std::optional<Reply> first = client.read();
     std::optional<Reply> second = client.read();
     std::optional<Reply> third = client.read();

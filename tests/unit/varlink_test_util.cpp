@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "varlink_test_util.hpp"
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -124,22 +126,18 @@ void TestClient::call(const std::string& method, const Json& parameters,
 int TestClient::receiveSome() {
     std::array<char, 65536> chunk;
     varlink::Received received;
-    int r = varlink::receiveWithFds(socket_.get(), chunk, 253, received);
+    int r = varlink::receiveWithFds(socket_.get(), chunk, received);
     if (r == -EAGAIN) {
         return 0;
     }
     if (r < 0 || received.bytes == 0) {
         return -1;
     }
-    // As the server does: fds belong to the last message starting in this read.
+    // As sd-varlink does (varlink/codec.hpp): fds belong to the message this
+    // read starts with.
     std::size_t start = std::string::npos;
     if (buffer_.empty() || buffer_.back() == '\0') {
         start = buffer_.size();
-    }
-    for (std::size_t i = 0; i + 1 < received.bytes; ++i) {
-        if (chunk[i] == '\0') {
-            start = buffer_.size() + i + 1;
-        }
     }
     buffer_.append(chunk.data(), received.bytes);
     if (!received.fds.empty()) {
@@ -181,6 +179,15 @@ std::optional<Reply> TestClient::read(std::chrono::milliseconds timeout) {
             test_.turn();
         }
     }
+}
+
+bool TestClient::awaitRead(std::chrono::milliseconds timeout) {
+    return test_.turnUntil(
+        [&] {
+            int queued = 0;
+            return ::ioctl(socket_.get(), SIOCOUTQ, &queued) == 0 && queued == 0;
+        },
+        timeout);
 }
 
 bool TestClient::silentFor(std::chrono::milliseconds wait) {

@@ -71,6 +71,9 @@ class TestClient {
     // The next message, or nullopt once the server closed the connection (or
     // after `timeout` without one: the test fails then).
     std::optional<Reply> read(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+    // Turns the loop until the server has read all this client sent (SIOCOUTQ
+    // 0): what is sent next starts a read of its own (varlink/codec.hpp's rule).
+    bool awaitRead(std::chrono::milliseconds timeout = std::chrono::seconds(5));
     // Nothing arrives within `wait` (the loop turns meanwhile).
     bool silentFor(std::chrono::milliseconds wait);
     // Turns the loop until the server has closed this connection.

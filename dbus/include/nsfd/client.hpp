@@ -93,6 +93,23 @@ class InteractiveAuthorizationRequired : public AccessDenied {
   public:
     using AccessDenied::AccessDenied;
 };
+// org.nsfd1.Error.OutsidePidNamespace: the process is alive but outside
+// nsfdd's pid namespace (nsfdd runs in a child pid namespace, or was handed a
+// pidfd from an ancestor's): nsfdd cannot see it
+class OutsidePidNamespace : public Error {
+  public:
+    using Error::Error;
+};
+// org.nsfd1.Error.CallerOutOfFds, raised by the client itself, never sent by
+// nsfdd: this process could not receive the fds of nsfdd's reply (the kernel
+// dropped them, MSG_CTRUNC; sd-bus says EXFULL) or open a pidfd to pass
+// (EMFILE, ENFILE). what() gives the process's RLIMIT_NOFILE. nsfdd did its part.
+// Over Varlink the connection carries on; over D-Bus sd-bus read and dropped the
+// reply with its fds, so its connection is out of step: make a new Client.
+class CallerOutOfFds : public Error {
+  public:
+    using Error::Error;
+};
 // no bus, no nsfdd on it, or the bus failed to start it (D-Bus activation);
 // no Varlink socket, nobody listening, nsfdd hung up during the call (it
 // stopped or restarted: the call may or may not have been done), or no answer

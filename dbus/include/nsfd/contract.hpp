@@ -21,6 +21,13 @@ enum class ErrorKind {
     ForeignPidNamespace,  // a pid from a caller in another pid namespace
     InteractiveAuthorizationRequired,  // polkit would ask; the caller did not allow it
     Failed,                            // anything else
+    // A live process outside nsfdd's pid namespace (PIDFD_GET_INFO: EREMOTE,
+    // 6.18): nsfdd cannot see it, so it can neither act on it nor watch it.
+    OutsidePidNamespace,
+    // Never sent by nsfdd: libnsfd-client's own, when the calling process could
+    // not receive the fds of a reply (MSG_CTRUNC, EMFILE, ENFILE) or open a
+    // pidfd to pass: its RLIMIT_NOFILE (or the system's file limit), not nsfdd's.
+    CallerOutOfFds,
 };
 
 struct ErrorName {
@@ -46,6 +53,10 @@ inline constexpr ErrorName kErrorNames[] = {
      "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
      "org.nsfd1.Manager.InteractiveAuthorizationRequired"},
     {ErrorKind::Failed, "org.nsfd1.Error.Failed", "org.nsfd1.Manager.Failed"},
+    {ErrorKind::OutsidePidNamespace, "org.nsfd1.Error.OutsidePidNamespace",
+     "org.nsfd1.Manager.OutsidePidNamespace"},
+    {ErrorKind::CallerOutOfFds, "org.nsfd1.Error.CallerOutOfFds",
+     "org.nsfd1.Manager.CallerOutOfFds"},
 };
 
 // What sd-bus answers for a path no object is at; nsfdd answers the same for a
