@@ -33,10 +33,22 @@ enum class Action {
     GetPidFd,      // a pidfd of the process
     SendSignal,    // Request::signal
     GetFd,         // pidfd_getfd: root only
+    OpenSocket,    // a socket made as the caller in the process's network namespace
 };
 
 // "read the info of", ... for messages: "uid 1000 may not <verb> pid 4711".
 std::string_view verbOf(Action action) noexcept;
+
+// socket(2)'s arguments, as OpenSocket takes them: a family and type that
+// nsfd/socket_names.hpp names (no type flags), a protocol >= 0.
+struct SocketSpec {
+    int family = 0;
+    int type = 0;
+    int protocol = 0;
+};
+
+// "inet stream", "netlink raw (protocol 0)": for messages.
+std::string describe(const SocketSpec& spec);
 
 // The target, as the deciders see it.
 struct Target {
@@ -45,6 +57,9 @@ struct Target {
     Credentials creds{};   // its last known credentials
     bool dumpable = false;
     std::vector<uid_t> trackers;  // who tracks it (empty if untracked)
+    // OpenSocket: NS_GET_OWNER_UID of the user namespace that owns its network
+    // namespace (NS_GET_USERNS); -1 if unknown.
+    uid_t netOwnerUid = static_cast<uid_t>(-1);
 
     bool isTrackedBy(uid_t uid) const noexcept;
 };
@@ -54,6 +69,7 @@ struct Request {
     Target target;
     std::vector<NsType> namespaces;  // GetNamespace: each of these types
     int signal = 0;                  // SendSignal
+    SocketSpec socket{};             // OpenSocket
 };
 
 // "get the net namespace of pid 4711", for logs and error messages.
@@ -90,7 +106,9 @@ class Decider {
 
 // The kernel's rules, as if the caller asked the kernel itself: ptrace's
 // PTRACE_MODE_READ_FSCREDS for namespace fds and pidfds, kill(2)'s for signals,
-// the real uid for info, a tracker for its own tracking.
+// the real uid for info, a tracker for its own tracking; for OpenSocket,
+// setns(2)'s into the network namespace: ptrace's rule, and the caller owns
+// the user namespace that owns it (a rootless container's).
 class KernelRule final : public Decider {
   public:
     std::string_view name() const noexcept override { return "kernel rule"; }

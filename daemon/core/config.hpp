@@ -26,6 +26,7 @@ struct Grant {
     std::set<NsType> namespaces;  // fds of these types of any process
     bool info = false;            // info, ids, listing and tracking of any process
     bool pidfd = false;           // GetPidFd of any process
+    std::set<int> sockets;        // OpenSocket of these families (AF_*) in any process's network
 };
 
 struct Config {

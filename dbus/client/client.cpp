@@ -36,6 +36,8 @@ void throwErrorOf(ErrorKind kind, const std::string& message) {
             throw InvalidArgument(name, message);
         case ErrorKind::ForeignPidNamespace:
             throw ForeignPidNamespace(name, message);
+        case ErrorKind::SocketFailed:
+            throw SocketFailed(name, message);
         case ErrorKind::Failed:
             break;
     }

@@ -93,6 +93,12 @@ class InteractiveAuthorizationRequired : public AccessDenied {
   public:
     using AccessDenied::AccessDenied;
 };
+// org.nsfd1.Error.SocketFailed: socket(2), made as the caller in the target's
+// network namespace, failed there; what() names the errno
+class SocketFailed : public Error {
+  public:
+    using Error::Error;
+};
 // no bus, no nsfdd on it, or the bus failed to start it (D-Bus activation);
 // no Varlink socket, nobody listening, nsfdd hung up during the call (it
 // stopped or restarted: the call may or may not have been done), or no answer

@@ -20,7 +20,11 @@ enum class ErrorKind {
     InvalidArgs,          // an argument nsfdd cannot take (the message says which and why)
     ForeignPidNamespace,  // a pid from a caller in another pid namespace
     InteractiveAuthorizationRequired,  // polkit would ask; the caller did not allow it
-    Failed,                            // anything else
+    // OpenSocket: socket(2), made as the caller in the target's network
+    // namespace, failed (the message names the errno, e.g. EPERM for a raw
+    // socket without CAP_NET_RAW there). No fd.
+    SocketFailed,
+    Failed,  // anything else
 };
 
 struct ErrorName {
@@ -45,6 +49,7 @@ inline constexpr ErrorName kErrorNames[] = {
     {ErrorKind::InteractiveAuthorizationRequired,
      "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
      "org.nsfd1.Manager.InteractiveAuthorizationRequired"},
+    {ErrorKind::SocketFailed, "org.nsfd1.Error.SocketFailed", "org.nsfd1.Manager.SocketFailed"},
     {ErrorKind::Failed, "org.nsfd1.Error.Failed", "org.nsfd1.Manager.Failed"},
 };
 
