@@ -100,7 +100,8 @@ Verdict KernelRule::decideNow(const Caller& caller, const Request& request) cons
         case Action::SendSignal:  // kill(2)
             return allowIf(caller.uid == target.creds.ruid || caller.uid == target.creds.suid);
         case Action::OpenSocket:
-            return allowIf(ptraceWouldAllow(caller, target) && target.netOwnerUid == caller.uid);
+            return allowIf(target.netIsCallers ||
+                           (ptraceWouldAllow(caller, target) && target.netOwnerUid == caller.uid));
         case Action::GetFd:
             break;
     }

@@ -60,6 +60,9 @@ struct Target {
     // OpenSocket: NS_GET_OWNER_UID of the user namespace that owns its network
     // namespace (NS_GET_USERNS); -1 if unknown.
     uid_t netOwnerUid = static_cast<uid_t>(-1);
+    // OpenSocket: its network namespace is the caller's own, where the caller
+    // makes any socket itself.
+    bool netIsCallers = false;
 
     bool isTrackedBy(uid_t uid) const noexcept;
 };
@@ -108,7 +111,8 @@ class Decider {
 // PTRACE_MODE_READ_FSCREDS for namespace fds and pidfds, kill(2)'s for signals,
 // the real uid for info, a tracker for its own tracking; for OpenSocket,
 // setns(2)'s into the network namespace: ptrace's rule, and the caller owns
-// the user namespace that owns it (a rootless container's).
+// the user namespace that owns it (a rootless container's); or the caller
+// lives in that network namespace already.
 class KernelRule final : public Decider {
   public:
     std::string_view name() const noexcept override { return "kernel rule"; }

@@ -367,17 +367,25 @@ bool needsAlive(Action action) noexcept {
            action == Action::OpenSocket;
 }
 
-// Who owns the user namespace that owns the network namespace of `pidfd`'s
-// process: the uid that may enter it by itself. -1 if the kernel will not say.
-uid_t netOwnerUidOf(const PidFd& pidfd) {
+// What the kernel rule needs to know of the network namespace of `pidfd`'s
+// process for OpenSocket: who owns the user namespace that owns it (the uid
+// that may enter it by itself), and whether the caller lives in it.
+void readNetNamespace(const Caller& caller, const PidFd& pidfd, Target& target) {
     try {
-        return pidfd.namespaceFd(NsType::Net).owningUserNamespace().ownerUid();
+        NsFd net = pidfd.namespaceFd(NsType::Net);
+        target.netOwnerUid = net.owningUserNamespace().ownerUid();
+        // Both namespaces are held while compared: equal inodes are one namespace.
+        std::string path = "/proc/" + std::to_string(caller.pid) + "/ns/net";
+        struct stat theirs {};
+        struct stat callers {};
+        target.netIsCallers = caller.pid > 0 && ::fstat(net.get(), &theirs) == 0 &&
+                              ::stat(path.c_str(), &callers) == 0 &&
+                              theirs.st_ino == callers.st_ino && theirs.st_dev == callers.st_dev;
     } catch (const std::system_error& e) {
         if (e.code() == std::errc::no_such_process) {
             throw ServiceError(ErrorKind::ProcessExited, describe(pidfd) + " has exited");
         }
         spdlog::debug("No owner of the net namespace of {}: {}", describe(pidfd), e.what());
-        return static_cast<uid_t>(-1);
     }
 }
 
@@ -414,7 +422,7 @@ Target Manager::targetOf(const Caller& caller, const PidFd& pidfd, Action action
         }
     }
     if (action == Action::OpenSocket) {
-        target.netOwnerUid = netOwnerUidOf(pidfd);
+        readNetNamespace(caller, pidfd, target);
     }
     if (const TrackedProcess* process = registry_.find(target.id)) {
         target.trackers = process->trackers();

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Every method against every kind of caller, as real users, cell by cell
 // against the table in SECURITY.md.
+#include <sys/socket.h>
+
 #include <sstream>
 
 #include "fixture.hpp"
@@ -68,6 +70,16 @@ const std::vector<std::pair<const char*, Action>>& actions() {
          [](auto& bus, uint32_t, auto& path) { ProcessProxy(bus, path).SendSignal(SIGCONT); }},
         {"Process.GetFd 0",
          [](auto& bus, uint32_t, auto& path) { ProcessProxy(bus, path).GetFd(0); }},
+        // The targets live in the callers' own network namespace (see
+        // socket_test.cpp for targets elsewhere).
+        {"OpenSocket inet stream",
+         [](auto& bus, uint32_t pid, auto&) {
+             ManagerProxy(bus).OpenSocket(pid, AF_INET, SOCK_STREAM, 0);
+         }},
+        {"Process.OpenSocket inet stream",
+         [](auto& bus, uint32_t, auto& path) {
+             ProcessProxy(bus, path).OpenSocket(AF_INET, SOCK_STREAM, 0);
+         }},
         // The object as a whole: properties, and the listings of the bus's standard interfaces.
         {"Process property Pid",
          [](auto& bus, uint32_t, auto& path) { ProcessProxy(bus, path).Pid(); }},
@@ -134,6 +146,8 @@ Process.GetInfo: ok ok ok UnknownObject ok
 Process.GetPidFd: ok ok AccessDenied UnknownObject AccessDenied
 Process.SendSignal CONT: ok ok ok UnknownObject AccessDenied
 Process.GetFd 0: ok AccessDenied AccessDenied UnknownObject AccessDenied
+OpenSocket inet stream: ok ok ok ok ok
+Process.OpenSocket inet stream: ok ok ok UnknownObject ok
 Process property Pid: ok ok ok UnknownObject ok
 GetManagedObjects shows it: ok ok ok NotListed ok
 Introspect lists it: ok ok ok NotListed ok

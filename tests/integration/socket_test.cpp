@@ -44,6 +44,8 @@ const char* const kSocketGrant = R"(
 [[grant]]
 user = "nsfd-test-a"
 sockets = ["unix", "inet", "inet6", "netlink", "packet"]
+# To see a tracked process's object (org.nsfd1.Process.OpenSocket).
+info = true
 )";
 
 // A Varlink connection to nsfdd, opened by the calling thread (its
@@ -432,6 +434,12 @@ TEST_F(SocketTest, AUserWithoutAGrantOrAFamilyNotGrantedIsDeniedWithNoFd) {
     Opened notGranted = openSocketAsUser(target.pid(), AF_VSOCK, SOCK_STREAM);
     EXPECT_EQ(errorOf(notGranted.reply), "AccessDenied") << notGranted.reply.dump();
     EXPECT_EQ(notGranted.fdCount, 0U);
+    // A root process in the caller's own network namespace: the caller could
+    // make that socket itself, so the kernel rule lets it.
+    Child hostRoot = Child::spawn();
+    Opened own = openSocketAs(kOtherUser, kOtherGid, hostRoot.pid(), AF_INET, SOCK_STREAM, 0);
+    EXPECT_EQ(errorOf(own.reply), "") << own.reply.dump();
+    EXPECT_EQ(own.fdCount, 1U);
 }
 
 TEST_F(SocketTest, TheOwnerOfARootlessContainerGetsWhatItsUserNamespaceGives) {
@@ -493,6 +501,13 @@ TEST_F(SocketTest, AThousandCallsLeaveNoFdInNsfddOrTheHelper) {
     ASSERT_EQ(c.call("org.nsfd1.Manager.OpenSocket", parameters).second.size(), 1U);
     pid_t helper = helperPid();
     ASSERT_GT(helper, 0);
+    // Counted once the helper is idle: its child gone, the request's fd closed.
+    auto awaitIdle = [&] {
+        for (int i = 0; i < 200 && !childrenOf(helper).empty(); ++i) {
+            std::this_thread::sleep_for(10ms);
+        }
+    };
+    awaitIdle();
     int nsfddFds = daemon_->openFdCount(), helperFds = countFds(helper);
     for (int i = 0; i < 1000; ++i) {
         auto [reply, fds] = c.call("org.nsfd1.Manager.OpenSocket", parameters);
@@ -507,13 +522,11 @@ TEST_F(SocketTest, AThousandCallsLeaveNoFdInNsfddOrTheHelper) {
     for (int i = 0; i < 200 && daemon_->openFdCount() > nsfddFds; ++i) {
         std::this_thread::sleep_for(10ms);
     }
-    EXPECT_EQ(daemon_->openFdCount(), nsfddFds);
-    EXPECT_EQ(countFds(helper), helperFds);
-    // The last child exits just after it answered.
-    for (int i = 0; i < 200 && !childrenOf(helper).empty(); ++i) {
-        std::this_thread::sleep_for(10ms);
-    }
+    // Fewer: something of nsfdd's start, open when counted, has closed since.
+    EXPECT_LE(daemon_->openFdCount(), nsfddFds);
+    awaitIdle();
     EXPECT_EQ(childrenOf(helper).size(), 0U) << "no child of the helper is left";
+    EXPECT_EQ(countFds(helper), helperFds);
     EXPECT_EQ(helperPid(), helper) << "one helper served them all";
 }
 
@@ -550,7 +563,42 @@ TEST_F(SocketTest, TheHelperKilledMidCallGivesANamedErrorAndTheNextCallANewHelpe
     for (int i = 0; i < 200 && daemon_->openFdCount() > nsfddFds; ++i) {
         std::this_thread::sleep_for(10ms);
     }
-    EXPECT_EQ(daemon_->openFdCount(), nsfddFds);
+    EXPECT_LE(daemon_->openFdCount(), nsfddFds);
+}
+
+// The D-Bus door: Manager.OpenSocket by pid and by pidfd, Process.OpenSocket,
+// as the same user with the same grant, each socket the target's.
+TEST_F(SocketTest, OverDBusByPidByPidFdAndOnTheProcessObject) {
+    Child target = spawnNetworkTarget();
+    std::uint64_t cookie = netnsCookieOf(target.pid());
+    auto pid = static_cast<std::uint32_t>(target.pid());
+    std::string path = manager_->TrackProcess(pid);
+    std::string out = asUser(kUser, kUserGid, {}, [&](sdbus::IConnection& bus) {
+        ManagerProxy manager(bus, false);
+        ProcessProxy process(bus, path);
+        PidFd pidfd = PidFd::open(target.pid());
+        std::vector<sdbus::UnixFd> sockets;
+        sockets.push_back(manager.OpenSocket(pid, AF_INET, SOCK_STREAM, 0));
+        sockets.push_back(
+            manager.OpenSocketByPidFd(sdbus::UnixFd(pidfd.get()), AF_INET6, SOCK_DGRAM, 0));
+        sockets.push_back(process.OpenSocket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE));
+        std::string result;
+        for (const sdbus::UnixFd& socket : sockets) {
+            result += netnsCookie(socket.get()) == cookie ? "target " : "elsewhere ";
+        }
+        result += connectToService(sockets[0].get()) == 0 ? "connected" : "refused";
+        std::string raw = errorNameOf([&] { process.OpenSocket(AF_PACKET, SOCK_RAW, 0x0300); });
+        std::string flags =
+            errorNameOf([&] { process.OpenSocket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0); });
+        return result + " " + raw + " " + flags;
+    });
+    EXPECT_EQ(out, std::string("target target target connected ") + err::kSocketFailed + " " +
+                       err::kInvalidArgs);
+    std::string other = asUser(kOtherUser, kOtherGid, {}, [&](sdbus::IConnection& bus) {
+        ManagerProxy manager(bus, false);
+        return errorNameOf([&] { manager.OpenSocket(pid, AF_INET, SOCK_STREAM, 0); });
+    });
+    EXPECT_EQ(other, err::kAccessDenied);
 }
 
 }  // namespace
