@@ -209,6 +209,10 @@ void TrackedProcess::signal(int signal) const {
     shared_->transport->sendSignal(ProcessRef{nullptr, id_}, signal);
 }
 
+UniqueFd TrackedProcess::openSocket(int family, int type, int protocol) const {
+    return shared_->transport->openSocket(ProcessRef{nullptr, id_}, family, type, protocol);
+}
+
 UniqueFd TrackedProcess::fd(int targetFd) const {
     return shared_->transport->fd(id_, targetFd);
 }
@@ -350,6 +354,11 @@ ProcessInfo Client::info(pid_t pid) {
         info.pid = info.threadGroupId = pid;
     }
     return info;
+}
+
+UniqueFd Client::openSocket(pid_t pid, int family, int type, int protocol) {
+    PidFd pidfd = openPidFd(pid);
+    return shared_->transport->openSocket(ProcessRef{&pidfd, 0}, family, type, protocol);
 }
 
 void Client::sendSignal(pid_t pid, int signal) {

@@ -317,11 +317,13 @@ class SocketTest : public DaemonTest {
         }
         dir_.emplace();
         socket_ = dir_->socket();
+        ::setenv("NSFD_VARLINK_SOCKET", socket_.c_str(), 1);  // nsfdctl's
         DaemonTest::SetUp();
     }
 
     void TearDown() override {
         DaemonTest::TearDown();
+        ::setenv("NSFD_VARLINK_SOCKET", kNoVarlinkSocket, 1);
         dir_.reset();
     }
 
@@ -599,6 +601,100 @@ TEST_F(SocketTest, OverDBusByPidByPidFdAndOnTheProcessObject) {
         return errorNameOf([&] { manager.OpenSocket(pid, AF_INET, SOCK_STREAM, 0); });
     });
     EXPECT_EQ(other, err::kAccessDenied);
+}
+
+// A listening socket made inside the network namespace of `pid` (by a thread
+// that entered it): it stays there.
+UniqueFd listenIn(pid_t pid, int family, const sockaddr* address, socklen_t length) {
+    UniqueFd listener;
+    std::thread thread([&] {
+        UniqueFd ns(::open(nsPath(pid, "net").c_str(), O_RDONLY | O_CLOEXEC));
+        if (ns.ok() && ::setns(ns.get(), CLONE_NEWNET) == 0) {
+            UniqueFd s(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+            if (::bind(s.get(), address, length) == 0 && ::listen(s.get(), 4) == 0) {
+                listener = std::move(s);
+            }
+        }
+    });
+    thread.join();
+    return listener;
+}
+
+// Accepts one connection, reads it to its end, answers "pong:" and what it read.
+std::thread serveOnce(const UniqueFd& listener) {
+    return std::thread([fd = listener.get()] {
+        UniqueFd c(::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC));
+        std::string got;
+        char buffer[256];
+        for (ssize_t n; (n = ::read(c.get(), buffer, sizeof(buffer))) > 0;) {
+            got.append(buffer, static_cast<std::size_t>(n));
+        }
+        std::string answer = "pong:" + got;
+        (void)!::write(c.get(), answer.data(), answer.size());
+    });
+}
+
+// `input | nsfdctl ARGS` as uid/gid: {exit code, stdout then stderr}.
+std::pair<int, std::string> nsfdctlAs(uid_t uid, gid_t gid, const std::string& input,
+                                      const std::vector<std::string>& args) {
+    std::string command = "printf '%s' \"$0\" | \"$@\" 2>&1";
+    std::vector<std::string> argv = {"setpriv",
+                                     "--reuid=" + std::to_string(uid),
+                                     "--regid=" + std::to_string(gid),
+                                     "--clear-groups",
+                                     "sh",
+                                     "-c",
+                                     command,
+                                     input,
+                                     NSFD_TEST_NSFDCTL};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto [status, out] = run(argv);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST_F(SocketTest, NsfdctlConnectTalksToAServiceInsideTheTargetsNamespace) {
+    Child target = spawnNetworkTarget();
+    std::string pid = std::to_string(target.pid());
+    sockaddr_in tcp{};
+    tcp.sin_family = AF_INET;
+    tcp.sin_port = htons(kPort + 1);
+    tcp.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    UniqueFd listener =
+        listenIn(target.pid(), AF_INET, reinterpret_cast<sockaddr*>(&tcp), sizeof(tcp));
+    ASSERT_TRUE(listener.ok());
+    std::thread server = serveOnce(listener);
+    auto [code, out] = nsfdctlAs(kUser, kUserGid, "ping",
+                                 {"connect", pid, "tcp:127.0.0.1:" + std::to_string(kPort + 1)});
+    server.join();
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_EQ(out, "pong:ping");
+
+    // An abstract name lives in one network namespace: the target's here.
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    std::string name = "nsfd-test-" + pid;
+    name.copy(un.sun_path + 1, name.size());
+    socklen_t length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    UniqueFd abstract = listenIn(target.pid(), AF_UNIX, reinterpret_cast<sockaddr*>(&un), length);
+    ASSERT_TRUE(abstract.ok());
+    std::thread unixServer = serveOnce(abstract);
+    auto [unixCode, unixOut] = nsfdctlAs(kUser, kUserGid, "hi", {"connect", pid, "unix:@" + name});
+    unixServer.join();
+    EXPECT_EQ(unixCode, 0) << unixOut;
+    EXPECT_EQ(unixOut, "pong:hi");
+
+    // Refused: exit 1 with the errno; not granted: 4; a bad address: 2.
+    auto [refused, refusedOut] = nsfdctlAs(
+        kUser, kUserGid, "", {"connect", pid, "tcp:127.0.0.1:" + std::to_string(kPort + 2)});
+    EXPECT_EQ(refused, 1) << refusedOut;
+    EXPECT_NE(refusedOut.find("Connection refused"), std::string::npos) << refusedOut;
+    auto [denied, deniedOut] =
+        nsfdctlAs(kOtherUser, kOtherGid, "", {"connect", pid, "tcp:127.0.0.1:4711"});
+    EXPECT_EQ(denied, 4) << deniedOut;
+    for (const char* bad : {"tcp:localhost:80", "tcp:127.0.0.1", "tcp:127.0.0.1:0", "sctp:1:2",
+                            "unix:", "tcp:[::1:80"}) {
+        EXPECT_EQ(nsfdctlAs(kUser, kUserGid, "", {"connect", pid, bad}).first, 2) << bad;
+    }
 }
 
 }  // namespace

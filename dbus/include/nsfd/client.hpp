@@ -158,6 +158,15 @@ class TrackedProcess {
     Credentials credentials() const;
     PidFd pidFd() const;
     void signal(int signal) const;
+    // socket(family, type, protocol) inside the process's network namespace,
+    // made by nsfdd's helper as exactly this caller (its uids, gids, groups; no
+    // capability; no_new_privs): what the caller could do if it lived there.
+    // `type` without SOCK_NONBLOCK/SOCK_CLOEXEC (InvalidArgument): set them
+    // on the socket returned, which is close-on-exec and the caller's.
+    // SocketFailed when socket(2) itself fails there (its errno in what()),
+    // AccessDenied when no decider allows (nsfdd.conf `sockets`, polkit
+    // org.nsfd1.open-socket, or the kernel's setns rule).
+    UniqueFd openSocket(int family, int type, int protocol = 0) const;
     UniqueFd fd(int targetFd) const;  // root only
     // Calls `callback(waitStatus)` once, from the client's event processing, when
     // the process has been reaped (at once, on the next processing, if it already was).
@@ -220,6 +229,9 @@ class Client {
     ProcessInfo info(pid_t pid);
     // kill(2) through nsfdd (Manager.SendSignal): no tracking involved.
     void sendSignal(pid_t pid, int signal);
+    // TrackedProcess::openSocket of a process named by pid (a pidfd opened
+    // here, OpenSocketByPidFd): no tracking involved.
+    UniqueFd openSocket(pid_t pid, int family, int type, int protocol = 0);
 
     std::string daemonVersion();
     std::vector<std::string> kernelFeatures();
