@@ -495,7 +495,7 @@ TEST_F(SocketTest, BadArgumentsAreNamed) {
     EXPECT_EQ(errorOf(exited.reply), "ProcessExited") << exited.reply.dump();
 }
 
-TEST_F(SocketTest, AThousandCallsLeaveNoFdInNsfddOrTheHelper) {
+TEST_F(SocketTest, AThousandCallsThroughOneKeptWorkerLeaveNoFdInNsfddOrTheHelper) {
     Child target = spawnNetworkTarget();
     Connection c(socket_);
     Json parameters = {
@@ -503,18 +503,36 @@ TEST_F(SocketTest, AThousandCallsLeaveNoFdInNsfddOrTheHelper) {
     ASSERT_EQ(c.call("org.nsfd1.Manager.OpenSocket", parameters).second.size(), 1U);
     pid_t helper = helperPid();
     ASSERT_GT(helper, 0);
-    // Counted once the helper is idle: its child gone, the request's fd closed.
-    auto awaitIdle = [&] {
-        for (int i = 0; i < 200 && !childrenOf(helper).empty(); ++i) {
+    // A worker is kept for this caller and namespace while it is used; it goes
+    // after a few idle seconds, and the helper's fds with it.
+    auto awaitNoWorker = [&] {
+        for (int i = 0; i < 1000 && !childrenOf(helper).empty(); ++i) {
             std::this_thread::sleep_for(10ms);
         }
+        return childrenOf(helper).empty();
     };
-    awaitIdle();
+    ASSERT_EQ(childrenOf(helper).size(), 1U) << "the kept worker";
+    ASSERT_TRUE(awaitNoWorker()) << "the idle worker goes";
     int nsfddFds = daemon_->openFdCount(), helperFds = countFds(helper);
+    pid_t worker = 0;
     for (int i = 0; i < 1000; ++i) {
         auto [reply, fds] = c.call("org.nsfd1.Manager.OpenSocket", parameters);
         ASSERT_EQ(fds.size(), 1U) << reply.dump();
+        if (i == 0) {
+            ASSERT_EQ(childrenOf(helper).size(), 1U);
+            worker = childrenOf(helper)[0];
+        }
     }
+    EXPECT_EQ(childrenOf(helper), std::vector<pid_t>{worker}) << "one worker served them all";
+    // Another caller gets a worker of its own; a worker killed (its caller
+    // may: it is the caller's) is replaced at the next call.
+    Opened other = openSocketAs(kUser, kUserGid, target.pid(), AF_INET, SOCK_STREAM, 0);
+    EXPECT_EQ(other.fdCount, 1U) << other.reply.dump();
+    EXPECT_EQ(childrenOf(helper).size(), 2U);
+    ASSERT_EQ(::kill(worker, SIGKILL), 0);
+    EXPECT_EQ(c.call("org.nsfd1.Manager.OpenSocket", parameters).second.size(), 1U);
+    std::vector<pid_t> workers = childrenOf(helper);
+    EXPECT_EQ(std::count(workers.begin(), workers.end(), worker), 0);
     // A caller that hangs up before its answer.
     {
         Connection gone(socket_);
@@ -526,8 +544,7 @@ TEST_F(SocketTest, AThousandCallsLeaveNoFdInNsfddOrTheHelper) {
     }
     // Fewer: something of nsfdd's start, open when counted, has closed since.
     EXPECT_LE(daemon_->openFdCount(), nsfddFds);
-    awaitIdle();
-    EXPECT_EQ(childrenOf(helper).size(), 0U) << "no child of the helper is left";
+    EXPECT_TRUE(awaitNoWorker()) << "no worker is left once idle";
     EXPECT_EQ(countFds(helper), helperFds);
     EXPECT_EQ(helperPid(), helper) << "one helper served them all";
 }
