@@ -18,6 +18,7 @@
 #include <system_error>
 
 #include "arguments.hpp"
+#include "connect.hpp"
 #include "enter.hpp"
 #include "nsfd/client.hpp"
 #include "polkit_agent.hpp"
@@ -302,6 +303,16 @@ int sendSignal(const Options& options, const ProcessArgument& target, int signal
     return kOk;
 }
 
+int connectTo(const Options& options, const ProcessArgument& target,
+              const nsfd::cli::SocketAddress& address) {
+    nsfd::Client client = connect(options);
+    nsfd::UniqueFd socket =
+        target.id ? trackedById(client, target).openSocket(address.family, address.type, 0)
+                  : client.openSocket(*target.pid, address.family, address.type, 0);
+    nsfd::cli::connectAndCopy(std::move(socket), address);
+    return kOk;
+}
+
 // The namespaces --all enters: not those the caller is in already, which
 // setns(2) would refuse an unprivileged caller (EPERM) for nothing.
 void dropShared(std::map<nsfd::NsType, nsfd::NsFd>& fds, const std::vector<nsfd::NsType>& named) {
@@ -506,6 +517,29 @@ int main(int argc, char** argv) {
         run = [&] {
             ProcessArgument process = nsfd::cli::parseProcess(processText, "PROCESS");
             return sendSignal(options, process, nsfd::cli::parseSignal(signalText, "SIGNAL"));
+        };
+    });
+
+    std::string addressText;
+    auto* connectCmd = app.add_subcommand(
+        "connect",
+        "Connect to ADDRESS inside the network namespace of PROCESS, as you, and copy stdin "
+        "to it and it to stdout (as socat - ADDRESS)");
+    connectCmd->add_option("PROCESS", processText, kProcessHelp)->required();
+    connectCmd
+        ->add_option("ADDRESS", addressText,
+                     "tcp:HOST:PORT, udp:HOST:PORT, unix:PATH or unix:@NAME (abstract)")
+        ->required();
+    connectCmd->callback([&] {
+        run = [&] {
+            ProcessArgument process = nsfd::cli::parseProcess(processText, "PROCESS");
+            nsfd::cli::SocketAddress address;
+            try {
+                address = nsfd::cli::parseSocketAddress(addressText);
+            } catch (const std::invalid_argument& e) {
+                throw CLI::ValidationError("ADDRESS", e.what());
+            }
+            return connectTo(options, process, address);
         };
     });
 

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "nsfd/socket_names.hpp"
+
 namespace nsfd::daemon {
 
 std::string_view verbOf(Action action) noexcept {
@@ -24,8 +26,20 @@ std::string_view verbOf(Action action) noexcept {
             return "send a signal to";
         case Action::GetFd:
             break;
+        case Action::OpenSocket:
+            return "open a socket in the network namespace of";
     }
     return "get an fd of";
+}
+
+std::string describe(const SocketSpec& spec) {
+    std::string family(socketFamilyName(spec.family).value_or("?"));
+    std::string type(socketTypeName(spec.type).value_or("?"));
+    std::string out = family + " " + type;
+    if (spec.protocol != 0) {
+        out += " (protocol " + std::to_string(spec.protocol) + ")";
+    }
+    return out;
 }
 
 bool Target::isTrackedBy(uid_t uid) const noexcept {
@@ -45,6 +59,9 @@ std::string describe(const Request& request) {
         }
         case Action::SendSignal:
             return "send signal " + std::to_string(request.signal) + " to " + pid;
+        case Action::OpenSocket:
+            return "open a socket (" + describe(request.socket) + ") in the net namespace of " +
+                   pid;
         default:
             return std::string(verbOf(request.action)) + " " + pid;
     }
@@ -100,6 +117,9 @@ Verdict KernelRule::decideNow(const Caller& caller, const Request& request) cons
                 return Verdict::Pass;
             }
             return allowIf(caller.uid == target.creds.ruid || caller.uid == target.creds.suid);
+        case Action::OpenSocket:
+            return allowIf(target.netIsCallers ||
+                           (ptraceWouldAllow(caller, target) && target.netOwnerUid == caller.uid));
         case Action::GetFd:
             break;
     }
@@ -141,6 +161,8 @@ Verdict ConfigGrants::decideNow(const Caller& caller, const Request& request) co
                 }));
         case Action::GetPidFd:
             return any([](const Grant& g) { return g.pidfd; });
+        case Action::OpenSocket:
+            return any([&](const Grant& g) { return g.sockets.count(request.socket.family) > 0; });
         case Action::Untrack:
         case Action::SendSignal:
         case Action::GetFd:

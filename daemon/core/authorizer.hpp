@@ -33,10 +33,22 @@ enum class Action {
     GetPidFd,      // a pidfd of the process
     SendSignal,    // Request::signal
     GetFd,         // pidfd_getfd: root only
+    OpenSocket,    // a socket made as the caller in the process's network namespace
 };
 
 // "read the info of", ... for messages: "uid 1000 may not <verb> pid 4711".
 std::string_view verbOf(Action action) noexcept;
+
+// socket(2)'s arguments, as OpenSocket takes them: a family and type that
+// nsfd/socket_names.hpp names (no type flags), a protocol >= 0.
+struct SocketSpec {
+    int family = 0;
+    int type = 0;
+    int protocol = 0;
+};
+
+// "inet stream", "netlink raw (protocol 0)": for messages.
+std::string describe(const SocketSpec& spec);
 
 // The target, as the deciders see it.
 struct Target {
@@ -54,6 +66,12 @@ struct Target {
     // catches (`caughtSignals`, bit N-1 for signal N), never SIGKILL or SIGSTOP.
     bool isCallersInit = false;
     std::uint64_t caughtSignals = 0;
+    // OpenSocket: NS_GET_OWNER_UID of the user namespace that owns its network
+    // namespace (NS_GET_USERNS); -1 if unknown.
+    uid_t netOwnerUid = static_cast<uid_t>(-1);
+    // OpenSocket: its network namespace is the caller's own, where the caller
+    // makes any socket itself.
+    bool netIsCallers = false;
 
     bool isTrackedBy(uid_t uid) const noexcept;
 };
@@ -63,6 +81,7 @@ struct Request {
     Target target;
     std::vector<NsType> namespaces;  // GetNamespace: each of these types
     int signal = 0;                  // SendSignal
+    SocketSpec socket{};             // OpenSocket
 };
 
 // "get the net namespace of pid 4711", for logs and error messages.
@@ -104,6 +123,9 @@ class Decider {
 // none of the signals its own pid namespace's init ignores from inside. Uids
 // are compared as the kernel does across user namespaces (as nsfdd's sees
 // them); a caller's capabilities in a user namespace of its own count for nothing.
+// For OpenSocket, setns(2)'s into the network namespace: ptrace's rule, and
+// the caller owns the user namespace that owns it (a rootless container's);
+// or the caller lives in that network namespace already.
 class KernelRule final : public Decider {
   public:
     std::string_view name() const noexcept override { return "kernel rule"; }

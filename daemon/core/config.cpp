@@ -11,6 +11,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "nsfd/socket_names.hpp"
+
 namespace nsfd::daemon {
 
 namespace {
@@ -79,8 +81,45 @@ bool boolean(const toml::node& node, const std::string& path, const std::string&
     return *node.value<bool>();
 }
 
+// `sockets = ["inet", "netlink"]` or `["all"]`: socket(2)'s families by
+// nsfd/socket_names.hpp's names, each once, or "all" alone.
+std::set<int> parseSocketFamilies(const toml::node& node, const std::string& path) {
+    const toml::array* list = node.as_array();
+    if (list == nullptr) {
+        fail(path, node.source(), "sockets must be a list of socket families (\"inet\", ...)");
+    }
+    std::set<int> families;
+    std::vector<std::string> seen;
+    for (const toml::node& item : *list) {
+        std::optional<std::string> name =
+            item.is_string() ? item.value<std::string>() : std::nullopt;
+        if (name && std::find(seen.begin(), seen.end(), *name) != seen.end()) {
+            fail(path, item.source(), "socket family '" + *name + "' listed twice");
+        }
+        if (name && *name == "all") {
+            if (list->size() != 1) {
+                fail(path, item.source(), "\"all\" stands alone in sockets: [\"all\"]");
+            }
+            for (const SocketName& family : kSocketFamilies) {
+                families.insert(family.value);
+            }
+            continue;
+        }
+        std::optional<int> family = name ? socketFamilyOf(*name) : std::nullopt;
+        if (!family) {
+            fail(path, item.source(),
+                 "unknown socket family '" + name.value_or("?") +
+                     "' (socket(2)'s AF_ name in lower case without AF_: unix inet inet6 "
+                     "netlink packet ..., or all)");
+        }
+        seen.push_back(*name);
+        families.insert(*family);
+    }
+    return families;
+}
+
 Grant parseGrant(const toml::table& table, const std::string& path) {
-    checkKeys(table, {"user", "group", "namespaces", "info", "pidfd", "sandboxed"}, path,
+    checkKeys(table, {"user", "group", "namespaces", "info", "pidfd", "sockets", "sandboxed"}, path,
               "[[grant]]");
     Grant grant;
     const toml::node* user = table.get("user");
@@ -146,6 +185,9 @@ Grant parseGrant(const toml::table& table, const std::string& path) {
             }
             grant.namespaces.insert(*type);
         }
+    }
+    if (const toml::node* sockets = table.get("sockets")) {
+        grant.sockets = parseSocketFamilies(*sockets, path);
     }
     if (const toml::node* info = table.get("info")) {
         grant.info = boolean(*info, path, "info");

@@ -21,6 +21,18 @@ class ServiceError : public std::runtime_error {
     ErrorKind kind_;
 };
 
+// SocketFailed: socket(2) failed, as the caller, in the target's network
+// namespace; `error` is its errno (Varlink's SocketFailed carries it).
+class SocketError : public ServiceError {
+  public:
+    SocketError(int error, const std::string& message)
+        : ServiceError(ErrorKind::SocketFailed, message), error_(error) {}
+    int error() const noexcept { return error_; }
+
+  private:
+    int error_;
+};
+
 // The kind of an errno from libnsfd when it was reported on a process that
 // was, when the call began, alive (so ESRCH means it has exited since).
 ErrorKind kindOfErrno(int err) noexcept;

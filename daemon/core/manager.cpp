@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <spdlog/spdlog.h>
@@ -17,6 +18,7 @@
 #include <sstream>
 
 #include "nsfd/features.hpp"
+#include "nsfd/socket_names.hpp"
 
 namespace nsfd::daemon {
 
@@ -128,8 +130,23 @@ std::string describe(const PidFd& pidfd) {
 
 }  // namespace
 
+namespace {
+
+std::string ownExecutable() {
+    char path[4096];
+    ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
+    return n > 0 ? std::string(path, static_cast<std::size_t>(n)) : std::string();
+}
+
+}  // namespace
+
 Manager::Manager(EventLoop& loop, const Config& config, Notifier& notifier)
-    : loop_(loop), config_(config), notifier_(notifier), authorizer_(config), fdStore_(notifier) {
+    : loop_(loop),
+      config_(config),
+      notifier_(notifier),
+      authorizer_(config),
+      fdStore_(notifier),
+      socketHelper_(loop, socketHelperProgram(ownExecutable())) {
     raiseFdLimit();
     sd_event_source* source = nullptr;
     checkEvent(sd_event_add_defer(loop_.get(), &source, onTurnEnd, this),
@@ -396,7 +413,30 @@ std::uint32_t Manager::pidFor(const Caller& caller, pid_t pid) const noexcept {
 namespace {
 
 bool needsAlive(Action action) noexcept {
-    return action == Action::GetNamespace || action == Action::GetPidFd;
+    return action == Action::GetNamespace || action == Action::GetPidFd ||
+           action == Action::OpenSocket;
+}
+
+// What the kernel rule needs to know of the network namespace of `pidfd`'s
+// process for OpenSocket: who owns the user namespace that owns it (the uid
+// that may enter it by itself), and whether the caller lives in it.
+void readNetNamespace(const Caller& caller, const PidFd& pidfd, Target& target) {
+    try {
+        NsFd net = pidfd.namespaceFd(NsType::Net);
+        target.netOwnerUid = net.owningUserNamespace().ownerUid();
+        // Both namespaces are held while compared: equal inodes are one namespace.
+        std::string path = "/proc/" + std::to_string(caller.pid) + "/ns/net";
+        struct stat theirs {};
+        struct stat callers {};
+        target.netIsCallers = caller.pid > 0 && ::fstat(net.get(), &theirs) == 0 &&
+                              ::stat(path.c_str(), &callers) == 0 &&
+                              theirs.st_ino == callers.st_ino && theirs.st_dev == callers.st_dev;
+    } catch (const std::system_error& e) {
+        if (e.code() == std::errc::no_such_process) {
+            throw ServiceError(ErrorKind::ProcessExited, describe(pidfd) + " has exited");
+        }
+        spdlog::debug("No owner of the net namespace of {}: {}", describe(pidfd), e.what());
+    }
 }
 
 // ptrace's dumpable flag, as far as a root process can tell from outside: the
@@ -523,6 +563,9 @@ Target Manager::targetOf(const Caller& caller, const PidFd& pidfd, Action action
         if (!target.dumpable && pidfd.hasExited()) {
             throw ServiceError(ErrorKind::ProcessExited, describe(pidfd) + " has exited");
         }
+    }
+    if (action == Action::OpenSocket) {
+        readNetNamespace(caller, pidfd, target);
     }
     if (tracked != nullptr) {
         target.trackers = tracked->trackers();
@@ -732,6 +775,41 @@ void Manager::sendSignal(const PidFd& pidfd, int signal) const {
 
 UniqueFd Manager::getFd(const PidFd& pidfd, int targetFd) const {
     return pidfd.getFd(targetFd);
+}
+
+SocketSpec Manager::socketSpec(std::int64_t family, std::int64_t type, std::int64_t protocol) {
+    auto fits = [](std::int64_t v) { return v >= INT_MIN && v <= INT_MAX; };
+    if (!fits(family) || !socketFamilyName(static_cast<int>(family))) {
+        throw ServiceError(ErrorKind::InvalidArgs,
+                           "Unknown socket family " + std::to_string(family) +
+                               " (expected an AF_ constant of Linux, 1 to 45)");
+    }
+    if (fits(type) && (type & (SOCK_NONBLOCK | SOCK_CLOEXEC)) != 0) {
+        throw ServiceError(ErrorKind::InvalidArgs,
+                           "Socket type " + std::to_string(type) +
+                               " has flags (SOCK_NONBLOCK, SOCK_CLOEXEC): set them on the "
+                               "received socket instead");
+    }
+    if (!fits(type) || !socketTypeName(static_cast<int>(type))) {
+        throw ServiceError(ErrorKind::InvalidArgs,
+                           "Unknown socket type " + std::to_string(type) +
+                               " (expected SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_RDM, "
+                               "SOCK_SEQPACKET, SOCK_DCCP or SOCK_PACKET)");
+    }
+    if (!fits(protocol) || protocol < 0) {
+        throw ServiceError(ErrorKind::InvalidArgs, "Invalid socket protocol " +
+                                                       std::to_string(protocol) +
+                                                       " (expected 0 or a protocol number)");
+    }
+    return {static_cast<int>(family), static_cast<int>(type), static_cast<int>(protocol)};
+}
+
+void Manager::openSocket(const Caller& caller, const PidFd& pidfd, const SocketSpec& spec,
+                         SocketHelper::Done done) {
+    NsFd netns = namespaceFd(pidfd, NsType::Net);
+    std::string what = "open " + describe(spec) + " socket in the net namespace of " +
+                       describe(pidfd) + " as uid " + std::to_string(caller.uid);
+    socketHelper_.openSocket(std::move(netns), caller, spec, std::move(what), std::move(done));
 }
 
 }  // namespace nsfd::daemon

@@ -24,6 +24,7 @@
 #include "notifier.hpp"
 #include "registry.hpp"
 #include "resolver.hpp"
+#include "socket_helper.hpp"
 
 namespace nsfd::daemon {
 
@@ -144,6 +145,18 @@ class Manager final {
     UniqueFd duplicatePidFd(const PidFd& pidfd) const;
     void sendSignal(const PidFd& pidfd, int signal) const;
     UniqueFd getFd(const PidFd& pidfd, int targetFd) const;
+    // socket(2)'s arguments as a caller wrote them: InvalidArgs naming the bad
+    // one (a family or type nsfd/socket_names.hpp does not name, type flags,
+    // a negative protocol).
+    static SocketSpec socketSpec(std::int64_t family, std::int64_t type, std::int64_t protocol);
+    // OpenSocket: socket(spec) made by nsfd-helper inside the network namespace
+    // of `pidfd`'s process as exactly `caller`. `done` gets the socket or the
+    // error (SocketFailed with socket(2)'s errno; Failed if the helper failed),
+    // later, on the loop. Throws ServiceError for what fails before the helper
+    // is asked (ProcessExited, no helper to reach, too many waiting).
+    void openSocket(const Caller& caller, const PidFd& pidfd, const SocketSpec& spec,
+                    SocketHelper::Done done);
+    SocketHelper& socketHelper() noexcept { return socketHelper_; }
 
   private:
     friend class ProcessWatch;
@@ -172,6 +185,7 @@ class Manager final {
     bool countChanged_ = false;
     std::vector<std::uint64_t> reapedWhileDown_;  // restore() to reportRestored()
     Resolver resolver_;
+    SocketHelper socketHelper_;
     Registry registry_;  // goes first: its watches hold event sources of the loop
 };
 

@@ -148,4 +148,30 @@ int authorizeSignal(BusEndpoint& bus, sd_bus_message* call, const Caller& caller
     });
 }
 
+SocketSpec readSocketSpec(sd_bus_message* call) {
+    std::int32_t family = readInt32(call);
+    std::int32_t type = readInt32(call);
+    std::int32_t protocol = readInt32(call);
+    return Manager::socketSpec(family, type, protocol);
+}
+
+int authorizeSocket(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, Target target,
+                    PidFdOf pidfd, const SocketSpec& spec) {
+    Request request{Action::OpenSocket, std::move(target), {}, 0, spec};
+    return bus.authorizeThen(call, caller, request, [&bus, caller, pidfd, spec](sd_bus_message* m) {
+        // The helper answers later: the reply goes out then.
+        auto held = std::make_shared<BusMessage>(sd_bus_message_ref(m));
+        bus.core().openSocket(caller, pidfd(), spec,
+                              [held](UniqueFd socket, std::exception_ptr error) {
+                                  serveCall(held->get(), [&] {
+                                      if (error) {
+                                          std::rethrow_exception(error);
+                                      }
+                                      return replyFd(held->get(), std::move(socket));
+                                  });
+                              });
+        return 1;
+    });
+}
+
 }  // namespace nsfd::daemon

@@ -130,5 +130,9 @@ int authorizeNamespaces(BusEndpoint& bus, sd_bus_message* call, const Caller& ca
                         PidFdOf pidfd, const std::vector<NsType>& types);
 int authorizeSignal(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, Target target,
                     PidFdOf pidfd, int signal);
+// OpenSocket's (i family, i type, i protocol): InvalidArgs naming the bad one.
+SocketSpec readSocketSpec(sd_bus_message* call);
+int authorizeSocket(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, Target target,
+                    PidFdOf pidfd, const SocketSpec& spec);
 
 }  // namespace nsfd::daemon

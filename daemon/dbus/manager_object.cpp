@@ -162,6 +162,25 @@ int sendSignal(sd_bus_message* call, void* userdata, Named named) {
     });
 }
 
+int openSocket(sd_bus_message* call, void* userdata, Named named) {
+    return serveCall(call, [&] {
+        BusEndpoint& bus = endpointOf(userdata);
+        Caller caller = bus.callerOf(call);
+        PidFd pidfd = readProcess(bus, call, caller, named);
+        SocketSpec spec = readSocketSpec(call);
+        Target target = bus.core().targetOf(caller, pidfd, Action::OpenSocket);
+        return authorizeSocket(bus, call, caller, std::move(target), heldPidFd(std::move(pidfd)),
+                               spec);
+    });
+}
+
+int openSocketByPid(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+    return openSocket(call, userdata, Named::ByPid);
+}
+int openSocketByPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+    return openSocket(call, userdata, Named::ByPidFd);
+}
+
 int getNamespacesByPid(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return getNamespaces(call, userdata, Named::ByPid);
 }
@@ -325,6 +344,12 @@ const sd_bus_vtable kManagerVtable[] = {
                             SD_BUS_RESULT("a{sv}", info), getProcessInfoBySelector, kMethod),
     SD_BUS_METHOD_WITH_ARGS("SendSignalBySelector", SD_BUS_ARGS("s", selector, "i", signal),
                             SD_BUS_NO_RESULT, sendSignalBySelector, kMethod),
+    SD_BUS_METHOD_WITH_ARGS("OpenSocket",
+                            SD_BUS_ARGS("u", pid, "i", family, "i", type, "i", protocol),
+                            SD_BUS_RESULT("h", socket), openSocketByPid, kMethod),
+    SD_BUS_METHOD_WITH_ARGS("OpenSocketByPidFd",
+                            SD_BUS_ARGS("h", pidfd, "i", family, "i", type, "i", protocol),
+                            SD_BUS_RESULT("h", socket), openSocketByPidFd, kMethod),
     SD_BUS_METHOD_WITH_ARGS("Subscribe", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, subscribe, kMethod),
     SD_BUS_METHOD_WITH_ARGS("Unsubscribe", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, unsubscribe, kMethod),
     SD_BUS_SIGNAL_WITH_ARGS("ProcessTracked", SD_BUS_ARGS("o", process, "u", pid, "t", id), 0),

@@ -2,6 +2,7 @@
 #include "polkit_decider.hpp"
 
 #include <string>
+#include "nsfd/socket_names.hpp"
 
 namespace nsfd::daemon {
 
@@ -18,6 +19,8 @@ std::string_view polkitActionOf(Action action) noexcept {
             return "org.nsfd1.get-pidfd";
         case Action::SendSignal:
             return "org.nsfd1.send-signal";
+        case Action::OpenSocket:
+            return "org.nsfd1.open-socket";
         case Action::GetFd:
             break;
     }
@@ -79,6 +82,13 @@ void PolkitDecider::check(const Caller& caller, const Request& request, std::siz
     }
     if (request.action == Action::SendSignal) {
         ask.details["signal"] = std::to_string(request.signal);
+    }
+    if (request.action == Action::OpenSocket) {
+        // By name, so that rules read well: action.lookup("family") == "inet".
+        const SocketSpec& socket = request.socket;
+        ask.details["family"] = std::string(socketFamilyName(socket.family).value_or(""));
+        ask.details["type"] = std::string(socketTypeName(socket.type).value_or(""));
+        ask.details["protocol"] = std::to_string(socket.protocol);
     }
     ask.allowInteraction = caller.allowInteractive;
     bool interactive = caller.allowInteractive;

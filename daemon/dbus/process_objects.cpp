@@ -108,6 +108,16 @@ int sendSignal(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
                      });
 }
 
+int openSocket(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+    return onProcess(call, userdata,
+                     [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
+                         SocketSpec spec = readSocketSpec(call);
+                         return authorizeSocket(bus, call, caller,
+                                                bus.core().targetOf(caller, p, Action::OpenSocket),
+                                                trackedPidFd(bus, p.id()), spec);
+                     });
+}
+
 int getFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(
         call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
@@ -225,6 +235,8 @@ const sd_bus_vtable kProcessVtable[] = {
                             kMethod),
     SD_BUS_METHOD_WITH_ARGS("SendSignal", SD_BUS_ARGS("i", signal), SD_BUS_NO_RESULT, sendSignal,
                             kMethod),
+    SD_BUS_METHOD_WITH_ARGS("OpenSocket", SD_BUS_ARGS("i", family, "i", type, "i", protocol),
+                            SD_BUS_RESULT("h", socket), openSocket, kMethod),
     SD_BUS_METHOD_WITH_ARGS("GetFd", SD_BUS_ARGS("i", fd), SD_BUS_RESULT("h", duplicate), getFd,
                             kMethod),
     SD_BUS_METHOD_WITH_ARGS("Untrack", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, untrack, kMethod),

@@ -417,6 +417,62 @@ void getFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
         });
 }
 
+// socket(2)'s integer arguments as written: any int64, checked by the core.
+std::int64_t readInteger(const Json& parameters, const std::string& name) {
+    auto it = parameters.find(name);
+    if (it == parameters.end() || it->is_null()) {
+        throw ParameterError(name, "Missing parameter '" + name + "'");
+    }
+    if (!it->is_number_integer()) {
+        throw ParameterError(name, "Invalid " + name + " " + it->dump() + " (expected an integer)");
+    }
+    if (it->is_number_unsigned() &&
+        it->get<std::uint64_t>() >
+            static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+        throw ParameterError(name, "Invalid " + name + " " + it->dump() + " (too large)");
+    }
+    return it->get<std::int64_t>();
+}
+
+SocketSpec readSocketSpec(const Json& parameters) {
+    std::int64_t family = readInteger(parameters, "family");
+    std::int64_t type = readInteger(parameters, "type");
+    std::int64_t protocol = readInteger(parameters, "protocol");
+    try {
+        return Manager::socketSpec(family, type, protocol);
+    } catch (const ServiceError& e) {
+        std::string_view what = e.what();
+        throw ParameterError(what.find("family") != std::string_view::npos ? "family"
+                             : what.find("type") != std::string_view::npos ? "type"
+                                                                           : "protocol",
+                             e.what());
+    }
+}
+
+void openSocket(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
+    Named named = readNamed(call->parameters());
+    SocketSpec spec = readSocketSpec(call->parameters());
+    resolveThen(
+        ep.core(), call, caller, named, Action::OpenSocket, [&ep, call, caller, spec](Resolved r) {
+            Request request{Action::OpenSocket, std::move(r.target), {}, 0, spec};
+            ep.authorizeThen(
+                call, caller, request,
+                [&core = ep.core(), caller, pidfd = r.pidfd, spec, held = call](Call&) {
+                    core.openSocket(
+                        caller, pidfd(), spec, [held](UniqueFd socket, std::exception_ptr error) {
+                            try {
+                                if (error) {
+                                    std::rethrow_exception(error);
+                                }
+                                held->reply({{"fileDescriptor", 0}}, oneFd(std::move(socket)));
+                            } catch (...) {
+                                replyCurrentError(*held);
+                            }
+                        });
+                });
+        });
+}
+
 void getServiceInfo(VarlinkEndpoint& ep, const CallPtr& call, const Caller& /*caller*/) {
     Json features = Json::array();
     for (std::string_view name : kernelFeatures().names()) {
@@ -454,6 +510,7 @@ void addManagerMethods(varlink::Server& server, VarlinkEndpoint& endpoint) {
     add("GetNamespace", getNamespace, varlink::kTakesFds);
     add("GetNamespaces", getNamespaces, varlink::kTakesFds);
     add("GetNamespaceIds", getNamespaceIds, varlink::kTakesFds);
+    add("OpenSocket", openSocket, varlink::kTakesFds);
     add("TrackProcess", trackProcess, varlink::kTakesFds);
     add("UntrackProcess", untrackProcess);
     add("GetProcess", getProcess);

@@ -33,6 +33,13 @@ void replyCurrentError(Call& call) noexcept {
         } catch (...) {
             spdlog::warn("Failed to answer {} with an error", call.method());
         }
+    } catch (const SocketError& e) {
+        try {
+            call.error(varlinkErrorName(e.kind()),
+                       {{"errno", e.error()}, {"message", std::string(e.what())}});
+        } catch (...) {
+            spdlog::warn("Failed to answer {} with an error", call.method());
+        }
     } catch (...) {
         auto [kind, message] = currentError();
         replyError(call, kind, message);

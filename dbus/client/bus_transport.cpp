@@ -261,6 +261,15 @@ class BusTransport final : public Transport {
         });
     }
 
+    UniqueFd openSocket(ProcessRef ref, int family, int type, int protocol) override {
+        return callDaemon([&] {
+            sdbus::UnixFd fd =
+                ref.pidfd ? manager_->OpenSocketByPidFd(passFd(*ref.pidfd), family, type, protocol)
+                          : process(ref.id).OpenSocket(family, type, protocol);
+            return takeFd(fd);
+        });
+    }
+
     ProcessState state(std::uint64_t id) override {
         return callDaemon([&] { return parseState(process(id).State()); });
     }

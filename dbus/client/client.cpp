@@ -44,6 +44,8 @@ void throwErrorOf(ErrorKind kind, const std::string& message) {
             throw OutsidePidNamespace(name, message);
         case ErrorKind::CallerOutOfFds:
             throw CallerOutOfFds(name, message);
+        case ErrorKind::SocketFailed:
+            throw SocketFailed(name, message);
         case ErrorKind::Failed:
             break;
     }
@@ -264,6 +266,10 @@ void TrackedProcess::signal(int signal) const {
     shared_->transport->sendSignal(ProcessRef{nullptr, id_}, signal);
 }
 
+UniqueFd TrackedProcess::openSocket(int family, int type, int protocol) const {
+    return shared_->transport->openSocket(ProcessRef{nullptr, id_}, family, type, protocol);
+}
+
 UniqueFd TrackedProcess::fd(int targetFd) const {
     return shared_->transport->fd(id_, targetFd);
 }
@@ -405,6 +411,11 @@ ProcessInfo Client::info(pid_t pid) {
         info.pid = info.threadGroupId = pid;
     }
     return info;
+}
+
+UniqueFd Client::openSocket(pid_t pid, int family, int type, int protocol) {
+    PidFd pidfd = openPidFd(pid);
+    return shared_->transport->openSocket(ProcessRef{&pidfd, 0}, family, type, protocol);
 }
 
 void Client::sendSignal(pid_t pid, int signal) {

@@ -62,6 +62,8 @@ class Transport {
                                                 std::span<const NsType> types) = 0;
     virtual ProcessInfo info(ProcessRef process) = 0;
     virtual void sendSignal(ProcessRef process, int signal) = 0;
+    // OpenSocket: a socket made as the caller in the process's network namespace.
+    virtual UniqueFd openSocket(ProcessRef process, int family, int type, int protocol) = 0;
 
     // Tracked processes, by id.
     virtual ProcessState state(std::uint64_t id) = 0;

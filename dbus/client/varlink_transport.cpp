@@ -350,6 +350,12 @@ class VarlinkTransport final : public Transport {
         callOn(ref, "SendSignal", {{"signal", signal}});
     }
 
+    UniqueFd openSocket(ProcessRef ref, int family, int type, int protocol) override {
+        ReplyMessage reply =
+            callOn(ref, "OpenSocket", {{"family", family}, {"type", type}, {"protocol", protocol}});
+        return takeFd(reply, required<Json>(reply.parameters, "fileDescriptor"));
+    }
+
     ProcessState state(std::uint64_t id) override { return info(ProcessRef{nullptr, id}).state; }
     std::optional<int> exitStatus(std::uint64_t id) override {
         return info(ProcessRef{nullptr, id}).exitStatus;

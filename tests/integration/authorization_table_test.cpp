@@ -3,6 +3,7 @@
 // against the table in SECURITY.md.
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
 #include <sstream>
 
@@ -76,6 +77,16 @@ const std::vector<std::pair<const char*, Action>>& actions() {
         {"Process.SendSignal CONT",
          [](auto& bus, const Named& t) { ProcessProxy(bus, t.path).SendSignal(SIGCONT); }},
         {"Process.GetFd 0", [](auto& bus, const Named& t) { ProcessProxy(bus, t.path).GetFd(0); }},
+        // The targets live in the callers' own network namespace (see
+        // socket_test.cpp for targets elsewhere).
+        {"OpenSocket inet stream",
+         [](auto& bus, const Named& t) {
+             ManagerProxy(bus).OpenSocket(t.pid, AF_INET, SOCK_STREAM, 0);
+         }},
+        {"Process.OpenSocket inet stream",
+         [](auto& bus, const Named& t) {
+             ProcessProxy(bus, t.path).OpenSocket(AF_INET, SOCK_STREAM, 0);
+         }},
         // The object as a whole: properties, and the listings of the bus's standard interfaces.
         {"Process property Pid",
          [](auto& bus, const Named& t) { ProcessProxy(bus, t.path).Pid(); }},
@@ -182,6 +193,8 @@ Process.GetInfo: ok ok ok UnknownObject ok UnknownObject UnknownObject
 Process.GetPidFd: ok ok AccessDenied UnknownObject AccessDenied UnknownObject UnknownObject
 Process.SendSignal CONT: ok ok ok UnknownObject AccessDenied UnknownObject UnknownObject
 Process.GetFd 0: ok AccessDenied AccessDenied UnknownObject AccessDenied UnknownObject UnknownObject
+OpenSocket inet stream: ok ok ok ok ok ForeignPidNamespace ForeignPidNamespace
+Process.OpenSocket inet stream: ok ok ok UnknownObject ok UnknownObject UnknownObject
 Process property Pid: ok ok ok UnknownObject ok UnknownObject UnknownObject
 GetManagedObjects shows it: ok ok ok NotListed ok NotListed NotListed
 Introspect lists it: ok ok ok NotListed ok NotListed NotListed

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include <filesystem>
 
@@ -455,5 +456,45 @@ TEST_P(ClientTest, AClientGoneWithCallbacksPendingKeepsNoConnection) {
     child.release(0);
     child.reap();
 }
+}  // namespace
+}  // namespace nsfd::test
+
+namespace nsfd::test {
+namespace {
+
+// SO_NETNS_COOKIE (71): which network namespace a socket is in.
+std::uint64_t cookieOf(int socket) {
+    std::uint64_t cookie = 0;
+    socklen_t length = sizeof(cookie);
+    EXPECT_EQ(::getsockopt(socket, SOL_SOCKET, 71, &cookie, &length), 0);
+    return cookie;
+}
+
+TEST_P(ClientTest, OpenSocketByPidAndOnATrackedProcess) {
+    Child child = Child::spawn({}, Child::Options{CLONE_NEWNET, 0});
+    std::uint64_t theirs = 0;
+    std::thread([&] {
+        UniqueFd ns(::open(nsPath(child.pid(), "net").c_str(), O_RDONLY | O_CLOEXEC));
+        if (ns.ok() && ::setns(ns.get(), CLONE_NEWNET) == 0) {
+            UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+            theirs = cookieOf(s.get());
+        }
+    }).join();
+    ASSERT_NE(theirs, 0U);
+    UniqueFd byPid = client_->openSocket(child.pid(), AF_INET, SOCK_STREAM);
+    EXPECT_EQ(cookieOf(byPid.get()), theirs);
+    EXPECT_NE(::fcntl(byPid.get(), F_GETFD) & FD_CLOEXEC, 0);
+    TrackedProcess tracked = client_->track(child.pid());
+    UniqueFd onTracked = tracked.openSocket(AF_NETLINK, SOCK_RAW, 0);
+    EXPECT_EQ(cookieOf(onTracked.get()), theirs);
+    // Made without capabilities, even for root: no packet socket.
+    EXPECT_THROW(tracked.openSocket(AF_PACKET, SOCK_RAW, 0x0300), SocketFailed);
+    EXPECT_THROW(client_->openSocket(child.pid(), AF_INET, SOCK_STREAM | SOCK_NONBLOCK),
+                 InvalidArgument);
+    tracked.untrack();
+    child.release(0);
+    child.reap();
+}
+
 }  // namespace
 }  // namespace nsfd::test

@@ -8,6 +8,7 @@
 #include <pty.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <termios.h>
 
@@ -252,6 +253,43 @@ TEST_F(PolkitDaemonTest, ARuleDecidesOnTheNamespaceTheTargetsUidAndTheSignal) {
         child->release(0);
         child->reap();
     }
+}
+
+TEST_F(PolkitDaemonTest, ARuleDecidesOpenSocketOnTheFamilyAndTypeByName) {
+    polkit_ =
+        std::make_unique<TestPolkit>(busAddress(), R"(polkit.addRule(function(action, subject) {
+    if (subject.user == "nsfd-test-a" && action.id == "org.nsfd1.open-socket" &&
+        action.lookup("family") == "inet" && action.lookup("type") == "stream" &&
+        action.lookup("protocol") == "0") {
+        return polkit.Result.YES;
+    }
+    return polkit.Result.NOT_HANDLED;
+});
+)");
+    Child roots = Child::spawn({}, Child::Options{CLONE_NEWNET, 0});
+    auto root = static_cast<uint32_t>(roots.pid());
+    auto open = [&](uid_t uid, int family, int type) {
+        return as(uid, [&](ManagerProxy& m) {
+            sdbus::UnixFd socket = m.OpenSocket(root, family, type, 0);
+            // Made in the target's network namespace, as nsfd-test-a.
+            UniqueFd own(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+            std::uint64_t got = 0, here = 0;
+            socklen_t length = sizeof(got);
+            ::getsockopt(socket.get(), SOL_SOCKET, 71 /* SO_NETNS_COOKIE */, &got, &length);
+            ::getsockopt(own.get(), SOL_SOCKET, 71, &here, &length);
+            struct stat st {};
+            if (got == 0 || got == here || ::fstat(socket.get(), &st) < 0 || st.st_uid != kUser) {
+                throw sdbus::Error("test.WrongSocket", "not the target's namespace or owner");
+            }
+        });
+    };
+    EXPECT_EQ(open(kUser, AF_INET, SOCK_STREAM), "ok");
+    EXPECT_EQ(open(kUser, AF_INET, SOCK_DGRAM), err::kAccessDenied);
+    EXPECT_EQ(open(kUser, AF_NETLINK, SOCK_RAW), err::kAccessDenied);
+    EXPECT_EQ(open(kOtherUser, AF_INET, SOCK_STREAM), err::kAccessDenied);
+    EXPECT_NE(daemon_->log().find("decided by: polkit"), std::string::npos) << daemon_->log();
+    roots.release(0);
+    roots.reap();
 }
 
 TEST_F(PolkitDaemonTest, AChallengeWithoutTheInteractiveFlagIsInteractiveAuthorizationRequired) {

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // nsfdd.conf: each value has one spelling; any other is refused, saying what was expected.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include "core/config.hpp"
+#include "nsfd/socket_names.hpp"
 
 namespace nsfd::daemon {
 namespace {
@@ -55,6 +57,21 @@ TEST(ConfigTest, ANamespaceListNamesEachTypeOnceOrAllAlone) {
               std::string::npos);
     EXPECT_NE(refusalOf(head + "[\"mount\"]\n").find("unknown namespace type 'mount'"),
               std::string::npos);
+}
+
+TEST(ConfigTest, ASocketListNamesEachFamilyOnceByItsAfNameOrAllAlone) {
+    std::string head = "[[grant]]\nuser = \"root\"\nsockets = ";
+    EXPECT_EQ(parseConfig(head + "[\"inet\", \"netlink\"]\n", "x").grants.at(0).sockets,
+              (std::set<int>{AF_INET, AF_NETLINK}));
+    EXPECT_EQ(parseConfig(head + "[\"all\"]\n", "x").grants.at(0).sockets.size(),
+              std::size(kSocketFamilies));
+    EXPECT_TRUE(parseConfig(head + "[]\n", "x").grants.at(0).sockets.empty());
+    EXPECT_NE(refusalOf(head + "[\"inet\", \"inet\"]\n").find("'inet' listed twice"),
+              std::string::npos);
+    EXPECT_NE(refusalOf(head + "[\"all\", \"inet\"]\n").find("stands alone"), std::string::npos);
+    for (const char* wrong : {"[\"AF_INET\"]", "[\"INET\"]", "[\"local\"]", "[2]", "\"inet\""}) {
+        EXPECT_NE(refusalOf(head + wrong + "\n"), "") << wrong;
+    }
 }
 
 TEST(ConfigTest, AGrantNamesItsUserOrGroupByName) {

@@ -110,6 +110,12 @@ class CallerOutOfFds : public Error {
   public:
     using Error::Error;
 };
+// org.nsfd1.Error.SocketFailed: socket(2), made as the caller in the target's
+// network namespace, failed there; what() names the errno
+class SocketFailed : public Error {
+  public:
+    using Error::Error;
+};
 // no bus, no nsfdd on it, or the bus failed to start it (D-Bus activation);
 // no Varlink socket, nobody listening, nsfdd hung up during the call (it
 // stopped or restarted: the call may or may not have been done), or no answer
@@ -169,6 +175,15 @@ class TrackedProcess {
     Credentials credentials() const;
     PidFd pidFd() const;
     void signal(int signal) const;
+    // socket(family, type, protocol) inside the process's network namespace,
+    // made by nsfdd's helper as exactly this caller (its uids, gids, groups; no
+    // capability; no_new_privs): what the caller could do if it lived there.
+    // `type` without SOCK_NONBLOCK/SOCK_CLOEXEC (InvalidArgument): set them
+    // on the socket returned, which is close-on-exec and the caller's.
+    // SocketFailed when socket(2) itself fails there (its errno in what()),
+    // AccessDenied when no decider allows (nsfdd.conf `sockets`, polkit
+    // org.nsfd1.open-socket, or the kernel's setns rule).
+    UniqueFd openSocket(int family, int type, int protocol = 0) const;
     UniqueFd fd(int targetFd) const;  // root only
     // Calls `callback(waitStatus)` once, from the client's event processing, when
     // the process has been reaped (at once, on the next processing, if it already was).
@@ -226,6 +241,9 @@ class Client {
     ProcessInfo info(pid_t pid);
     // kill(2) through nsfdd (Manager.SendSignal): no tracking involved.
     void sendSignal(pid_t pid, int signal);
+    // TrackedProcess::openSocket of a process named by pid (a pidfd opened
+    // here, OpenSocketByPidFd): no tracking involved.
+    UniqueFd openSocket(pid_t pid, int family, int type, int protocol = 0);
 
     // -- a target as users name it, resolved by nsfdd (README, "Naming a
     // process"), so that a caller in any pid namespace can name it --

@@ -20,6 +20,10 @@ enum class ErrorKind {
     InvalidArgs,          // an argument nsfdd cannot take (the message says which and why)
     ForeignPidNamespace,  // a pid from a caller in another pid namespace
     InteractiveAuthorizationRequired,  // polkit would ask; the caller did not allow it
+    // OpenSocket: socket(2), made as the caller in the target's network
+    // namespace, failed (the message names the errno, e.g. EPERM for a raw
+    // socket without CAP_NET_RAW there). No fd.
+    SocketFailed,
     Failed,                            // anything else
     // A live process outside nsfdd's pid namespace (PIDFD_GET_INFO: EREMOTE,
     // 6.18): nsfdd cannot see it, so it can neither act on it nor watch it.
@@ -52,6 +56,7 @@ inline constexpr ErrorName kErrorNames[] = {
     {ErrorKind::InteractiveAuthorizationRequired,
      "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
      "org.nsfd1.Manager.InteractiveAuthorizationRequired"},
+    {ErrorKind::SocketFailed, "org.nsfd1.Error.SocketFailed", "org.nsfd1.Manager.SocketFailed"},
     {ErrorKind::Failed, "org.nsfd1.Error.Failed", "org.nsfd1.Manager.Failed"},
     {ErrorKind::OutsidePidNamespace, "org.nsfd1.Error.OutsidePidNamespace",
      "org.nsfd1.Manager.OutsidePidNamespace"},

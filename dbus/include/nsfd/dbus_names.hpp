@@ -58,6 +58,7 @@ inline constexpr const char* kForeignPidNamespace =
     dbusErrorName(ErrorKind::ForeignPidNamespace).data();
 inline constexpr const char* kInteractiveAuthorizationRequired =
     dbusErrorName(ErrorKind::InteractiveAuthorizationRequired).data();
+inline constexpr const char* kSocketFailed = dbusErrorName(ErrorKind::SocketFailed).data();
 inline constexpr const char* kUnknownObject = kUnknownObjectError.data();
 }  // namespace error
 

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "nsfd-helper/protocol.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace nsfd::helper {
+
+const char* describe(Step step) noexcept {
+    switch (step) {
+        case Step::None:
+            return "nothing";
+        case Step::Request:
+            return "read the request";
+        case Step::Fork:
+            return "fork a child to act as the caller";
+        case Step::EnterNamespace:
+            return "enter the network namespace";
+        case Step::SecureBits:
+            return "lock the securebits";
+        case Step::DropBounding:
+            return "empty the capability bounding set";
+        case Step::ClearAmbient:
+            return "empty the ambient capability set";
+        case Step::SetGroups:
+            return "take the caller's supplementary groups";
+        case Step::SetGid:
+            return "take the caller's gid";
+        case Step::SetUid:
+            return "take the caller's uid";
+        case Step::DropCapabilities:
+            return "drop every capability";
+        case Step::NoNewPrivileges:
+            return "set no_new_privs";
+        case Step::CheckIdentity:
+            return "check the identity taken";
+        case Step::Socket:
+            break;
+    }
+    return "create the socket";
+}
+
+int sendMessage(int socket, const void* data, std::size_t size, int fd) noexcept {
+    iovec iov{const_cast<void*>(data), size};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (fd >= 0) {
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof(control);
+        cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+    }
+    ssize_t n;
+    do {
+        n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return -errno;
+    }
+    return static_cast<std::size_t>(n) == size ? 0 : -EMSGSIZE;
+}
+
+ssize_t receiveMessage(int socket, void* buffer, std::size_t size, int* fd, int flags) noexcept {
+    *fd = -1;
+    iovec iov{buffer, size};
+    // Room for a few fds: a peer that sends more has them closed, not kept.
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t n;
+    do {
+        n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | flags);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return -errno;
+    }
+    for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+        if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        std::size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < count; ++i) {
+            int received = -1;
+            std::memcpy(&received, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+            if (*fd < 0) {
+                *fd = received;
+            } else {
+                ::close(received);
+            }
+        }
+    }
+    if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+        if (*fd >= 0) {
+            ::close(*fd);
+            *fd = -1;
+        }
+        return -EMSGSIZE;
+    }
+    return n;
+}
+
+}  // namespace nsfd::helper
