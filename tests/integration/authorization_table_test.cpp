@@ -241,6 +241,8 @@ Process.GetInfo: ok UnknownObject
 Process.GetPidFd: ok UnknownObject
 Process.SendSignal CONT: AccessDenied UnknownObject
 Process.GetFd 0: AccessDenied UnknownObject
+OpenSocket inet stream: ForeignPidNamespace ForeignPidNamespace
+Process.OpenSocket inet stream: AccessDenied UnknownObject
 Process property Pid: ok UnknownObject
 GetManagedObjects shows it: ok NotListed
 Introspect lists it: ok NotListed
