@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// No user takes nsfd away from the others (issue 22): whatever ordinary users
+// do within the bus's own limits, nsfdd keeps its bus connection, and root
+// and a well-behaved user are still answered. On a real dbus-daemon with its
+// built-in limits (256 connections per uid, 512 match rules per connection).
+#include <grp.h>
+#include <poll.h>
+#include <sys/wait.h>
+
+#include <sstream>
+
+#include "fixture.hpp"
+
+namespace nsfd::test {
+namespace {
+
+// A crowd of bus connections as one uid, in a child process: it opens up to
+// `connections` connections (as many as the bus allows), makes `call` on each,
+// reports "opened answered firstError", and keeps them all open until
+// release() (SIGTERM: a pipe's end would be inherited by the next crowd).
+class Crowd {
+  public:
+    using Call = std::function<void(sdbus::IProxy&)>;
+
+    Crowd(uid_t uid, int connections, Call call) {
+        (void)busAddress();
+        int report[2];
+        if (::pipe2(report, O_CLOEXEC) < 0) {
+            throw std::system_error(errno, std::generic_category(), "pipe2");
+        }
+        report_ = UniqueFd(report[0]);
+        UniqueFd reportWrite(report[1]);
+        pid_ = forkProcess();
+        if (pid_ == 0) {
+            report_.reset();
+            try {
+                run(uid, connections, call, reportWrite.get());
+            } catch (...) {
+                // Nothing may unwind into the test's copy of itself.
+                (void)!::write(reportWrite.get(), "-1 -1 exception\n", 16);
+                ::_exit(1);
+            }
+            ::_exit(0);
+        }
+    }
+    Crowd(const Crowd&) = delete;
+    Crowd& operator=(const Crowd&) = delete;
+    ~Crowd() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+    }
+
+    // Waits for the report: {opened, answered, first error name}.
+    std::tuple<int, int, std::string> awaitReport() {
+        std::string text;
+        auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
+        while (text.find('\n') == std::string::npos) {
+            pollfd pfd{report_.get(), POLLIN, 0};
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0 || ::poll(&pfd, 1, static_cast<int>(left.count())) != 1) {
+                throwWaitTimedOut("a crowd of connections to report");
+            }
+            char buf[256];
+            ssize_t n = ::read(report_.get(), buf, sizeof(buf));
+            if (n <= 0) {
+                break;
+            }
+            text.append(buf, static_cast<std::size_t>(n));
+        }
+        std::istringstream in(text);
+        int opened = -1, answered = -1;
+        std::string error;
+        in >> opened >> answered >> error;
+        return {opened, answered, error == "-" ? "" : error};
+    }
+
+    // Closes every connection and reaps the child.
+    void release() {
+        ::kill(pid_, SIGTERM);
+        reapWithin(pid_, "a crowd of connections to hang up");
+        pid_ = -1;
+    }
+
+  private:
+    static void run(uid_t uid, int connections, const Call& call, int report) {
+        std::vector<std::unique_ptr<sdbus::IConnection>> buses;
+        std::vector<std::unique_ptr<sdbus::IProxy>> proxies;
+        int answered = 0;
+        std::string firstError = "-";
+        if (::setgroups(0, nullptr) < 0 || ::setresgid(uid, uid, uid) < 0 ||
+            ::setresuid(uid, uid, uid) < 0) {
+            firstError = "setuid";
+        } else {
+            for (int i = 0; i < connections; ++i) {
+                try {
+                    buses.push_back(connectToBus());
+                } catch (const sdbus::Error&) {
+                    break;  // the bus's limit of connections per uid
+                }
+                try {
+                    proxies.push_back(sdbus::createProxy(*buses.back(), nsfd::dbus::kBusName,
+                                                         nsfd::dbus::kManagerPath));
+                    call(*proxies.back());
+                    ++answered;
+                } catch (const sdbus::Error& e) {
+                    if (firstError == "-") {
+                        firstError = e.getName();
+                    }
+                }
+            }
+        }
+        std::string line =
+            std::to_string(buses.size()) + " " + std::to_string(answered) + " " + firstError + "\n";
+        (void)!::write(report, line.data(), line.size());
+        for (;;) {
+            ::pause();  // until release()
+        }
+    }
+
+    pid_t pid_ = -1;
+    UniqueFd report_;
+};
+
+void listProcesses(sdbus::IProxy& proxy) {
+    auto call = proxy.createMethodCall(nsfd::dbus::kManagerInterface, "ListProcesses");
+    proxy.callMethod(call);
+}
+
+void subscribe(sdbus::IProxy& proxy) {
+    auto call = proxy.createMethodCall(nsfd::dbus::kManagerInterface, "Subscribe");
+    proxy.callMethod(call);
+}
+
+class BusLimitsTest : public DaemonTest {
+  protected:
+    void SetUp() override {
+        if (kUser == 0 || kOtherUser == 0) {
+            GTEST_SKIP() << "users nsfd-test-a and nsfd-test-b are missing (scripts/test-users)";
+        }
+        if (testBusKind() != BusKind::DbusDaemon) {
+            GTEST_SKIP() << "the numbers are dbus-daemon's";
+        }
+        DaemonTest::SetUp();
+    }
+
+    // nsfdd still runs, with the same pid, and answers root.
+    void expectNsfddServesRoot() {
+        EXPECT_EQ(::waitpid(daemon_->pid(), nullptr, WNOHANG), 0) << "nsfdd exited";
+        EXPECT_EQ(errorNameOf([&] { manager_->ListProcesses(); }), "");
+        auto pid = static_cast<uint32_t>(::getpid());
+        expectSameNamespace(manager_->GetNamespace(pid, "uts"), nsPath(::getpid(), "uts"));
+        EXPECT_EQ(daemon_->log().find("Lost the bus connection"), std::string::npos);
+    }
+};
+
+// Issue 22, scenario 1: each of two users holds the 256 connections the bus
+// allows a uid, and each connection calls nsfdd once. nsfdd used to add a
+// bus match per caller (sd_bus_track) until the bus refused one, and sd-bus
+// then dropped nsfdd's connection.
+TEST_F(BusLimitsTest, TwoUsersWithEveryConnectionTheBusAllowsCallingOnceEachLeaveNsfddOnTheBus) {
+    Crowd a(kUser, 256, listProcesses);
+    auto [openedA, answeredA, errorA] = a.awaitReport();
+    Crowd b(kOtherUser, 256, listProcesses);
+    auto [openedB, answeredB, errorB] = b.awaitReport();
+    // The bus's limit, not ours: more than 512 callers in all (with root's).
+    EXPECT_GE(openedA + openedB, 500);
+    EXPECT_EQ(answeredA, openedA) << errorA;
+    EXPECT_EQ(answeredB, openedB) << errorB;
+    expectNsfddServesRoot();
+    // Callers come and go: a new crowd is answered too.
+    a.release();
+    Crowd again(kUser, 256, listProcesses);
+    auto [openedAgain, answeredAgain, errorAgain] = again.awaitReport();
+    EXPECT_EQ(answeredAgain, openedAgain) << errorAgain;
+    expectNsfddServesRoot();
+}
+
+// Subscribers need a match each: their number is bounded per uid, and root
+// still subscribes when the others have taken their shares.
+TEST_F(BusLimitsTest, SubscribersAreBoundedPerUidAndRootStillSubscribes) {
+    Crowd a(kUser, 40, subscribe);
+    auto [openedA, answeredA, errorA] = a.awaitReport();
+    EXPECT_EQ(openedA, 40);
+    EXPECT_EQ(answeredA, 32) << "32 subscribers per uid";
+    EXPECT_EQ(errorA, err::kLimitExceeded);
+    Crowd b(kOtherUser, 4, subscribe);
+    auto [openedB, answeredB, errorB] = b.awaitReport();
+    EXPECT_EQ(answeredB, openedB) << errorB;
+    auto root = connectToBus();
+    EXPECT_EQ(errorNameOf([&] { ManagerProxy(*root, /*subscribe=*/true); }), "");
+    // A subscriber that hangs up gives its place back.
+    a.release();
+    Crowd again(kUser, 32, subscribe);
+    auto [openedAgain, answeredAgain, errorAgain] = again.awaitReport();
+    EXPECT_EQ(answeredAgain, openedAgain) << errorAgain;
+    expectNsfddServesRoot();
+}
+
+}  // namespace
+}  // namespace nsfd::test
