@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "fixture.hpp"
+#include "polkit_harness.hpp"
 
 namespace nsfd::test {
 namespace {
@@ -22,7 +23,9 @@ class Crowd {
   public:
     using Call = std::function<void(sdbus::IProxy&)>;
 
-    Crowd(uid_t uid, int connections, Call call) {
+    // `pump`: the child then processes replies on every connection all along
+    // (what `call` set up to happen on them, such as sending again).
+    Crowd(uid_t uid, int connections, Call call, bool pump = false) {
         (void)busAddress();
         int report[2];
         if (::pipe2(report, O_CLOEXEC) < 0) {
@@ -34,7 +37,7 @@ class Crowd {
         if (pid_ == 0) {
             report_.reset();
             try {
-                run(uid, connections, call, reportWrite.get());
+                run(uid, connections, call, pump, reportWrite.get());
             } catch (...) {
                 // Nothing may unwind into the test's copy of itself.
                 (void)!::write(reportWrite.get(), "-1 -1 exception\n", 16);
@@ -85,7 +88,7 @@ class Crowd {
     }
 
   private:
-    static void run(uid_t uid, int connections, const Call& call, int report) {
+    static void run(uid_t uid, int connections, const Call& call, bool pump, int report) {
         std::vector<std::unique_ptr<sdbus::IConnection>> buses;
         std::vector<std::unique_ptr<sdbus::IProxy>> proxies;
         int answered = 0;
@@ -115,8 +118,17 @@ class Crowd {
         std::string line =
             std::to_string(buses.size()) + " " + std::to_string(answered) + " " + firstError + "\n";
         (void)!::write(report, line.data(), line.size());
-        for (;;) {
+        while (!pump) {
             ::pause();  // until release()
+        }
+        std::vector<pollfd> fds(buses.size());
+        for (;;) {  // until release()
+            for (std::size_t i = 0; i < buses.size(); ++i) {
+                while (buses[i]->processPendingRequest()) {
+                }
+                fds[i] = {buses[i]->getEventLoopPollData().fd, POLLIN, 0};
+            }
+            ::poll(fds.data(), fds.size(), 100);
         }
     }
 
@@ -197,6 +209,105 @@ TEST_F(BusLimitsTest, SubscribersAreBoundedPerUidAndRootStillSubscribes) {
     auto [openedAgain, answeredAgain, errorAgain] = again.awaitReport();
     EXPECT_EQ(answeredAgain, openedAgain) << errorAgain;
     expectNsfddServesRoot();
+}
+
+// -- polkit checks queued fairly, denials logged without a flood --
+
+// nsfd-test-a may get the net namespace of any process (a polkit rule);
+// nobody else is allowed anything (the actions' defaults: no).
+constexpr const char* kNetForA = R"(polkit.addRule(function(action, subject) {
+    if (subject.user == "nsfd-test-a" && action.id == "org.nsfd1.get-namespace" &&
+        action.lookup("namespace") == "net") {
+        return polkit.Result.YES;
+    }
+    return polkit.Result.NOT_HANDLED;
+});
+)";
+
+class PolkitFloodTest : public BusLimitsTest {
+  protected:
+    void SetUp() override {
+        if (!TestPolkit::installed()) {
+            GTEST_SKIP() << "polkitd is not installed (apt-get install polkitd)";
+        }
+        BusLimitsTest::SetUp();
+        if (!IsSkipped()) {
+            polkit_ = std::make_unique<TestPolkit>(busAddress(), kNetForA);
+        }
+    }
+    void TearDown() override {
+        polkit_.reset();
+        BusLimitsTest::TearDown();
+    }
+
+    std::unique_ptr<TestPolkit> polkit_;
+};
+
+// Keeps `calls` GetNamespace(pid, "uts") in flight on the connection: each
+// reply (polkit says no) is followed by a new call. For a crowd that pumps.
+void sendAgainOnReply(sdbus::IProxy& proxy, pid_t pid) {
+    auto call = proxy.createMethodCall(nsfd::dbus::kManagerInterface, "GetNamespace");
+    call << static_cast<uint32_t>(pid) << std::string("uts");
+    (void)proxy.callMethod(
+        call,
+        [&proxy, pid](sdbus::MethodReply&, const sdbus::Error*) { sendAgainOnReply(proxy, pid); },
+        std::chrono::minutes(5));
+}
+
+Crowd::Call keepInFlight(pid_t pid, int calls) {
+    return [pid, calls](sdbus::IProxy& proxy) {
+        for (int i = 0; i < calls; ++i) {
+            sendAgainOnReply(proxy, pid);
+        }
+    };
+}
+
+// Issue 22, scenario 2: user b keeps 2,048 calls that need polkit in flight
+// (16 connections of 128, dbus-daemon's max_replies_per_connection; each
+// answered call is made again at once). nsfdd
+// used to ask polkitd about all of them at once: its own connection ran out of
+// pending replies on the bus, and a's calls, which a rule allows, were denied
+// with LimitsExceeded; the denials filled the log.
+TEST_F(PolkitFloodTest, AUserARuleAllowsIsAnsweredYesWhileAnotherFloodsAndTheLogStaysSmall) {
+    Child target = Child::spawn();
+    Crowd flood(kOtherUser, 16, keepInFlight(target.pid(), 128), /*pump=*/true);
+    auto [opened, sent, error] = flood.awaitReport();
+    ASSERT_EQ(opened, 16) << error;
+    // a, meanwhile: every call answered yes, promptly.
+    std::string result = asUser(kUser, kUser, {}, [&](sdbus::IConnection& bus) {
+        ManagerProxy manager(bus, /*subscribe=*/false);
+        std::string out;
+        for (int i = 0; i < 20; ++i) {
+            auto start = std::chrono::steady_clock::now();
+            std::string name = errorNameOf(
+                [&] { manager.GetNamespace(static_cast<uint32_t>(target.pid()), "net"); });
+            out += name.empty() ? "ok" : name;
+            if (std::chrono::steady_clock::now() - start > std::chrono::seconds(5)) {
+                out += "(slow)";
+            }
+            out += " ";
+        }
+        return out;
+    });
+    std::string twentyYes;
+    for (int i = 0; i < 20; ++i) {
+        twentyYes += "ok ";
+    }
+    EXPECT_EQ(result, twentyYes);
+    flood.release();  // its checks still waiting are dropped, not asked
+    expectNsfddServesRoot();
+    // At most 10 lines a window for b; b's flood lasts less than two windows here.
+    std::string log = daemon_->log();
+    std::string deniedB = "Denied uid " + std::to_string(kOtherUser) + " ";
+    std::size_t lines = 0;
+    for (std::size_t at = log.find(deniedB); at != std::string::npos;
+         at = log.find(deniedB, at + 1)) {
+        ++lines;
+    }
+    EXPECT_LE(lines, 30U);
+    EXPECT_GE(lines, 1U);
+    target.release(0);
+    target.reap();
 }
 
 }  // namespace
