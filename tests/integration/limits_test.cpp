@@ -211,6 +211,48 @@ TEST_F(BusLimitsTest, SubscribersAreBoundedPerUidAndRootStillSubscribes) {
     expectNsfddServesRoot();
 }
 
+// -- the fd store: each user's share, root's reserve --
+
+// Issue 22, scenario 3: a tracks its own short-lived processes, one after
+// another. Its quota (1024 by default) used to count only live ones, while a
+// reaped process keeps its slot in the fd store for its retention (60 s): a
+// filled all 16,383 slots, and b and root got LimitExceeded.
+TEST_F(BusLimitsTest, OneUsersShortLivedProcessesLeaveRoomInTheFdStoreForOthersAndRoot) {
+    std::string result = asUser(kUser, kUser, {}, [&](sdbus::IConnection& bus) {
+        ManagerProxy manager(bus, /*subscribe=*/false);
+        int tracked = 0;
+        std::string error;
+        for (; tracked < 17'000; ++tracked) {
+            pid_t pid = ::fork();
+            if (pid == 0) {
+                ::_exit(0);
+            }
+            // A zombie until we reap it: tracked, then reaped.
+            error = errorNameOf([&] { manager.TrackProcess(static_cast<uint32_t>(pid)); });
+            ::waitpid(pid, nullptr, 0);
+            if (!error.empty()) {
+                break;
+            }
+        }
+        return std::to_string(tracked) + " " + error;
+    });
+    EXPECT_EQ(result, "1024 " + std::string(err::kLimitExceeded)) << "a's quota counts reaped ones";
+    Child bs = spawnAs(kOtherUser);
+    EXPECT_EQ(asUser(kOtherUser, kOtherUser, {},
+                     [&](sdbus::IConnection& bus) {
+                         return errorNameOf([&] {
+                             ManagerProxy(bus, false).TrackProcess(static_cast<uint32_t>(bs.pid()));
+                         });
+                     }),
+              "");
+    Child roots = Child::spawn();
+    EXPECT_EQ(errorNameOf([&] { manager_->TrackProcess(static_cast<uint32_t>(roots.pid())); }), "");
+    for (Child* child : {&bs, &roots}) {
+        child->release(0);
+        child->reap();
+    }
+}
+
 // -- polkit checks queued fairly, denials logged without a flood --
 
 // nsfd-test-a may get the net namespace of any process (a polkit rule);
