@@ -30,14 +30,15 @@ namespace nsfd::daemon {
 
 class CallerCache final {
   public:
-    // The bounds (README "Limits"). Subscribers' matches stay well below the
-    // bus's match limit: dbus-daemon's max_match_rules_per_connection is 512
-    // (its built-in default, which Debian's system.conf keeps).
+    // The bounds (README "Limits"). Subscribers' matches (one each, 240 at
+    // most) stay below both buses' match limits: dbus-daemon's
+    // max_match_rules_per_connection is 512 (its built-in default, which
+    // Debian's system.conf keeps), dbus-broker-launch's default 256.
     struct Limits {
         std::size_t cached = 4096;            // callers remembered (LRU)
-        std::size_t subscribersPerUser = 32;  // per uid other than root
-        std::size_t subscribers = 384;        // all uids but root together
-        std::size_t rootSubscribers = 64;     // root's own, beyond the others'
+        std::size_t subscribersPerUser = 16;  // per uid other than root
+        std::size_t subscribers = 192;        // all uids but root together
+        std::size_t rootSubscribers = 48;     // root's own, beyond the others'
     };
 
     struct Subscriber {

@@ -196,7 +196,7 @@ TEST_F(BusLimitsTest, SubscribersAreBoundedPerUidAndRootStillSubscribes) {
     Crowd a(kUser, 40, subscribe);
     auto [openedA, answeredA, errorA] = a.awaitReport();
     EXPECT_EQ(openedA, 40);
-    EXPECT_EQ(answeredA, 32) << "32 subscribers per uid";
+    EXPECT_EQ(answeredA, 16) << "16 subscribers per uid";
     EXPECT_EQ(errorA, err::kLimitExceeded);
     Crowd b(kOtherUser, 4, subscribe);
     auto [openedB, answeredB, errorB] = b.awaitReport();
@@ -205,7 +205,7 @@ TEST_F(BusLimitsTest, SubscribersAreBoundedPerUidAndRootStillSubscribes) {
     EXPECT_EQ(errorNameOf([&] { ManagerProxy(*root, /*subscribe=*/true); }), "");
     // A subscriber that hangs up gives its place back.
     a.release();
-    Crowd again(kUser, 32, subscribe);
+    Crowd again(kUser, 16, subscribe);
     auto [openedAgain, answeredAgain, errorAgain] = again.awaitReport();
     EXPECT_EQ(answeredAgain, openedAgain) << errorAgain;
     expectNsfddServesRoot();
