@@ -189,6 +189,23 @@ Authorizer::Authorizer(const Config& config) : config_(config), grants_(config) 
     deciders_.push_back(&grants_);
 }
 
+Authorizer::~Authorizer() {
+    for (const std::string& line : denials_.flush(DenialLog::Clock::now())) {
+        spdlog::warn("{}", line);
+    }
+}
+
+void Authorizer::logDenial(const Caller& caller, const Request& request, const std::string& why) {
+    DenialLog::Admission admission = denials_.admit(caller.uid, DenialLog::Clock::now());
+    for (const std::string& line : admission.summaries) {
+        spdlog::warn("{}", line);
+    }
+    if (admission.write) {
+        spdlog::warn("Denied uid {} (pid {}) to {} ({})", caller.uid, caller.pid, describe(request),
+                     why);
+    }
+}
+
 void Authorizer::remove(Decider& decider) {
     deciders_.erase(std::remove(deciders_.begin(), deciders_.end(), &decider), deciders_.end());
 }
@@ -221,10 +238,9 @@ void Authorizer::authorize(const Caller& caller, const Request& request, Done do
 }
 
 void Authorizer::next(std::shared_ptr<Pending> pending, std::size_t index) {
-    auto deny = [pending](std::string_view decider, ErrorKind kind, const std::string& message,
-                          const std::string& log) {
-        spdlog::warn("Denied uid {} (pid {}) to {} ({})", pending->caller.uid, pending->caller.pid,
-                     describe(pending->request), log);
+    auto deny = [this, pending](std::string_view decider, ErrorKind kind,
+                                const std::string& message, const std::string& log) {
+        logDenial(pending->caller, pending->request, log);
         pending->done(Decision{false, decider, kind, message});
     };
     std::string mayNot = "Access denied: uid " + std::to_string(pending->caller.uid) + " may not " +
@@ -256,6 +272,13 @@ void Authorizer::next(std::shared_ptr<Pending> pending, std::size_t index) {
                                         "); allow interactive authorization and retry",
                                     std::string(name) +
                                         " asks for authentication, which the caller did not allow");
+                               return;
+                           case Verdict::Busy:
+                               deny(name, ErrorKind::LimitExceeded,
+                                    "Too many authorization checks of uid " +
+                                        std::to_string(pending->caller.uid) + " wait for " +
+                                        std::string(name) + why + "; retry later",
+                                    std::string(name) + " is busy with this uid's checks" + why);
                                return;
                            case Verdict::Unavailable:
                                pending->unavailable = std::string(name) + why;

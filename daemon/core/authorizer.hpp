@@ -19,6 +19,7 @@
 
 #include "caller.hpp"
 #include "config.hpp"
+#include "denial_log.hpp"
 #include "nsfd/contract.hpp"
 #include "nsfd/info.hpp"
 #include "nsfd/ns.hpp"
@@ -102,6 +103,7 @@ class Decider {
         Deny,         // no, and nobody after is asked
         Challenge,    // only with authentication, which the caller did not allow
         Unavailable,  // could not decide (polkitd absent, timeout): as Pass at the end
+        Busy,         // too many of this caller's checks wait already: LimitExceeded
     };
     // `note`: why, for the log and the caller (e.g. "polkitd did not answer").
     using Answer = std::function<void(Verdict, std::string_view note)>;
@@ -154,6 +156,8 @@ class Authorizer {
 
     // The kernel rule and `config`'s grants; add() appends more deciders.
     explicit Authorizer(const Config& config);
+    // Logs what the denial log left out.
+    ~Authorizer();
     Authorizer(const Authorizer&) = delete;
     Authorizer& operator=(const Authorizer&) = delete;
 
@@ -164,7 +168,7 @@ class Authorizer {
 
     // Decides, then calls `done` once: before returning if no asynchronous
     // decider is asked, later otherwise. Denials are logged here, once, with
-    // the decider that said no.
+    // the decider that said no, a few lines per uid at most (DenialLog).
     void authorize(const Caller& caller, const Request& request, Done done);
 
     // The synchronous deciders' answer alone (root, kernel rule, grants): what
@@ -181,11 +185,13 @@ class Authorizer {
 
   private:
     void next(std::shared_ptr<struct Pending> pending, std::size_t index);
+    void logDenial(const Caller& caller, const Request& request, const std::string& why);
 
     const Config& config_;
     KernelRule kernelRule_;
     ConfigGrants grants_;
     std::vector<Decider*> deciders_;
+    DenialLog denials_;
 };
 
 }  // namespace nsfd::daemon

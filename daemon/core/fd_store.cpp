@@ -208,9 +208,11 @@ void FdStore::discard(const RestoredPidFd& restored) {
     }
 }
 
-bool FdStore::hasRoom() const {
+bool FdStore::hasRoom(bool forRoot) const {
     // The longest name an id can have: 16 hex digits and a ':'.
-    return !active_ || (stored_.size() + 1 < kMaxFds && namesLength_ + 17 <= kMaxNamesLength);
+    std::size_t reserve = forRoot ? 0 : kRootReserve;
+    return !active_ || (stored_.size() + 1 + reserve < kMaxFds &&
+                        namesLength_ + 17 * (1 + reserve) <= kMaxNamesLength);
 }
 
 void FdStore::add(int pidfd, std::uint64_t id, pid_t pid, uid_t tracker) {

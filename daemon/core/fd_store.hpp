@@ -70,7 +70,13 @@ class FdStore {
     // store owns it; -1 if no service manager keeps anything.
     int file(const std::string& name);
 
-    bool hasRoom() const;
+    // Slots only root may take: when other users' processes have filled the
+    // rest, root still tracks.
+    static constexpr std::size_t kRootReserve = 1024;
+
+    // Whether one more process fits; for users other than root, without the
+    // root's reserve.
+    bool hasRoom(bool forRoot) const;
     // Keeps `tracker`'s tracking of process `id`, and its pidfd the first time.
     void add(int pidfd, std::uint64_t id, pid_t pid, uid_t tracker);
     // Forgets one tracking; the pidfd goes with the last.

@@ -629,10 +629,11 @@ TrackedProcess& Manager::track(const Caller& caller, PidFd pidfd) {
     }
     bool isNew = process == nullptr;
     if (isNew) {
-        if (!fdStore_.hasRoom()) {
+        if (!fdStore_.hasRoom(caller.isRoot())) {
             throw ServiceError(ErrorKind::LimitExceeded,
                                "nsfdd tracks " + std::to_string(registry_.size()) +
-                                   " processes, as many as it can keep across a restart");
+                                   " processes, as many as it can keep across a restart" +
+                                   (caller.isRoot() ? "" : " for users other than root"));
         }
         checkFdBudget(1);
         process = &add(std::make_unique<TrackedProcess>(std::move(pidfd)));
@@ -686,7 +687,6 @@ void Manager::remove(std::uint64_t id) {
 
 void Manager::onStateChanged(TrackedProcess& process) {
     if (process.state() == ProcessState::Reaped) {
-        registry_.reaped(process);
         spdlog::info("Tracked pid {} (id {}) exited, wait status {}", process.pid(), process.id(),
                      process.exitStatus().value_or(kNoExitStatus));
     }

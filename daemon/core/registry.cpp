@@ -91,7 +91,6 @@ TrackedProcess* Registry::findReaped(pid_t pid) const {
 
 TrackedProcess& Registry::add(std::unique_ptr<TrackedProcess> process) {
     TrackedProcess& ref = *process;
-    ref.counted_ = ref.state() != ProcessState::Reaped;
     byPid_.emplace(ref.pid(), ref.id());
     byId_.emplace(ref.id(), std::move(process));
     return ref;
@@ -127,7 +126,7 @@ bool Registry::removeTracker(TrackedProcess& process, uid_t uid) {
     return true;
 }
 
-void Registry::reaped(TrackedProcess& process) {
+void Registry::uncount(TrackedProcess& process) {
     if (!process.counted_) {
         return;
     }
@@ -143,7 +142,7 @@ void Registry::remove(std::uint64_t id) {
         return;
     }
     TrackedProcess& process = *it->second;
-    reaped(process);  // no longer counts, whatever its state
+    uncount(process);
     auto [first, last] = byPid_.equal_range(process.pid());
     for (auto pidIt = first; pidIt != last; ++pidIt) {
         if (pidIt->second == id) {

@@ -72,7 +72,7 @@ class TrackedProcess {
     std::optional<int> exitStatus_;
     Info lastInfo_;
     std::vector<std::uint64_t> pidNamespaces_;
-    bool counted_ = false;                    // its trackers count against their quotas
+    bool counted_ = true;                     // its trackers count against their quotas
     std::unique_ptr<Attachment> attachment_;  // declared last: goes first
 };
 
@@ -90,11 +90,14 @@ class Registry {
     // Each returns whether anything changed.
     bool addTracker(TrackedProcess& process, uid_t uid);
     bool removeTracker(TrackedProcess& process, uid_t uid);
-    // Call when `process` reached Reaped: its trackers' quotas get it back.
-    void reaped(TrackedProcess& process);
+    // Its trackers' quotas get `process` back (it is being removed).
+    void uncount(TrackedProcess& process);
 
     std::size_t size() const noexcept { return byId_.size(); }
-    // Processes `uid` tracks that have not been reaped: what its quota counts.
+    // Processes `uid` tracks, reaped ones in their retention too: what its
+    // quota counts. A reaped process holds a slot of the fd store until its
+    // retention ends; counting it keeps one user's short-lived processes
+    // from filling the store for everyone (issue 22).
     std::size_t countTrackedBy(uid_t uid) const;
     std::vector<TrackedProcess*> all() const;
 

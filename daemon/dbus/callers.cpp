@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <optional>
 #include <sstream>
 
@@ -66,56 +67,97 @@ void completeFromProcess(Caller& caller, bool wantGroups, const OwnNamespaces& o
 
 }  // namespace
 
-CallerCache::CallerCache(sd_bus* bus) : bus_(bus), own_(OwnNamespaces::ofSelf()) {}
+CallerCache::CallerCache(sd_bus* bus, Limits limits)
+    : bus_(bus), own_(OwnNamespaces::ofSelf()), limits_(limits) {}
 
 Caller CallerCache::callerOf(sd_bus_message* call) {
-    Caller caller = peerOf(call).caller;
+    Caller caller = lookUp(call);
     caller.allowInteractive = sd_bus_message_get_allow_interactive_authorization(call) > 0;
     return caller;
 }
 
-CallerCache::Peer& CallerCache::peerOf(sd_bus_message* call) {
+const Caller& CallerCache::lookUp(sd_bus_message* call) {
     const char* sender = sd_bus_message_get_sender(call);
     if (sender == nullptr) {
         throw ServiceError(ErrorKind::AccessDenied, "No caller to authorize");
     }
-    auto it = peers_.find(sender);
-    if (it != peers_.end()) {
-        return *it->second;
+    auto it = cached_.find(sender);
+    if (it == cached_.end()) {
+        sd_bus_creds* raw = nullptr;
+        int r = sd_bus_query_sender_creds(call, kCredsMask, &raw);
+        BusCreds creds(raw);
+        remember(sender, callerFrom(creds.get(), r, sender));
+        it = cached_.find(sender);
+    } else {
+        ages_.splice(ages_.end(), ages_, it->second.age);
     }
-    sd_bus_creds* raw = nullptr;
-    int r = sd_bus_query_sender_creds(call, kCredsMask, &raw);
-    BusCreds creds(raw);
-    return add(sender, callerFrom(creds.get(), r, sender));
+    return it->second.caller;
 }
 
-CallerCache::Peer& CallerCache::add(const std::string& name, Caller caller) {
-    auto peer = std::make_unique<Peer>();
-    peer->cache = this;
-    peer->name = name;
-    peer->caller = std::move(caller);
-    sd_bus_track* track = nullptr;
-    checkBus(sd_bus_track_new(bus_, &track, onPeerGone, peer.get()),
-             "Failed to watch a caller's connection");
-    peer->track.reset(track);
-    checkBus(sd_bus_track_add_name(track, name.c_str()), "Failed to watch a caller's connection");
-    // The track's match goes to the bus after the caller's call came; had the
-    // caller left in between, no signal would say so. The bus answers this
-    // after the match is in place.
+void CallerCache::remember(const std::string& name, const Caller& caller) {
+    if (cached_.size() >= limits_.cached && !ages_.empty()) {
+        cached_.erase(ages_.front());  // asked again if it calls again
+        ages_.pop_front();
+    }
+    ages_.push_back(name);
+    cached_.insert_or_assign(name, Cached{caller, std::prev(ages_.end())});
+}
+
+int CallerCache::subscribe(sd_bus_message* call) {
+    Caller caller = lookUp(call);
+    auto it = subscribers_.find(caller.busName);
+    if (it != subscribers_.end()) {
+        return replyEmpty(call);  // subscribed, or about to be
+    }
+    addSubscriber(caller.busName, caller).pendingSubscribe.reset(sd_bus_message_ref(call));
+    return 1;
+}
+
+void CallerCache::unsubscribe(sd_bus_message* call) {
+    const char* sender = sd_bus_message_get_sender(call);
+    if (sender != nullptr) {
+        forget(sender);
+    }
+}
+
+CallerCache::Subscriber& CallerCache::addSubscriber(const std::string& name, const Caller& caller) {
+    auto countOf = [&](uid_t uid) -> std::size_t {
+        auto it = subscribersOf_.find(uid);
+        return it == subscribersOf_.end() ? 0 : it->second;
+    };
+    std::size_t ofUid = countOf(caller.uid);
+    std::size_t others = subscribers_.size() - countOf(0);
+    if (!caller.isRoot() && ofUid >= limits_.subscribersPerUser) {
+        throw ServiceError(ErrorKind::LimitExceeded, "uid " + std::to_string(caller.uid) + " has " +
+                                                         std::to_string(ofUid) +
+                                                         " subscribers, its share of nsfdd's news");
+    }
+    if (!caller.isRoot() && others >= limits_.subscribers) {
+        throw ServiceError(ErrorKind::LimitExceeded,
+                           "nsfdd has " + std::to_string(others) +
+                               " subscribers, all it takes (root still may subscribe)");
+    }
+    if (caller.isRoot() && ofUid >= limits_.rootSubscribers) {
+        throw ServiceError(ErrorKind::LimitExceeded,
+                           "root has " + std::to_string(ofUid) + " subscribers, all it may have");
+    }
+    auto subscriber = std::make_unique<Subscriber>();
+    subscriber->cache = this;
+    subscriber->name = name;
+    subscriber->caller = caller;
+    std::string match =
+        "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+        "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" +
+        name + "'";
     sd_bus_slot* slot = nullptr;
-    checkBus(sd_bus_call_method_async(bus_, &slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                      "org.freedesktop.DBus", "GetNameOwner", onOwnerChecked,
-                                      peer.get(), "s", name.c_str()),
-             "Failed to watch a caller's connection");
-    peer->ownerCheck.reset(slot);
-    return *peers_.emplace(name, std::move(peer)).first->second;
-}
-
-void CallerCache::setSubscribed(Peer& peer, bool subscribed) {
-    if (peer.subscribed != subscribed) {
-        peer.subscribed = subscribed;
-        saveSubscribers();
-    }
+    // With an install callback, a match the bus refuses is ours to handle;
+    // without one sd-bus would close nsfdd's connection.
+    checkBus(sd_bus_add_match_async(bus_, &slot, match.c_str(), onNameOwnerChanged,
+                                    onMatchInstalled, subscriber.get()),
+             "Failed to watch a subscriber's connection");
+    subscriber->gone.reset(slot);
+    ++subscribersOf_[caller.uid];
+    return *subscribers_.emplace(name, std::move(subscriber)).first->second;
 }
 
 void CallerCache::saveSubscribers() {
@@ -123,7 +165,7 @@ void CallerCache::saveSubscribers() {
         return;
     }
     std::string names;
-    forEachSubscriber([&](const Peer& peer) { names += peer.name + "\n"; });
+    forEachSubscriber([&](const Subscriber& subscriber) { names += subscriber.name + "\n"; });
     if (::pwrite(subscribersFile_, names.data(), names.size(), 0) !=
             static_cast<ssize_t>(names.size()) ||
         ::ftruncate(subscribersFile_, static_cast<off_t>(names.size())) < 0) {
@@ -150,17 +192,19 @@ void CallerCache::keepSubscribersIn(int file) {
     std::istringstream lines(text);
     std::size_t restored = 0;
     for (std::string name; std::getline(lines, name);) {
-        if (name.empty() || name[0] != ':' || peers_.count(name) != 0) {
+        if (name.empty() || name[0] != ':' || subscribers_.count(name) != 0) {
             continue;
         }
         sd_bus_creds* raw = nullptr;
         int r = sd_bus_get_name_creds(bus_, name.c_str(), kCredsMask, &raw);
         BusCreds creds(raw);
         try {
-            add(name, callerFrom(creds.get(), r, name)).subscribed = true;
+            Caller caller = callerFrom(creds.get(), r, name);
+            remember(name, caller);
+            addSubscriber(name, caller);
             ++restored;
         } catch (const std::exception& e) {
-            spdlog::debug("Subscriber {} is gone: {}", name, e.what());
+            spdlog::debug("Subscriber {} is not taken back: {}", name, e.what());
         }
     }
     if (restored > 0) {
@@ -170,27 +214,80 @@ void CallerCache::keepSubscribersIn(int file) {
 }
 
 void CallerCache::forget(const std::string& name) {
-    auto it = peers_.find(name);
-    if (it != peers_.end()) {
-        bool subscribed = it->second->subscribed;
-        peers_.erase(it);
-        if (subscribed) {
-            saveSubscribers();
-        }
+    auto it = subscribers_.find(name);
+    if (it == subscribers_.end()) {
+        return;
+    }
+    bool inPlace = !it->second->pendingSubscribe;
+    auto counted = subscribersOf_.find(it->second->caller.uid);
+    if (counted != subscribersOf_.end() && --counted->second == 0) {
+        subscribersOf_.erase(counted);
+    }
+    // The slots may be the ones sd-bus is calling us from: it holds its own
+    // references meanwhile, as for systemd's polkit callbacks.
+    subscribers_.erase(it);
+    if (inPlace) {
+        saveSubscribers();
     }
 }
 
-int CallerCache::onPeerGone(sd_bus_track* /*track*/, void* userdata) {
-    auto* peer = static_cast<Peer*>(userdata);
-    peer->cache->forget(peer->name);  // sd-bus holds its own reference to the track meanwhile
+int CallerCache::onNameOwnerChanged(sd_bus_message* message, void* userdata,
+                                    sd_bus_error* /*error*/) {
+    auto* subscriber = static_cast<Subscriber*>(userdata);
+    const char *name = nullptr, *oldOwner = nullptr, *newOwner = nullptr;
+    if (sd_bus_message_read(message, "sss", &name, &oldOwner, &newOwner) >= 0 &&
+        (newOwner == nullptr || newOwner[0] == '\0')) {
+        subscriber->cache->forget(subscriber->name);
+    }
+    return 0;
+}
+
+int CallerCache::onMatchInstalled(sd_bus_message* reply, void* userdata, sd_bus_error* /*error*/) {
+    auto* subscriber = static_cast<Subscriber*>(userdata);
+    CallerCache* cache = subscriber->cache;
+    BusMessage call = std::move(subscriber->pendingSubscribe);
+    if (const sd_bus_error* error = sd_bus_message_get_error(reply)) {
+        std::string why = std::string("The bus refused to watch subscriber ") + subscriber->name +
+                          ": " + (error->name ? error->name : "") + ": " +
+                          (error->message ? error->message : "");
+        spdlog::warn("{}", why);
+        std::string name = subscriber->name;
+        cache->forget(name);  // `subscriber` is gone from here on
+        if (call) {
+            replyError(call.get(), ErrorKind::LimitExceeded, why);
+        }
+        return 0;
+    }
+    // The match is in place from here on; had the subscriber left before,
+    // no signal would say so. The bus answers this after the match.
+    sd_bus_slot* slot = nullptr;
+    int r = sd_bus_call_method_async(
+        cache->bus_, &slot, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+        "GetNameOwner", onOwnerChecked, subscriber, "s", subscriber->name.c_str());
+    if (r < 0) {
+        std::string name = subscriber->name;
+        cache->forget(name);
+        if (call) {
+            replyError(
+                call.get(), ErrorKind::LimitExceeded,
+                std::string("Failed to watch subscriber ") + name + ": " + std::strerror(-r));
+        }
+        return 0;
+    }
+    subscriber->ownerCheck.reset(slot);
+    cache->saveSubscribers();
+    if (call) {
+        replyEmpty(call.get());
+    }
     return 0;
 }
 
 int CallerCache::onOwnerChecked(sd_bus_message* reply, void* userdata, sd_bus_error* /*error*/) {
-    auto* peer = static_cast<Peer*>(userdata);
-    peer->ownerCheck.reset();  // as systemd's polkit callbacks do: the slot may go in its callback
+    auto* subscriber = static_cast<Subscriber*>(userdata);
+    subscriber->ownerCheck
+        .reset();  // as systemd's polkit callbacks do: the slot may go in its callback
     if (sd_bus_message_is_method_error(reply, nullptr) != 0) {
-        peer->cache->forget(peer->name);  // it left before the track was in place
+        subscriber->cache->forget(subscriber->name);  // it left before the match was in place
     }
     return 0;
 }

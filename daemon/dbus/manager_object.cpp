@@ -267,16 +267,14 @@ int sendSignalBySelector(sd_bus_message* call, void* userdata, sd_bus_error* /*e
 int subscribe(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return serveCall(call, [&] {
         // Anyone may subscribe: the news says only what each subscriber may see.
-        CallerCache& callers = endpointOf(userdata).callers();
-        callers.setSubscribed(callers.peerOf(call), true);
-        return replyEmpty(call);
+        // Bounded per uid (LimitExceeded); the reply waits for the bus's match.
+        return endpointOf(userdata).callers().subscribe(call);
     });
 }
 
 int unsubscribe(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return serveCall(call, [&] {
-        CallerCache& callers = endpointOf(userdata).callers();
-        callers.setSubscribed(callers.peerOf(call), false);
+        endpointOf(userdata).callers().unsubscribe(call);
         return replyEmpty(call);
     });
 }

@@ -24,7 +24,7 @@ template <typename Build>
 void BusNews::tell(const TrackedProcess& process, const char* path, const char* interface,
                    const char* member, Build&& build) {
     Manager& core = endpoint_.core();
-    endpoint_.callers().forEachSubscriber([&](const CallerCache::Peer& peer) {
+    endpoint_.callers().forEachSubscriber([&](const CallerCache::Subscriber& peer) {
         if (!core.isVisible(peer.caller, process)) {
             return;
         }

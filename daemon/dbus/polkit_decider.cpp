@@ -1,10 +1,32 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "polkit_decider.hpp"
 
+#include <algorithm>
+#include <cstring>
 #include <string>
+#include <system_error>
+#include <vector>
+
 #include "nsfd/socket_names.hpp"
 
 namespace nsfd::daemon {
+
+namespace {
+
+// A Varlink caller (a process, no bus name) is there while its process runs
+// with the start time it had when it called.
+bool processStillThere(const Caller& caller) {
+    if (caller.startTime == 0) {
+        return true;  // nothing to compare: polkit will say
+    }
+    try {
+        return processStartTime(caller.pid) == caller.startTime;
+    } catch (const std::system_error&) {
+        return false;
+    }
+}
+
+}  // namespace
 
 std::string_view polkitActionOf(Action action) noexcept {
     switch (action) {
@@ -51,6 +73,11 @@ const char* boolean(bool value) noexcept {
 
 }  // namespace
 
+PolkitDecider::PolkitDecider(sd_bus* bus, PolkitClient::Options options, Limits limits)
+    : client_(bus, options), bus_(bus), limits_(limits) {}
+
+PolkitDecider::~PolkitDecider() = default;
+
 void PolkitDecider::decide(const Caller& caller, const Request& request, Answer answer) {
     if (polkitActionOf(request.action).empty()) {
         answer(Verdict::Pass, {});
@@ -60,7 +87,127 @@ void PolkitDecider::decide(const Caller& caller, const Request& request, Answer 
         answer(Verdict::Deny, why);
         return;
     }
-    check(caller, request, 0, std::move(answer));
+    uid_t uid = caller.uid;
+    auto queue = waitingOf_.find(uid);
+    bool othersOfUidWait = queue != waitingOf_.end() && !queue->second.empty();
+    auto ofUid = inFlightOf_.find(uid);
+    std::size_t inFlightOfUid = ofUid == inFlightOf_.end() ? 0 : ofUid->second;
+    if (!othersOfUidWait && inFlight_ < limits_.inFlight &&
+        inFlightOfUid < limits_.inFlightPerUser) {
+        start(Queued{caller, request, std::move(answer), false});
+        return;
+    }
+    std::size_t waitingOfUid = othersOfUidWait ? queue->second.size() : 0;
+    if (waitingOfUid >= limits_.waitingPerUser || waiting_ >= limits_.waiting) {
+        answer(Verdict::Busy, std::to_string(waitingOfUid) + " of its and " +
+                                  std::to_string(waiting_) + " in all wait already");
+        return;
+    }
+    waitingOf_[uid].push_back(Queued{caller, request, std::move(answer), true});
+    ++waiting_;
+}
+
+void PolkitDecider::start(Queued decision) {
+    uid_t uid = decision.caller.uid;
+    ++inFlight_;
+    ++inFlightOf_[uid];
+    Answer done = [this, uid, answer = std::move(decision.answer)](Verdict verdict,
+                                                                   std::string_view note) {
+        finish(uid, answer, verdict, note);
+    };
+    if (!decision.waited || decision.caller.busName.empty()) {
+        try {
+            check(decision.caller, decision.request, 0, done);
+        } catch (const std::exception& e) {  // out of memory
+            done(Verdict::Unavailable, e.what());
+        }
+        return;
+    }
+    // It waited: is its caller still on the bus? (GetNameOwner is answered
+    // by the bus itself, and counts against no limit of pending replies.)
+    auto pending = std::make_unique<OwnerCheck>();
+    pending->self = this;
+    pending->key = nextOwnerCheck_++;
+    pending->caller = std::move(decision.caller);
+    pending->request = std::move(decision.request);
+    pending->done = std::move(done);
+    sd_bus_slot* slot = nullptr;
+    int r = sd_bus_call_method_async(bus_, &slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                     "org.freedesktop.DBus", "GetNameOwner", &onOwnerChecked,
+                                     pending.get(), "s", pending->caller.busName.c_str());
+    if (r < 0) {
+        pending->done(Verdict::Unavailable, std::string("Failed to ask the bus whether the caller "
+                                                        "is still there: ") +
+                                                std::strerror(-r));
+        return;
+    }
+    pending->slot.reset(slot);
+    ownerChecks_.emplace(pending->key, std::move(pending));
+}
+
+int PolkitDecider::onOwnerChecked(sd_bus_message* reply, void* userdata,
+                                  sd_bus_error* /*error*/) noexcept {
+    auto* pending = static_cast<OwnerCheck*>(userdata);
+    PolkitDecider* self = pending->self;
+    auto node = self->ownerChecks_.extract(pending->key);  // sd-bus holds the slot meanwhile
+    OwnerCheck& check = *node.mapped();
+    if (sd_bus_message_is_method_error(reply, nullptr) != 0) {
+        check.done(Verdict::Unavailable, "the caller hung up before polkit was asked");
+        return 0;
+    }
+    try {
+        self->check(check.caller, check.request, 0, check.done);
+    } catch (const std::exception& e) {
+        check.done(Verdict::Unavailable, e.what());
+    }
+    return 0;
+}
+
+void PolkitDecider::finish(uid_t uid, const Answer& answer, Verdict verdict,
+                           std::string_view note) {
+    Answer keep = answer;  // `answer` lives in a callback that goes with the check
+    std::string why(note);
+    --inFlight_;
+    auto it = inFlightOf_.find(uid);
+    if (it != inFlightOf_.end() && --it->second == 0) {
+        inFlightOf_.erase(it);
+    }
+    startWaiting();
+    keep(verdict, why);
+}
+
+void PolkitDecider::startWaiting() {
+    std::vector<Queued> gone;
+    while (inFlight_ < limits_.inFlight && waiting_ > 0) {
+        // The next uid after the last one served that has room, round the table.
+        auto eligible = [&](const auto& entry) {
+            auto ofUid = inFlightOf_.find(entry.first);
+            return !entry.second.empty() &&
+                   (ofUid == inFlightOf_.end() || ofUid->second < limits_.inFlightPerUser);
+        };
+        auto it = std::find_if(waitingOf_.upper_bound(lastServed_), waitingOf_.end(), eligible);
+        if (it == waitingOf_.end()) {
+            it = std::find_if(waitingOf_.begin(), waitingOf_.end(), eligible);
+        }
+        if (it == waitingOf_.end()) {
+            break;  // every uid that waits has its share in flight
+        }
+        Queued decision = std::move(it->second.front());
+        it->second.pop_front();
+        --waiting_;
+        lastServed_ = it->first;
+        if (it->second.empty()) {
+            waitingOf_.erase(it);
+        }
+        if (decision.caller.busName.empty() && !processStillThere(decision.caller)) {
+            gone.push_back(std::move(decision));
+            continue;
+        }
+        start(std::move(decision));
+    }
+    for (Queued& decision : gone) {
+        decision.answer(Verdict::Unavailable, "the caller exited before polkit was asked");
+    }
 }
 
 void PolkitDecider::check(const Caller& caller, const Request& request, std::size_t namespaceIndex,

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "server.hpp"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -168,7 +170,12 @@ void Server::acceptSome() {
             continue;  // closing it is all we can do
         }
         // Refused connections are simply closed: the client sees end of file.
-        if (connections_.size() >= limits_.maxConnections) {
+        // The last rootConnections are root's: others cannot lock it out.
+        std::size_t room = peer.uid == 0
+                               ? limits_.maxConnections
+                               : limits_.maxConnections -
+                                     std::min(limits_.rootConnections, limits_.maxConnections);
+        if (connections_.size() >= room) {
             report(peer, "connection refused: too many connections");
             continue;
         }

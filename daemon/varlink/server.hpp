@@ -57,6 +57,9 @@ struct ServerLimits {
     // (1 + maxUnsentFds) = 66,000, under the 524,288 systemd gives a service.
     std::size_t maxConnections = 512;
     std::size_t maxConnectionsPerUid = 64;
+    // Of maxConnections, those only root may take (and root's own uid bound
+    // is maxConnectionsPerUid as for everyone).
+    std::size_t rootConnections = 32;
     // Replies a client has not read yet, fds included (each held fd counts
     // against nsfdd's RLIMIT_NOFILE). Beyond either bound the client is
     // disconnected. 4 MiB holds ListProcesses of 100,000 processes.

@@ -149,7 +149,10 @@ TEST_F(CoreTest, UntrackByACallerThatTracksNothingDropsEveryTracking) {
     EXPECT_EQ(manager_->find(id), nullptr);
 }
 
-TEST_F(CoreTest, QuotasCountLiveTrackingsPerTrackerAndAReapedProcessGivesItsPlaceBack) {
+// A reaped process holds its slot of the fd store for its retention, so it
+// counts against its trackers' quotas until then, or until they untrack it
+// (issue 22: one user's short-lived processes filled the store).
+TEST_F(CoreTest, QuotasCountTrackingsPerTrackerAndAReapedProcessUntilItsTrackerLetsGo) {
     config_.trackedPerUser = 1;
     Child first = Child::spawn(), second = Child::spawn();
     Caller a = callerWithUid(60001), b = callerWithUid(60002);
@@ -163,12 +166,14 @@ TEST_F(CoreTest, QuotasCountLiveTrackingsPerTrackerAndAReapedProcessGivesItsPlac
         EXPECT_NE(std::string(e.what()).find("already tracks 1 processes"), std::string::npos)
             << e.what();
     }
-    config_.retention = std::chrono::seconds(60);  // kept, reaped: must not count
+    config_.retention = std::chrono::seconds(60);  // kept, reaped: still counts
     first.release(0);
     first.reap();
     ASSERT_TRUE(runUntil([&] { return manager_->find(id)->state() == ProcessState::Reaped; }));
+    EXPECT_THROW(track(a, second), ServiceError);
+    manager_->untrack(a, id);  // a has read its exit status: gives the place back
     EXPECT_NO_THROW(track(a, second));
-    EXPECT_NE(manager_->find(id), nullptr) << "still retained";
+    EXPECT_NE(manager_->find(id), nullptr) << "still retained for b";
 }
 
 TEST_F(CoreTest, ALookupByPidFindsTheProcessThatHasThatPidNow) {

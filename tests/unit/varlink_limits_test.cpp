@@ -165,6 +165,7 @@ TEST_F(VarlinkLimitsTest, ConnectionsPerUidAndInAll) {
     varlink::ServerLimits limits;
     limits.maxConnections = 3;
     limits.maxConnectionsPerUid = 2;
+    limits.rootConnections = 0;
     startServer(limits);
     TestClient first(*this);
     TestClient second(*this);
@@ -188,6 +189,30 @@ TEST_F(VarlinkLimitsTest, ConnectionsPerUidAndInAll) {
     first.close();
     EXPECT_TRUE(turnUntil([&] { return server_->connectionCount() == 2; }));
     expectBystanderServed();
+}
+
+// Other users together cannot take the connections kept for root (issue 22).
+TEST_F(VarlinkLimitsTest, RootFindsRoomWhenOtherUsersHaveTakenTheRest) {
+    varlink::ServerLimits limits;
+    limits.maxConnections = 4;
+    limits.maxConnectionsPerUid = 2;
+    limits.rootConnections = 2;
+    startServer(limits);
+    std::optional<TestClient> nobody;
+    std::optional<TestClient> other;
+    std::optional<TestClient> third;
+    runAsUser(65534, 65534, [&] { nobody.emplace(*this); });
+    runAsUser(65533, 65533, [&] { other.emplace(*this); });
+    runAsUser(65532, 65532, [&] { third.emplace(*this); });  // the rest is root's
+    turn();
+    EXPECT_TRUE(third->awaitClosed());
+    EXPECT_TRUE(reported("connection refused: too many connections"));
+    TestClient root(*this);
+    TestClient rootAgain(*this);
+    for (TestClient* client : {&*nobody, &*other, &root, &rootAgain}) {
+        client->call("org.varlink.service.GetInfo");
+        EXPECT_TRUE(client->read());
+    }
 }
 
 TEST_F(VarlinkLimitsTest, PendingCallsStopTheReadingNotTheClient) {
