@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -16,6 +17,9 @@
 namespace nsfd::daemon {
 
 namespace {
+
+// How often cached callers whose process has exited are dropped (onSweep).
+constexpr std::uint64_t kSweepUsec = 1000 * 1000;
 
 // What nsfdd asks sd-bus of a caller: what the bus vouches for, nothing from /proc.
 constexpr std::uint64_t kCredsMask =
@@ -70,6 +74,39 @@ void completeFromProcess(Caller& caller, bool wantGroups, const OwnNamespaces& o
 CallerCache::CallerCache(sd_bus* bus, Limits limits)
     : bus_(bus), own_(OwnNamespaces::ofSelf()), limits_(limits) {}
 
+void CallerCache::armSweep() {
+    // The first time a caller is cached: the bus is attached to the loop by then.
+    sd_event* event = sd_bus_get_event(bus_);
+    sd_event_source* source = nullptr;
+    int r = event == nullptr ? -ENXIO
+                             : sd_event_add_time_relative(event, &source, CLOCK_MONOTONIC,
+                                                          kSweepUsec, 0, &onSweep, this);
+    if (r < 0) {
+        spdlog::warn("Failed to arm the sweep of exited callers, their pidfds stay cached: {}",
+                     std::strerror(-r));
+        sweepFailed_ = true;
+        return;
+    }
+    sweep_.reset(source);
+}
+
+int CallerCache::onSweep(sd_event_source* source, std::uint64_t usec, void* userdata) {
+    auto* self = static_cast<CallerCache*>(userdata);
+    for (auto it = self->ages_.begin(); it != self->ages_.end();) {
+        auto cached = self->cached_.find(*it);
+        if (cached != self->cached_.end() && cached->second.caller.pidfd &&
+            cached->second.caller.pidfd->hasExited()) {
+            self->cached_.erase(cached);
+            it = self->ages_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    sd_event_source_set_time(source, usec + kSweepUsec);
+    sd_event_source_set_enabled(source, SD_EVENT_ON);
+    return 0;
+}
+
 Caller CallerCache::callerOf(sd_bus_message* call) {
     Caller caller = lookUp(call);
     caller.allowInteractive = sd_bus_message_get_allow_interactive_authorization(call) > 0;
@@ -101,6 +138,9 @@ void CallerCache::remember(const std::string& name, const Caller& caller) {
     }
     ages_.push_back(name);
     cached_.insert_or_assign(name, Cached{caller, std::prev(ages_.end())});
+    if (!sweep_ && !sweepFailed_) {
+        armSweep();
+    }
 }
 
 int CallerCache::subscribe(sd_bus_message* call) {

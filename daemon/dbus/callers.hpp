@@ -25,6 +25,7 @@
 
 #include "bus.hpp"
 #include "core/caller.hpp"
+#include "core/event_loop.hpp"
 
 namespace nsfd::daemon {
 
@@ -98,6 +99,8 @@ class CallerCache final {
     static int onNameOwnerChanged(sd_bus_message* message, void* userdata, sd_bus_error* error);
     static int onMatchInstalled(sd_bus_message* reply, void* userdata, sd_bus_error* error);
     static int onOwnerChecked(sd_bus_message* reply, void* userdata, sd_bus_error* error);
+    void armSweep();
+    static int onSweep(sd_event_source* source, std::uint64_t usec, void* userdata);
     void forget(const std::string& name);
 
     int subscribersFile_ = -1;  // owned by the fd store
@@ -106,6 +109,12 @@ class CallerCache final {
     Limits limits_;
     std::unordered_map<std::string, Cached> cached_;
     std::list<std::string> ages_;  // least recently used first
+    // Each cached caller holds its process's pidfd (core/caller.hpp); once that
+    // process has exited, its entry goes, with the fd, at the next sweep (a
+    // second apart): the connection, if it lives on, is identified anew and
+    // fails closed, as one first seen after its maker exited.
+    EventSource sweep_;
+    bool sweepFailed_ = false;
     std::map<std::string, std::unique_ptr<Subscriber>> subscribers_;
     std::map<uid_t, std::size_t> subscribersOf_;
 };
