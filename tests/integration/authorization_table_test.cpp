@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Every method against every kind of caller, as real users, cell by cell
 // against the table in SECURITY.md.
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <sys/socket.h>
 
 #include <sstream>
 

@@ -24,7 +24,7 @@ enum class ErrorKind {
     // namespace, failed (the message names the errno, e.g. EPERM for a raw
     // socket without CAP_NET_RAW there). No fd.
     SocketFailed,
-    Failed,                            // anything else
+    Failed,  // anything else
     // A live process outside nsfdd's pid namespace (PIDFD_GET_INFO: EREMOTE,
     // 6.18): nsfdd cannot see it, so it can neither act on it nor watch it.
     OutsidePidNamespace,
