@@ -217,6 +217,11 @@ std::pair<int, std::string> nsfdctlWithLimit(int limit, const std::string& trans
 // out of fds, with its limit (exit 1), never that nsfdd is away (3) or that
 // the arguments were bad (2); nsfdd keeps nothing of it.
 TEST_F(InteropTest, ACallerOutOfFdsIsToldItsOwnLimitOnBothTransports) {
+    if (NSFD_TEST_SANITIZED) {
+        // The sanitizers' runtime needs fds of its own in nsfdctl: under a few
+        // fds UBSan's vptr check reports objects it could not look up.
+        GTEST_SKIP() << "nsfdctl under ulimit -n 5 to 32 is checked in the plain build only";
+    }
     Child target = spawnAs(kUser);
     std::string pid = std::to_string(target.pid());
     int before = daemon_->openFdCount();
