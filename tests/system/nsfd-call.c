@@ -7,10 +7,20 @@
  * and one call on nsfdd's Varlink socket (no bus), which Debian 12 has no client for:
  *   nsfd-call varlink METHOD JSON  prints "fd: TARGET" for each fd received, then the
  *                                  reply; exits 1 on an error reply
+ * and a target for OpenSocket, a service only reachable from inside its own network namespace:
+ *   nsfd-call serve-in-netns PORT  unshares a network namespace, brings its loopback up,
+ *                                  listens on 127.0.0.1:PORT there and answers each
+ *                                  connection with "hello from inside", forever
  * Built on the host by tests/system/run, run in the container (libsystemd0). */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -77,9 +87,52 @@ static int varlink_call(const char* method, const char* parameters) {
     return strstr(reply, "\"error\"") != NULL ? 1 : 0;
 }
 
+static int serve_in_netns(int port) {
+    if (unshare(CLONE_NEWNET) < 0) {
+        perror("unshare(CLONE_NEWNET)");
+        return 1;
+    }
+    struct ifreq lo;
+    memset(&lo, 0, sizeof(lo));
+    strcpy(lo.ifr_name, "lo");
+    int control = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (control < 0 || ioctl(control, SIOCGIFFLAGS, &lo) < 0) {
+        perror("SIOCGIFFLAGS lo");
+        return 1;
+    }
+    lo.ifr_flags |= IFF_UP;
+    if (ioctl(control, SIOCSIFFLAGS, &lo) < 0) {
+        perror("SIOCSIFFLAGS lo");
+        return 1;
+    }
+    close(control);
+    int listening = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (listening < 0 || bind(listening, (struct sockaddr*)&address, sizeof(address)) < 0 ||
+        listen(listening, 16) < 0) {
+        perror("listen on 127.0.0.1");
+        return 1;
+    }
+    for (;;) {
+        int connection = accept4(listening, NULL, NULL, SOCK_CLOEXEC);
+        if (connection < 0) {
+            continue;
+        }
+        static const char hello[] = "hello from inside\n";
+        if (write(connection, hello, sizeof(hello) - 1) < 0) {
+            perror("write");
+        }
+        close(connection);
+    }
+}
+
 int main(int argc, char** argv) {
     if (argc == 4 && strcmp(argv[1], "varlink") == 0) {
         return varlink_call(argv[2], argv[3]);
+    }
+    if (argc == 3 && strcmp(argv[1], "serve-in-netns") == 0) {
+        return serve_in_netns(atoi(argv[2]));
     }
     sd_bus* bus = NULL;
     sd_bus_error error = SD_BUS_ERROR_NULL;
