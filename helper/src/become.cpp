@@ -82,6 +82,12 @@ bool isExactly(const Identity& identity) {
 
 Step enterAndBecome(std::span<const NamespaceToEnter> namespaces,
                     const Identity& identity) noexcept {
+    // The kernel clears the parent-death signal at every change of uid or
+    // gid (prctl(2)); it is set again once they are the caller's.
+    int deathSignal = 0;
+    if (::prctl(PR_GET_PDEATHSIG, &deathSignal, 0, 0, 0) < 0) {
+        deathSignal = 0;
+    }
     for (const NamespaceToEnter& ns : namespaces) {
         if (::setns(ns.fd, ns.nsType) < 0) {
             return Step::EnterNamespace;
@@ -119,6 +125,9 @@ Step enterAndBecome(std::span<const NamespaceToEnter> namespaces,
     if (!isExactly(identity)) {
         errno = EPERM;
         return Step::CheckIdentity;
+    }
+    if (deathSignal != 0 && ::prctl(PR_SET_PDEATHSIG, deathSignal, 0, 0, 0) < 0) {
+        return Step::DeathSignal;
     }
     return Step::None;
 }

@@ -35,6 +35,8 @@ const char* describe(Step step) noexcept {
             return "drop every capability";
         case Step::NoNewPrivileges:
             return "set no_new_privs";
+        case Step::DeathSignal:
+            return "set the parent-death signal again";
         case Step::CheckIdentity:
             return "check the identity taken";
         case Step::Socket:

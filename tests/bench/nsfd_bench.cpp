@@ -631,8 +631,8 @@ class Suite {
             "`OpenSocket` (inet stream) over Varlink / `GetNamespace` over Varlink (allowed "
             "non-root caller)",
             format("%.1f us / %.1f us (first call, starting nsfd-helper and its worker: %.0f us; "
-                   "bound by the two extra hops, nsfdd to the helper to the worker kept for "
-                   "this caller and namespace, the socket passed twice)",
+                   "bound by the one extra hop, nsfdd to the worker kept for this caller "
+                   "and namespace, socket(2) itself, and the socket passed twice)",
                    socketUs, vl, r["varlink_open_socket_first_us"]),
             socketUs / vl, 3.0, true);
         add(12, "`GetNamespaces` of all ten types over Varlink / one `GetNamespace` over Varlink",

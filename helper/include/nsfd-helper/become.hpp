@@ -29,7 +29,9 @@ struct NamespaceToEnter {
 // NOROOT, locked (a root caller gains nothing at exec), no capability left in the bounding and
 // ambient sets, `identity`'s groups, gid and uid in every slot (real,
 // effective, saved, fs), no capability in the effective, permitted and
-// inheritable sets, and no_new_privs; then reads every slot back.
+// inheritable sets, and no_new_privs; then reads every slot back, and sets
+// again the parent-death signal that was set before (the kernel clears it at
+// each uid or gid change, prctl(2); Step::DeathSignal if it cannot).
 // Needs CAP_SYS_ADMIN (setns), CAP_SETPCAP (securebits, bounding set),
 // CAP_SETGID and CAP_SETUID. Returns Step::None, or the step that failed with
 // errno set (CheckIdentity: EPERM). Async-signal-safe: allocates nothing.

@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The wire between nsfdd and nsfd-helper: one SOCK_SEQPACKET message each way
-// per request, in order. nsfdd sends what to make and as whom, with the target's
-// namespace fd as SCM_RIGHTS; the helper answers with the fd made, or with the
-// step that failed and its errno. Both ends are built from the same tree: the
-// magic changes whenever the layout does.
+// The wire between nsfdd and nsfd-helper, and between nsfdd and the socket
+// workers the helper starts: SOCK_SEQPACKET, one message each way per request,
+// in order. nsfdd asks the helper for a worker (the request with the target's
+// network namespace fd as SCM_RIGHTS); the helper forks one that enters the
+// namespace and becomes exactly the caller, and answers with nsfdd's end of a
+// connection to that worker, or with the step that failed and its errno. From
+// then on nsfdd asks the worker directly (WorkerRequest), and the worker
+// answers each with a Reply and the socket made. Both ends are built from the
+// same tree: the magic changes whenever the layout does.
 #pragma once
 
 #include <sys/types.h>
@@ -20,19 +24,22 @@ inline constexpr const char* kSocketPath = "/run/nsfd/helper";
 // the socketpair end nsfdd puts there when it starts the helper itself.
 inline constexpr int kConnectionFd = 3;
 
-inline constexpr std::uint32_t kMagic = 0x6e736601;  // "nsf" and the layout's version
+inline constexpr std::uint32_t kMagic = 0x6e736602;  // "nsf" and the layout's version
 
 // How many supplementary groups a request carries at most (the kernel allows
 // NGROUPS_MAX, 65536; a caller with more is refused by nsfdd).
 inline constexpr std::uint32_t kMaxGroups = 4096;
 
 enum class Operation : std::uint32_t {
-    OpenSocket = 1,  // socket(family, type, protocol) in the passed network namespace
+    // Start a socket worker in the passed network namespace as the caller. Its
+    // first Reply, on the connection the helper hands over, is for socket(family,
+    // type, protocol) of this request.
+    StartSocketWorker = 1,
 };
 
 struct RequestHeader {
     std::uint32_t magic = kMagic;
-    Operation operation = Operation::OpenSocket;
+    Operation operation = Operation::StartSocketWorker;
     std::uint32_t uid = 0;  // every uid slot: real, effective, saved, fs
     std::uint32_t gid = 0;  // every gid slot
     std::int32_t family = 0;
@@ -57,12 +64,25 @@ enum class Step : std::uint32_t {
     NoNewPrivileges,   // PR_SET_NO_NEW_PRIVS
     CheckIdentity,     // read back: not exactly the identity asked for (EPERM)
     Socket,            // socket(2) itself
+    DeathSignal,       // PR_SET_PDEATHSIG again, after the credentials changed
 };
 
+// The helper's answer to StartSocketWorker (with Step::None, nsfdd's end of the
+// worker's connection comes as SCM_RIGHTS), and a worker's to each socket asked
+// of it (with Step::None, the socket comes). A worker that could not become the
+// caller answers its first request with the step that failed, and exits.
 struct Reply {
     std::uint32_t magic = kMagic;
     Step step = Step::None;
     std::int32_t error = 0;  // the errno of `step`; with 0, one fd comes as SCM_RIGHTS
+};
+
+// What nsfdd asks a worker after its first socket: socket(2)'s arguments.
+struct WorkerRequest {
+    std::uint32_t magic = kMagic;
+    std::int32_t family = 0;
+    std::int32_t type = 0;  // without SOCK_NONBLOCK or SOCK_CLOEXEC
+    std::int32_t protocol = 0;
 };
 
 // "enter the network namespace", "socket(2)", ...: what `step` attempted.
