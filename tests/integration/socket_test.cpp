@@ -559,6 +559,33 @@ TEST_F(SocketTest, AThousandCallsThroughOneKeptWorkerLeaveNoFdInNsfddOrTheHelper
     EXPECT_EQ(helperPid(), helper) << "one helper served them all";
 }
 
+// A worker runs as its caller, who may stop it: that holds up only that
+// caller identity's calls, for the worker timeout, never another caller's.
+TEST_F(SocketTest, AStoppedWorkerHoldsUpOnlyItsOwnCallerAndIsLetGo) {
+    Child target = spawnNetworkTarget();
+    Connection c(socket_);
+    Json parameters = {
+        {"pid", target.pid()}, {"family", AF_INET}, {"type", SOCK_STREAM}, {"protocol", 0}};
+    ASSERT_EQ(c.call("org.nsfd1.Manager.OpenSocket", parameters).second.size(), 1U);
+    pid_t helper = helperPid();
+    ASSERT_EQ(childrenOf(helper).size(), 1U);
+    pid_t worker = childrenOf(helper)[0];
+    ASSERT_EQ(::kill(worker, SIGSTOP), 0);
+    c.send("org.nsfd1.Manager.OpenSocket", parameters);
+    // Another caller's socket comes while the stopped worker holds the first.
+    Opened other = openSocketAs(kUser, kUserGid, target.pid(), AF_INET, SOCK_STREAM, 0);
+    EXPECT_EQ(other.fdCount, 1U) << other.reply.dump();
+    auto [reply, fds] = c.receive();
+    EXPECT_EQ(errorOf(reply), "Failed") << reply.dump();
+    EXPECT_NE(reply["parameters"]["message"].get<std::string>().find("did not answer"),
+              std::string::npos)
+        << reply.dump();
+    EXPECT_TRUE(fds.empty());
+    ASSERT_EQ(::kill(worker, SIGKILL), 0);
+    // Let go, it is replaced at the next call.
+    EXPECT_EQ(c.call("org.nsfd1.Manager.OpenSocket", parameters).second.size(), 1U);
+}
+
 TEST_F(SocketTest, TheHelperKilledMidCallGivesANamedErrorAndTheNextCallANewHelper) {
     Child target = spawnNetworkTarget();
     Connection c(socket_);
