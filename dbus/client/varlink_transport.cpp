@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The Varlink transport: nsfdd's socket (dbus/org.nsfd1.Manager.varlink), with
+// The Varlink transport: nsfdd's socket (contract/org.nsfd1.Manager.varlink), with
 // the wire format nsfdd itself uses (varlink/codec.hpp). Calls go one at a time
 // on one connection; the news (WatchExits) has a connection of its own, as a
 // stream holds its connection until it ends.
