@@ -17,6 +17,7 @@
 #include "nsfd/dbus_names.hpp"
 #include "transport.hpp"
 #include "varlink/codec.hpp"
+#include "varlink/errors.hpp"
 #include "varlink/socket_io.hpp"
 
 namespace nsfd::detail {
@@ -61,7 +62,7 @@ std::string systemErrorName(int error) {
     if (std::optional<ErrorKind> kind = errorKindOfVarlinkName(name)) {
         throwErrorOf(*kind, text);
     }
-    if (name == "org.varlink.service.InvalidParameter") {
+    if (name == nsfd::varlink::error::kInvalidParameter) {
         auto parameter = parameters.find("parameter");
         throw InvalidArgument(name,
                               parameter != parameters.end() && parameter->is_string()
