@@ -5,11 +5,14 @@
 
 #include <csignal>
 #include <cstring>
+#include <memory>
+#include <optional>
 
 #include "core/manager.hpp"
 #include "dbus/endpoint.hpp"
 #include "nsfd/dbus_names.hpp"
 #include "nsfd/features.hpp"
+#include "polkit/polkit_decider.hpp"
 #include "varlink/manager_varlink.hpp"
 #include "version.hpp"
 
@@ -46,6 +49,22 @@ void startVarlink(VarlinkEndpoint& varlink, Manager& manager, const std::string&
     }
 }
 
+// A decider the Authorizer asks for as long as this lives.
+class AddedDecider {
+  public:
+    AddedDecider(Authorizer& authorizer, Decider& decider)
+        : authorizer_(authorizer), decider_(decider) {
+        authorizer_.add(decider_);
+    }
+    ~AddedDecider() { authorizer_.remove(decider_); }
+    AddedDecider(const AddedDecider&) = delete;
+    AddedDecider& operator=(const AddedDecider&) = delete;
+
+  private:
+    Authorizer& authorizer_;
+    Decider& decider_;
+};
+
 }  // namespace
 
 int serve(const std::string& bus, const std::string& varlinkPath, const Config& config) {
@@ -54,9 +73,19 @@ int serve(const std::string& bus, const std::string& varlinkPath, const Config& 
     EventSource sigint = addStopSignal(loop, SIGINT);
     Notifier notifier;
     Manager manager(loop, config, notifier);
-    // Goes after the bus endpoint: its polkit decider drops pending checks first.
     VarlinkEndpoint varlink(loop, manager);
     BusEndpoint endpoint(openBus(bus), loop, manager);
+    // polkit decides for both endpoints, after the kernel rule and nsfdd.conf's
+    // grants. It asks polkitd on the bus connection and answers the endpoints'
+    // calls, so it goes first: its checks in flight are dropped unanswered.
+    std::unique_ptr<PolkitDecider> polkit;
+    std::optional<AddedDecider> polkitAdded;
+    if (config.polkit) {
+        polkit = std::make_unique<PolkitDecider>(
+            endpoint.bus(), PolkitClient::Options{config.polkitTimeout,
+                                                  PolkitClient::Options().interactiveTimeout});
+        polkitAdded.emplace(manager.authorizer(), *polkit);
+    }
     manager.restore();
     startVarlink(varlink, manager, varlinkPath);
     endpoint.requestName();

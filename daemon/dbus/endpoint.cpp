@@ -8,7 +8,6 @@
 #include "manager_object.hpp"
 #include "news.hpp"
 #include "nsfd/dbus_names.hpp"
-#include "polkit_decider.hpp"
 #include "process_objects.hpp"
 #include "systemd_units.hpp"
 
@@ -30,12 +29,6 @@ BusEndpoint::BusEndpoint(BusPtr bus, EventLoop& loop, Manager& manager)
     managerObject_ = std::make_unique<ManagerObject>(*this);
     news_ = std::make_unique<BusNews>(*this);
     manager_.addObserver(*news_);
-    if (manager_.config().polkit) {
-        polkit_ = std::make_unique<PolkitDecider>(
-            bus_.get(), PolkitClient::Options{manager_.config().polkitTimeout,
-                                              PolkitClient::Options().interactiveTimeout});
-        manager_.authorizer().add(*polkit_);
-    }
     units_ = std::make_unique<SystemdUnits>(bus_.get());
     manager_.resolver().setUnitDirectory(units_.get());
 }
@@ -43,10 +36,6 @@ BusEndpoint::BusEndpoint(BusPtr bus, EventLoop& loop, Manager& manager)
 BusEndpoint::~BusEndpoint() {
     manager_.resolver().setUnitDirectory(nullptr);
     units_.reset();
-    if (polkit_) {
-        manager_.authorizer().remove(*polkit_);
-        polkit_.reset();  // pending checks dropped: their callers get no reply
-    }
     manager_.removeObserver(*news_);
     news_.reset();
     managerObject_.reset();

@@ -21,7 +21,6 @@ namespace nsfd::daemon {
 class ManagerObject;
 class ProcessObjects;
 class BusNews;
-class PolkitDecider;
 class SystemdUnits;
 
 class BusEndpoint final {
@@ -97,8 +96,7 @@ class BusEndpoint final {
     std::unique_ptr<ProcessObjects> processObjects_;
     std::unique_ptr<ManagerObject> managerObject_;
     std::unique_ptr<BusNews> news_;
-    std::unique_ptr<PolkitDecider> polkit_;  // the authorization step's last decider
-    std::unique_ptr<SystemdUnits> units_;    // unit: and machine: for the resolver
+    std::unique_ptr<SystemdUnits> units_;  // unit: and machine: for the resolver
 };
 
 // The endpoint a vtable's userdata points to.

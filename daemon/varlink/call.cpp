@@ -2,7 +2,7 @@
 #include "call.hpp"
 
 #include "connection.hpp"
-#include "errors.hpp"
+#include "varlink/errors.hpp"
 
 namespace nsfd::daemon::varlink {
 

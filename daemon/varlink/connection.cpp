@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <system_error>
 
-#include "errors.hpp"
 #include "server.hpp"
 #include "varlink/socket_io.hpp"
 

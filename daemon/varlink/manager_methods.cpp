@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// org.nsfd1.Manager's methods (dbus/org.nsfd1.Manager.varlink): the D-Bus
+// org.nsfd1.Manager's methods (contract/org.nsfd1.Manager.varlink): the D-Bus
 // Manager and Process methods, a process named by "pid", "pidfd" or "id".
 #include <algorithm>
 #include <csignal>

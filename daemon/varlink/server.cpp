@@ -16,8 +16,8 @@
 #include <system_error>
 
 #include "connection.hpp"
-#include "errors.hpp"
 #include "service_idl.hpp"
+#include "varlink/errors.hpp"
 
 namespace nsfd::daemon::varlink {
 

@@ -21,7 +21,7 @@
 #include "child.hpp"
 #include "core/event_loop.hpp"
 #include "dbus/bus.hpp"
-#include "dbus/polkit.hpp"
+#include "polkit/polkit.hpp"
 #include "harness.hpp"
 #include "polkit_harness.hpp"
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // A real nsfdd checks every Varlink call against the IDL it ships
-// (dbus/org.nsfd1.Manager.varlink) before any handler runs, as sd-varlink
+// (contract/org.nsfd1.Manager.varlink) before any handler runs, as sd-varlink
 // does: for every method the IDL declares, a call with each required
 // parameter missing, each parameter of the wrong type, an undeclared one, and
 // "more" where the method does not stream, is answered with
@@ -27,7 +27,7 @@ namespace idl = nsfd::varlink::idl;
 constexpr const char* kInvalidParameter = "org.varlink.service.InvalidParameter";
 
 std::string shippedIdl() {
-    std::ifstream file(NSFD_TEST_SOURCE_DIR "/dbus/org.nsfd1.Manager.varlink");
+    std::ifstream file(NSFD_TEST_SOURCE_DIR "/contract/org.nsfd1.Manager.varlink");
     std::stringstream text;
     text << file.rdbuf();
     return text.str();

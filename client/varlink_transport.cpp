@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The Varlink transport: nsfdd's socket (dbus/org.nsfd1.Manager.varlink), with
+// The Varlink transport: nsfdd's socket (contract/org.nsfd1.Manager.varlink), with
 // the wire format nsfdd itself uses (varlink/codec.hpp). Calls go one at a time
 // on one connection; the news (WatchExits) has a connection of its own, as a
 // stream holds its connection until it ends.
@@ -17,6 +17,7 @@
 #include "nsfd/dbus_names.hpp"
 #include "transport.hpp"
 #include "varlink/codec.hpp"
+#include "varlink/errors.hpp"
 #include "varlink/socket_io.hpp"
 
 namespace nsfd::detail {
@@ -61,7 +62,7 @@ std::string systemErrorName(int error) {
     if (std::optional<ErrorKind> kind = errorKindOfVarlinkName(name)) {
         throwErrorOf(*kind, text);
     }
-    if (name == "org.varlink.service.InvalidParameter") {
+    if (name == nsfd::varlink::error::kInvalidParameter) {
         auto parameter = parameters.find("parameter");
         throw InvalidArgument(name,
                               parameter != parameters.end() && parameter->is_string()

@@ -15,9 +15,9 @@
 #include <string>
 #include <variant>
 
-#include "bus.hpp"
 #include "core/caller.hpp"  // processStartTime
 #include "core/event_loop.hpp"
+#include "dbus/bus.hpp"  // owners of sd-bus objects: polkitd is asked over nsfdd's bus connection
 
 namespace nsfd::daemon {
 

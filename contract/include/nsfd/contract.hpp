@@ -109,7 +109,7 @@ constexpr std::optional<ErrorKind> errorKindOfVarlinkName(std::string_view name)
     return std::nullopt;
 }
 
-// The Varlink endpoint (dbus/org.nsfd1.Manager.varlink).
+// The Varlink endpoint (contract/org.nsfd1.Manager.varlink).
 namespace varlink {
 inline constexpr std::string_view kInterface = "org.nsfd1.Manager";
 // Where nsfdd.socket listens.
