@@ -115,6 +115,16 @@ int readSignal(sd_bus_message* call) {
     return signal;
 }
 
+int authorizeNamespace(BusEndpoint& bus, sd_bus_message* call, const Caller& caller,
+                       Resolution resolution, NsType type) {
+    resolution.request.namespaces = {type};
+    return bus.authorizeThen(
+        call, caller, resolution.request,
+        [&bus, process = resolution.process, type](sd_bus_message* m) {
+            return replyFd(m, UniqueFd(bus.core().namespaceFd(process.pidfd(), type).release()));
+        });
+}
+
 int authorizeNamespaces(BusEndpoint& bus, sd_bus_message* call, const Caller& caller,
                         Resolution resolution, const std::vector<NsType>& types) {
     resolution.request.namespaces = Manager::requestedTypes(types);

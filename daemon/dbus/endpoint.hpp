@@ -89,6 +89,22 @@ class BusEndpoint final {
         return 1;
     }
 
+    // Both steps at once, for an action that needs nothing but its target:
+    // resolves `named` for `action` (resolveThen), authorizes the request
+    // (authorizeThen), then runs `body(call, process)` (a ProcessRef).
+    template <typename Body>
+    int authorizeThen(sd_bus_message* call, const Caller& caller, Named named, Action action,
+                      Body&& body) {
+        return resolveThen(
+            call, caller, std::move(named), action,
+            [this, caller, body = std::forward<Body>(body)](sd_bus_message* m, Resolution r) {
+                return authorizeThen(m, caller, r.request,
+                                     [body, process = r.process](sd_bus_message* reply) {
+                                         return body(reply, process);
+                                     });
+            });
+    }
+
   private:
     static int onDisconnected(sd_bus_message* message, void* userdata, sd_bus_error* error);
 
@@ -123,6 +139,8 @@ int readSignal(sd_bus_message* call);
 
 // The handlers that Manager and Process share (decode done, process
 // resolved): authorize, then the core, then the reply.
+int authorizeNamespace(BusEndpoint& bus, sd_bus_message* call, const Caller& caller,
+                       Resolution resolution, NsType type);
 int authorizeNamespaces(BusEndpoint& bus, sd_bus_message* call, const Caller& caller,
                         Resolution resolution, const std::vector<NsType>& types);
 int authorizeSignal(BusEndpoint& bus, sd_bus_message* call, const Caller& caller,

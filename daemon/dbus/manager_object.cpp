@@ -39,15 +39,11 @@ int trackProcess(sd_bus_message* call, void* userdata, Naming naming) {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
         Named named = readNamed(bus, call, naming);
-        return bus.resolveThen(
-            call, caller, std::move(named), Action::Track,
-            [&bus, caller](sd_bus_message* m, Resolution r) {
-                return bus.authorizeThen(
-                    m, caller, r.request, [&bus, caller, process = r.process](sd_bus_message* m) {
-                        return replyObjectPath(
-                            m, pathOf(bus.core().track(caller, process.take()).id()));
-                    });
-            });
+        return bus.authorizeThen(call, caller, std::move(named), Action::Track,
+                                 [&bus, caller](sd_bus_message* m, const ProcessRef& process) {
+                                     return replyObjectPath(
+                                         m, pathOf(bus.core().track(caller, process.take()).id()));
+                                 });
     });
 }
 
@@ -60,15 +56,11 @@ int untrackProcess(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/
         if (!id) {
             throw ServiceError(ErrorKind::NotTracked, "No tracked process at " + path);
         }
-        return bus.resolveThen(call, caller, Named::byId(*id), Action::Untrack,
-                               [&bus, caller](sd_bus_message* m, Resolution r) {
-                                   return bus.authorizeThen(
-                                       m, caller, r.request,
-                                       [&bus, caller, process = r.process](sd_bus_message* m) {
-                                           bus.core().untrack(caller, *process.trackedId());
-                                           return replyEmpty(m);
-                                       });
-                               });
+        return bus.authorizeThen(call, caller, Named::byId(*id), Action::Untrack,
+                                 [&bus, caller](sd_bus_message* m, const ProcessRef& process) {
+                                     bus.core().untrack(caller, *process.trackedId());
+                                     return replyEmpty(m);
+                                 });
     });
 }
 
@@ -76,14 +68,11 @@ int getProcess(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return serveCall(call, [&] {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
-        return bus.resolveThen(call, caller, Named::byTrackedPid(readUint32(call)),
-                               Action::ReadInfo, [&bus, caller](sd_bus_message* m, Resolution r) {
-                                   return bus.authorizeThen(
-                                       m, caller, r.request,
-                                       [process = r.process](sd_bus_message* m) {
-                                           return replyObjectPath(m, pathOf(*process.trackedId()));
-                                       });
-                               });
+        return bus.authorizeThen(call, caller, Named::byTrackedPid(readUint32(call)),
+                                 Action::ReadInfo,
+                                 [](sd_bus_message* m, const ProcessRef& process) {
+                                     return replyObjectPath(m, pathOf(*process.trackedId()));
+                                 });
     });
 }
 
@@ -112,16 +101,10 @@ int getNamespace(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) 
         Caller caller = bus.callerOf(call);
         Named named = Named::byPid(readUint32(call));
         NsType type = readNsType(call);
-        return bus.resolveThen(
-            call, caller, std::move(named), Action::GetNamespace,
-            [&bus, caller, type](sd_bus_message* m, Resolution r) {
-                r.request.namespaces = {type};
-                return bus.authorizeThen(
-                    m, caller, r.request, [&bus, process = r.process, type](sd_bus_message* m) {
-                        return replyFd(
-                            m, UniqueFd(bus.core().namespaceFd(process.pidfd(), type).release()));
-                    });
-            });
+        return bus.resolveThen(call, caller, std::move(named), Action::GetNamespace,
+                               [&bus, caller, type](sd_bus_message* m, Resolution r) {
+                                   return authorizeNamespace(bus, m, caller, std::move(r), type);
+                               });
     });
 }
 

@@ -25,16 +25,10 @@ int onProcess(sd_bus_message* call, void* userdata, Body&& body) noexcept {
 int getNamespace(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
         NsType type = readNsType(call);
-        return bus.resolveThen(
-            call, caller, std::move(named), Action::GetNamespace,
-            [&bus, caller, type](sd_bus_message* m, Resolution r) {
-                r.request.namespaces = {type};
-                return bus.authorizeThen(
-                    m, caller, r.request, [&bus, process = r.process, type](sd_bus_message* m) {
-                        return replyFd(
-                            m, UniqueFd(bus.core().namespaceFd(process.pidfd(), type).release()));
-                    });
-            });
+        return bus.resolveThen(call, caller, std::move(named), Action::GetNamespace,
+                               [&bus, caller, type](sd_bus_message* m, Resolution r) {
+                                   return authorizeNamespace(bus, m, caller, std::move(r), type);
+                               });
     });
 }
 
@@ -50,48 +44,36 @@ int getNamespaces(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/)
 
 int getNamespaceIds(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
-        return bus.resolveThen(
+        return bus.authorizeThen(
             call, caller, std::move(named), Action::ReadInfo,
-            [&bus, caller](sd_bus_message* m, Resolution r) {
-                return bus.authorizeThen(
-                    m, caller, r.request, [&bus, process = r.process](sd_bus_message* m) {
-                        BusMessage reply = newMethodReturn(m);
-                        const char* what = "Failed to build a reply";
-                        checkBus(sd_bus_message_open_container(reply.get(), 'a', "{st}"), what);
-                        for (const auto& [type, id] : bus.core().namespaceIds(process.pidfd())) {
-                            checkBus(sd_bus_message_append(reply.get(), "{st}", type.c_str(), id),
-                                     what);
-                        }
-                        checkBus(sd_bus_message_close_container(reply.get()), what);
-                        return sd_bus_send(nullptr, reply.get(), nullptr);
-                    });
+            [&bus](sd_bus_message* m, const ProcessRef& process) {
+                BusMessage reply = newMethodReturn(m);
+                const char* what = "Failed to build a reply";
+                checkBus(sd_bus_message_open_container(reply.get(), 'a', "{st}"), what);
+                for (const auto& [type, id] : bus.core().namespaceIds(process.pidfd())) {
+                    checkBus(sd_bus_message_append(reply.get(), "{st}", type.c_str(), id), what);
+                }
+                checkBus(sd_bus_message_close_container(reply.get()), what);
+                return sd_bus_send(nullptr, reply.get(), nullptr);
             });
     });
 }
 
 int getInfo(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
-        return bus.resolveThen(call, caller, std::move(named), Action::ReadInfo,
-                               [&bus, caller](sd_bus_message* m, Resolution r) {
-                                   return bus.authorizeThen(
-                                       m, caller, r.request,
-                                       [&bus, caller, process = r.process](sd_bus_message* m) {
-                                           return replyInfo(m, bus.core().view(caller, process));
-                                       });
-                               });
+        return bus.authorizeThen(call, caller, std::move(named), Action::ReadInfo,
+                                 [&bus, caller](sd_bus_message* m, const ProcessRef& process) {
+                                     return replyInfo(m, bus.core().view(caller, process));
+                                 });
     });
 }
 
 int getPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
-        return bus.resolveThen(
-            call, caller, std::move(named), Action::GetPidFd,
-            [&bus, caller](sd_bus_message* m, Resolution r) {
-                return bus.authorizeThen(
-                    m, caller, r.request, [&bus, process = r.process](sd_bus_message* m) {
-                        return replyFd(m, bus.core().duplicatePidFd(process.pidfd()));
-                    });
-            });
+        return bus.authorizeThen(call, caller, std::move(named), Action::GetPidFd,
+                                 [&bus](sd_bus_message* m, const ProcessRef& process) {
+                                     return replyFd(m, bus.core().duplicatePidFd(process.pidfd()));
+                                 });
     });
 }
 
@@ -122,28 +104,20 @@ int getFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
             throw ServiceError(ErrorKind::InvalidArgs,
                                "Invalid fd number " + std::to_string(targetFd));
         }
-        return bus.resolveThen(
-            call, caller, std::move(named), Action::GetFd,
-            [&bus, caller, targetFd](sd_bus_message* m, Resolution r) {
-                return bus.authorizeThen(
-                    m, caller, r.request, [&bus, process = r.process, targetFd](sd_bus_message* m) {
-                        return replyFd(m, bus.core().getFd(process.pidfd(), targetFd));
-                    });
-            });
+        return bus.authorizeThen(call, caller, std::move(named), Action::GetFd,
+                                 [&bus, targetFd](sd_bus_message* m, const ProcessRef& process) {
+                                     return replyFd(m, bus.core().getFd(process.pidfd(), targetFd));
+                                 });
     });
 }
 
 int untrack(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
-        return bus.resolveThen(call, caller, std::move(named), Action::Untrack,
-                               [&bus, caller](sd_bus_message* m, Resolution r) {
-                                   return bus.authorizeThen(
-                                       m, caller, r.request,
-                                       [&bus, caller, process = r.process](sd_bus_message* m) {
-                                           bus.core().untrack(caller, *process.trackedId());
-                                           return replyEmpty(m);
-                                       });
-                               });
+        return bus.authorizeThen(call, caller, std::move(named), Action::Untrack,
+                                 [&bus, caller](sd_bus_message* m, const ProcessRef& process) {
+                                     bus.core().untrack(caller, *process.trackedId());
+                                     return replyEmpty(m);
+                                 });
     });
 }
 

@@ -192,6 +192,19 @@ void resolveThen(Manager& core, const CallPtr& call, const Caller& caller, const
     resolveThen(core, call, caller, namedOf(core, *call, given), action, std::move(then));
 }
 
+// Both steps at once, for an action that needs nothing but its target:
+// resolves (resolveThen), authorizes (VarlinkEndpoint::authorizeThen), then
+// runs `body(call, process)` (a ProcessRef).
+template <typename NamedOrGiven, typename Body>
+void authorizeThen(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller,
+                   NamedOrGiven named, Action action, Body body) {
+    resolveThen(ep.core(), call, caller, std::move(named), action,
+                [&ep, call, caller, body](Resolution r) {
+                    ep.authorizeThen(call, caller, r.request,
+                                     [body, process = r.process](Call& c) { body(c, process); });
+                });
+}
+
 std::vector<UniqueFd> oneFd(UniqueFd fd) {
     std::vector<UniqueFd> fds;
     fds.push_back(std::move(fd));
@@ -265,13 +278,10 @@ void getNamespaces(VarlinkEndpoint& ep, const CallPtr& call, const Caller& calle
 
 void getNamespaceIds(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     Given given = readGiven(call->parameters());
-    resolveThen(ep.core(), call, caller, given, Action::ReadInfo,
-                [&ep, call, caller](Resolution r) {
-                    ep.authorizeThen(call, caller, r.request,
-                                     [&core = ep.core(), process = r.process](Call& c) {
-                                         c.reply({{"ids", core.namespaceIds(process.pidfd())}});
-                                     });
-                });
+    authorizeThen(ep, call, caller, given, Action::ReadInfo,
+                  [&core = ep.core()](Call& c, const ProcessRef& process) {
+                      c.reply({{"ids", core.namespaceIds(process.pidfd())}});
+                  });
 }
 
 void trackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
@@ -281,33 +291,26 @@ void trackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller
     if (given.pid.has_value() + given.pidfd.has_value() + given.selector.has_value() != 1) {
         throw ParameterError("pid", "Name the process by exactly one of pid, pidfd and selector");
     }
-    resolveThen(ep.core(), call, caller, given, Action::Track, [&ep, call, caller](Resolution r) {
-        ep.authorizeThen(
-            call, caller, r.request, [&core = ep.core(), caller, process = r.process](Call& c) {
-                TrackedProcess& tracked = core.track(caller, process.take());
-                c.reply({{"id", tracked.id()}, {"pid", core.pidFor(caller, tracked.pid())}});
-            });
-    });
+    authorizeThen(ep, call, caller, given, Action::Track,
+                  [&core = ep.core(), caller](Call& c, const ProcessRef& process) {
+                      TrackedProcess& tracked = core.track(caller, process.take());
+                      c.reply({{"id", tracked.id()}, {"pid", core.pidFor(caller, tracked.pid())}});
+                  });
 }
 
 void untrackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    resolveThen(ep.core(), call, caller, Named::byId(readId(call->parameters())), Action::Untrack,
-                [&ep, call, caller](Resolution r) {
-                    ep.authorizeThen(call, caller, r.request,
-                                     [&core = ep.core(), caller, process = r.process](Call& c) {
-                                         core.untrack(caller, *process.trackedId());
-                                         c.reply();
-                                     });
-                });
+    authorizeThen(ep, call, caller, Named::byId(readId(call->parameters())), Action::Untrack,
+                  [&core = ep.core(), caller](Call& c, const ProcessRef& process) {
+                      core.untrack(caller, *process.trackedId());
+                      c.reply();
+                  });
 }
 
 void getProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    resolveThen(ep.core(), call, caller, Named::byTrackedPid(*readPid(call->parameters(), true)),
-                Action::ReadInfo, [&ep, call, caller](Resolution r) {
-                    ep.authorizeThen(call, caller, r.request, [process = r.process](Call& c) {
-                        c.reply({{"id", *process.trackedId()}});
-                    });
-                });
+    authorizeThen(ep, call, caller, Named::byTrackedPid(*readPid(call->parameters(), true)),
+                  Action::ReadInfo, [](Call& c, const ProcessRef& process) {
+                      c.reply({{"id", *process.trackedId()}});
+                  });
 }
 
 void listProcesses(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
@@ -322,24 +325,17 @@ void listProcesses(VarlinkEndpoint& ep, const CallPtr& call, const Caller& calle
 
 void getProcessInfo(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     Given given = readGiven(call->parameters());
-    resolveThen(ep.core(), call, caller, given, Action::ReadInfo,
-                [&ep, call, caller](Resolution r) {
-                    ep.authorizeThen(call, caller, r.request,
-                                     [&core = ep.core(), caller, process = r.process](Call& c) {
-                                         c.reply({{"info", infoJson(core.view(caller, process))}});
-                                     });
-                });
+    authorizeThen(ep, call, caller, given, Action::ReadInfo,
+                  [&core = ep.core(), caller](Call& c, const ProcessRef& process) {
+                      c.reply({{"info", infoJson(core.view(caller, process))}});
+                  });
 }
 
 void getPidFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    resolveThen(
-        ep.core(), call, caller, Named::byId(readId(call->parameters())), Action::GetPidFd,
-        [&ep, call, caller](Resolution r) {
-            ep.authorizeThen(
-                call, caller, r.request, [&core = ep.core(), process = r.process](Call& c) {
-                    c.reply({{"fileDescriptor", 0}}, oneFd(core.duplicatePidFd(process.pidfd())));
-                });
-        });
+    authorizeThen(ep, call, caller, Named::byId(readId(call->parameters())), Action::GetPidFd,
+                  [&core = ep.core()](Call& c, const ProcessRef& process) {
+                      c.reply({{"fileDescriptor", 0}}, oneFd(core.duplicatePidFd(process.pidfd())));
+                  });
 }
 
 void sendSignal(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
@@ -360,14 +356,10 @@ void sendSignal(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) 
 void getFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     std::uint64_t id = readId(call->parameters());
     auto targetFd = static_cast<int>(readRequired(call->parameters(), "fd", 0, kMaxInt32));
-    resolveThen(
-        ep.core(), call, caller, Named::byId(id), Action::GetFd,
-        [&ep, call, caller, targetFd](Resolution r) {
-            ep.authorizeThen(
-                call, caller, r.request,
-                [&core = ep.core(), process = r.process, targetFd](Call& c) {
-                    c.reply({{"fileDescriptor", 0}}, oneFd(core.getFd(process.pidfd(), targetFd)));
-                });
+    authorizeThen(
+        ep, call, caller, Named::byId(id), Action::GetFd,
+        [&core = ep.core(), targetFd](Call& c, const ProcessRef& process) {
+            c.reply({{"fileDescriptor", 0}}, oneFd(core.getFd(process.pidfd(), targetFd)));
         });
 }
 
