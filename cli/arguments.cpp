@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "nsfd/dbus_names.hpp"
+#include "nsfd/decimal.hpp"
 
 namespace nsfd::cli {
 
@@ -22,28 +23,10 @@ constexpr std::string_view kPidForm = "a pid (a decimal number from 1 to 4194303
                                                           ", got '" + std::string(text) + "'");
 }
 
-// Digits only, no sign, no leading zero (unless it is "0"), at most `max`.
-// strtol and friends also take "0x9", " 9", "+9", "9abc" or octal "011": not here.
-std::optional<std::uint64_t> canonicalDecimal(std::string_view text, std::uint64_t max) {
-    if (text.empty() || (text.size() > 1 && text[0] == '0') ||
-        !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-        return std::nullopt;
-    }
-    std::uint64_t value = 0;
-    for (char c : text) {
-        auto digit = static_cast<std::uint64_t>(c - '0');
-        if (value > (max - digit) / 10) {
-            return std::nullopt;
-        }
-        value = value * 10 + digit;
-    }
-    return value;
-}
-
 }  // namespace
 
 pid_t parsePid(std::string_view text, std::string_view argument) {
-    std::optional<std::uint64_t> pid = canonicalDecimal(text, kMaxPid);
+    std::optional<std::uint64_t> pid = parseCanonicalDecimal(text, kMaxPid);
     if (!pid || *pid == 0) {
         refuse(argument, kPidForm, text);
     }
@@ -94,8 +77,8 @@ std::optional<std::string> parseSelector(std::string_view text, std::string_view
                          [](char c) { return c >= '0' && c <= '9'; })) {
             return std::nullopt;
         }
-        std::optional<std::uint64_t> pid = canonicalDecimal(text.substr(0, colon), kMaxPid);
-        std::optional<std::uint64_t> id = canonicalDecimal(text.substr(colon + 1), UINT64_MAX);
+        std::optional<std::uint64_t> pid = parseCanonicalDecimal(text.substr(0, colon), kMaxPid);
+        std::optional<std::uint64_t> id = parseCanonicalDecimal(text.substr(colon + 1), UINT64_MAX);
         if (!pid || *pid == 0 || !id || *id == 0) {
             refuse(argument, "PID:ID, a pid and its pidfs id, in decimal", text);
         }
@@ -120,11 +103,11 @@ ProcessArgument parseProcess(std::string_view text, std::string_view argument) {
     std::string_view pathPrefix = nsfd::dbus::kProcessPathPrefix;
     std::optional<std::uint64_t> id;
     if (text.substr(0, idPrefix.size()) == idPrefix) {
-        id = canonicalDecimal(text.substr(idPrefix.size()), UINT64_MAX);
+        id = parseCanonicalDecimal(text.substr(idPrefix.size()), UINT64_MAX);
     } else if (text.substr(0, pathPrefix.size()) == pathPrefix) {
-        id = canonicalDecimal(text.substr(pathPrefix.size()), UINT64_MAX);
+        id = parseCanonicalDecimal(text.substr(pathPrefix.size()), UINT64_MAX);
     } else {
-        std::optional<std::uint64_t> pid = canonicalDecimal(text, kMaxPid);
+        std::optional<std::uint64_t> pid = parseCanonicalDecimal(text, kMaxPid);
         if (!pid || *pid == 0) {
             refuse(argument, kForms, text);
         }
@@ -143,7 +126,7 @@ int parseSignal(std::string_view text, std::string_view argument) {
                            " or a name such as TERM or SIGTERM";
     if (!text.empty() && text[0] >= '0' && text[0] <= '9') {
         std::optional<std::uint64_t> number =
-            canonicalDecimal(text, static_cast<std::uint64_t>(SIGRTMAX));
+            parseCanonicalDecimal(text, static_cast<std::uint64_t>(SIGRTMAX));
         if (!number) {
             refuse(argument, expected, text);
         }
@@ -183,7 +166,7 @@ std::optional<std::uint32_t> parseIdOrFollow(std::string_view text, std::string_
         return std::nullopt;
     }
     // (uid_t)-1 means "unchanged" to setresuid(2): not an id.
-    std::optional<std::uint64_t> id = canonicalDecimal(text, UINT32_MAX - 1);
+    std::optional<std::uint64_t> id = parseCanonicalDecimal(text, UINT32_MAX - 1);
     if (!id) {
         refuse(argument, "a decimal number from 0 to 4294967294, or follow", text);
     }

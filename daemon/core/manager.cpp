@@ -490,8 +490,8 @@ void Manager::place(const Caller& caller, Target& target,
     }
 }
 
-void Manager::resolve(const Caller& caller, std::string_view text, Resolved found,
-                      NotResolved failed) {
+void Manager::findSelected(const Caller& caller, std::string_view text, Found found,
+                           NotFound failed) {
     Selector selector = parseSelector(text);
     std::optional<PidFd> pidfd;
     if (selector.kind == SelectorKind::PidWithId) {
@@ -506,8 +506,9 @@ void Manager::resolve(const Caller& caller, std::string_view text, Resolved foun
         if (!caller.isRoot()) {
             visible = [this, &caller](const PidFd& candidate) {
                 try {
-                    Request request{
-                        Action::ReadInfo, targetOf(caller, candidate, Action::ReadInfo), {}, 0};
+                    Request request;
+                    request.action = Action::ReadInfo;
+                    request.target = targetOf(caller, candidate, request.action);
                     return authorizer_.decideNow(caller, request);
                 } catch (const ServiceError&) {
                     return false;  // exited
@@ -517,9 +518,10 @@ void Manager::resolve(const Caller& caller, std::string_view text, Resolved foun
         pidfd = resolver_.resolve(selector, visible);
     }
     std::string absent = "No such process: " + selector.text;
-    Request request{Action::ReadInfo, {}, {}, 0};
+    Request request;
+    request.action = Action::ReadInfo;
     try {
-        request.target = targetOf(caller, *pidfd, Action::ReadInfo);
+        request.target = targetOf(caller, *pidfd, request.action);
     } catch (const ServiceError&) {
         throw ServiceError(ErrorKind::NoSuchProcess, absent);  // exited meanwhile
     }

@@ -23,6 +23,7 @@
 #include "fd_store.hpp"
 #include "notifier.hpp"
 #include "registry.hpp"
+#include "resolution.hpp"
 #include "resolver.hpp"
 #include "socket_helper.hpp"
 
@@ -100,20 +101,24 @@ class Manager final {
     // in another one (the kernel's answer for a process it cannot see).
     std::uint32_t pidFor(const Caller& caller, pid_t pid) const noexcept;
 
-    // -- naming a process as users do (resolver.hpp): container:ID, cgroup:PATH,
-    // unit:NAME, machine:NAME, PID:ID --
-    using Resolved = std::function<void(PidFd)>;
-    using NotResolved = std::function<void(const ServiceError&)>;
-    // Resolves `selector` to a pidfd, then asks the authorization step whether
-    // the caller may read that process's info (GetProcessInfo's rule): calls
-    // `found` with the pidfd if it may, `failed` with NoSuchProcess in the words
-    // of an absent target if not (so that nobody learns of what it may not
-    // see); once, now or later (polkit). Before either, throws ServiceError:
-    // InvalidArgs (a malformed selector, an ambiguous container prefix),
-    // NoSuchProcess, ForeignPidNamespace (PID:ID from another pid namespace),
-    // NotSupported (no cgroup2; unit: or machine: without systemd).
-    void resolve(const Caller& caller, std::string_view selector, Resolved found,
-                 NotResolved failed);
+    // -- what a caller named, resolved for one action (resolution.hpp) --
+    // Looks up `named` as the functions above do (a selector as users name it:
+    // resolver.hpp) and builds the authorization step's Request for `action`
+    // with its target (targetOf), then calls `then` with it: now, or, for a
+    // selector, once the process is found and the caller may read its info
+    // (asking the authorization step, perhaps polkit, which may answer later).
+    // Every error goes to `failed` instead, now or later: the ServiceErrors of
+    // openPid, tracked, trackedWithPid and targetOf; for a selector InvalidArgs
+    // (malformed, an ambiguous container prefix), NoSuchProcess (nothing
+    // matches, or in the words of an absent target what the caller may not
+    // see), ForeignPidNamespace (PID:ID from another pid namespace),
+    // NotSupported (no cgroup2; unit: or machine: without systemd). `then`
+    // must not throw. `named`'s pidfd is taken in every case.
+    void resolve(const Caller& caller, Named named, Action action, ResolvedThen then,
+                 ResolveFailed failed);
+    // The process as `caller` sees it now. Throws ServiceError: NotTracked if
+    // it was untracked meanwhile, ProcessExited for a held pidfd of a reaped one.
+    ProcessView view(const Caller& caller, const ProcessRef& process);
     Resolver& resolver() noexcept { return resolver_; }
 
     // -- the authorization step's view of a target; throws ServiceError --
@@ -160,6 +165,18 @@ class Manager final {
 
   private:
     friend class ProcessWatch;
+
+    using Found = std::function<void(PidFd)>;
+    using NotFound = std::function<void(const ServiceError&)>;
+    // The process `selector` names, if the caller may read its info: calls
+    // `found` with its pidfd, or `failed` with NoSuchProcess in the words of an
+    // absent target (nobody learns of what it may not see); once, now or later
+    // (polkit). Throws before either as resolve() says.
+    void findSelected(const Caller& caller, std::string_view selector, Found found,
+                      NotFound failed);
+    // The Request for `action` on the process, and the process to act on after.
+    Resolution resolution(const Caller& caller, PidFd pidfd, Action action) const;
+    Resolution resolution(const Caller& caller, TrackedProcess& process, Action action) const;
 
     // Where the target stands for the caller: visible, its pid namespace's init.
     // `alive`: the process's pidfd while it runs (for /proc), else null.

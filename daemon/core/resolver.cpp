@@ -16,6 +16,7 @@
 #include <system_error>
 
 #include "errors.hpp"
+#include "nsfd/decimal.hpp"
 #include "nsfd/unique_fd.hpp"
 
 namespace nsfd::daemon {
@@ -45,22 +46,6 @@ bool isHex(std::string_view text) noexcept {
 bool isDigits(std::string_view text) noexcept {
     return !text.empty() &&
            std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-// Digits only, no leading zero, at most `max`.
-std::optional<std::uint64_t> canonicalDecimal(std::string_view text, std::uint64_t max) {
-    if (!isDigits(text) || (text.size() > 1 && text[0] == '0')) {
-        return std::nullopt;
-    }
-    std::uint64_t value = 0;
-    for (char c : text) {
-        auto digit = static_cast<std::uint64_t>(c - '0');
-        if (value > (max - digit) / 10) {
-            return std::nullopt;
-        }
-        value = value * 10 + digit;
-    }
-    return value;
 }
 
 [[noreturn]] void invalid(std::string_view text, std::string_view expected) {
@@ -182,7 +167,7 @@ void collect(const std::string& dir, int depth, Subtree& out) {
     out.cgroupIds.insert(st.st_ino);
     std::istringstream procs(readText(dir + "/cgroup.procs"));
     for (std::string line; std::getline(procs, line);) {
-        if (std::optional<std::uint64_t> pid = canonicalDecimal(line, INT_MAX)) {
+        if (std::optional<std::uint64_t> pid = parseCanonicalDecimal(line, INT_MAX)) {
             out.pids.insert(static_cast<pid_t>(*pid));
         }
     }
@@ -252,8 +237,8 @@ Selector parseSelector(std::string_view text) {
         std::size_t colon = text.find(':');
         std::optional<std::uint64_t> pid, id;
         if (colon != std::string_view::npos) {
-            pid = canonicalDecimal(text.substr(0, colon), INT_MAX);
-            id = canonicalDecimal(text.substr(colon + 1), UINT64_MAX);
+            pid = parseCanonicalDecimal(text.substr(0, colon), INT_MAX);
+            id = parseCanonicalDecimal(text.substr(colon + 1), UINT64_MAX);
         }
         if (!pid || *pid == 0 || !id || *id == 0) {
             invalid(text,

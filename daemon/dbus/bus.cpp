@@ -114,7 +114,7 @@ int replyNamespaceFds(sd_bus_message* call, const std::vector<std::pair<NsType, 
     return sd_bus_send(nullptr, reply.get(), nullptr);
 }
 
-int replyInfo(sd_bus_message* call, const InfoReply& in) {
+int replyInfo(sd_bus_message* call, const ProcessView& in) {
     namespace key = nsfd::info_key;
     BusMessage reply = newMethodReturn(call);
     sd_bus_message* m = reply.get();

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/errors.hpp"
+#include "core/resolution.hpp"
 #include "nsfd/info.hpp"
 #include "nsfd/ns.hpp"
 #include "nsfd/unique_fd.hpp"
@@ -71,17 +72,8 @@ int replyObjectPath(sd_bus_message* call, const std::string& path);
 int replyFd(sd_bus_message* call, UniqueFd fd);
 // a{sh}: each fd keyed by its namespace type.
 int replyNamespaceFds(sd_bus_message* call, const std::vector<std::pair<NsType, NsFd>>& fds);
-// The a{sv} of GetInfo and GetProcessInfo (keys: nsfd/contract.hpp); `pid`
-// and the parent's as the caller sees them (0 where it cannot).
-struct InfoReply {
-    const Info& info;
-    std::uint64_t id;
-    ProcessState state;
-    std::optional<int> exitStatus;
-    std::uint32_t pid;
-    std::uint32_t parentPid;
-};
-int replyInfo(sd_bus_message* call, const InfoReply& reply);
+// The a{sv} of GetInfo and GetProcessInfo (keys: nsfd/contract.hpp).
+int replyInfo(sd_bus_message* call, const ProcessView& view);
 
 // Sets `error` from the exception in flight (core/errors.hpp's currentError,
 // named by nsfd/contract.hpp). Returns the negative errno a vtable callback

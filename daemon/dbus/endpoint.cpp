@@ -56,7 +56,7 @@ int BusEndpoint::onDisconnected(sd_bus_message* /*message*/, void* userdata,
     return 0;
 }
 
-TrackedProcess& BusEndpoint::processOf(sd_bus_message* call, const Caller& caller) {
+Named BusEndpoint::processOf(sd_bus_message* call) {
     const char* path = sd_bus_message_get_path(call);
     std::optional<std::uint64_t> id =
         path != nullptr ? nsfd::dbus::processIdOfPath(path) : std::nullopt;
@@ -64,7 +64,7 @@ TrackedProcess& BusEndpoint::processOf(sd_bus_message* call, const Caller& calle
         throw ServiceError(ErrorKind::NotTracked,
                            std::string("No tracked process at ") + (path ? path : "?"));
     }
-    return manager_.tracked(caller, *id);
+    return Named::byId(*id);
 }
 
 namespace {
@@ -104,37 +104,34 @@ int readSignal(sd_bus_message* call) {
     return signal;
 }
 
-PidFdOf heldPidFd(PidFd pidfd) {
-    auto held = std::make_shared<PidFd>(std::move(pidfd));
-    return [held]() -> const PidFd& { return *held; };
+int authorizeNamespace(BusEndpoint& bus, sd_bus_message* call, const Caller& caller,
+                       Resolution resolution, NsType type) {
+    resolution.request.namespaces = {type};
+    return bus.authorizeThen(
+        call, caller, resolution.request,
+        [&bus, process = resolution.process, type](sd_bus_message* m) {
+            return replyFd(m, UniqueFd(bus.core().namespaceFd(process.pidfd(), type).release()));
+        });
 }
 
-PidFdOf trackedPidFd(BusEndpoint& bus, std::uint64_t id) {
-    return [&bus, id]() -> const PidFd& {
-        TrackedProcess* process = bus.core().find(id);
-        if (process == nullptr) {
-            throw ServiceError(ErrorKind::NotTracked,
-                               "Process " + std::to_string(id) + " was untracked meanwhile");
-        }
-        return process->pidfd();
-    };
+int authorizeNamespaces(BusEndpoint& bus, sd_bus_message* call, const Caller& caller,
+                        Resolution resolution, const std::vector<NsType>& types) {
+    resolution.request.namespaces = Manager::requestedTypes(types);
+    return bus.authorizeThen(call, caller, resolution.request,
+                             [&bus, process = resolution.process, types](sd_bus_message* m) {
+                                 return replyNamespaceFds(
+                                     m, bus.core().namespaceFds(process.pidfd(), types));
+                             });
 }
 
-int authorizeNamespaces(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, Target target,
-                        PidFdOf pidfd, const std::vector<NsType>& types) {
-    Request request{Action::GetNamespace, std::move(target), Manager::requestedTypes(types), 0};
-    return bus.authorizeThen(call, caller, request, [&bus, pidfd, types](sd_bus_message* m) {
-        return replyNamespaceFds(m, bus.core().namespaceFds(pidfd(), types));
-    });
-}
-
-int authorizeSignal(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, Target target,
-                    PidFdOf pidfd, int signal) {
-    Request request{Action::SendSignal, std::move(target), {}, signal};
-    return bus.authorizeThen(call, caller, request, [&bus, pidfd, signal](sd_bus_message* m) {
-        bus.core().sendSignal(pidfd(), signal);
-        return replyEmpty(m);
-    });
+int authorizeSignal(BusEndpoint& bus, sd_bus_message* call, const Caller& caller,
+                    Resolution resolution, int signal) {
+    resolution.request.signal = signal;
+    return bus.authorizeThen(call, caller, resolution.request,
+                             [&bus, process = resolution.process, signal](sd_bus_message* m) {
+                                 bus.core().sendSignal(process.pidfd(), signal);
+                                 return replyEmpty(m);
+                             });
 }
 
 SocketSpec readSocketSpec(sd_bus_message* call) {
@@ -144,23 +141,25 @@ SocketSpec readSocketSpec(sd_bus_message* call) {
     return Manager::socketSpec(family, type, protocol);
 }
 
-int authorizeSocket(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, Target target,
-                    PidFdOf pidfd, const SocketSpec& spec) {
-    Request request{Action::OpenSocket, std::move(target), {}, 0, spec};
-    return bus.authorizeThen(call, caller, request, [&bus, caller, pidfd, spec](sd_bus_message* m) {
-        // The helper answers later: the reply goes out then.
-        auto held = std::make_shared<BusMessage>(sd_bus_message_ref(m));
-        bus.core().openSocket(caller, pidfd(), spec,
-                              [held](UniqueFd socket, std::exception_ptr error) {
-                                  serveCall(held->get(), [&] {
-                                      if (error) {
-                                          std::rethrow_exception(error);
-                                      }
-                                      return replyFd(held->get(), std::move(socket));
-                                  });
-                              });
-        return 1;
-    });
+int authorizeSocket(BusEndpoint& bus, sd_bus_message* call, const Caller& caller,
+                    Resolution resolution, const SocketSpec& spec) {
+    resolution.request.socket = spec;
+    return bus.authorizeThen(call, caller, resolution.request,
+                             [&bus, caller, process = resolution.process, spec](sd_bus_message* m) {
+                                 // The helper answers later: the reply goes out then.
+                                 auto held = std::make_shared<BusMessage>(sd_bus_message_ref(m));
+                                 bus.core().openSocket(
+                                     caller, process.pidfd(), spec,
+                                     [held](UniqueFd socket, std::exception_ptr error) {
+                                         serveCall(held->get(), [&] {
+                                             if (error) {
+                                                 std::rethrow_exception(error);
+                                             }
+                                             return replyFd(held->get(), std::move(socket));
+                                         });
+                                     });
+                                 return 1;
+                             });
 }
 
 }  // namespace nsfd::daemon

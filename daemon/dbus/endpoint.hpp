@@ -42,8 +42,9 @@ class BusEndpoint final {
 
     // The caller of `call`. Throws ServiceError(AccessDenied) if unknown.
     Caller callerOf(sd_bus_message* call) { return callers_.callerOf(call); }
-    // The tracked process `call` is addressed to, as its caller may see it; NotTracked otherwise.
-    TrackedProcess& processOf(sd_bus_message* call, const Caller& caller);
+    // The tracked process `call` is addressed to (/org/nsfd1/process/ID), by
+    // its id. Throws ServiceError(NotTracked) for a path without one.
+    static Named processOf(sd_bus_message* call);
 
     // The one authorization step of a handler: asks the core's Authorizer,
     // then runs `body(call)` (core, encode) if it allowed, or replies with the
@@ -66,23 +67,41 @@ class BusEndpoint final {
         return 1;
     }
 
-    // A process named as users name it (Manager::resolve: container:ID, ...):
-    // runs `body(call, pidfd)` once it is resolved and the caller may see it,
-    // or replies with the error (NoSuchProcess where it may not). `body` then
-    // authorizes its own action as for a pid.
+    // The process `named` names, resolved by the core for `action`
+    // (Manager::resolve): runs `body(call, resolution)` once it is (now, or
+    // later for a selector), or replies with the error. `body` then authorizes
+    // `resolution.request` (authorizeThen) and acts on `resolution.process`.
     template <typename Body>
-    int resolveThen(sd_bus_message* call, const Caller& caller, const std::string& selector,
+    int resolveThen(sd_bus_message* call, const Caller& caller, Named named, Action action,
                     Body&& body) {
         auto held = std::make_shared<BusMessage>(sd_bus_message_ref(call));
         auto run = std::make_shared<std::decay_t<Body>>(std::forward<Body>(body));
         manager_.resolve(
-            caller, selector,
-            [held, run](PidFd pidfd) {
+            caller, std::move(named), action,
+            [held, run](Resolution resolution) {
                 sd_bus_message* m = held->get();
-                serveCall(m, [&] { return (*run)(m, std::move(pidfd)); });
+                serveCall(m, [&] { return (*run)(m, std::move(resolution)); });
             },
-            [held](const ServiceError& e) { replyError(held->get(), e.kind(), e.what()); });
+            [held](std::exception_ptr error) {
+                serveCall(held->get(), [&]() -> int { std::rethrow_exception(error); });
+            });
         return 1;
+    }
+
+    // Both steps at once, for an action that needs nothing but its target:
+    // resolves `named` for `action` (resolveThen), authorizes the request
+    // (authorizeThen), then runs `body(call, process)` (a ProcessRef).
+    template <typename Body>
+    int authorizeThen(sd_bus_message* call, const Caller& caller, Named named, Action action,
+                      Body&& body) {
+        return resolveThen(
+            call, caller, std::move(named), action,
+            [this, caller, body = std::forward<Body>(body)](sd_bus_message* m, Resolution r) {
+                return authorizeThen(m, caller, r.request,
+                                     [body, process = r.process](sd_bus_message* reply) {
+                                         return body(reply, process);
+                                     });
+            });
     }
 
   private:
@@ -116,21 +135,17 @@ namespace nsfd::daemon {
 // A signal number argument: InvalidArgs unless 0..SIGRTMAX.
 int readSignal(sd_bus_message* call);
 
-// The process a call acts on, once authorized: a pidfd the handler opened, or
-// a tracked process looked up again by id (it may have gone meanwhile).
-using PidFdOf = std::function<const PidFd&()>;
-PidFdOf heldPidFd(PidFd pidfd);
-PidFdOf trackedPidFd(BusEndpoint& bus, std::uint64_t id);
-
-// The handlers that Manager and Process share (decode done, target named):
-// authorize, then the core, then the reply.
-int authorizeNamespaces(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, Target target,
-                        PidFdOf pidfd, const std::vector<NsType>& types);
-int authorizeSignal(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, Target target,
-                    PidFdOf pidfd, int signal);
+// The handlers that Manager and Process share (decode done, process
+// resolved): authorize, then the core, then the reply.
+int authorizeNamespace(BusEndpoint& bus, sd_bus_message* call, const Caller& caller,
+                       Resolution resolution, NsType type);
+int authorizeNamespaces(BusEndpoint& bus, sd_bus_message* call, const Caller& caller,
+                        Resolution resolution, const std::vector<NsType>& types);
+int authorizeSignal(BusEndpoint& bus, sd_bus_message* call, const Caller& caller,
+                    Resolution resolution, int signal);
 // OpenSocket's (i family, i type, i protocol): InvalidArgs naming the bad one.
 SocketSpec readSocketSpec(sd_bus_message* call);
-int authorizeSocket(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, Target target,
-                    PidFdOf pidfd, const SocketSpec& spec);
+int authorizeSocket(BusEndpoint& bus, sd_bus_message* call, const Caller& caller,
+                    Resolution resolution, const SocketSpec& spec);
 
 }  // namespace nsfd::daemon

@@ -17,29 +17,33 @@ std::string pathOf(std::uint64_t id) {
     return nsfd::dbus::processObjectPath(id);
 }
 
-int trackPidFd(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, PidFd pidfd) {
-    Request request{Action::Track, bus.core().targetOf(caller, pidfd, Action::Track), {}, 0};
-    auto held = std::make_shared<PidFd>(std::move(pidfd));
-    return bus.authorizeThen(call, caller, request, [&bus, caller, held](sd_bus_message* m) {
-        return replyObjectPath(m, pathOf(bus.core().track(caller, std::move(*held)).id()));
-    });
+// A process named by pid (`u`), by a pidfd the caller passed (`h`) or as
+// users name it (`s`: container:ID, cgroup:PATH, unit:NAME, machine:NAME,
+// PID:ID): the variants of a method take the same arguments after it.
+enum class Naming { ByPid, ByPidFd, BySelector };
+
+Named readNamed(BusEndpoint& bus, sd_bus_message* call, Naming naming) {
+    switch (naming) {
+        case Naming::ByPidFd:
+            return Named::byPidFd(bus.core().adoptPidFd(readFd(call)));
+        case Naming::BySelector:
+            return Named::bySelector(readString(call));
+        case Naming::ByPid:
+            break;
+    }
+    return Named::byPid(readUint32(call));
 }
 
-int trackProcess(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+int trackProcess(sd_bus_message* call, void* userdata, Naming naming) {
     return serveCall(call, [&] {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
-        PidFd pidfd = bus.core().openPid(caller, readUint32(call));
-        return trackPidFd(bus, call, caller, std::move(pidfd));
-    });
-}
-
-int trackProcessByPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return serveCall(call, [&] {
-        BusEndpoint& bus = endpointOf(userdata);
-        Caller caller = bus.callerOf(call);
-        PidFd pidfd = bus.core().adoptPidFd(readFd(call));
-        return trackPidFd(bus, call, caller, std::move(pidfd));
+        Named named = readNamed(bus, call, naming);
+        return bus.authorizeThen(call, caller, std::move(named), Action::Track,
+                                 [&bus, caller](sd_bus_message* m, const ProcessRef& process) {
+                                     return replyObjectPath(
+                                         m, pathOf(bus.core().track(caller, process.take()).id()));
+                                 });
     });
 }
 
@@ -52,13 +56,11 @@ int untrackProcess(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/
         if (!id) {
             throw ServiceError(ErrorKind::NotTracked, "No tracked process at " + path);
         }
-        TrackedProcess& process = bus.core().tracked(caller, *id);
-        Request request{
-            Action::Untrack, bus.core().targetOf(caller, process, Action::Untrack), {}, 0};
-        return bus.authorizeThen(call, caller, request, [&bus, caller, id](sd_bus_message* m) {
-            bus.core().untrack(caller, *id);
-            return replyEmpty(m);
-        });
+        return bus.authorizeThen(call, caller, Named::byId(*id), Action::Untrack,
+                                 [&bus, caller](sd_bus_message* m, const ProcessRef& process) {
+                                     bus.core().untrack(caller, *process.trackedId());
+                                     return replyEmpty(m);
+                                 });
     });
 }
 
@@ -66,12 +68,11 @@ int getProcess(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return serveCall(call, [&] {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
-        TrackedProcess& process = bus.core().trackedWithPid(caller, readUint32(call));
-        Request request{
-            Action::ReadInfo, bus.core().targetOf(caller, process, Action::ReadInfo), {}, 0};
-        return bus.authorizeThen(call, caller, request, [id = process.id()](sd_bus_message* m) {
-            return replyObjectPath(m, pathOf(id));
-        });
+        return bus.authorizeThen(call, caller, Named::byTrackedPid(readUint32(call)),
+                                 Action::ReadInfo,
+                                 [](sd_bus_message* m, const ProcessRef& process) {
+                                     return replyObjectPath(m, pathOf(*process.trackedId()));
+                                 });
     });
 }
 
@@ -98,171 +99,94 @@ int getNamespace(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) 
     return serveCall(call, [&] {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
-        auto pidfd = std::make_shared<PidFd>(bus.core().openPid(caller, readUint32(call)));
+        Named named = Named::byPid(readUint32(call));
         NsType type = readNsType(call);
-        Request request{Action::GetNamespace,
-                        bus.core().targetOf(caller, *pidfd, Action::GetNamespace),
-                        {type},
-                        0};
-        return bus.authorizeThen(call, caller, request, [&bus, pidfd, type](sd_bus_message* m) {
-            return replyFd(m, UniqueFd(bus.core().namespaceFd(*pidfd, type).release()));
-        });
-    });
-}
-
-// A process named by pid (`u`) or by a pidfd the caller passed (`h`).
-enum class Named { ByPid, ByPidFd };
-
-PidFd readProcess(BusEndpoint& bus, sd_bus_message* call, const Caller& caller, Named named) {
-    return named == Named::ByPidFd ? bus.core().adoptPidFd(readFd(call))
-                                   : bus.core().openPid(caller, readUint32(call));
-}
-
-int getNamespaces(sd_bus_message* call, void* userdata, Named named) {
-    return serveCall(call, [&] {
-        BusEndpoint& bus = endpointOf(userdata);
-        Caller caller = bus.callerOf(call);
-        PidFd pidfd = readProcess(bus, call, caller, named);
-        std::vector<NsType> types = readNsTypes(call);
-        Target target = bus.core().targetOf(caller, pidfd, Action::GetNamespace);
-        return authorizeNamespaces(bus, call, caller, std::move(target),
-                                   heldPidFd(std::move(pidfd)), types);
-    });
-}
-
-int getProcessInfo(sd_bus_message* call, void* userdata, Named named) {
-    return serveCall(call, [&] {
-        BusEndpoint& bus = endpointOf(userdata);
-        Caller caller = bus.callerOf(call);
-        auto pidfd = std::make_shared<PidFd>(readProcess(bus, call, caller, named));
-        Request request{
-            Action::ReadInfo, bus.core().targetOf(caller, *pidfd, Action::ReadInfo), {}, 0};
-        return bus.authorizeThen(call, caller, request, [&bus, caller, pidfd](sd_bus_message* m) {
-            Info info = bus.core().info(*pidfd);
-            ProcessState state = pidfd->hasExited() ? ProcessState::Exited : ProcessState::Running;
-            return replyInfo(m, {info,
-                                 pidfd->id(),
-                                 state,
-                                 {},
-                                 bus.core().pidFor(caller, pidfd->pid()),
-                                 bus.core().pidFor(caller, info.parentPid().value_or(0))});
-        });
-    });
-}
-
-int sendSignal(sd_bus_message* call, void* userdata, Named named) {
-    return serveCall(call, [&] {
-        BusEndpoint& bus = endpointOf(userdata);
-        Caller caller = bus.callerOf(call);
-        PidFd pidfd = readProcess(bus, call, caller, named);
-        int signal = readSignal(call);
-        Target target = bus.core().targetOf(caller, pidfd, Action::SendSignal);
-        return authorizeSignal(bus, call, caller, std::move(target), heldPidFd(std::move(pidfd)),
-                               signal);
-    });
-}
-
-int openSocket(sd_bus_message* call, void* userdata, Named named) {
-    return serveCall(call, [&] {
-        BusEndpoint& bus = endpointOf(userdata);
-        Caller caller = bus.callerOf(call);
-        PidFd pidfd = readProcess(bus, call, caller, named);
-        SocketSpec spec = readSocketSpec(call);
-        Target target = bus.core().targetOf(caller, pidfd, Action::OpenSocket);
-        return authorizeSocket(bus, call, caller, std::move(target), heldPidFd(std::move(pidfd)),
-                               spec);
-    });
-}
-
-int openSocketByPid(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return openSocket(call, userdata, Named::ByPid);
-}
-int openSocketByPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return openSocket(call, userdata, Named::ByPidFd);
-}
-
-int getNamespacesByPid(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return getNamespaces(call, userdata, Named::ByPid);
-}
-int getNamespacesByPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return getNamespaces(call, userdata, Named::ByPidFd);
-}
-int getProcessInfoByPid(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return getProcessInfo(call, userdata, Named::ByPid);
-}
-int getProcessInfoByPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return getProcessInfo(call, userdata, Named::ByPidFd);
-}
-int sendSignalByPid(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return sendSignal(call, userdata, Named::ByPid);
-}
-int sendSignalByPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return sendSignal(call, userdata, Named::ByPidFd);
-}
-
-// -- a process named as users name it (container:ID, cgroup:PATH, unit:NAME,
-// machine:NAME, PID:ID), resolved by the core, then as by pidfd --
-
-int trackProcessBySelector(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return serveCall(call, [&] {
-        BusEndpoint& bus = endpointOf(userdata);
-        Caller caller = bus.callerOf(call);
-        return bus.resolveThen(call, caller, readString(call),
-                               [&bus, caller](sd_bus_message* m, PidFd pidfd) {
-                                   return trackPidFd(bus, m, caller, std::move(pidfd));
+        return bus.resolveThen(call, caller, std::move(named), Action::GetNamespace,
+                               [&bus, caller, type](sd_bus_message* m, Resolution r) {
+                                   return authorizeNamespace(bus, m, caller, std::move(r), type);
                                });
     });
 }
 
-int getNamespacesBySelector(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+int getNamespaces(sd_bus_message* call, void* userdata, Naming naming) {
     return serveCall(call, [&] {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
-        std::string selector = readString(call);
+        Named named = readNamed(bus, call, naming);
         std::vector<NsType> types = readNsTypes(call);
+        return bus.resolveThen(call, caller, std::move(named), Action::GetNamespace,
+                               [&bus, caller, types](sd_bus_message* m, Resolution r) {
+                                   return authorizeNamespaces(bus, m, caller, std::move(r), types);
+                               });
+    });
+}
+
+int getProcessInfo(sd_bus_message* call, void* userdata, Naming naming) {
+    return serveCall(call, [&] {
+        BusEndpoint& bus = endpointOf(userdata);
+        Caller caller = bus.callerOf(call);
+        Named named = readNamed(bus, call, naming);
         return bus.resolveThen(
-            call, caller, selector, [&bus, caller, types](sd_bus_message* m, PidFd pidfd) {
-                Target target = bus.core().targetOf(caller, pidfd, Action::GetNamespace);
-                return authorizeNamespaces(bus, m, caller, std::move(target),
-                                           heldPidFd(std::move(pidfd)), types);
+            call, caller, std::move(named), Action::ReadInfo,
+            [&bus, caller, naming](sd_bus_message* m, Resolution r) {
+                auto reply = [&bus, caller, process = r.process](sd_bus_message* m) {
+                    return replyInfo(m, bus.core().view(caller, process));
+                };
+                if (naming == Naming::BySelector) {
+                    return reply(m);  // resolving it asked the authorization step for ReadInfo
+                }
+                return bus.authorizeThen(m, caller, r.request, reply);
             });
     });
 }
 
-int getProcessInfoBySelector(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+int sendSignal(sd_bus_message* call, void* userdata, Naming naming) {
     return serveCall(call, [&] {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
-        // Resolving asked the authorization step for ReadInfo already.
-        return bus.resolveThen(
-            call, caller, readString(call), [&bus, caller](sd_bus_message* m, PidFd pidfd) {
-                Info info = bus.core().info(pidfd);
-                ProcessState state =
-                    pidfd.hasExited() ? ProcessState::Exited : ProcessState::Running;
-                return replyInfo(m, {info,
-                                     pidfd.id(),
-                                     state,
-                                     {},
-                                     bus.core().pidFor(caller, pidfd.pid()),
-                                     bus.core().pidFor(caller, info.parentPid().value_or(0))});
-            });
-    });
-}
-
-int sendSignalBySelector(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return serveCall(call, [&] {
-        BusEndpoint& bus = endpointOf(userdata);
-        Caller caller = bus.callerOf(call);
-        std::string selector = readString(call);
+        Named named = readNamed(bus, call, naming);
         int signal = readSignal(call);
-        return bus.resolveThen(
-            call, caller, selector, [&bus, caller, signal](sd_bus_message* m, PidFd pidfd) {
-                Target target = bus.core().targetOf(caller, pidfd, Action::SendSignal);
-                return authorizeSignal(bus, m, caller, std::move(target),
-                                       heldPidFd(std::move(pidfd)), signal);
-            });
+        return bus.resolveThen(call, caller, std::move(named), Action::SendSignal,
+                               [&bus, caller, signal](sd_bus_message* m, Resolution r) {
+                                   return authorizeSignal(bus, m, caller, std::move(r), signal);
+                               });
     });
 }
+
+int openSocket(sd_bus_message* call, void* userdata, Naming naming) {
+    return serveCall(call, [&] {
+        BusEndpoint& bus = endpointOf(userdata);
+        Caller caller = bus.callerOf(call);
+        Named named = readNamed(bus, call, naming);
+        SocketSpec spec = readSocketSpec(call);
+        return bus.resolveThen(call, caller, std::move(named), Action::OpenSocket,
+                               [&bus, caller, spec](sd_bus_message* m, Resolution r) {
+                                   return authorizeSocket(bus, m, caller, std::move(r), spec);
+                               });
+    });
+}
+
+// The vtable's entries: one handler per naming of a process.
+template <int (*Handler)(sd_bus_message*, void*, Naming), Naming naming>
+int named(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
+    return Handler(call, userdata, naming);
+}
+constexpr sd_bus_message_handler_t getNamespacesByPid = named<getNamespaces, Naming::ByPid>;
+constexpr sd_bus_message_handler_t getNamespacesByPidFd = named<getNamespaces, Naming::ByPidFd>;
+constexpr sd_bus_message_handler_t getNamespacesBySelector =
+    named<getNamespaces, Naming::BySelector>;
+constexpr sd_bus_message_handler_t getProcessInfoByPid = named<getProcessInfo, Naming::ByPid>;
+constexpr sd_bus_message_handler_t getProcessInfoByPidFd = named<getProcessInfo, Naming::ByPidFd>;
+constexpr sd_bus_message_handler_t getProcessInfoBySelector =
+    named<getProcessInfo, Naming::BySelector>;
+constexpr sd_bus_message_handler_t openSocketByPid = named<openSocket, Naming::ByPid>;
+constexpr sd_bus_message_handler_t openSocketByPidFd = named<openSocket, Naming::ByPidFd>;
+constexpr sd_bus_message_handler_t sendSignalByPid = named<sendSignal, Naming::ByPid>;
+constexpr sd_bus_message_handler_t sendSignalByPidFd = named<sendSignal, Naming::ByPidFd>;
+constexpr sd_bus_message_handler_t sendSignalBySelector = named<sendSignal, Naming::BySelector>;
+constexpr sd_bus_message_handler_t trackProcessByPid = named<trackProcess, Naming::ByPid>;
+constexpr sd_bus_message_handler_t trackProcessByPidFd = named<trackProcess, Naming::ByPidFd>;
+constexpr sd_bus_message_handler_t trackProcessBySelector = named<trackProcess, Naming::BySelector>;
 
 int subscribe(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
     return serveCall(call, [&] {
@@ -311,7 +235,7 @@ constexpr std::uint64_t kMethod = SD_BUS_VTABLE_UNPRIVILEGED;  // nsfdd authoriz
 const sd_bus_vtable kManagerVtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_METHOD_WITH_ARGS("TrackProcess", SD_BUS_ARGS("u", pid), SD_BUS_RESULT("o", process),
-                            trackProcess, kMethod),
+                            trackProcessByPid, kMethod),
     SD_BUS_METHOD_WITH_ARGS("TrackProcessByPidFd", SD_BUS_ARGS("h", pidfd),
                             SD_BUS_RESULT("o", process), trackProcessByPidFd, kMethod),
     SD_BUS_METHOD_WITH_ARGS("UntrackProcess", SD_BUS_ARGS("o", process), SD_BUS_NO_RESULT,

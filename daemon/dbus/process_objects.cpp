@@ -11,141 +11,114 @@ namespace nsfd::daemon {
 
 namespace {
 
-// A method call on the process object the vtable's find callback resolved:
-// the body gets the endpoint, the caller and the process.
+// A method call on the process object the vtable's find callback found: the
+// body gets the endpoint, the caller and the process, named by its id.
 template <typename Body>
 int onProcess(sd_bus_message* call, void* userdata, Body&& body) noexcept {
     return serveCall(call, [&] {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
-        return body(bus, caller, bus.processOf(call, caller));
+        return body(bus, caller, BusEndpoint::processOf(call));
     });
 }
 
 int getNamespace(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(
-        call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            NsType type = readNsType(call);
-            Request request{Action::GetNamespace,
-                            bus.core().targetOf(caller, p, Action::GetNamespace),
-                            {type},
-                            0};
-            PidFdOf pidfd = trackedPidFd(bus, p.id());
-            return bus.authorizeThen(call, caller, request, [&bus, pidfd, type](sd_bus_message* m) {
-                return replyFd(m, UniqueFd(bus.core().namespaceFd(pidfd(), type).release()));
-            });
-        });
+    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
+        NsType type = readNsType(call);
+        return bus.resolveThen(call, caller, std::move(named), Action::GetNamespace,
+                               [&bus, caller, type](sd_bus_message* m, Resolution r) {
+                                   return authorizeNamespace(bus, m, caller, std::move(r), type);
+                               });
+    });
 }
 
 int getNamespaces(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(
-        call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            std::vector<NsType> types = readNsTypes(call);
-            return authorizeNamespaces(bus, call, caller,
-                                       bus.core().targetOf(caller, p, Action::GetNamespace),
-                                       trackedPidFd(bus, p.id()), types);
-        });
+    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
+        std::vector<NsType> types = readNsTypes(call);
+        return bus.resolveThen(call, caller, std::move(named), Action::GetNamespace,
+                               [&bus, caller, types](sd_bus_message* m, Resolution r) {
+                                   return authorizeNamespaces(bus, m, caller, std::move(r), types);
+                               });
+    });
 }
 
 int getNamespaceIds(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(
-        call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            Request request{
-                Action::ReadInfo, bus.core().targetOf(caller, p, Action::ReadInfo), {}, 0};
-            PidFdOf pidfd = trackedPidFd(bus, p.id());
-            return bus.authorizeThen(call, caller, request, [&bus, pidfd](sd_bus_message* m) {
+    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
+        return bus.authorizeThen(
+            call, caller, std::move(named), Action::ReadInfo,
+            [&bus](sd_bus_message* m, const ProcessRef& process) {
                 BusMessage reply = newMethodReturn(m);
                 const char* what = "Failed to build a reply";
                 checkBus(sd_bus_message_open_container(reply.get(), 'a', "{st}"), what);
-                for (const auto& [type, id] : bus.core().namespaceIds(pidfd())) {
+                for (const auto& [type, id] : bus.core().namespaceIds(process.pidfd())) {
                     checkBus(sd_bus_message_append(reply.get(), "{st}", type.c_str(), id), what);
                 }
                 checkBus(sd_bus_message_close_container(reply.get()), what);
                 return sd_bus_send(nullptr, reply.get(), nullptr);
             });
-        });
+    });
 }
 
 int getInfo(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(
-        call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            Request request{
-                Action::ReadInfo, bus.core().targetOf(caller, p, Action::ReadInfo), {}, 0};
-            return bus.authorizeThen(
-                call, caller, request, [&bus, caller, id = p.id()](sd_bus_message* m) {
-                    TrackedProcess* process = bus.core().find(id);
-                    if (process == nullptr) {
-                        throw ServiceError(ErrorKind::NotTracked, "Process " + std::to_string(id) +
-                                                                      " was untracked meanwhile");
-                    }
-                    Info info = process->info();
-                    return replyInfo(m, {info, id, process->state(), process->exitStatus(),
-                                         bus.core().pidFor(caller, process->pid()),
-                                         bus.core().pidFor(caller, info.parentPid().value_or(0))});
-                });
-        });
+    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
+        return bus.authorizeThen(call, caller, std::move(named), Action::ReadInfo,
+                                 [&bus, caller](sd_bus_message* m, const ProcessRef& process) {
+                                     return replyInfo(m, bus.core().view(caller, process));
+                                 });
+    });
 }
 
 int getPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(
-        call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            Request request{
-                Action::GetPidFd, bus.core().targetOf(caller, p, Action::GetPidFd), {}, 0};
-            PidFdOf pidfd = trackedPidFd(bus, p.id());
-            return bus.authorizeThen(call, caller, request, [&bus, pidfd](sd_bus_message* m) {
-                return replyFd(m, bus.core().duplicatePidFd(pidfd()));
-            });
-        });
+    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
+        return bus.authorizeThen(call, caller, std::move(named), Action::GetPidFd,
+                                 [&bus](sd_bus_message* m, const ProcessRef& process) {
+                                     return replyFd(m, bus.core().duplicatePidFd(process.pidfd()));
+                                 });
+    });
 }
 
 int sendSignal(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(call, userdata,
-                     [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-                         int signal = readSignal(call);
-                         return authorizeSignal(bus, call, caller,
-                                                bus.core().targetOf(caller, p, Action::SendSignal),
-                                                trackedPidFd(bus, p.id()), signal);
-                     });
+    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
+        int signal = readSignal(call);
+        return bus.resolveThen(call, caller, std::move(named), Action::SendSignal,
+                               [&bus, caller, signal](sd_bus_message* m, Resolution r) {
+                                   return authorizeSignal(bus, m, caller, std::move(r), signal);
+                               });
+    });
 }
 
 int openSocket(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(call, userdata,
-                     [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-                         SocketSpec spec = readSocketSpec(call);
-                         return authorizeSocket(bus, call, caller,
-                                                bus.core().targetOf(caller, p, Action::OpenSocket),
-                                                trackedPidFd(bus, p.id()), spec);
-                     });
+    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
+        SocketSpec spec = readSocketSpec(call);
+        return bus.resolveThen(call, caller, std::move(named), Action::OpenSocket,
+                               [&bus, caller, spec](sd_bus_message* m, Resolution r) {
+                                   return authorizeSocket(bus, m, caller, std::move(r), spec);
+                               });
+    });
 }
 
 int getFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(
-        call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            int targetFd = readInt32(call);
-            if (targetFd < 0) {
-                throw ServiceError(ErrorKind::InvalidArgs,
-                                   "Invalid fd number " + std::to_string(targetFd));
-            }
-            Request request{Action::GetFd, bus.core().targetOf(caller, p, Action::GetFd), {}, 0};
-            PidFdOf pidfd = trackedPidFd(bus, p.id());
-            return bus.authorizeThen(call, caller, request,
-                                     [&bus, pidfd, targetFd](sd_bus_message* m) {
-                                         return replyFd(m, bus.core().getFd(pidfd(), targetFd));
-                                     });
-        });
+    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
+        int targetFd = readInt32(call);
+        if (targetFd < 0) {
+            throw ServiceError(ErrorKind::InvalidArgs,
+                               "Invalid fd number " + std::to_string(targetFd));
+        }
+        return bus.authorizeThen(call, caller, std::move(named), Action::GetFd,
+                                 [&bus, targetFd](sd_bus_message* m, const ProcessRef& process) {
+                                     return replyFd(m, bus.core().getFd(process.pidfd(), targetFd));
+                                 });
+    });
 }
 
 int untrack(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(
-        call, userdata, [&](BusEndpoint& bus, const Caller& caller, TrackedProcess& p) {
-            Request request{
-                Action::Untrack, bus.core().targetOf(caller, p, Action::Untrack), {}, 0};
-            return bus.authorizeThen(call, caller, request,
-                                     [&bus, caller, id = p.id()](sd_bus_message* m) {
-                                         bus.core().untrack(caller, id);
-                                         return replyEmpty(m);
-                                     });
-        });
+    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
+        return bus.authorizeThen(call, caller, std::move(named), Action::Untrack,
+                                 [&bus, caller](sd_bus_message* m, const ProcessRef& process) {
+                                     bus.core().untrack(caller, *process.trackedId());
+                                     return replyEmpty(m);
+                                 });
+    });
 }
 
 // The caller of the message being handled; none while nsfdd emits its own

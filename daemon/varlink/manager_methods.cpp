@@ -95,7 +95,7 @@ std::vector<NsType> readNsTypes(const Json& parameters) {
 
 // A process named by exactly one of "pid", "id", "pidfd" (the index of a
 // pidfd sent with the call) and "selector" (container:ID, ...: resolver.hpp).
-struct Named {
+struct Given {
     std::optional<std::uint32_t> pid;
     std::optional<std::uint64_t> id;
     std::optional<std::uint64_t> pidfd;
@@ -114,8 +114,8 @@ std::optional<std::string> readSelector(const Json& parameters) {
     return it->get<std::string>();
 }
 
-Named readNamed(const Json& parameters) {
-    Named named{readPid(parameters),
+Given readGiven(const Json& parameters) {
+    Given named{readPid(parameters),
                 readOptional(parameters, "id", 1, std::numeric_limits<std::uint64_t>::max()),
                 readOptional(parameters, "pidfd", 0, kMaxInt32), readSelector(parameters)};
     int given = named.pid.has_value() + named.id.has_value() + named.pidfd.has_value() +
@@ -148,67 +148,61 @@ PidFd passedPidFd(Manager& core, Call& call, std::uint64_t index) {
     }
 }
 
-// -- the process a call acts on, once authorized --
-
-// A pidfd the handler opened, or a tracked process looked up again by id.
-using PidFdOf = std::function<const PidFd&()>;
-
-PidFdOf heldPidFd(PidFd pidfd) {
-    auto held = std::make_shared<PidFd>(std::move(pidfd));
-    return [held]() -> const PidFd& { return *held; };
-}
-
-TrackedProcess& stillTracked(Manager& core, std::uint64_t id) {
-    TrackedProcess* process = core.find(id);
-    if (process == nullptr) {
-        throw ServiceError(ErrorKind::NotTracked,
-                           "Process " + std::to_string(id) + " was untracked meanwhile");
+// What `given` names, for the core to resolve: a pidfd is taken from the call now.
+Named namedOf(Manager& core, Call& call, const Given& given) {
+    if (given.pid) {
+        return Named::byPid(*given.pid);
     }
-    return *process;
-}
-
-PidFdOf trackedPidFd(Manager& core, std::uint64_t id) {
-    return [&core, id]() -> const PidFd& { return stillTracked(core, id).pidfd(); };
-}
-
-struct Resolved {
-    Target target;
-    PidFdOf pidfd;
-};
-
-Resolved resolve(Manager& core, Call& call, const Caller& caller, const Named& named,
-                 Action action) {
-    if (!named.id) {
-        PidFd pidfd =
-            named.pid ? core.openPid(caller, *named.pid) : passedPidFd(core, call, *named.pidfd);
-        Target target = core.targetOf(caller, pidfd, action);
-        return {std::move(target), heldPidFd(std::move(pidfd))};
+    if (given.id) {
+        return Named::byId(*given.id);
     }
-    TrackedProcess& process = core.tracked(caller, *named.id);
-    return {core.targetOf(caller, process, action), trackedPidFd(core, process.id())};
+    if (given.pidfd) {
+        return Named::byPidFd(passedPidFd(core, call, *given.pidfd));
+    }
+    return Named::bySelector(*given.selector);
 }
 
-// Calls `then` with the process `named` names: now, or, for a selector, once
-// the core resolved it and found the caller may see it (Manager::resolve);
-// answers the call with the error otherwise.
+// Calls `then` with the process `named` resolved for `action` by the core
+// (Manager::resolve): now, or, for a selector, once the core found it and the
+// caller may see it; answers the call with the error otherwise.
 template <typename Then>
-void resolveThen(Manager& core, const CallPtr& call, const Caller& caller, const Named& named,
+void resolveThen(Manager& core, const CallPtr& call, const Caller& caller, Named named,
                  Action action, Then then) {
-    if (!named.selector) {
-        then(resolve(core, *call, caller, named, action));
-        return;
-    }
     core.resolve(
-        caller, *named.selector,
-        [&core, call, caller, action, then = std::move(then)](PidFd pidfd) {
+        caller, std::move(named), action,
+        [call, then = std::move(then)](Resolution resolution) {
             try {
-                Target target = core.targetOf(caller, pidfd, action);
-                then(Resolved{std::move(target), heldPidFd(std::move(pidfd))});
+                then(std::move(resolution));
             } catch (...) {
                 replyCurrentError(*call);
             }
         },
-        [call](const ServiceError& e) { replyError(*call, e.kind(), e.what()); });
+        [call](std::exception_ptr error) {
+            try {
+                std::rethrow_exception(error);
+            } catch (...) {
+                replyCurrentError(*call);
+            }
+        });
+}
+
+template <typename Then>
+void resolveThen(Manager& core, const CallPtr& call, const Caller& caller, const Given& given,
+                 Action action, Then then) {
+    resolveThen(core, call, caller, namedOf(core, *call, given), action, std::move(then));
+}
+
+// Both steps at once, for an action that needs nothing but its target:
+// resolves (resolveThen), authorizes (VarlinkEndpoint::authorizeThen), then
+// runs `body(call, process)` (a ProcessRef).
+template <typename NamedOrGiven, typename Body>
+void authorizeThen(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller,
+                   NamedOrGiven named, Action action, Body body) {
+    resolveThen(ep.core(), call, caller, std::move(named), action,
+                [&ep, call, caller, body](Resolution r) {
+                    ep.authorizeThen(call, caller, r.request,
+                                     [body, process = r.process](Call& c) { body(c, process); });
+                });
 }
 
 std::vector<UniqueFd> oneFd(UniqueFd fd) {
@@ -218,19 +212,18 @@ std::vector<UniqueFd> oneFd(UniqueFd fd) {
 }
 
 // The info object (keys: nsfd/contract.hpp), as replyInfo builds the D-Bus one.
-Json infoJson(const Info& info, std::uint64_t id, ProcessState state, std::optional<int> exitStatus,
-              std::uint32_t pid, std::uint32_t parentPid) {
+Json infoJson(const ProcessView& view) {
     namespace key = nsfd::info_key;
-    Json out = {{key::kId, id}, {key::kState, std::string(toString(state))}};
-    if (info.pid()) {
-        out[key::kPid] = pid;
-        out[key::kThreadGroupId] = pid;  // a tracked process is a thread-group leader
-        out[key::kParentPid] = parentPid;
+    Json out = {{key::kId, view.id}, {key::kState, std::string(toString(view.state))}};
+    if (view.info.pid()) {
+        out[key::kPid] = view.pid;
+        out[key::kThreadGroupId] = view.pid;  // a tracked process is a thread-group leader
+        out[key::kParentPid] = view.parentPid;
     }
-    if (info.cgroupId()) {
-        out[key::kCgroupId] = static_cast<std::uint64_t>(*info.cgroupId());
+    if (view.info.cgroupId()) {
+        out[key::kCgroupId] = static_cast<std::uint64_t>(*view.info.cgroupId());
     }
-    if (std::optional<Credentials> c = info.credentials()) {
+    if (std::optional<Credentials> c = view.info.credentials()) {
         out[key::kRuid] = c->ruid;
         out[key::kEuid] = c->euid;
         out[key::kSuid] = c->suid;
@@ -240,41 +233,41 @@ Json infoJson(const Info& info, std::uint64_t id, ProcessState state, std::optio
         out[key::kSgid] = c->sgid;
         out[key::kFsgid] = c->fsgid;
     }
-    if (exitStatus) {
-        out[key::kExitStatus] = *exitStatus;
+    if (view.exitStatus) {
+        out[key::kExitStatus] = *view.exitStatus;
     }
     return out;
 }
 
-// -- the methods: decode, authorize, core, encode --
+// -- the methods: decode, resolve, authorize, core, encode --
 
 void getNamespace(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    Named named = readNamed(call->parameters());
+    Given given = readGiven(call->parameters());
     NsType type = readNsType(call->parameters());
-    resolveThen(ep.core(), call, caller, named, Action::GetNamespace,
-                [&ep, call, caller, type](Resolved r) {
-                    Request request{Action::GetNamespace, std::move(r.target), {type}, 0};
-                    ep.authorizeThen(
-                        call, caller, request, [&core = ep.core(), pidfd = r.pidfd, type](Call& c) {
-                            c.reply({{"fileDescriptor", 0}},
-                                    oneFd(UniqueFd(core.namespaceFd(pidfd(), type).release())));
-                        });
+    resolveThen(
+        ep.core(), call, caller, given, Action::GetNamespace,
+        [&ep, call, caller, type](Resolution r) {
+            r.request.namespaces = {type};
+            ep.authorizeThen(
+                call, caller, r.request, [&core = ep.core(), process = r.process, type](Call& c) {
+                    c.reply({{"fileDescriptor", 0}},
+                            oneFd(UniqueFd(core.namespaceFd(process.pidfd(), type).release())));
                 });
+        });
 }
 
 void getNamespaces(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    Named named = readNamed(call->parameters());
+    Given given = readGiven(call->parameters());
     std::vector<NsType> types = readNsTypes(call->parameters());
-    resolveThen(ep.core(), call, caller, named, Action::GetNamespace,
-                [&ep, call, caller, types](Resolved r) {
-                    Request request{Action::GetNamespace, std::move(r.target),
-                                    Manager::requestedTypes(types), 0};
+    resolveThen(ep.core(), call, caller, given, Action::GetNamespace,
+                [&ep, call, caller, types](Resolution r) {
+                    r.request.namespaces = Manager::requestedTypes(types);
                     ep.authorizeThen(
-                        call, caller, request,
-                        [&core = ep.core(), pidfd = r.pidfd, types](Call& c) {
+                        call, caller, r.request,
+                        [&core = ep.core(), process = r.process, types](Call& c) {
                             Json namespaces = Json::object();
                             std::vector<UniqueFd> fds;
-                            for (auto& [type, fd] : core.namespaceFds(pidfd(), types)) {
+                            for (auto& [type, fd] : core.namespaceFds(process.pidfd(), types)) {
                                 namespaces[std::string(toString(type))] = fds.size();
                                 fds.emplace_back(fd.release());
                             }
@@ -284,64 +277,40 @@ void getNamespaces(VarlinkEndpoint& ep, const CallPtr& call, const Caller& calle
 }
 
 void getNamespaceIds(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    Named named = readNamed(call->parameters());
-    resolveThen(ep.core(), call, caller, named, Action::ReadInfo, [&ep, call, caller](Resolved r) {
-        Request request{Action::ReadInfo, std::move(r.target), {}, 0};
-        ep.authorizeThen(call, caller, request, [&core = ep.core(), pidfd = r.pidfd](Call& c) {
-            c.reply({{"ids", core.namespaceIds(pidfd())}});
-        });
-    });
+    Given given = readGiven(call->parameters());
+    authorizeThen(ep, call, caller, given, Action::ReadInfo,
+                  [&core = ep.core()](Call& c, const ProcessRef& process) {
+                      c.reply({{"ids", core.namespaceIds(process.pidfd())}});
+                  });
 }
 
 void trackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     const Json& parameters = call->parameters();
-    std::optional<std::uint32_t> pid = readPid(parameters);
-    std::optional<std::uint64_t> index = readOptional(parameters, "pidfd", 0, kMaxInt32);
-    std::optional<std::string> selector = readSelector(parameters);
-    if (pid.has_value() + index.has_value() + selector.has_value() != 1) {
+    Given given{readPid(parameters), std::nullopt, readOptional(parameters, "pidfd", 0, kMaxInt32),
+                readSelector(parameters)};
+    if (given.pid.has_value() + given.pidfd.has_value() + given.selector.has_value() != 1) {
         throw ParameterError("pid", "Name the process by exactly one of pid, pidfd and selector");
     }
-    Manager& core = ep.core();
-    auto trackIt = [&ep, &core, call, caller](PidFd pidfd) {
-        Request request{Action::Track, core.targetOf(caller, pidfd, Action::Track), {}, 0};
-        auto held = std::make_shared<PidFd>(std::move(pidfd));
-        ep.authorizeThen(call, caller, request, [&core, caller, held](Call& c) {
-            TrackedProcess& process = core.track(caller, std::move(*held));
-            c.reply({{"id", process.id()}, {"pid", core.pidFor(caller, process.pid())}});
-        });
-    };
-    if (!selector) {
-        trackIt(pid ? core.openPid(caller, *pid) : passedPidFd(core, *call, *index));
-        return;
-    }
-    core.resolve(
-        caller, *selector,
-        [call, trackIt](PidFd pidfd) {
-            try {
-                trackIt(std::move(pidfd));
-            } catch (...) {
-                replyCurrentError(*call);
-            }
-        },
-        [call](const ServiceError& e) { replyError(*call, e.kind(), e.what()); });
+    authorizeThen(ep, call, caller, given, Action::Track,
+                  [&core = ep.core(), caller](Call& c, const ProcessRef& process) {
+                      TrackedProcess& tracked = core.track(caller, process.take());
+                      c.reply({{"id", tracked.id()}, {"pid", core.pidFor(caller, tracked.pid())}});
+                  });
 }
 
 void untrackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    TrackedProcess& process = ep.core().tracked(caller, readId(call->parameters()));
-    Request request{Action::Untrack, ep.core().targetOf(caller, process, Action::Untrack), {}, 0};
-    ep.authorizeThen(call, caller, request,
-                     [&core = ep.core(), caller, id = process.id()](Call& c) {
-                         core.untrack(caller, id);
-                         c.reply();
-                     });
+    authorizeThen(ep, call, caller, Named::byId(readId(call->parameters())), Action::Untrack,
+                  [&core = ep.core(), caller](Call& c, const ProcessRef& process) {
+                      core.untrack(caller, *process.trackedId());
+                      c.reply();
+                  });
 }
 
 void getProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    TrackedProcess& process = ep.core().trackedWithPid(caller, *readPid(call->parameters(), true));
-    Request request{Action::ReadInfo, ep.core().targetOf(caller, process, Action::ReadInfo), {}, 0};
-    ep.authorizeThen(call, caller, request, [id = process.id()](Call& c) {
-        c.reply({{"id", id}});
-    });
+    authorizeThen(ep, call, caller, Named::byTrackedPid(*readPid(call->parameters(), true)),
+                  Action::ReadInfo, [](Call& c, const ProcessRef& process) {
+                      c.reply({{"id", *process.trackedId()}});
+                  });
 }
 
 void listProcesses(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
@@ -355,65 +324,42 @@ void listProcesses(VarlinkEndpoint& ep, const CallPtr& call, const Caller& calle
 }
 
 void getProcessInfo(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    Named named = readNamed(call->parameters());
-    Manager& core = ep.core();
-    resolveThen(
-        core, call, caller, named, Action::ReadInfo, [&ep, &core, call, caller, named](Resolved r) {
-            Request request{Action::ReadInfo, std::move(r.target), {}, 0};
-            ep.authorizeThen(
-                call, caller, request, [&core, caller, named, pidfd = r.pidfd](Call& c) {
-                    if (named.id) {
-                        TrackedProcess& process = stillTracked(core, *named.id);
-                        Info info = process.info();
-                        c.reply({{"info",
-                                  infoJson(info, process.id(), process.state(),
-                                           process.exitStatus(), core.pidFor(caller, process.pid()),
-                                           core.pidFor(caller, info.parentPid().value_or(0)))}});
-                        return;
-                    }
-                    Info info = core.info(pidfd());
-                    ProcessState state =
-                        pidfd().hasExited() ? ProcessState::Exited : ProcessState::Running;
-                    c.reply(
-                        {{"info", infoJson(info, pidfd().id(), state, std::nullopt,
-                                           core.pidFor(caller, pidfd().pid()),
-                                           core.pidFor(caller, info.parentPid().value_or(0)))}});
-                });
-        });
+    Given given = readGiven(call->parameters());
+    authorizeThen(ep, call, caller, given, Action::ReadInfo,
+                  [&core = ep.core(), caller](Call& c, const ProcessRef& process) {
+                      c.reply({{"info", infoJson(core.view(caller, process))}});
+                  });
 }
 
 void getPidFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    TrackedProcess& process = ep.core().tracked(caller, readId(call->parameters()));
-    Request request{Action::GetPidFd, ep.core().targetOf(caller, process, Action::GetPidFd), {}, 0};
-    ep.authorizeThen(call, caller, request,
-                     [&core = ep.core(), pidfd = trackedPidFd(ep.core(), process.id())](Call& c) {
-                         c.reply({{"fileDescriptor", 0}}, oneFd(core.duplicatePidFd(pidfd())));
-                     });
+    authorizeThen(ep, call, caller, Named::byId(readId(call->parameters())), Action::GetPidFd,
+                  [&core = ep.core()](Call& c, const ProcessRef& process) {
+                      c.reply({{"fileDescriptor", 0}}, oneFd(core.duplicatePidFd(process.pidfd())));
+                  });
 }
 
 void sendSignal(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    Named named = readNamed(call->parameters());
+    Given given = readGiven(call->parameters());
     auto signal = static_cast<int>(
         readRequired(call->parameters(), "signal", 0, static_cast<std::uint64_t>(SIGRTMAX)));
-    resolveThen(ep.core(), call, caller, named, Action::SendSignal,
-                [&ep, call, caller, signal](Resolved r) {
-                    Request request{Action::SendSignal, std::move(r.target), {}, signal};
-                    ep.authorizeThen(call, caller, request,
-                                     [&core = ep.core(), pidfd = r.pidfd, signal](Call& c) {
-                                         core.sendSignal(pidfd(), signal);
+    resolveThen(ep.core(), call, caller, given, Action::SendSignal,
+                [&ep, call, caller, signal](Resolution r) {
+                    r.request.signal = signal;
+                    ep.authorizeThen(call, caller, r.request,
+                                     [&core = ep.core(), process = r.process, signal](Call& c) {
+                                         core.sendSignal(process.pidfd(), signal);
                                          c.reply();
                                      });
                 });
 }
 
 void getFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    TrackedProcess& process = ep.core().tracked(caller, readId(call->parameters()));
+    std::uint64_t id = readId(call->parameters());
     auto targetFd = static_cast<int>(readRequired(call->parameters(), "fd", 0, kMaxInt32));
-    Request request{Action::GetFd, ep.core().targetOf(caller, process, Action::GetFd), {}, 0};
-    ep.authorizeThen(
-        call, caller, request,
-        [&core = ep.core(), pidfd = trackedPidFd(ep.core(), process.id()), targetFd](Call& c) {
-            c.reply({{"fileDescriptor", 0}}, oneFd(core.getFd(pidfd(), targetFd)));
+    authorizeThen(
+        ep, call, caller, Named::byId(id), Action::GetFd,
+        [&core = ep.core(), targetFd](Call& c, const ProcessRef& process) {
+            c.reply({{"fileDescriptor", 0}}, oneFd(core.getFd(process.pidfd(), targetFd)));
         });
 }
 
@@ -450,16 +396,18 @@ SocketSpec readSocketSpec(const Json& parameters) {
 }
 
 void openSocket(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    Named named = readNamed(call->parameters());
+    Given given = readGiven(call->parameters());
     SocketSpec spec = readSocketSpec(call->parameters());
     resolveThen(
-        ep.core(), call, caller, named, Action::OpenSocket, [&ep, call, caller, spec](Resolved r) {
-            Request request{Action::OpenSocket, std::move(r.target), {}, 0, spec};
+        ep.core(), call, caller, given, Action::OpenSocket,
+        [&ep, call, caller, spec](Resolution r) {
+            r.request.socket = spec;
             ep.authorizeThen(
-                call, caller, request,
-                [&core = ep.core(), caller, pidfd = r.pidfd, spec, held = call](Call&) {
+                call, caller, r.request,
+                [&core = ep.core(), caller, process = r.process, spec, held = call](Call&) {
                     core.openSocket(
-                        caller, pidfd(), spec, [held](UniqueFd socket, std::exception_ptr error) {
+                        caller, process.pidfd(), spec,
+                        [held](UniqueFd socket, std::exception_ptr error) {
                             try {
                                 if (error) {
                                     std::rethrow_exception(error);

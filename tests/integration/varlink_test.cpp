@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "fixture.hpp"
+#include "varlink/codec.hpp"
 #include "varlink/socket_io.hpp"
 
 namespace nsfd::test {
@@ -181,11 +182,6 @@ bool readsToEnd(int socket, std::string* got = nullptr, std::chrono::millisecond
             got->append(buffer, n);
         }
     }
-}
-
-std::string call(std::string_view method, const std::string& parameters = "{}") {
-    return "{\"method\":\"" + std::string(method) + "\",\"parameters\":" + parameters + "}" +
-           std::string(1, '\0');
 }
 
 class VarlinkTest : public DaemonTest {
@@ -411,8 +407,8 @@ TEST_F(VarlinkTest, ClientThatNeverReadsIsDisconnectedAlone) {
     UniqueFd greedy = connectTo(socket_);
     // Each reply holds a namespace fd: nsfdd's unsent bound is reached long
     // before the calls run out, and it hangs up on this client alone.
-    std::string request = call("org.nsfd1.Manager.GetNamespace",
-                               "{\"pid\":" + std::to_string(target.pid()) + ",\"type\":\"net\"}");
+    std::string request = varlink::encodeCall("org.nsfd1.Manager.GetNamespace",
+                                              {{"pid", target.pid()}, {"type", "net"}});
     ASSERT_EQ(::fcntl(greedy.get(), F_SETFL, O_NONBLOCK), 0);
     bool hungUp = false;
     auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -463,7 +459,9 @@ TEST_F(VarlinkTest, BrokenClientsAreHungUpOnAlone) {
     }
     {
         UniqueFd client = connectTo(socket_);
-        ASSERT_TRUE(sendRaw(client.get(), call("org.nsfd1.Manager.GetServiceInfo"), numbers));
+        ASSERT_TRUE(sendRaw(client.get(),
+                            varlink::encodeCall("org.nsfd1.Manager.GetServiceInfo", Json::object()),
+                            numbers));
         many.clear();
         ::shutdown(client.get(), SHUT_WR);
         std::string got;
@@ -585,9 +583,9 @@ TEST_F(VarlinkTest, ServesTheSocketSystemdPassesBesideTheFdStore) {
     daemon_ = std::make_unique<Daemon>(
         busAddress(), Daemon::Options{config(), std::move(handOver), "debug", 0, ""});
     std::string id = tracked.substr(tracked.rfind('/') + 1);
-    auto [status, out] = PythonClient::run(kUser, {},
-                                           {kClient, path, "org.nsfd1.Manager.GetProcess",
-                                            "{\"pid\": " + std::to_string(target.pid()) + "}"});
+    auto [status, out] = PythonClient::run(
+        kUser, {},
+        {kClient, path, "org.nsfd1.Manager.GetProcess", Json{{"pid", target.pid()}}.dump()});
     EXPECT_EQ(status, 0) << out << daemon_->log();
     std::vector<Json> replies = jsonLines(out);
     ASSERT_EQ(replies.size(), 1u) << out;

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -242,6 +243,92 @@ TEST_F(CoreTest, APidFromAnotherPidNamespaceIsRefusedAndNoPidIsShownToIt) {
     EXPECT_EQ(manager_->pidFor(foreign, ::getpid()), 0U);
     EXPECT_EQ(manager_->pidFor(callerWithUid(0), ::getpid()),
               static_cast<std::uint32_t>(::getpid()));
+}
+
+// What Manager::resolve gave: the resolution, or the error's kind; and how
+// often either came.
+struct Outcome {
+    std::optional<Resolution> resolution;
+    std::optional<ErrorKind> error;
+    int calls = 0;
+};
+
+Outcome resolveNow(Manager& core, const Caller& caller, Named named, Action action) {
+    Outcome out;
+    core.resolve(
+        caller, std::move(named), action,
+        [&out](Resolution r) {
+            ++out.calls;
+            out.resolution = std::move(r);
+        },
+        [&out](std::exception_ptr error) {
+            ++out.calls;
+            try {
+                std::rethrow_exception(error);
+            } catch (const ServiceError& e) {
+                out.error = e.kind();
+            }
+        });
+    return out;
+}
+
+TEST_F(CoreTest, WhatACallerNamedResolvesToTheRequestForItsActionAndIsLookedUpAgainAfter) {
+    Child child = Child::spawn([] {
+        return ::setresgid(60001, 60001, 60001) < 0 || ::setresuid(60001, 60001, 60001) < 0 ? errno
+                                                                                            : 0;
+    });
+    Caller user = callerWithUid(60001);
+
+    Outcome byPid = resolveNow(*manager_, user, Named::byPid(child.pid()), Action::SendSignal);
+    ASSERT_EQ(byPid.calls, 1);
+    ASSERT_TRUE(byPid.resolution);
+    const Request& request = byPid.resolution->request;
+    EXPECT_EQ(request.action, Action::SendSignal);
+    EXPECT_EQ(request.target.pid, child.pid());
+    EXPECT_EQ(request.target.creds.ruid, 60001U);
+    EXPECT_TRUE(request.target.trackers.empty());
+    EXPECT_FALSE(byPid.resolution->process.trackedId());
+    EXPECT_EQ(byPid.resolution->process.pidfd().pid(), child.pid());
+    EXPECT_EQ(request.target.id, byPid.resolution->process.pidfd().id());
+
+    std::uint64_t id = track(user, child).id();
+    Outcome byId = resolveNow(*manager_, user, Named::byId(id), Action::GetPidFd);
+    ASSERT_EQ(byId.calls, 1);
+    ASSERT_TRUE(byId.resolution);
+    EXPECT_EQ(byId.resolution->request.action, Action::GetPidFd);
+    EXPECT_EQ(byId.resolution->request.target.id, id);
+    EXPECT_EQ(byId.resolution->request.target.trackers, std::vector<uid_t>{60001});
+    ASSERT_EQ(byId.resolution->process.trackedId(), std::optional<std::uint64_t>(id));
+    ProcessView view = manager_->view(user, byId.resolution->process);
+    EXPECT_EQ(view.id, id);
+    EXPECT_EQ(view.state, ProcessState::Running);
+    EXPECT_EQ(view.pid, static_cast<std::uint32_t>(child.pid()));
+    EXPECT_EQ(view.parentPid, static_cast<std::uint32_t>(::getpid()));
+
+    // Untracked while the decision was pending: the process is looked up again.
+    manager_->untrack(user, id);
+    try {
+        byId.resolution->process.pidfd();
+        ADD_FAILURE() << "an untracked process was still found";
+    } catch (const ServiceError& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::NotTracked);
+        EXPECT_NE(std::string(e.what()).find("untracked meanwhile"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(manager_->view(user, byId.resolution->process), ServiceError);
+    // The held pidfd is not: it still names the process.
+    EXPECT_EQ(manager_->view(user, byPid.resolution->process).id, request.target.id);
+
+    // Errors go to `failed`, once, and never to `then`.
+    Outcome gone = resolveNow(*manager_, user, Named::byId(id), Action::ReadInfo);
+    EXPECT_EQ(gone.calls, 1);
+    EXPECT_FALSE(gone.resolution);
+    EXPECT_EQ(gone.error, ErrorKind::NotTracked);
+    Outcome malformed =
+        resolveNow(*manager_, user, Named::bySelector("container:NOT-HEX"), Action::ReadInfo);
+    EXPECT_EQ(malformed.calls, 1);
+    EXPECT_EQ(malformed.error, ErrorKind::InvalidArgs);
+    child.release(0);
+    child.reap();
 }
 
 // -- the authorization step, decider by decider --

@@ -13,6 +13,7 @@
 #include "core/errors.hpp"
 #include "core/resolver.hpp"
 #include "fake_container.hpp"
+#include "nsfd/decimal.hpp"
 #include "nsfd/features.hpp"
 #include "nsfd/ns.hpp"
 
@@ -59,6 +60,17 @@ TEST(SelectorTest, EachKindHasOneSpelling) {
     EXPECT_TRUE(daemon::looksLikeSelector("12:34"));
     EXPECT_FALSE(daemon::looksLikeSelector("4711"));
     EXPECT_FALSE(daemon::looksLikeSelector("id:5"));
+}
+
+TEST(SelectorTest, NumbersAreTakenAsWrittenAndNothingStrtoulWouldAlsoTake) {
+    EXPECT_EQ(parseCanonicalDecimal("0", 10), 0U);
+    EXPECT_EQ(parseCanonicalDecimal("4194303", 4194303), 4194303U);
+    EXPECT_EQ(parseCanonicalDecimal("18446744073709551615", UINT64_MAX), UINT64_MAX);
+    for (std::string_view text :
+         {"", "011", "+9", "-9", " 9", "9 ", "0x9", "9abc", "4194304", "18446744073709551616"}) {
+        EXPECT_FALSE(parseCanonicalDecimal(text, text == "4194304" ? 4194303 : UINT64_MAX))
+            << "'" << text << "'";
+    }
 }
 
 TEST(SelectorTest, ContainerIdsAreReadFromEachRuntimesCgroupNames) {

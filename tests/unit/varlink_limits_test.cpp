@@ -15,7 +15,7 @@ namespace {
 
 using varlink::CallPtr;
 
-class VarlinkLimitsTest : public VarlinkTest {
+class VarlinkLimitsTest : public VarlinkServerFixture {
   protected:
     // The other client, which must not notice anything.
     void expectBystanderServed() {

@@ -23,10 +23,10 @@ struct ClientRun {
     std::vector<Json> lines;
 };
 
-class VarlinkPythonTest : public VarlinkTest {
+class VarlinkPythonTest : public VarlinkServerFixture {
   protected:
     void SetUp() override {
-        VarlinkTest::SetUp();
+        VarlinkServerFixture::SetUp();
         server_->addInterface(kTestIdl);
         server_->addMethod(
             "org.example.Test.Echo",

@@ -21,10 +21,10 @@ namespace {
 namespace error = varlink::error;
 using varlink::CallPtr;
 
-class VarlinkServerTest : public VarlinkTest {
+class VarlinkServerTest : public VarlinkServerFixture {
   protected:
     void SetUp() override {
-        VarlinkTest::SetUp();
+        VarlinkServerFixture::SetUp();
         server_->addInterface(std::string(varlink::kManagerIdl));
         server_->addInterface(kTestIdl);
     }

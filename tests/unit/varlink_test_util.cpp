@@ -40,7 +40,7 @@ bool isOpen(int fd) {
     return ::fcntl(fd, F_GETFD) >= 0;
 }
 
-void VarlinkTest::SetUp() {
+void VarlinkServerFixture::SetUp() {
     LeakCheckedTest::SetUp();
     char dir[] = "/tmp/nsfd-varlink-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
@@ -51,7 +51,7 @@ void VarlinkTest::SetUp() {
     startServer();
 }
 
-void VarlinkTest::startServer(varlink::ServerLimits limits) {
+void VarlinkServerFixture::startServer(varlink::ServerLimits limits) {
     server_.reset();
     path_ = dir_ + "/run/org.nsfd1.Manager";
     server_ = std::make_unique<varlink::Server>(
@@ -65,7 +65,7 @@ void VarlinkTest::startServer(varlink::ServerLimits limits) {
     server_->bind(path_);
 }
 
-void VarlinkTest::TearDown() {
+void VarlinkServerFixture::TearDown() {
     server_.reset();
     // Let sd-event free the sources the server disabled.
     event_ = sd_event_unref(event_);
@@ -73,12 +73,13 @@ void VarlinkTest::TearDown() {
     LeakCheckedTest::TearDown();
 }
 
-void VarlinkTest::turn(std::chrono::milliseconds timeout) {
+void VarlinkServerFixture::turn(std::chrono::milliseconds timeout) {
     int r = sd_event_run(event_, static_cast<std::uint64_t>(timeout.count()) * 1000);
     ASSERT_GE(r, 0) << std::strerror(-r);
 }
 
-bool VarlinkTest::turnUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+bool VarlinkServerFixture::turnUntil(const std::function<bool()>& done,
+                                     std::chrono::milliseconds timeout) {
     auto end = Clock::now() + timeout;
     while (!done()) {
         if (Clock::now() > end) {
@@ -89,7 +90,7 @@ bool VarlinkTest::turnUntil(const std::function<bool()>& done, std::chrono::mill
     return true;
 }
 
-TestClient::TestClient(VarlinkTest& test) : test_(test) {
+TestClient::TestClient(VarlinkServerFixture& test) : test_(test) {
     socket_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     EXPECT_TRUE(socket_.ok());
     sockaddr_un address{};

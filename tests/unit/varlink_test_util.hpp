@@ -57,12 +57,12 @@ struct Reply {
     const Json& parameters() const { return message.at("parameters"); }
 };
 
-class VarlinkTest;
+class VarlinkServerFixture;
 
 class TestClient {
   public:
     // Connects to the fixture's server and turns the loop until it has accepted.
-    explicit TestClient(VarlinkTest& test);
+    explicit TestClient(VarlinkServerFixture& test);
 
     // The bytes as they are (they may be anything), with fds as SCM_RIGHTS.
     void sendRaw(const std::string& bytes, const std::vector<int>& fds = {});
@@ -85,13 +85,16 @@ class TestClient {
     // Reads what is there: 1 read something, 0 nothing yet, -1 end of file.
     int receiveSome();
 
-    VarlinkTest& test_;
+    VarlinkServerFixture& test_;
     UniqueFd socket_;
     std::string buffer_;
     std::vector<std::pair<std::size_t, std::vector<UniqueFd>>> fdsAt_;
 };
 
-class VarlinkTest : public LeakCheckedTest {
+// A bare varlink::Server on an sd-event loop, no nsfdd: the base of the
+// server, limits and Python tests (tests/integration/varlink_test.cpp's
+// VarlinkTest is nsfdd's Varlink endpoint).
+class VarlinkServerFixture : public LeakCheckedTest {
   protected:
     void SetUp() override;
     void TearDown() override;
