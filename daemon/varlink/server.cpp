@@ -211,7 +211,11 @@ void Server::connectionClosed(Connection& connection) {
     if (uid != perUid_.end() && --uid->second == 0) {
         perUid_.erase(uid);
     }
+    std::shared_ptr<Connection> closed = std::move(it->second);
     connections_.erase(it);  // the caller holds its own reference until it returns
+    if (closedHook_) {
+        closedHook_(closed->sharedPeer());
+    }
 }
 
 void Server::report(const Peer& peer, std::string_view what) const {

@@ -86,6 +86,11 @@ using Handler = std::function<void(const CallPtr& call)>;
 // What a client did wrong, or a limit it hit; for the daemon to log.
 using ProtocolErrorHook = std::function<void(const Peer& peer, std::string_view what)>;
 
+// A connection has ended (the client hung up, or was disconnected), with its
+// peer: for what the daemon still holds for it elsewhere, such as calls
+// waiting for an authorization check. Must not throw.
+using ConnectionClosedHook = std::function<void(const std::shared_ptr<const Peer>& peer)>;
+
 class Server final {
   public:
     Server(sd_event* event, ServerInfo info, ServerLimits limits = {});
@@ -102,6 +107,7 @@ class Server final {
     // std::logic_error if the interface's description has no such method.
     void addMethod(std::string_view method, Handler handler, MethodFlags flags = {});
     void setProtocolErrorHook(ProtocolErrorHook hook) { hook_ = std::move(hook); }
+    void setConnectionClosedHook(ConnectionClosedHook hook) { closedHook_ = std::move(hook); }
 
     // Serves on a listening socket (from socket activation). Throws std::system_error.
     void listen(UniqueFd socket);
@@ -139,6 +145,7 @@ class Server final {
     ServerInfo info_;
     ServerLimits limits_;
     ProtocolErrorHook hook_;
+    ConnectionClosedHook closedHook_;
     std::map<std::string, Interface, std::less<>> interfaces_;
     std::map<std::string, Method, std::less<>> methods_;
     UniqueFd listening_;
