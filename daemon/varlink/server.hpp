@@ -56,6 +56,8 @@ struct ServerLimits {
     // user from taking them all. Worst case held fds: maxConnections *
     // (1 + maxUnsentFds) = 66,000, under the 524,288 systemd gives a service.
     std::size_t maxConnections = 512;
+    // Per user: a peer in a user namespace below nsfdd's counts as the
+    // namespace's user (Peer::account), whichever of its uids it runs as.
     std::size_t maxConnectionsPerUid = 64;
     // Of maxConnections, those only root may take (and root's own uid bound
     // is maxConnectionsPerUid as for everyone).
