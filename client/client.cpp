@@ -309,9 +309,16 @@ Client::~Client() {
 Client Client::system() {
     const char* path = std::getenv("NSFD_VARLINK_SOCKET");
     try {
-        return varlink(path != nullptr ? path : nsfd::varlink::kSocketPath);
+        Client client = varlink(path != nullptr ? path : nsfd::varlink::kSocketPath);
+        // nsfdd closes a connection past its bounds (per uid, in all) as soon
+        // as it accepts it, before reading a byte: one round trip tells
+        // whether it took this one, and nothing has been asked yet.
+        (void)client.shared_->transport->daemonVersion();
+        return client;
     } catch (const DaemonUnavailable&) {
-        return bus();  // no socket, or nobody listens: nsfdd may still be on the bus
+        // No socket, nobody listens, or nsfdd refused the connection for a
+        // limit: nsfdd may still be on the bus, with room there.
+        return bus();
     } catch (const InvalidArgument&) {
         return bus();  // a path no socket can have (longer than sun_path)
     }

@@ -291,6 +291,12 @@ void Authorizer::next(std::shared_ptr<Pending> pending, std::size_t index) {
                    });
 }
 
+void Authorizer::callerGone(const Caller& caller) noexcept {
+    for (Decider* decider : deciders_) {
+        decider->callerGone(caller);
+    }
+}
+
 bool Authorizer::decideNow(const Caller& caller, const Request& request) const {
     if (caller.isRoot()) {
         return true;

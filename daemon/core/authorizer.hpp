@@ -114,8 +114,14 @@ class Decider {
     // Synchronous deciders answer before returning; only they decide what a
     // caller may see in listings and news (decideNow).
     virtual bool synchronous() const noexcept { return true; }
-    // Calls `answer` once, now or later (never after the decider is destroyed).
+    // Calls `answer` once, now or later: never after the decider is destroyed,
+    // nor once the caller has gone (callerGone(), or a departure the decider
+    // saw itself): nobody is left to answer, and the decision's place is free.
     virtual void decide(const Caller& caller, const Request& request, Answer answer) = 0;
+    // The connection `caller` called on has ended (its peer hung up): what
+    // the decider still holds for it is dropped unanswered. Callers are told
+    // apart by connection: a bus name, or (Varlink) the connection's pidfd.
+    virtual void callerGone(const Caller& /*caller*/) noexcept {}
 };
 
 // The kernel's rules, as if the caller asked the kernel itself: ptrace's
@@ -175,6 +181,10 @@ class Authorizer {
     // a caller may see of a process in listings, lookups and news, where
     // nobody can wait for polkit.
     bool decideNow(const Caller& caller, const Request& request) const;
+
+    // The connection `caller` called on has ended: every decider drops what
+    // it still holds for it (their `done` never runs).
+    void callerGone(const Caller& caller) noexcept;
 
     // Whether any decider will look at the target for this caller: not for
     // root, which passes first.

@@ -209,6 +209,13 @@ void PolkitClient::cancel(CheckId id) noexcept {
     pending_.erase(it);
 }
 
+void PolkitClient::withdraw(CheckId id) noexcept {
+    auto it = pending_.find(id);
+    if (it != pending_.end()) {
+        withdraw(*it->second);
+    }
+}
+
 int PolkitClient::onReply(sd_bus_message* reply, void* userdata, sd_bus_error* /*error*/) noexcept {
     auto* pending = static_cast<Pending*>(userdata);
     auto waited = std::chrono::duration_cast<std::chrono::microseconds>(

@@ -99,6 +99,13 @@ class PolkitClient final {
     // Ids that are not pending are ignored.
     void cancel(CheckId id) noexcept;
 
+    // Asks polkitd to end an interactive check now, which closes its password
+    // prompt; the callback still runs, with polkitd's answer (an error). A
+    // check that is not interactive is left alone: polkitd answers it within
+    // milliseconds, and until then the bus counts it against nsfdd's pending
+    // replies whether or not nsfdd still listens. Ids that are not pending are ignored.
+    void withdraw(CheckId id) noexcept;
+
     std::size_t pendingCount() const noexcept { return pending_.size(); }
 
   private:

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "polkit_decider.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <system_error>
@@ -12,6 +15,11 @@
 namespace nsfd::daemon {
 
 namespace {
+
+// Every unique name that leaves the bus: its NameOwnerChanged has no new owner.
+constexpr const char* kDepartures =
+    "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+    "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg2=''";
 
 // A Varlink caller (a process, no bus name) is there while its process runs
 // with the start time it had when it called.
@@ -74,9 +82,109 @@ const char* boolean(bool value) noexcept {
 }  // namespace
 
 PolkitDecider::PolkitDecider(sd_bus* bus, PolkitClient::Options options, Limits limits)
-    : client_(bus, options), bus_(bus), limits_(limits) {}
+    : client_(bus, options), bus_(bus), limits_(limits) {
+    // One match for every unique name that leaves the bus (arg2: no new
+    // owner), whoever called: its cost is one signal per departure on the
+    // bus, and one lookup here. With an install callback a refusal is ours to
+    // handle, not a reason for sd-bus to drop the connection.
+    sd_bus_slot* slot = nullptr;
+    int r = sd_bus_add_match_async(bus, &slot, kDepartures, &onNameOwnerChanged,
+                                   &onDeparturesWatched, this);
+    if (r < 0) {
+        spdlog::warn(
+            "Failed to watch callers leaving the bus, ignoring: their polkit checks "
+            "are dropped only when their turn comes: {}",
+            std::strerror(-r));
+    } else {
+        departures_.reset(slot);
+    }
+}
 
 PolkitDecider::~PolkitDecider() = default;
+
+std::string PolkitDecider::connectionOf(const Caller& caller) {
+    if (!caller.busName.empty()) {
+        return caller.busName;  // ":1.42": unique, never reused
+    }
+    return "varlink@" + std::to_string(reinterpret_cast<std::uintptr_t>(caller.pidfd.get()));
+}
+
+int PolkitDecider::onDeparturesWatched(sd_bus_message* reply, void* /*userdata*/,
+                                       sd_bus_error* /*error*/) {
+    if (const sd_bus_error* error = sd_bus_message_get_error(reply)) {
+        spdlog::warn(
+            "The bus refused to tell nsfdd of callers leaving it, ignoring: their polkit "
+            "checks are dropped only when their turn comes: {}: {}",
+            error->name != nullptr ? error->name : "",
+            error->message != nullptr ? error->message : "");
+    }
+    return 0;
+}
+
+int PolkitDecider::onNameOwnerChanged(sd_bus_message* message, void* userdata,
+                                      sd_bus_error* /*error*/) {
+    auto* self = static_cast<PolkitDecider*>(userdata);
+    const char *name = nullptr, *oldOwner = nullptr, *newOwner = nullptr;
+    if (sd_bus_message_read(message, "sss", &name, &oldOwner, &newOwner) >= 0 && name[0] == ':' &&
+        newOwner[0] == '\0') {
+        self->dropConnection(name);
+    }
+    return 0;
+}
+
+void PolkitDecider::callerGone(const Caller& caller) noexcept {
+    try {
+        dropConnection(connectionOf(caller));
+    } catch (const std::exception&) {
+        // Out of memory for the key: the decisions go when their turn comes.
+    }
+}
+
+void PolkitDecider::dropConnection(const std::string& connection) noexcept {
+    auto it = connections_.find(connection);
+    if (it == connections_.end()) {
+        return;
+    }
+    ConnectionCount& count = it->second;
+    if (count.waiting > 0) {
+        auto queue = waitingOf_.find(count.uid);
+        if (queue != waitingOf_.end()) {
+            // Their answers go with them: nobody is left to tell.
+            waiting_ -= std::erase_if(
+                queue->second, [&](const Queued& each) { return each.connection == connection; });
+            if (queue->second.empty()) {
+                waitingOf_.erase(queue);
+            }
+        }
+        count.waiting = 0;
+    }
+    if (count.inFlight == 0) {
+        connections_.erase(it);
+        return;
+    }
+    for (auto& [id, decision] : inFlightDecisions_) {
+        if (decision.connection == connection && decision.answer) {
+            decision.answer = nullptr;
+            if (decision.interactive && decision.check != 0) {
+                client_.withdraw(decision.check);
+            }
+        }
+    }
+}
+
+void PolkitDecider::release(const std::string& connection, bool waited) noexcept {
+    auto it = connections_.find(connection);
+    if (it == connections_.end()) {
+        return;
+    }
+    std::size_t& count = waited ? it->second.waiting : it->second.inFlight;
+    if (count > 0) {
+        --count;
+    }
+    if (it->second.waiting == 0 && it->second.inFlight == 0) {
+        connections_.erase(it);
+    }
+}
 
 void PolkitDecider::decide(const Caller& caller, const Request& request, Answer answer) {
     if (polkitActionOf(request.action).empty()) {
@@ -94,7 +202,7 @@ void PolkitDecider::decide(const Caller& caller, const Request& request, Answer 
     std::size_t inFlightOfUid = ofUid == inFlightOf_.end() ? 0 : ofUid->second;
     if (!othersOfUidWait && inFlight_ < limits_.inFlight &&
         inFlightOfUid < limits_.inFlightPerUser) {
-        start(Queued{caller, request, std::move(answer), false});
+        start(Queued{caller, request, std::move(answer), false, connectionOf(caller)});
         return;
     }
     std::size_t waitingOfUid = othersOfUidWait ? queue->second.size() : 0;
@@ -103,77 +211,103 @@ void PolkitDecider::decide(const Caller& caller, const Request& request, Answer 
                                   std::to_string(waiting_) + " in all wait already");
         return;
     }
-    waitingOf_[uid].push_back(Queued{caller, request, std::move(answer), true});
+    std::string connection = connectionOf(caller);
+    ConnectionCount& count = connections_[connection];
+    count.uid = uid;
+    ++count.waiting;
+    waitingOf_[uid].push_back(Queued{caller, request, std::move(answer), true, connection});
     ++waiting_;
 }
 
 void PolkitDecider::start(Queued decision) {
     uid_t uid = decision.caller.uid;
+    std::uint64_t id = nextDecision_++;
+    ConnectionCount& count = connections_[decision.connection];
+    count.uid = uid;
+    ++count.inFlight;
     ++inFlight_;
     ++inFlightOf_[uid];
-    Answer done = [this, uid, answer = std::move(decision.answer)](Verdict verdict,
-                                                                   std::string_view note) {
-        finish(uid, answer, verdict, note);
-    };
+    inFlightDecisions_.emplace(id, InFlight{decision.connection, uid, std::move(decision.answer), 0,
+                                            decision.caller.allowInteractive});
     if (!decision.waited || decision.caller.busName.empty()) {
-        try {
-            check(decision.caller, decision.request, 0, done);
-        } catch (const std::exception& e) {  // out of memory
-            done(Verdict::Unavailable, e.what());
-        }
+        ask(id, decision.caller, decision.request, 0);
         return;
     }
     // It waited: is its caller still on the bus? (GetNameOwner is answered
     // by the bus itself, and counts against no limit of pending replies.)
+    // The departure match tells this too, unless the bus refused it.
     auto pending = std::make_unique<OwnerCheck>();
     pending->self = this;
-    pending->key = nextOwnerCheck_++;
+    pending->decision = id;
     pending->caller = std::move(decision.caller);
     pending->request = std::move(decision.request);
-    pending->done = std::move(done);
     sd_bus_slot* slot = nullptr;
     int r = sd_bus_call_method_async(bus_, &slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
                                      "org.freedesktop.DBus", "GetNameOwner", &onOwnerChecked,
                                      pending.get(), "s", pending->caller.busName.c_str());
     if (r < 0) {
-        pending->done(Verdict::Unavailable, std::string("Failed to ask the bus whether the caller "
-                                                        "is still there: ") +
-                                                std::strerror(-r));
+        finish(id, Verdict::Unavailable,
+               std::string("Failed to ask the bus whether the caller is still there: ") +
+                   std::strerror(-r));
         return;
     }
     pending->slot.reset(slot);
-    ownerChecks_.emplace(pending->key, std::move(pending));
+    ownerChecks_.emplace(id, std::move(pending));
 }
 
 int PolkitDecider::onOwnerChecked(sd_bus_message* reply, void* userdata,
                                   sd_bus_error* /*error*/) noexcept {
     auto* pending = static_cast<OwnerCheck*>(userdata);
     PolkitDecider* self = pending->self;
-    auto node = self->ownerChecks_.extract(pending->key);  // sd-bus holds the slot meanwhile
+    auto node = self->ownerChecks_.extract(pending->decision);  // sd-bus holds the slot meanwhile
     OwnerCheck& check = *node.mapped();
     if (sd_bus_message_is_method_error(reply, nullptr) != 0) {
-        check.done(Verdict::Unavailable, "the caller hung up before polkit was asked");
+        // It hung up before polkit was asked: nobody to answer.
+        auto it = self->inFlightDecisions_.find(check.decision);
+        if (it != self->inFlightDecisions_.end()) {
+            it->second.answer = nullptr;
+        }
+        self->finish(check.decision, Verdict::Unavailable, {});
         return 0;
     }
-    try {
-        self->check(check.caller, check.request, 0, check.done);
-    } catch (const std::exception& e) {
-        check.done(Verdict::Unavailable, e.what());
-    }
+    self->ask(check.decision, check.caller, check.request, 0);
     return 0;
 }
 
-void PolkitDecider::finish(uid_t uid, const Answer& answer, Verdict verdict,
-                           std::string_view note) {
-    Answer keep = answer;  // `answer` lives in a callback that goes with the check
-    std::string why(note);
+void PolkitDecider::ask(std::uint64_t id, const Caller& caller, const Request& request,
+                        std::size_t namespaceIndex) noexcept {
+    auto it = inFlightDecisions_.find(id);
+    if (it == inFlightDecisions_.end()) {
+        return;
+    }
+    if (!it->second.answer) {
+        finish(id, Verdict::Unavailable, {});  // its caller has gone: polkitd is not asked
+        return;
+    }
+    try {
+        check(id, caller, request, namespaceIndex);
+    } catch (const std::exception& e) {  // out of memory
+        finish(id, Verdict::Unavailable, e.what());
+    }
+}
+
+void PolkitDecider::finish(std::uint64_t id, Verdict verdict, std::string_view note) {
+    auto node = inFlightDecisions_.extract(id);
+    if (node.empty()) {
+        return;
+    }
+    std::string why(note);  // `note` may live in what goes below
+    InFlight& decision = node.mapped();
     --inFlight_;
-    auto it = inFlightOf_.find(uid);
+    auto it = inFlightOf_.find(decision.uid);
     if (it != inFlightOf_.end() && --it->second == 0) {
         inFlightOf_.erase(it);
     }
+    release(decision.connection, /*waited=*/false);
     startWaiting();
-    keep(verdict, why);
+    if (decision.answer) {
+        decision.answer(verdict, why);
+    }
 }
 
 void PolkitDecider::startWaiting() {
@@ -199,6 +333,7 @@ void PolkitDecider::startWaiting() {
         if (it->second.empty()) {
             waitingOf_.erase(it);
         }
+        release(decision.connection, /*waited=*/true);
         if (decision.caller.busName.empty() && !processStillThere(decision.caller)) {
             gone.push_back(std::move(decision));
             continue;
@@ -210,8 +345,8 @@ void PolkitDecider::startWaiting() {
     }
 }
 
-void PolkitDecider::check(const Caller& caller, const Request& request, std::size_t namespaceIndex,
-                          Answer answer) {
+void PolkitDecider::check(std::uint64_t id, const Caller& caller, const Request& request,
+                          std::size_t namespaceIndex) {
     PolkitRequest ask;
     // Both doors' callers as processes: a bus name would have polkitd look up
     // whichever process has the connection's pid when it asks.
@@ -238,43 +373,56 @@ void PolkitDecider::check(const Caller& caller, const Request& request, std::siz
         ask.details["protocol"] = std::to_string(socket.protocol);
     }
     ask.allowInteraction = caller.allowInteractive;
-    bool interactive = caller.allowInteractive;
-    client_.check(ask, [this, caller, request, namespaceIndex, interactive,
-                        answer](const PolkitAnswer& reply) {
-        // polkitd read /proc/PID meanwhile: its answer is about our caller only
-        // if the caller's process has not exited since (no other can have the pid).
-        if (reply.result != PolkitResult::Unavailable) {
-            if (std::string why = unaskable(caller); !why.empty()) {
-                answer(Verdict::Deny, why);
+    PolkitClient::CheckId check =
+        client_.check(ask, [this, id, caller, request, namespaceIndex](const PolkitAnswer& reply) {
+            answered(id, caller, request, namespaceIndex, reply);
+        });
+    auto it = inFlightDecisions_.find(id);
+    if (it != inFlightDecisions_.end()) {
+        it->second.check = check;
+    }
+}
+
+void PolkitDecider::answered(std::uint64_t id, const Caller& caller, const Request& request,
+                             std::size_t namespaceIndex, const PolkitAnswer& reply) {
+    auto it = inFlightDecisions_.find(id);
+    if (it == inFlightDecisions_.end() || !it->second.answer) {
+        finish(id, Verdict::Unavailable, {});  // its caller has gone: not asked further
+        return;
+    }
+    // polkitd read /proc/PID meanwhile: its answer is about our caller only
+    // if the caller's process has not exited since (no other can have the pid).
+    if (reply.result != PolkitResult::Unavailable) {
+        if (std::string why = unaskable(caller); !why.empty()) {
+            finish(id, Verdict::Deny, why);
+            return;
+        }
+    }
+    switch (reply.result) {
+        case PolkitResult::Authorized:
+            if (request.action == Action::GetNamespace &&
+                namespaceIndex + 1 < request.namespaces.size()) {
+                ask(id, caller, request, namespaceIndex + 1);
                 return;
             }
-        }
-        switch (reply.result) {
-            case PolkitResult::Authorized:
-                if (request.action == Action::GetNamespace &&
-                    namespaceIndex + 1 < request.namespaces.size()) {
-                    check(caller, request, namespaceIndex + 1, answer);
-                    return;
-                }
-                answer(Verdict::Allow, {});
-                return;
-            case PolkitResult::NotAuthorized:
-                answer(Verdict::Deny, "not authorized");
-                return;
-            case PolkitResult::Challenge:
-                // With the flag, polkit already asked (or had no agent to ask):
-                // that is a plain no.
-                if (interactive) {
-                    answer(Verdict::Deny, "authentication failed or no agent to ask");
-                } else {
-                    answer(Verdict::Challenge, {});
-                }
-                return;
-            case PolkitResult::Unavailable:
-                answer(Verdict::Unavailable, reply.message);
-                return;
-        }
-    });
+            finish(id, Verdict::Allow, {});
+            return;
+        case PolkitResult::NotAuthorized:
+            finish(id, Verdict::Deny, "not authorized");
+            return;
+        case PolkitResult::Challenge:
+            // With the flag, polkit already asked (or had no agent to ask):
+            // that is a plain no.
+            if (caller.allowInteractive) {
+                finish(id, Verdict::Deny, "authentication failed or no agent to ask");
+            } else {
+                finish(id, Verdict::Challenge, {});
+            }
+            return;
+        case PolkitResult::Unavailable:
+            finish(id, Verdict::Unavailable, reply.message);
+            return;
+    }
 }
 
 }  // namespace nsfd::daemon

@@ -17,7 +17,14 @@
 // flood never makes the bus refuse another user's check. Beyond it decisions
 // wait, taken from the uids in turn; past a deeper bound per uid and in total
 // they are refused with LimitExceeded (Verdict::Busy). A decision whose
-// caller has gone by the time its turn comes is dropped without asking polkitd.
+// caller has gone is dropped unanswered, its place freed: when its connection
+// ends (a Varlink connection closes: callerGone(); a bus name leaves the bus:
+// one NameOwnerChanged match for all of nsfdd, looked up here among the
+// names with decisions pending, so nothing on the bus grows with the callers),
+// and, should that notice be missed, when its turn comes (GetNameOwner).
+// One in flight keeps its place until polkitd answers (an interactive one is
+// withdrawn, which ends its prompt at once): until then the bus counts it
+// against nsfdd's pending replies whether or not nsfdd still listens.
 // Root never comes here (the authorizer lets it pass first).
 #pragma once
 
@@ -27,7 +34,9 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "core/authorizer.hpp"
 #include "polkit.hpp"
@@ -61,6 +70,7 @@ class PolkitDecider final : public Decider {
     bool synchronous() const noexcept override { return false; }
     // Each namespace type of a GetNamespace is one check, in turn: all must pass.
     void decide(const Caller& caller, const Request& request, Answer answer) override;
+    void callerGone(const Caller& caller) noexcept override;
 
     std::size_t inFlight() const noexcept { return inFlight_; }
     std::size_t waiting() const noexcept { return waiting_; }
@@ -71,25 +81,56 @@ class PolkitDecider final : public Decider {
         Request request;
         Answer answer;
         bool waited = false;
+        std::string connection;  // connectionOf(caller)
+    };
+
+    struct InFlight {
+        std::string connection;
+        uid_t uid = 0;
+        Answer answer;                    // empty once its caller has gone
+        PolkitClient::CheckId check = 0;  // the one polkitd is asked; 0 before
+        bool interactive = false;
+    };
+
+    // What one connection has waiting and in flight, for its departure.
+    struct ConnectionCount {
+        uid_t uid = 0;
+        std::size_t waiting = 0;
+        std::size_t inFlight = 0;
     };
 
     struct OwnerCheck {
         PolkitDecider* self = nullptr;
-        std::uint64_t key = 0;
+        std::uint64_t decision = 0;
         Caller caller;
         Request request;
-        Answer done;
         BusSlot slot;
     };
     static int onOwnerChecked(sd_bus_message* reply, void* userdata, sd_bus_error* error) noexcept;
+    static int onNameOwnerChanged(sd_bus_message* message, void* userdata, sd_bus_error* error);
+    static int onDeparturesWatched(sd_bus_message* reply, void* userdata, sd_bus_error* error);
+
+    // The bus name, or for a Varlink caller its connection's pidfd (which
+    // lives as long as the connection and as anything queued for it).
+    static std::string connectionOf(const Caller& caller);
+    // Drops what waits for `connection`, and leaves its decisions in flight
+    // to finish unanswered.
+    void dropConnection(const std::string& connection) noexcept;
+    void release(const std::string& connection, bool waited) noexcept;
 
     // Starts decisions while there is room, taking uids in turn.
     void startWaiting();
     void start(Queued decision);
-    void check(const Caller& caller, const Request& request, std::size_t namespaceIndex,
-               Answer answer);
-    // The end of a decision in flight: frees its place, then answers.
-    void finish(uid_t uid, const Answer& answer, Verdict verdict, std::string_view note);
+    // Asks polkitd about the decision `id` (check()), or ends it if that fails.
+    void ask(std::uint64_t id, const Caller& caller, const Request& request,
+             std::size_t namespaceIndex) noexcept;
+    void check(std::uint64_t id, const Caller& caller, const Request& request,
+               std::size_t namespaceIndex);
+    void answered(std::uint64_t id, const Caller& caller, const Request& request,
+                  std::size_t namespaceIndex, const PolkitAnswer& reply);
+    // The end of a decision in flight: frees its place, then answers, if
+    // its caller is still there.
+    void finish(std::uint64_t id, Verdict verdict, std::string_view note);
 
     PolkitClient client_;
     sd_bus* bus_;
@@ -99,8 +140,11 @@ class PolkitDecider final : public Decider {
     std::map<uid_t, std::size_t> inFlightOf_;
     std::map<uid_t, std::deque<Queued>> waitingOf_;
     uid_t lastServed_ = 0;  // the queue goes round the uids from here
+    std::map<std::uint64_t, InFlight> inFlightDecisions_;
+    std::uint64_t nextDecision_ = 1;
+    std::unordered_map<std::string, ConnectionCount> connections_;
     std::map<std::uint64_t, std::unique_ptr<OwnerCheck>> ownerChecks_;
-    std::uint64_t nextOwnerCheck_ = 1;
+    BusSlot departures_;  // the NameOwnerChanged match
 };
 
 }  // namespace nsfd::daemon

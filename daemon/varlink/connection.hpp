@@ -37,6 +37,7 @@ class Connection final : public std::enable_shared_from_this<Connection> {
     void start(sd_event* event);
     bool open() const noexcept { return !closed_; }
     const Peer& peer() const noexcept { return *peer_; }
+    const std::shared_ptr<const Peer>& sharedPeer() const noexcept { return peer_; }
 
     // A reply (or error) of `call`: written now if every earlier call is
     // answered, held until then otherwise. False if the connection ended.

@@ -55,6 +55,8 @@ VarlinkEndpoint::VarlinkEndpoint(EventLoop& loop, Manager& manager)
     server_.setProtocolErrorHook([](const varlink::Peer& peer, std::string_view what) {
         spdlog::info("Varlink client pid {} uid {}: {}", peer.pid, peer.uid, what);
     });
+    server_.setConnectionClosedHook(
+        [this](const std::shared_ptr<const varlink::Peer>& peer) { connectionClosed(peer); });
     server_.addInterface(std::string(varlink::kManagerIdl));
     addManagerMethods(server_, *this);
     manager_.addObserver(*this);
@@ -120,6 +122,23 @@ Caller VarlinkEndpoint::callerOf(const Call& call) {
     caller.allowInteractive = interactive != call.parameters().end() && interactive->is_boolean() &&
                               interactive->get<bool>();
     return caller;
+}
+
+void VarlinkEndpoint::connectionClosed(const std::shared_ptr<const varlink::Peer>& peer) noexcept {
+    auto it = callers_.find(peer.get());
+    if (it == callers_.end() || it->second.peer.lock() != peer) {
+        return;  // it never called
+    }
+    if (it->second.checked) {  // unchecked callers are never queued (fail closed)
+        try {
+            Caller caller = it->second.caller;
+            caller.pidfd = std::shared_ptr<const PidFd>(peer, &*peer->pidfd);
+            manager_.authorizer().callerGone(caller);
+        } catch (const std::exception&) {
+            // Out of memory: its checks go when their turn comes.
+        }
+    }
+    callers_.erase(it);
 }
 
 namespace {

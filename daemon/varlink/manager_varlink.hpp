@@ -92,6 +92,8 @@ class VarlinkEndpoint final : public ManagerObserver {
     };
 
     Caller identify(const std::shared_ptr<const varlink::Peer>& peer) const;
+    // Its connection has ended: the authorization step drops what waits for it.
+    void connectionClosed(const std::shared_ptr<const varlink::Peer>& peer) noexcept;
 
     Manager& manager_;
     varlink::Server server_;

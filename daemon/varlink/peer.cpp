@@ -61,6 +61,14 @@ Peer readPeer(int socket) {
     peer.pid = cred.pid;
     peer.groups = readGroups(socket);
     peer.pidfd = readPidFd(socket);
+    peer.account = peer.uid;
+    if (peer.pidfd) {
+        try {
+            peer.account = outermostOwnerUid(peer.pidfd->userNamespace()).value_or(peer.uid);
+        } catch (const std::system_error&) {
+            // Exited (ESRCH): its own uid.
+        }
+    }
     return peer;
 }
 

@@ -19,6 +19,11 @@ struct Peer {
     // SO_PEERPIDFD (kernel 6.5+): the peer's process, immune to pid reuse,
     // for the connection's life. Empty on older kernels: then only pid is known.
     std::optional<PidFd> pidfd;
+    // Whom its connections count against (per-uid bounds): `uid`, or for a
+    // peer in a user namespace below nsfdd's, that namespace's user
+    // (outermostOwnerUid(): a rootless container's uids are its user's).
+    // `uid` if the process was gone before nsfdd looked, or no pidfd.
+    uid_t account = static_cast<uid_t>(-1);
 };
 
 // Reads SO_PEERCRED (required: throws std::system_error without it),

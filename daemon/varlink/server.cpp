@@ -179,11 +179,16 @@ void Server::acceptSome() {
             report(peer, "connection refused: too many connections");
             continue;
         }
-        std::size_t& count = perUid_[peer.uid];
+        // A user's rootless containers count as that user.
+        std::size_t& count = perUid_[peer.account];
         if (count >= limits_.maxConnectionsPerUid) {
-            report(peer, "connection refused: too many connections of this uid");
+            report(peer, peer.account == peer.uid
+                             ? "connection refused: too many connections of this uid"
+                             : "connection refused: too many connections of uid " +
+                                   std::to_string(peer.account) +
+                                   ", which owns this uid's user namespace");
             if (count == 0) {
-                perUid_.erase(peer.uid);
+                perUid_.erase(peer.account);
             }
             continue;
         }
@@ -207,11 +212,15 @@ void Server::connectionClosed(Connection& connection) {
     if (it == connections_.end()) {
         return;
     }
-    auto uid = perUid_.find(connection.peer().uid);
+    auto uid = perUid_.find(connection.peer().account);
     if (uid != perUid_.end() && --uid->second == 0) {
         perUid_.erase(uid);
     }
+    std::shared_ptr<Connection> closed = std::move(it->second);
     connections_.erase(it);  // the caller holds its own reference until it returns
+    if (closedHook_) {
+        closedHook_(closed->sharedPeer());
+    }
 }
 
 void Server::report(const Peer& peer, std::string_view what) const {

@@ -56,6 +56,8 @@ struct ServerLimits {
     // user from taking them all. Worst case held fds: maxConnections *
     // (1 + maxUnsentFds) = 66,000, under the 524,288 systemd gives a service.
     std::size_t maxConnections = 512;
+    // Per user: a peer in a user namespace below nsfdd's counts as the
+    // namespace's user (Peer::account), whichever of its uids it runs as.
     std::size_t maxConnectionsPerUid = 64;
     // Of maxConnections, those only root may take (and root's own uid bound
     // is maxConnectionsPerUid as for everyone).
@@ -86,6 +88,11 @@ using Handler = std::function<void(const CallPtr& call)>;
 // What a client did wrong, or a limit it hit; for the daemon to log.
 using ProtocolErrorHook = std::function<void(const Peer& peer, std::string_view what)>;
 
+// A connection has ended (the client hung up, or was disconnected), with its
+// peer: for what the daemon still holds for it elsewhere, such as calls
+// waiting for an authorization check. Must not throw.
+using ConnectionClosedHook = std::function<void(const std::shared_ptr<const Peer>& peer)>;
+
 class Server final {
   public:
     Server(sd_event* event, ServerInfo info, ServerLimits limits = {});
@@ -102,6 +109,7 @@ class Server final {
     // std::logic_error if the interface's description has no such method.
     void addMethod(std::string_view method, Handler handler, MethodFlags flags = {});
     void setProtocolErrorHook(ProtocolErrorHook hook) { hook_ = std::move(hook); }
+    void setConnectionClosedHook(ConnectionClosedHook hook) { closedHook_ = std::move(hook); }
 
     // Serves on a listening socket (from socket activation). Throws std::system_error.
     void listen(UniqueFd socket);
@@ -139,6 +147,7 @@ class Server final {
     ServerInfo info_;
     ServerLimits limits_;
     ProtocolErrorHook hook_;
+    ConnectionClosedHook closedHook_;
     std::map<std::string, Interface, std::less<>> interfaces_;
     std::map<std::string, Method, std::less<>> methods_;
     UniqueFd listening_;

@@ -132,4 +132,43 @@ NsFd NsFd::parent() const {
     return NsFd(UniqueFd(fd), parentType);
 }
 
+std::optional<uid_t> outermostOwnerUid(const NsFd& userNamespace) {
+    // Raw ioctls: EPERM at the top is the usual end, not an error.
+    int currentFd = userNamespace.get();
+    UniqueFd current;  // owned once climbed to
+    UniqueFd below;
+    int belowFd = -1;
+    // 32 levels at most (the kernel's limit on nested user namespaces).
+    for (int level = 0; level <= 32; ++level) {
+        int parent = ::ioctl(currentFd, kernel::kNsGetParent);
+        if (parent < 0) {
+            if (errno == EPERM) {
+                break;
+            }
+            detail::throwErrno(errno, "Failed to get the parent of " + describe(userNamespace));
+        }
+        below = std::move(current);
+        belowFd = currentFd;
+        current = UniqueFd(parent);
+        currentFd = parent;
+    }
+    if (belowFd < 0) {
+        return std::nullopt;  // the caller's own
+    }
+    // Only a climb that ended at the caller's own namespace names its user.
+    struct stat top {};
+    struct stat own {};
+    if (::fstat(currentFd, &top) < 0 || ::stat("/proc/self/ns/user", &own) < 0) {
+        detail::throwErrno(errno, "Failed to stat " + describe(userNamespace));
+    }
+    if (top.st_ino != own.st_ino || top.st_dev != own.st_dev) {
+        return std::nullopt;
+    }
+    uid_t uid = 0;
+    if (::ioctl(belowFd, kernel::kNsGetOwnerUid, &uid) < 0) {
+        detail::throwErrno(errno, "Failed to get the owner uid of " + describe(userNamespace));
+    }
+    return uid;
+}
+
 }  // namespace nsfd

@@ -4,10 +4,18 @@
 // and a well-behaved user are still answered. On a real dbus-daemon with its
 // built-in limits (256 connections per uid, 512 match rules per connection).
 #include <grp.h>
+#include <linux/sockios.h>
 #include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <cstring>
+#include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "crowd.hpp"
 #include "fixture.hpp"
@@ -127,8 +135,12 @@ TEST_F(BusLimitsTest, OneUsersShortLivedProcessesLeaveRoomInTheFdStoreForOthersA
 // -- polkit checks queued fairly, denials logged without a flood --
 
 // nsfd-test-a may get the net namespace of any process (a polkit rule);
-// nobody else is allowed anything (the actions' defaults: no).
+// nobody else is allowed anything (the actions' defaults: no). polkitd logs
+// each check about nsfd-test-b, so that a test can count them.
 constexpr const char* kNetForA = R"(polkit.addRule(function(action, subject) {
+    if (subject.user == "nsfd-test-b") {
+        polkit.log("nsfd-check-of-b");
+    }
     if (subject.user == "nsfd-test-a" && action.id == "org.nsfd1.get-namespace" &&
         action.lookup("namespace") == "net") {
         return polkit.Result.YES;
@@ -145,7 +157,7 @@ class PolkitFloodTest : public BusLimitsTest {
         }
         BusLimitsTest::SetUp();
         if (!IsSkipped()) {
-            polkit_ = std::make_unique<TestPolkit>(busAddress(), kNetForA);
+            polkit_ = std::make_unique<TestPolkit>(busAddress(), kNetForA, /*verbose=*/true);
         }
     }
     void TearDown() override {
@@ -200,6 +212,288 @@ TEST_F(PolkitFloodTest, AUserARuleAllowsIsAnsweredYesWhileAnotherFloodsAndTheLog
     }
     EXPECT_LE(lines, 30U);
     EXPECT_GE(lines, 1U);
+    target.release(0);
+    target.reap();
+}
+
+// -- a check whose caller has gone is dropped --
+
+// The checks polkitd was asked about nsfd-test-b (the rules log each one).
+std::size_t checksOfB(const TestPolkit& polkit) {
+    std::string log = polkit.log();
+    std::size_t n = 0;
+    for (std::size_t at = log.find("nsfd-check-of-b"); at != std::string::npos;
+         at = log.find("nsfd-check-of-b", at + 1)) {
+        ++n;
+    }
+    return n;
+}
+
+std::string varlinkGetNamespace(pid_t pid, const char* type) {
+    return std::string(R"({"method":"org.nsfd1.Manager.GetNamespace","parameters":{"pid":)") +
+           std::to_string(pid) + R"(,"type":")" + type + "\"}}" + '\0';
+}
+
+// Whether every byte written to `socket` has been read by the other end
+// (SIOCOUTQ of an AF_UNIX socket: what the peer has not taken yet).
+bool allRead(int socket) {
+    int unread = 0;
+    return ::ioctl(socket, SIOCOUTQ, &unread) == 0 && unread == 0;
+}
+
+// As `uid`, in a child: `connections` Varlink connections to `path`, each with
+// `calls` GetNamespace of `pid` sent at once; once nsfdd has read them all,
+// every connection is closed, "ok" reported, and the process lives on until
+// the destructor kills it (only the hang-up says the caller has gone).
+class VarlinkHangUp {
+  public:
+    VarlinkHangUp(uid_t uid, const std::string& path, int connections, int calls, pid_t pid) {
+        int report[2];
+        if (::pipe2(report, O_CLOEXEC) < 0) {
+            throw std::system_error(errno, std::generic_category(), "pipe2");
+        }
+        report_ = UniqueFd(report[0]);
+        UniqueFd reportWrite(report[1]);
+        pid_ = forkProcess();
+        if (pid_ == 0) {
+            report_.reset();
+            std::string result = run(uid, path, connections, calls, pid) + "\n";
+            (void)!::write(reportWrite.get(), result.data(), result.size());
+            for (;;) {
+                ::pause();
+            }
+        }
+    }
+    VarlinkHangUp(const VarlinkHangUp&) = delete;
+    VarlinkHangUp& operator=(const VarlinkHangUp&) = delete;
+    ~VarlinkHangUp() {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+    }
+
+    std::string awaitReport() {
+        std::string text;
+        pollfd pfd{report_.get(), POLLIN, 0};
+        if (::poll(&pfd, 1, static_cast<int>(kWaitLimit.count())) != 1) {
+            throwWaitTimedOut("the Varlink callers to hang up");
+        }
+        char buf[256];
+        ssize_t n = ::read(report_.get(), buf, sizeof(buf));
+        text.assign(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+        return text.substr(0, text.find('\n'));
+    }
+
+  private:
+    static std::string run(uid_t uid, const std::string& path, int connections, int calls,
+                           pid_t pid) {
+        if (::setgroups(0, nullptr) < 0 || ::setresgid(uid, uid, uid) < 0 ||
+            ::setresuid(uid, uid, uid) < 0) {
+            return "setuid failed";
+        }
+        std::vector<UniqueFd> sockets;
+        std::string bytes;
+        for (int i = 0; i < calls; ++i) {
+            bytes += varlinkGetNamespace(pid, "uts");
+        }
+        for (int i = 0; i < connections; ++i) {
+            UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+            sockaddr_un address{};
+            address.sun_family = AF_UNIX;
+            std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+            if (::connect(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) <
+                    0 ||
+                ::send(socket.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
+                    static_cast<ssize_t>(bytes.size())) {
+                return "connection " + std::to_string(i) + ": " + std::strerror(errno);
+            }
+            sockets.push_back(std::move(socket));
+        }
+        auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
+        while (!std::all_of(sockets.begin(), sockets.end(),
+                            [](const UniqueFd& socket) { return allRead(socket.get()); })) {
+            if (std::chrono::steady_clock::now() > deadline) {
+                return "nsfdd did not read the calls";
+            }
+            ::usleep(10'000);
+        }
+        sockets.clear();
+        return "ok";
+    }
+
+    pid_t pid_ = -1;
+    UniqueFd report_;
+};
+
+// As `uid`, in a child: `calls` GetNamespace of `pid` on one Varlink
+// connection at once; returns the error of each reply ("" for an fd), in
+// order, space-separated.
+std::string varlinkCallsAs(uid_t uid, const std::string& path, int calls, pid_t pid) {
+    return asUser(uid, uid, {}, [&](sdbus::IConnection&) {
+        UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+        std::string bytes;
+        for (int i = 0; i < calls; ++i) {
+            bytes += varlinkGetNamespace(pid, "uts");
+        }
+        if (::connect(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0 ||
+            ::send(socket.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
+                static_cast<ssize_t>(bytes.size())) {
+            return std::string("send: ") + std::strerror(errno);
+        }
+        std::string received, out;
+        int replies = 0;
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (replies < calls && std::chrono::steady_clock::now() < deadline) {
+            pollfd pfd{socket.get(), POLLIN, 0};
+            if (::poll(&pfd, 1, 100) != 1) {
+                continue;
+            }
+            char buf[4096];
+            ssize_t n = ::recv(socket.get(), buf, sizeof(buf), MSG_CMSG_CLOEXEC);
+            if (n <= 0) {
+                break;
+            }
+            received.append(buf, static_cast<std::size_t>(n));
+            for (std::size_t end; (end = received.find('\0')) != std::string::npos;) {
+                auto reply = nlohmann::json::parse(received.substr(0, end));
+                received.erase(0, end + 1);
+                out += reply.value("error", "") + " ";
+                ++replies;
+            }
+        }
+        return out;
+    });
+}
+
+std::string repeated(const std::string& word, int times) {
+    std::string out;
+    for (int i = 0; i < times; ++i) {
+        out += word + " ";
+    }
+    return out;
+}
+
+class PolkitHangUpTest : public PolkitFloodTest {
+  protected:
+    std::string varlinkPath() const override { return dir_.socket(); }
+
+    SocketDir dir_;
+};
+
+// b has 1,024 checks at polkitd or waiting for it (16 connections of 64
+// calls; polkitd is paused, so they stay) and hangs up, its process alive.
+// Its checks waiting are dropped at once: b's next 20 calls find room
+// (before, the 1,016 waiting took all but 8 of b's 1,024 places, and the
+// others were refused with LimitExceeded), and polkitd is asked about none
+// of the dropped ones (before, about each in turn).
+TEST_F(PolkitHangUpTest, AVarlinkCallerThatHangsUpFreesItsPlacesAtOnceAndPolkitdIsNotAskedAboutIt) {
+    const int fdsBefore = daemon_->openFdCount();
+    Child target = Child::spawn();
+    polkit_->pause();
+    {
+        VarlinkHangUp flood(kOtherUser, dir_.socket(), 16, 64, target.pid());
+        ASSERT_EQ(flood.awaitReport(), "ok");
+        std::string again;
+        std::thread caller(
+            [&] { again = varlinkCallsAs(kOtherUser, dir_.socket(), 20, target.pid()); });
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));  // b's 20 calls wait
+        polkit_->resume();
+        caller.join();
+        // polkitd's no to each; none refused for want of room.
+        EXPECT_EQ(again, repeated(std::string(varlinkErrorName(ErrorKind::AccessDenied)), 20));
+        // a, whom a rule allows, is answered yes.
+        EXPECT_EQ(asUser(kUser, kUser, {},
+                         [&](sdbus::IConnection& bus) {
+                             return errorNameOf([&] {
+                                 ManagerProxy(bus, false)
+                                     .GetNamespace(static_cast<uint32_t>(target.pid()), "net");
+                             });
+                         }),
+                  "");
+    }
+    // The 8 in flight when b hung up, and b's 20 since: nothing of the 1,016 dropped.
+    EXPECT_LE(checksOfB(*polkit_), 8U + 20U);
+    EXPECT_GE(checksOfB(*polkit_), 20U);
+    expectNsfddServesRoot();
+    EXPECT_TRUE(waitUntil([&] { return daemon_->openFdCount() <= fdsBefore; }))
+        << daemon_->openFdCount() << " fds, " << fdsBefore << " before";
+    target.release(0);
+    target.reap();
+}
+
+// Sends `calls` GetNamespace(pid, "uts") without waiting for their replies,
+// then pings nsfdd: once the ping is answered, nsfdd has taken every call.
+Crowd::Call sendThenPing(pid_t pid, int calls) {
+    return [pid, calls](sdbus::IProxy& proxy) {
+        for (int i = 0; i < calls; ++i) {
+            auto call = proxy.createMethodCall(nsfd::dbus::kManagerInterface, "GetNamespace");
+            call << static_cast<uint32_t>(pid) << std::string("uts");
+            (void)proxy.callMethod(
+                call, [](sdbus::MethodReply&, const sdbus::Error*) {}, std::chrono::minutes(5));
+        }
+        auto ping = proxy.createMethodCall("org.freedesktop.DBus.Peer", "Ping");
+        proxy.callMethod(ping);
+    };
+}
+
+// The unique names on the bus.
+std::size_t namesOnTheBus(sdbus::IConnection& bus) {
+    auto proxy = sdbus::createProxy(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus");
+    std::vector<std::string> names;
+    proxy->callMethod("ListNames").onInterface("org.freedesktop.DBus").storeResultsTo(names);
+    return static_cast<std::size_t>(
+        std::count_if(names.begin(), names.end(),
+                      [](const std::string& name) { return !name.empty() && name[0] == ':'; }));
+}
+
+// The same on the bus: b's 16 connections leave the bus (its process exits)
+// while 1,016 of their checks wait and 8 are at polkitd. nsfdd hears of
+// their departure (one NameOwnerChanged match) and drops them at once;
+// before, they stayed until their turn came, which polkitd's pause delays.
+TEST_F(PolkitHangUpTest, BusCallersThatLeaveTheBusFreeTheirPlacesAtOnce) {
+    const int fdsBefore = daemon_->openFdCount();
+    const std::size_t names = namesOnTheBus(*connection_);
+    Child target = Child::spawn();
+    polkit_->pause();
+    Crowd flood(kOtherUser, 16, sendThenPing(target.pid(), 64));
+    auto [opened, pinged, error] = flood.awaitReport();
+    ASSERT_EQ(opened, 16) << error;
+    ASSERT_EQ(pinged, 16) << error;
+    flood.release();
+    // The bus has told nsfdd of their departure before it takes b's next calls.
+    EXPECT_TRUE(waitUntil([&] { return namesOnTheBus(*connection_) <= names; }));
+    std::string again;
+    std::thread caller([&] {
+        again = asUser(kOtherUser, kOtherUser, {}, [&](sdbus::IConnection& bus) {
+            auto proxy = sdbus::createProxy(bus, nsfd::dbus::kBusName, nsfd::dbus::kManagerPath);
+            std::string out;
+            int replies = 0;
+            for (int i = 0; i < 20; ++i) {
+                auto call = proxy->createMethodCall(nsfd::dbus::kManagerInterface, "GetNamespace");
+                call << static_cast<uint32_t>(target.pid()) << std::string("uts");
+                (void)proxy->callMethod(
+                    call,
+                    [&](sdbus::MethodReply&, const sdbus::Error* e) {
+                        out += (e != nullptr ? e->getName() : std::string()) + " ";
+                        ++replies;
+                    },
+                    std::chrono::minutes(1));
+            }
+            test::waitUntil(
+                bus, [&] { return replies == 20; }, std::chrono::seconds(20));
+            return out;
+        });
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // b's 20 calls wait
+    polkit_->resume();
+    caller.join();
+    EXPECT_EQ(again, repeated(err::kAccessDenied, 20));
+    EXPECT_LE(checksOfB(*polkit_), 8U + 20U);
+    expectNsfddServesRoot();
+    EXPECT_TRUE(waitUntil([&] { return daemon_->openFdCount() <= fdsBefore; }))
+        << daemon_->openFdCount() << " fds, " << fdsBefore << " before";
     target.release(0);
     target.reap();
 }

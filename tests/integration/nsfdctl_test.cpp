@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // nsfdctl end to end, as a user runs it.
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <grp.h>
 
@@ -601,6 +604,54 @@ class NsfdctlVarlinkTest : public NsfdctlTest {
     }
     SocketDir dir_;
 };
+
+// nsfdd refuses Varlink connections past 64 of a uid (README "Limits") by
+// closing them at once: --transport=auto then takes the bus, as it does when
+// nothing listens on the socket; --transport=varlink says it is unavailable.
+TEST_F(NsfdctlVarlinkTest, AutoTakesTheBusWhenTheSocketRefusesTheConnectionForItsLimit) {
+    int fdsBefore = daemon_->openFdCount();
+    std::vector<UniqueFd> held;
+    const std::string ask =
+        std::string(R"({"method":"org.nsfd1.Manager.GetServiceInfo","parameters":{}})") + '\0';
+    // Each answered once: nsfdd has taken it.
+    auto connectAndAsk = [&]() -> bool {
+        UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", dir_.socket().c_str());
+        if (::connect(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0 ||
+            ::send(socket.get(), ask.data(), ask.size(), MSG_NOSIGNAL) !=
+                static_cast<ssize_t>(ask.size())) {
+            return false;
+        }
+        std::string reply;
+        char buf[4096];
+        while (reply.find('\0') == std::string::npos) {
+            pollfd pfd{socket.get(), POLLIN, 0};
+            ssize_t n =
+                ::poll(&pfd, 1, 10'000) == 1 ? ::recv(socket.get(), buf, sizeof(buf), 0) : 0;
+            if (n <= 0) {
+                return false;  // closed: refused
+            }
+            reply.append(buf, static_cast<std::size_t>(n));
+        }
+        held.push_back(std::move(socket));
+        return true;
+    };
+    while (held.size() < 100 && connectAndAsk()) {
+    }
+    ASSERT_EQ(held.size(), 64U) << "nsfdd's connections per uid";
+    EXPECT_EQ(json::parse(nsfdctl({"--json", "status"}).second)["transport"], "bus");
+    EXPECT_EQ(json::parse(nsfdctl({"--json", "--transport=auto", "status"}).second)["transport"],
+              "bus");
+    auto [code, out] = nsfdctlWithErrors({"--transport=varlink", "status"});
+    EXPECT_NE(code, 0) << out;
+    held.pop_back();
+    EXPECT_EQ(json::parse(nsfdctl({"--json", "status"}).second)["transport"], "varlink");
+    held.clear();
+    EXPECT_TRUE(waitUntil([&] { return daemon_->openFdCount() <= fdsBefore; }))
+        << daemon_->openFdCount() << " fds, " << fdsBefore << " before";
+}
 
 TEST_F(NsfdctlVarlinkTest, TheSocketWhenSomethingListensThereAndTheBusOnRequest) {
     EXPECT_EQ(json::parse(nsfdctl({"--json", "status"}).second)["transport"], "varlink");

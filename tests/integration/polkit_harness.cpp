@@ -56,6 +56,7 @@ bool hasOwner(sdbus::IConnection& connection, const std::string& name) {
 struct ExecPlan {
     std::string rules, empty, actions, log;
     std::vector<char*> envp;
+    bool verbose = false;
 };
 
 [[noreturn]] void execPolkitd(const ExecPlan& plan) {
@@ -73,7 +74,8 @@ struct ExecPlan {
     ::dup2(devNull, 0);
     ::dup2(out, 1);
     ::dup2(out, 2);
-    char* argv[] = {const_cast<char*>(kPolkitd), const_cast<char*>("--no-debug"), nullptr};
+    char* argv[] = {const_cast<char*>(kPolkitd),
+                    plan.verbose ? nullptr : const_cast<char*>("--no-debug"), nullptr};
     ::execve(kPolkitd, argv, plan.envp.data());
     ::_exit(127);
 }
@@ -85,7 +87,7 @@ bool TestPolkit::installed() {
            ::access("/usr/share/polkit-1/actions", F_OK) == 0;
 }
 
-TestPolkit::TestPolkit(const std::string& busAddress, const std::string& rules) {
+TestPolkit::TestPolkit(const std::string& busAddress, const std::string& rules, bool verbose) {
     char pattern[] = "/tmp/nsfd-polkit.XXXXXX";
     if (::mkdtemp(pattern) == nullptr) {
         throw std::system_error(errno, std::generic_category(), "mkdtemp");
@@ -104,7 +106,8 @@ TestPolkit::TestPolkit(const std::string& busAddress, const std::string& rules) 
     // A small environment of its own: the bus, and nothing of the test runner's.
     std::vector<std::string> environment = {"DBUS_SYSTEM_BUS_ADDRESS=" + busAddress,
                                             "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"};
-    ExecPlan plan{dir_ + "/rules.d", dir_ + "/empty", dir_ + "/actions", dir_ + "/log", {}};
+    ExecPlan plan{
+        dir_ + "/rules.d", dir_ + "/empty", dir_ + "/actions", dir_ + "/log", {}, verbose};
     for (std::string& variable : environment) {
         plan.envp.push_back(variable.data());
     }

@@ -22,8 +22,11 @@ class TestPolkit {
 
     // Starts polkitd and waits until it owns org.freedesktop.PolicyKit1.
     // `rules`: the text of its one rules file ("" for none: the actions'
-    // defaults decide). Throws std::runtime_error if it does not come up.
-    explicit TestPolkit(const std::string& busAddress, const std::string& rules = "");
+    // defaults decide). `verbose`: without --no-debug, with which polkitd
+    // sends its stdout and stderr to /dev/null, so that log() has what the
+    // rules polkit.log(). Throws std::runtime_error if it does not come up.
+    explicit TestPolkit(const std::string& busAddress, const std::string& rules = "",
+                        bool verbose = false);
     // Stops it (even a paused one), reaps it and removes its files.
     ~TestPolkit();
     TestPolkit(const TestPolkit&) = delete;

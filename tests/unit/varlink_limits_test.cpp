@@ -2,7 +2,11 @@
 // Bad clients on a real Varlink server: each is disconnected or refused, alone,
 // with every fd it sent closed, while another client goes on being served.
 #include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -189,6 +193,104 @@ TEST_F(VarlinkLimitsTest, ConnectionsPerUidAndInAll) {
     first.close();
     EXPECT_TRUE(turnUntil([&] { return server_->connectionCount() == 2; }));
     expectBystanderServed();
+}
+
+// Every uid of a user namespace counts as the namespace's user: a rootless
+// container running as several of its user's subordinate uids shares that
+// user's connections, it gets no more (issue 22).
+TEST_F(VarlinkLimitsTest, TheUidsOfAUserNamespaceCountAsItsOwner) {
+    constexpr uid_t kOwner = 65534;  // nobody
+    constexpr uid_t kFirstSubordinate = 200000;
+    constexpr int kWorkers = 4, kConnectionsEach = 3;
+    varlink::ServerLimits limits;
+    limits.maxConnections = 64;
+    limits.maxConnectionsPerUid = 4;
+    limits.rootConnections = 0;
+    startServer(limits);
+    Pipe ready, mapped, stop;
+    pid_t container = ::fork();
+    ASSERT_GE(container, 0);
+    if (container == 0) {
+        // The user's rootless container: a user namespace it owns, uids 0-7 in
+        // it are 200000-200007 outside; workers connect as uids 1-4 in it.
+        ready.read.reset();
+        mapped.write.reset();
+        stop.write.reset();
+        char byte = 0;
+        if (::setgroups(0, nullptr) < 0 || ::setresgid(kOwner, kOwner, kOwner) < 0 ||
+            ::setresuid(kOwner, kOwner, kOwner) < 0 || ::unshare(CLONE_NEWUSER) < 0 ||
+            ::write(ready.write.get(), "r", 1) != 1 || ::read(mapped.read.get(), &byte, 1) != 1) {
+            ::_exit(1);
+        }
+        std::vector<pid_t> workers;
+        for (int i = 1; i <= kWorkers; ++i) {
+            pid_t worker = ::fork();
+            if (worker == 0) {
+                std::vector<int> sockets;
+                if (::setresgid(i, i, i) == 0 && ::setresuid(i, i, i) == 0) {
+                    for (int c = 0; c < kConnectionsEach; ++c) {
+                        int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                        sockaddr_un address{};
+                        address.sun_family = AF_UNIX;
+                        std::snprintf(address.sun_path, sizeof(address.sun_path), "%s",
+                                      path_.c_str());
+                        (void)::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+                        sockets.push_back(fd);
+                    }
+                }
+                for (;;) {
+                    ::pause();
+                }
+            }
+            workers.push_back(worker);
+        }
+        (void)::read(stop.read.get(), &byte, 1);  // end of file: the test is done
+        for (pid_t worker : workers) {
+            ::kill(worker, SIGKILL);
+            ::waitpid(worker, nullptr, 0);
+        }
+        ::_exit(0);
+    }
+    ready.write.reset();
+    mapped.read.reset();
+    stop.read.reset();
+    char byte = 0;
+    ASSERT_EQ(::read(ready.read.get(), &byte, 1), 1);
+    std::string map = "0 " + std::to_string(kFirstSubordinate) + " 8\n";
+    for (const char* file : {"uid_map", "gid_map"}) {
+        std::string path = "/proc/" + std::to_string(container) + "/" + file;
+        int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+        ASSERT_GE(fd, 0) << path;
+        EXPECT_EQ(::write(fd, map.data(), map.size()), static_cast<ssize_t>(map.size())) << path;
+        ::close(fd);
+    }
+    ASSERT_EQ(::write(mapped.write.get(), "m", 1), 1);
+    const std::string refusal = "connection refused: too many connections of uid " +
+                                std::to_string(kOwner) + ", which owns this uid's user namespace";
+    auto refused = [&] {
+        return static_cast<std::size_t>(
+            std::count(protocolErrors_.begin(), protocolErrors_.end(), refusal));
+    };
+    EXPECT_TRUE(turnUntil([&] {
+        return server_->connectionCount() + refused() == std::size_t{kWorkers * kConnectionsEach};
+    })) << server_->connectionCount()
+        << " connections, " << refused() << " refused";
+    // Its user's share, whatever uids they ran as.
+    EXPECT_EQ(server_->connectionCount(), 4U);
+    // The user itself has none left; root and others still get in.
+    std::optional<TestClient> owner;
+    runAsUser(kOwner, kOwner, [&] { owner.emplace(*this); });
+    EXPECT_TRUE(owner->awaitClosed());
+    std::optional<TestClient> other;
+    runAsUser(65533, 65533, [&] { other.emplace(*this); });
+    other->call("org.varlink.service.GetInfo");
+    EXPECT_TRUE(other->read());
+    expectBystanderServed();
+    stop.write.reset();
+    int status = -1;
+    ASSERT_EQ(::waitpid(container, &status, 0), container);
+    EXPECT_EQ(status, 0);
+    EXPECT_TRUE(turnUntil([&] { return server_->connectionCount() == 1; }));  // `other`'s
 }
 
 // Other users together cannot take the connections kept for root (issue 22).

@@ -196,7 +196,7 @@ TEST_F(VarlinkServerTest, PeerIdentityComesFromTheSocket) {
     std::string pidfdOwner;
     server_->addMethod("org.example.Test.WhoAmI", [&](const CallPtr& call) {
         const varlink::Peer& p = call->peer();
-        peer = varlink::Peer{p.uid, p.gid, p.pid, p.groups, std::nullopt};
+        peer = varlink::Peer{p.uid, p.gid, p.pid, p.groups, std::nullopt, p.uid};
         if (p.pidfd) {
             pidfdFlags = ::fcntl(p.pidfd->get(), F_GETFD);
             std::ifstream fdinfo("/proc/self/fdinfo/" + std::to_string(p.pidfd->get()));

@@ -205,8 +205,10 @@ class TrackedProcess {
 class Client {
   public:
     // nsfdd on this machine: over its Varlink socket when something listens
-    // there ($NSFD_VARLINK_SOCKET if set, else /run/nsfd/org.nsfd1.Manager),
-    // else over the system bus ($DBUS_SYSTEM_BUS_ADDRESS if set).
+    // there ($NSFD_VARLINK_SOCKET if set, else /run/nsfd/org.nsfd1.Manager)
+    // and nsfdd keeps the connection (it closes one past its connection
+    // limits at once: one GetServiceInfo round trip tells), else over the
+    // system bus ($DBUS_SYSTEM_BUS_ADDRESS if set).
     // Throws DaemonUnavailable when neither can be reached.
     static Client system();
     // The Varlink socket at `socketPath` only. Throws DaemonUnavailable (with

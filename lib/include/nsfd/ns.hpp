@@ -98,4 +98,14 @@ class NsFd {
     NsType type_;
 };
 
+// Whom the uids of user namespace `userNamespace` belong to, as the calling
+// process's user namespace sees it: the owner (NS_GET_OWNER_UID) of the
+// outermost user namespace on the way up (NS_GET_PARENT) from it to the
+// caller's own. Every uid a user maps into a namespace of its own (a rootless
+// container's subordinate uids) belongs to that user. nullopt if
+// `userNamespace` is the caller's own or not below it (the kernel lets a
+// process climb only up to its own: EPERM). Throws std::system_error: not a
+// user namespace (EINVAL), a kernel without the ioctls (ENOTTY).
+std::optional<uid_t> outermostOwnerUid(const NsFd& userNamespace);
+
 }  // namespace nsfd
