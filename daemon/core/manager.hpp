@@ -113,9 +113,9 @@ class Manager final {
     // matches, or in the words of an absent target what the caller may not
     // see), ForeignPidNamespace (PID:ID from another pid namespace),
     // NotSupported (no cgroup2; unit: or machine: without systemd). `then`
-    // must not throw. `named`'s pidfd is taken in every case.
-    void resolve(const Caller& caller, Named named, Action action, ResolvedThen then,
-                 ResolveFailed failed);
+    // must not throw. A pidfd `named` holds is moved out of it (its copies share it).
+    void resolve(const Caller& caller, const Named& named, Action action, ResolvedThen then,
+                 const ResolveFailed& failed);
     // The process as `caller` sees it now. Throws ServiceError: NotTracked if
     // it was untracked meanwhile, ProcessExited for a held pidfd of a reaped one.
     ProcessView view(const Caller& caller, const ProcessRef& process);

@@ -59,8 +59,8 @@ Resolution Manager::resolution(const Caller& caller, TrackedProcess& process, Ac
     return out;
 }
 
-void Manager::resolve(const Caller& caller, Named named, Action action, ResolvedThen then,
-                      ResolveFailed failed) {
+void Manager::resolve(const Caller& caller, const Named& named, Action action, ResolvedThen then,
+                      const ResolveFailed& failed) {
     std::optional<Resolution> now;
     try {
         switch (named.kind) {
@@ -79,7 +79,7 @@ void Manager::resolve(const Caller& caller, Named named, Action action, Resolved
             case Named::Kind::Selector:
                 findSelected(
                     caller, named.selector,
-                    [this, caller, action, then, failed](PidFd pidfd) {
+                    [this, caller, action, then = std::move(then), failed](PidFd pidfd) {
                         std::optional<Resolution> found;
                         try {
                             found = resolution(caller, std::move(pidfd), action);

@@ -72,17 +72,17 @@ class BusEndpoint final {
     // later for a selector), or replies with the error. `body` then authorizes
     // `resolution.request` (authorizeThen) and acts on `resolution.process`.
     template <typename Body>
-    int resolveThen(sd_bus_message* call, const Caller& caller, Named named, Action action,
+    int resolveThen(sd_bus_message* call, const Caller& caller, const Named& named, Action action,
                     Body&& body) {
         auto held = std::make_shared<BusMessage>(sd_bus_message_ref(call));
         auto run = std::make_shared<std::decay_t<Body>>(std::forward<Body>(body));
         manager_.resolve(
-            caller, std::move(named), action,
+            caller, named, action,
             [held, run](Resolution resolution) {
                 sd_bus_message* m = held->get();
                 serveCall(m, [&] { return (*run)(m, std::move(resolution)); });
             },
-            [held](std::exception_ptr error) {
+            [held](const std::exception_ptr& error) {
                 serveCall(held->get(), [&]() -> int { std::rethrow_exception(error); });
             });
         return 1;
@@ -92,10 +92,10 @@ class BusEndpoint final {
     // resolves `named` for `action` (resolveThen), authorizes the request
     // (authorizeThen), then runs `body(call, process)` (a ProcessRef).
     template <typename Body>
-    int authorizeThen(sd_bus_message* call, const Caller& caller, Named named, Action action,
+    int authorizeThen(sd_bus_message* call, const Caller& caller, const Named& named, Action action,
                       Body&& body) {
         return resolveThen(
-            call, caller, std::move(named), action,
+            call, caller, named, action,
             [this, caller, body = std::forward<Body>(body)](sd_bus_message* m, Resolution r) {
                 return authorizeThen(m, caller, r.request,
                                      [body, process = r.process](sd_bus_message* reply) {

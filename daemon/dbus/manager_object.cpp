@@ -39,7 +39,7 @@ int trackProcess(sd_bus_message* call, void* userdata, Naming naming) {
         BusEndpoint& bus = endpointOf(userdata);
         Caller caller = bus.callerOf(call);
         Named named = readNamed(bus, call, naming);
-        return bus.authorizeThen(call, caller, std::move(named), Action::Track,
+        return bus.authorizeThen(call, caller, named, Action::Track,
                                  [&bus, caller](sd_bus_message* m, const ProcessRef& process) {
                                      return replyObjectPath(
                                          m, pathOf(bus.core().track(caller, process.take()).id()));
@@ -101,7 +101,7 @@ int getNamespace(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) 
         Caller caller = bus.callerOf(call);
         Named named = Named::byPid(readUint32(call));
         NsType type = readNsType(call);
-        return bus.resolveThen(call, caller, std::move(named), Action::GetNamespace,
+        return bus.resolveThen(call, caller, named, Action::GetNamespace,
                                [&bus, caller, type](sd_bus_message* m, Resolution r) {
                                    return authorizeNamespace(bus, m, caller, std::move(r), type);
                                });
@@ -114,7 +114,7 @@ int getNamespaces(sd_bus_message* call, void* userdata, Naming naming) {
         Caller caller = bus.callerOf(call);
         Named named = readNamed(bus, call, naming);
         std::vector<NsType> types = readNsTypes(call);
-        return bus.resolveThen(call, caller, std::move(named), Action::GetNamespace,
+        return bus.resolveThen(call, caller, named, Action::GetNamespace,
                                [&bus, caller, types](sd_bus_message* m, Resolution r) {
                                    return authorizeNamespaces(bus, m, caller, std::move(r), types);
                                });
@@ -127,8 +127,8 @@ int getProcessInfo(sd_bus_message* call, void* userdata, Naming naming) {
         Caller caller = bus.callerOf(call);
         Named named = readNamed(bus, call, naming);
         return bus.resolveThen(
-            call, caller, std::move(named), Action::ReadInfo,
-            [&bus, caller, naming](sd_bus_message* m, Resolution r) {
+            call, caller, named, Action::ReadInfo,
+            [&bus, caller, naming](sd_bus_message* m, const Resolution& r) {
                 auto reply = [&bus, caller, process = r.process](sd_bus_message* m) {
                     return replyInfo(m, bus.core().view(caller, process));
                 };
@@ -146,7 +146,7 @@ int sendSignal(sd_bus_message* call, void* userdata, Naming naming) {
         Caller caller = bus.callerOf(call);
         Named named = readNamed(bus, call, naming);
         int signal = readSignal(call);
-        return bus.resolveThen(call, caller, std::move(named), Action::SendSignal,
+        return bus.resolveThen(call, caller, named, Action::SendSignal,
                                [&bus, caller, signal](sd_bus_message* m, Resolution r) {
                                    return authorizeSignal(bus, m, caller, std::move(r), signal);
                                });
@@ -159,7 +159,7 @@ int openSocket(sd_bus_message* call, void* userdata, Naming naming) {
         Caller caller = bus.callerOf(call);
         Named named = readNamed(bus, call, naming);
         SocketSpec spec = readSocketSpec(call);
-        return bus.resolveThen(call, caller, std::move(named), Action::OpenSocket,
+        return bus.resolveThen(call, caller, named, Action::OpenSocket,
                                [&bus, caller, spec](sd_bus_message* m, Resolution r) {
                                    return authorizeSocket(bus, m, caller, std::move(r), spec);
                                });

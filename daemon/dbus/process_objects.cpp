@@ -23,102 +23,116 @@ int onProcess(sd_bus_message* call, void* userdata, Body&& body) noexcept {
 }
 
 int getNamespace(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
-        NsType type = readNsType(call);
-        return bus.resolveThen(call, caller, std::move(named), Action::GetNamespace,
-                               [&bus, caller, type](sd_bus_message* m, Resolution r) {
-                                   return authorizeNamespace(bus, m, caller, std::move(r), type);
-                               });
-    });
+    return onProcess(call, userdata,
+                     [&](BusEndpoint& bus, const Caller& caller, const Named& named) {
+                         NsType type = readNsType(call);
+                         return bus.resolveThen(
+                             call, caller, named, Action::GetNamespace,
+                             [&bus, caller, type](sd_bus_message* m, Resolution r) {
+                                 return authorizeNamespace(bus, m, caller, std::move(r), type);
+                             });
+                     });
 }
 
 int getNamespaces(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
-        std::vector<NsType> types = readNsTypes(call);
-        return bus.resolveThen(call, caller, std::move(named), Action::GetNamespace,
-                               [&bus, caller, types](sd_bus_message* m, Resolution r) {
-                                   return authorizeNamespaces(bus, m, caller, std::move(r), types);
-                               });
-    });
+    return onProcess(call, userdata,
+                     [&](BusEndpoint& bus, const Caller& caller, const Named& named) {
+                         std::vector<NsType> types = readNsTypes(call);
+                         return bus.resolveThen(
+                             call, caller, named, Action::GetNamespace,
+                             [&bus, caller, types](sd_bus_message* m, Resolution r) {
+                                 return authorizeNamespaces(bus, m, caller, std::move(r), types);
+                             });
+                     });
 }
 
 int getNamespaceIds(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
-        return bus.authorizeThen(
-            call, caller, std::move(named), Action::ReadInfo,
-            [&bus](sd_bus_message* m, const ProcessRef& process) {
-                BusMessage reply = newMethodReturn(m);
-                const char* what = "Failed to build a reply";
-                checkBus(sd_bus_message_open_container(reply.get(), 'a', "{st}"), what);
-                for (const auto& [type, id] : bus.core().namespaceIds(process.pidfd())) {
-                    checkBus(sd_bus_message_append(reply.get(), "{st}", type.c_str(), id), what);
-                }
-                checkBus(sd_bus_message_close_container(reply.get()), what);
-                return sd_bus_send(nullptr, reply.get(), nullptr);
-            });
-    });
+    return onProcess(
+        call, userdata, [&](BusEndpoint& bus, const Caller& caller, const Named& named) {
+            return bus.authorizeThen(
+                call, caller, named, Action::ReadInfo,
+                [&bus](sd_bus_message* m, const ProcessRef& process) {
+                    BusMessage reply = newMethodReturn(m);
+                    const char* what = "Failed to build a reply";
+                    checkBus(sd_bus_message_open_container(reply.get(), 'a', "{st}"), what);
+                    for (const auto& [type, id] : bus.core().namespaceIds(process.pidfd())) {
+                        checkBus(sd_bus_message_append(reply.get(), "{st}", type.c_str(), id),
+                                 what);
+                    }
+                    checkBus(sd_bus_message_close_container(reply.get()), what);
+                    return sd_bus_send(nullptr, reply.get(), nullptr);
+                });
+        });
 }
 
 int getInfo(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
-        return bus.authorizeThen(call, caller, std::move(named), Action::ReadInfo,
-                                 [&bus, caller](sd_bus_message* m, const ProcessRef& process) {
-                                     return replyInfo(m, bus.core().view(caller, process));
-                                 });
-    });
+    return onProcess(
+        call, userdata, [&](BusEndpoint& bus, const Caller& caller, const Named& named) {
+            return bus.authorizeThen(call, caller, named, Action::ReadInfo,
+                                     [&bus, caller](sd_bus_message* m, const ProcessRef& process) {
+                                         return replyInfo(m, bus.core().view(caller, process));
+                                     });
+        });
 }
 
 int getPidFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
-        return bus.authorizeThen(call, caller, std::move(named), Action::GetPidFd,
-                                 [&bus](sd_bus_message* m, const ProcessRef& process) {
-                                     return replyFd(m, bus.core().duplicatePidFd(process.pidfd()));
-                                 });
-    });
+    return onProcess(call, userdata,
+                     [&](BusEndpoint& bus, const Caller& caller, const Named& named) {
+                         return bus.authorizeThen(
+                             call, caller, named, Action::GetPidFd,
+                             [&bus](sd_bus_message* m, const ProcessRef& process) {
+                                 return replyFd(m, bus.core().duplicatePidFd(process.pidfd()));
+                             });
+                     });
 }
 
 int sendSignal(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
-        int signal = readSignal(call);
-        return bus.resolveThen(call, caller, std::move(named), Action::SendSignal,
-                               [&bus, caller, signal](sd_bus_message* m, Resolution r) {
-                                   return authorizeSignal(bus, m, caller, std::move(r), signal);
-                               });
-    });
+    return onProcess(
+        call, userdata, [&](BusEndpoint& bus, const Caller& caller, const Named& named) {
+            int signal = readSignal(call);
+            return bus.resolveThen(call, caller, named, Action::SendSignal,
+                                   [&bus, caller, signal](sd_bus_message* m, Resolution r) {
+                                       return authorizeSignal(bus, m, caller, std::move(r), signal);
+                                   });
+        });
 }
 
 int openSocket(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
-        SocketSpec spec = readSocketSpec(call);
-        return bus.resolveThen(call, caller, std::move(named), Action::OpenSocket,
-                               [&bus, caller, spec](sd_bus_message* m, Resolution r) {
-                                   return authorizeSocket(bus, m, caller, std::move(r), spec);
-                               });
-    });
+    return onProcess(
+        call, userdata, [&](BusEndpoint& bus, const Caller& caller, const Named& named) {
+            SocketSpec spec = readSocketSpec(call);
+            return bus.resolveThen(call, caller, named, Action::OpenSocket,
+                                   [&bus, caller, spec](sd_bus_message* m, Resolution r) {
+                                       return authorizeSocket(bus, m, caller, std::move(r), spec);
+                                   });
+        });
 }
 
 int getFd(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
-        int targetFd = readInt32(call);
-        if (targetFd < 0) {
-            throw ServiceError(ErrorKind::InvalidArgs,
-                               "Invalid fd number " + std::to_string(targetFd));
-        }
-        return bus.authorizeThen(call, caller, std::move(named), Action::GetFd,
-                                 [&bus, targetFd](sd_bus_message* m, const ProcessRef& process) {
-                                     return replyFd(m, bus.core().getFd(process.pidfd(), targetFd));
-                                 });
-    });
+    return onProcess(call, userdata,
+                     [&](BusEndpoint& bus, const Caller& caller, const Named& named) {
+                         int targetFd = readInt32(call);
+                         if (targetFd < 0) {
+                             throw ServiceError(ErrorKind::InvalidArgs,
+                                                "Invalid fd number " + std::to_string(targetFd));
+                         }
+                         return bus.authorizeThen(
+                             call, caller, named, Action::GetFd,
+                             [&bus, targetFd](sd_bus_message* m, const ProcessRef& process) {
+                                 return replyFd(m, bus.core().getFd(process.pidfd(), targetFd));
+                             });
+                     });
 }
 
 int untrack(sd_bus_message* call, void* userdata, sd_bus_error* /*error*/) {
-    return onProcess(call, userdata, [&](BusEndpoint& bus, const Caller& caller, Named named) {
-        return bus.authorizeThen(call, caller, std::move(named), Action::Untrack,
-                                 [&bus, caller](sd_bus_message* m, const ProcessRef& process) {
-                                     bus.core().untrack(caller, *process.trackedId());
-                                     return replyEmpty(m);
-                                 });
-    });
+    return onProcess(
+        call, userdata, [&](BusEndpoint& bus, const Caller& caller, const Named& named) {
+            return bus.authorizeThen(call, caller, named, Action::Untrack,
+                                     [&bus, caller](sd_bus_message* m, const ProcessRef& process) {
+                                         bus.core().untrack(caller, *process.trackedId());
+                                         return replyEmpty(m);
+                                     });
+        });
 }
 
 // The caller of the message being handled; none while nsfdd emits its own

@@ -166,10 +166,10 @@ Named namedOf(Manager& core, Call& call, const Given& given) {
 // (Manager::resolve): now, or, for a selector, once the core found it and the
 // caller may see it; answers the call with the error otherwise.
 template <typename Then>
-void resolveThen(Manager& core, const CallPtr& call, const Caller& caller, Named named,
+void resolveThen(Manager& core, const CallPtr& call, const Caller& caller, const Named& named,
                  Action action, Then then) {
     core.resolve(
-        caller, std::move(named), action,
+        caller, named, action,
         [call, then = std::move(then)](Resolution resolution) {
             try {
                 then(std::move(resolution));
@@ -177,7 +177,7 @@ void resolveThen(Manager& core, const CallPtr& call, const Caller& caller, Named
                 replyCurrentError(*call);
             }
         },
-        [call](std::exception_ptr error) {
+        [call](const std::exception_ptr& error) {
             try {
                 std::rethrow_exception(error);
             } catch (...) {
@@ -197,12 +197,11 @@ void resolveThen(Manager& core, const CallPtr& call, const Caller& caller, const
 // runs `body(call, process)` (a ProcessRef).
 template <typename NamedOrGiven, typename Body>
 void authorizeThen(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller,
-                   NamedOrGiven named, Action action, Body body) {
-    resolveThen(ep.core(), call, caller, std::move(named), action,
-                [&ep, call, caller, body](Resolution r) {
-                    ep.authorizeThen(call, caller, r.request,
-                                     [body, process = r.process](Call& c) { body(c, process); });
-                });
+                   const NamedOrGiven& named, Action action, Body body) {
+    resolveThen(ep.core(), call, caller, named, action, [&ep, call, caller, body](Resolution r) {
+        ep.authorizeThen(call, caller, r.request,
+                         [body, process = r.process](Call& c) { body(c, process); });
+    });
 }
 
 std::vector<UniqueFd> oneFd(UniqueFd fd) {
@@ -407,7 +406,7 @@ void openSocket(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) 
                 [&core = ep.core(), caller, process = r.process, spec, held = call](Call&) {
                     core.openSocket(
                         caller, process.pidfd(), spec,
-                        [held](UniqueFd socket, std::exception_ptr error) {
+                        [held](UniqueFd socket, const std::exception_ptr& error) {
                             try {
                                 if (error) {
                                     std::rethrow_exception(error);
