@@ -558,11 +558,7 @@ std::shared_ptr<SpawnSpec> readSpawnSpec(Call& call) {
 }
 
 void spawn(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    if (!call->more()) {
-        throw ServiceError(ErrorKind::InvalidArgs,
-                           "Spawn answers twice (the command's pid, then its wait status): call "
-                           "it with \"more\": true");
-    }
+    // The server refused a call without "more" (the IDL requires it).
     Named named = readNamed(call->parameters());
     std::shared_ptr<SpawnSpec> spec = readSpawnSpec(*call);
     resolveThen(ep.core(), call, caller, named, Action::Enter, [&ep, call, caller,
