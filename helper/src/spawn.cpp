@@ -109,7 +109,14 @@ void killEverything() {
             std::string candidate(start, static_cast<std::size_t>(end - start));
             candidate = (candidate.empty() ? "." : candidate) + "/" + name;
             ::execve(candidate.c_str(), argv, envp);
-            // As execvp(3): EACCES is remembered, ENOENT and ENOTDIR go on.
+            // As a shell: a directory the caller cannot search (EACCES, the
+            // file not there for it) is passed over; a file found but not
+            // executable is remembered (126) while the search goes on.
+            int tried = errno;
+            if (tried == EACCES && ::access(candidate.c_str(), F_OK) < 0) {
+                tried = ENOENT;
+            }
+            errno = tried;
             if (errno != ENOENT && errno != ENOTDIR) {
                 found = true;
                 error = errno;
