@@ -1,0 +1,440 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Brokered runs (Spawn, nsfdctl exec for a non-root user) on a real nsfdd and
+// its real nsfd-helper, as real users, in real namespaces: the command sees the
+// target's network, hostname and IPC, and is otherwise exactly its caller, in
+// the caller's own mount namespace; it never outlives the caller.
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "fixture.hpp"
+#include "varlink/socket_io.hpp"
+
+namespace nsfd::test {
+namespace {
+
+using namespace std::chrono_literals;
+using Json = nlohmann::json;
+
+gid_t gidOf(const char* name) {
+    struct passwd* pw = ::getpwnam(name);
+    return pw == nullptr ? 0 : pw->pw_gid;
+}
+const gid_t kUserGid = gidOf("nsfd-test-a");
+const gid_t kOtherGid = gidOf("nsfd-test-b");
+
+const char* const kEnterGrant = R"(
+[polkit]
+enabled = false
+
+[[grant]]
+user = "nsfd-test-a"
+enter = ["net", "uts", "ipc"]
+)";
+
+// The interface names of /proc/PID/net/dev: the links of its network namespace.
+std::set<std::string> linksOf(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/net/dev");
+    std::set<std::string> names;
+    for (std::string line; std::getline(in, line);) {
+        std::size_t colon = line.find(':');
+        if (colon != std::string::npos) {
+            std::string name = line.substr(0, colon);
+            names.insert(name.substr(name.find_first_not_of(' ')));
+        }
+    }
+    return names;
+}
+
+std::vector<std::string> linesOf(const std::string& text) {
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+        lines.push_back(line);
+    }
+    return lines;
+}
+
+// "Key:\tvalue" lines of a /proc/PID/status text.
+std::map<std::string, std::string> statusFields(const std::string& text) {
+    std::map<std::string, std::string> fields;
+    for (const std::string& line : linesOf(text)) {
+        std::size_t colon = line.find(':');
+        if (colon == std::string::npos) {
+            continue;
+        }
+        std::string value = line.substr(colon + 1);
+        value.erase(0, value.find_first_not_of(" \t"));
+        value.erase(value.find_last_not_of(" \t") + 1);
+        fields[line.substr(0, colon)] = value;
+    }
+    return fields;
+}
+
+std::string readAll(int fd) {
+    std::string out;
+    char buffer[4096];
+    for (ssize_t n; (n = ::read(fd, buffer, sizeof(buffer))) != 0;) {
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            break;
+        }
+        out.append(buffer, static_cast<std::size_t>(n));
+    }
+    return out;
+}
+
+// One line from `fd`, waiting up to kWaitLimit.
+std::string readLine(int fd) {
+    std::string line;
+    auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
+    for (char c = 0; c != '\n';) {
+        pollfd p{fd, POLLIN, 0};
+        if (std::chrono::steady_clock::now() > deadline || ::poll(&p, 1, 1000) < 0) {
+            throwWaitTimedOut("a line from the command");
+        }
+        if ((p.revents & (POLLIN | POLLHUP)) == 0) {
+            continue;
+        }
+        if (::read(fd, &c, 1) != 1) {
+            break;
+        }
+        if (c != '\n') {
+            line.push_back(c);
+        }
+    }
+    return line;
+}
+
+// nsfdctl run by a forked child as uid/gid (and `groups`), its stdio on pipes.
+// `prepare` runs in the child first, as root (a private mount namespace, say).
+class NsfdctlRun {
+  public:
+    struct Options {
+        uid_t uid = kUser;
+        gid_t gid = kUserGid;
+        std::vector<gid_t> groups;
+        std::string input;  // written to its stdin, which is then closed
+        std::function<int()> prepare;
+    };
+
+    NsfdctlRun(const std::vector<std::string>& args, Options options) {
+        int in[2], out[2], err[2];
+        if (::pipe2(in, O_CLOEXEC) < 0 || ::pipe2(out, O_CLOEXEC) < 0 ||
+            ::pipe2(err, O_CLOEXEC) < 0) {
+            throw std::system_error(errno, std::generic_category(), "pipe2");
+        }
+        std::vector<std::string> argv{NSFD_TEST_NSFDCTL};
+        argv.insert(argv.end(), args.begin(), args.end());
+        std::vector<char*> pointers;
+        for (std::string& arg : argv) {
+            pointers.push_back(arg.data());
+        }
+        pointers.push_back(nullptr);
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            if (options.prepare && options.prepare() != 0) {
+                ::_exit(90);
+            }
+            if (::dup2(in[0], 0) < 0 || ::dup2(out[1], 1) < 0 || ::dup2(err[1], 2) < 0 ||
+                ::setgroups(options.groups.size(), options.groups.data()) < 0 ||
+                ::setresgid(options.gid, options.gid, options.gid) < 0 ||
+                ::setresuid(options.uid, options.uid, options.uid) < 0) {
+                ::_exit(91);
+            }
+            ::execv(pointers[0], pointers.data());
+            ::_exit(92);
+        }
+        ::close(in[0]);
+        ::close(out[1]);
+        ::close(err[1]);
+        stdin_.reset(in[1]);
+        stdout_.reset(out[0]);
+        stderr_.reset(err[0]);
+        if (!options.input.empty()) {
+            EXPECT_EQ(::write(stdin_.get(), options.input.data(), options.input.size()),
+                      static_cast<ssize_t>(options.input.size()));
+        }
+        stdin_.reset();
+    }
+    NsfdctlRun(const NsfdctlRun&) = delete;
+    ~NsfdctlRun() {
+        if (pid_ > 0 && !reaped_) {
+            ::kill(pid_, SIGKILL);
+            reapWithin(pid_, "nsfdctl to die");
+        }
+    }
+
+    pid_t pid() const { return pid_; }
+    int out() const { return stdout_.get(); }
+
+    struct Result {
+        int exitCode = -1;  // -1: it did not exit
+        int status = 0;
+        std::string out, err;
+    };
+    Result finish() {
+        Result result;
+        result.out = readAll(stdout_.get());
+        result.err = readAll(stderr_.get());
+        result.status = reapWithin(pid_, "nsfdctl exec to end");
+        reaped_ = true;
+        result.exitCode = WIFEXITED(result.status) ? WEXITSTATUS(result.status) : -1;
+        return result;
+    }
+
+  private:
+    pid_t pid_ = -1;
+    bool reaped_ = false;
+    UniqueFd stdin_, stdout_, stderr_;
+};
+
+NsfdctlRun::Result nsfdctlAs(const std::vector<std::string>& args,
+                             NsfdctlRun::Options options = {}) {
+    return NsfdctlRun(args, std::move(options)).finish();
+}
+
+// A root process in fresh net, uts and ipc namespaces: hostname
+// nsfd-spawn-target, a bridge nsfdspawn0, lo up.
+Child spawnTarget() {
+    return Child::spawn(
+        [] {
+            if (::sethostname("nsfd-spawn-target", 17) < 0) {
+                return errno;
+            }
+            if (std::system("ip link add nsfdspawn0 type bridge && ip link set lo up") != 0) {
+                return EIO;
+            }
+            return 0;
+        },
+        Child::Options{CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC, 0});
+}
+
+// Waits until `pidfd`'s process has exited; false if it still runs after `limit`.
+bool exitsWithin(int pidfd, std::chrono::milliseconds limit) {
+    pollfd p{pidfd, POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(limit.count())) == 1;
+}
+
+UniqueFd pidfdOf(pid_t pid) {
+    return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+}
+
+// Pids of the children of `pid` (all its threads').
+std::vector<pid_t> childrenOf(pid_t pid) {
+    std::vector<pid_t> out;
+    std::string task = "/proc/" + std::to_string(pid) + "/task";
+    for (const auto& entry : std::filesystem::directory_iterator(task)) {
+        std::ifstream in(entry.path() / "children");
+        for (pid_t child = 0; in >> child;) {
+            out.push_back(child);
+        }
+    }
+    return out;
+}
+
+class SpawnTest : public DaemonTest {
+  protected:
+    std::string config() const override { return kEnterGrant; }
+    std::string varlinkPath() const override { return socket_; }
+
+    void SetUp() override {
+        if (kUser == 0 || kOtherUser == 0) {
+            GTEST_SKIP() << "users nsfd-test-a and nsfd-test-b are missing (scripts/test-users)";
+        }
+        dir_.emplace();
+        socket_ = dir_->socket();
+        ::setenv("NSFD_VARLINK_SOCKET", socket_.c_str(), 1);  // nsfdctl's
+        DaemonTest::SetUp();
+        if (daemon_) {
+            daemonFds_ = countFds(daemon_->pid());
+        }
+    }
+
+    void TearDown() override {
+        if (daemon_ && !HasFailure()) {
+            // Every run ended: no helper left below nsfdd, no fd of a run kept.
+            auto deadline = std::chrono::steady_clock::now() + 10s;
+            while (!childrenOf(daemon_->pid()).empty() &&
+                   std::chrono::steady_clock::now() < deadline) {
+                std::this_thread::sleep_for(10ms);
+            }
+            EXPECT_EQ(childrenOf(daemon_->pid()).size(), 0U) << "a helper outlived its run";
+            EXPECT_EQ(countFds(daemon_->pid()), daemonFds_) << "nsfdd kept an fd of a run";
+        }
+        DaemonTest::TearDown();
+        ::setenv("NSFD_VARLINK_SOCKET", kNoVarlinkSocket, 1);
+        dir_.reset();
+    }
+
+    std::optional<SocketDir> dir_;
+    std::string socket_;
+    int daemonFds_ = 0;
+};
+
+TEST_F(SpawnTest, AGrantedUserSeesTheTargetsLinksAndHostname) {
+    Child target = spawnTarget();
+    std::string pid = std::to_string(target.pid());
+    auto result = nsfdctlAs({"exec", pid, "--net", "--uts", "--", "sh", "-c",
+                             "hostname; ip -br link | cut -d' ' -f1"});
+    ASSERT_EQ(result.exitCode, 0) << result.err;
+    std::vector<std::string> lines = linesOf(result.out);
+    ASSERT_FALSE(lines.empty());
+    EXPECT_EQ(lines[0], "nsfd-spawn-target");
+    std::set<std::string> links(lines.begin() + 1, lines.end());
+    EXPECT_EQ(links, linksOf(target.pid()));
+    EXPECT_EQ(links.count("nsfdspawn0"), 1U);
+}
+
+TEST_F(SpawnTest, TheCommandIsExactlyTheCallerWithoutCapabilities) {
+    Child target = spawnTarget();
+    gid_t extra = kOtherGid;
+    NsfdctlRun::Options options;
+    options.groups = {kUserGid, extra};
+    auto result = nsfdctlAs(
+        {"exec", std::to_string(target.pid()), "--net", "--", "cat", "/proc/self/status"}, options);
+    ASSERT_EQ(result.exitCode, 0) << result.err;
+    auto fields = statusFields(result.out);
+    std::string uid = std::to_string(kUser), gid = std::to_string(kUserGid);
+    EXPECT_EQ(fields["Uid"], uid + "\t" + uid + "\t" + uid + "\t" + uid);
+    EXPECT_EQ(fields["Gid"], gid + "\t" + gid + "\t" + gid + "\t" + gid);
+    std::set<std::string> groups;
+    std::istringstream words(fields["Groups"]);
+    for (std::string word; words >> word;) {
+        groups.insert(word);
+    }
+    EXPECT_EQ(groups, (std::set<std::string>{gid, std::to_string(extra)}));
+    for (const char* set : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"}) {
+        EXPECT_EQ(std::stoull(fields[set], nullptr, 16), 0U) << set;
+    }
+    EXPECT_EQ(fields["NoNewPrivs"], "1");
+}
+
+TEST_F(SpawnTest, TheCommandSeesTheCallersDirectoryAndPrivateMounts) {
+    Child target = spawnTarget();
+    // A tmpfs with a marker file, mounted only in the caller's own mount
+    // namespace; the caller works there.
+    NsfdctlRun::Options options;
+    options.prepare = [] {
+        if (::unshare(CLONE_NEWNS) < 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE,
+                                                  nullptr) < 0 ||
+            ::mount("tmpfs", "/mnt", "tmpfs", 0, "mode=0777") < 0) {
+            return errno;
+        }
+        int fd = ::open("/mnt/only-here", O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+        if (fd < 0 || ::write(fd, "private\n", 8) != 8 || ::close(fd) < 0 ||
+            ::mkdir("/mnt/work", 0777) < 0 || ::chdir("/mnt/work") < 0) {
+            return errno;
+        }
+        return 0;
+    };
+    auto result = nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c",
+                             "pwd; cat ../only-here"},
+                            options);
+    ASSERT_EQ(result.exitCode, 0) << result.err;
+    EXPECT_EQ(linesOf(result.out), (std::vector<std::string>{"/mnt/work", "private"}));
+    struct stat st {};
+    EXPECT_NE(::stat("/mnt/only-here", &st), 0) << "the marker leaked into the test's namespace";
+}
+
+TEST_F(SpawnTest, StdioPassesThroughAndTheExitStatusComesBack) {
+    Child target = spawnTarget();
+    NsfdctlRun::Options options;
+    options.input = "from stdin\n";
+    auto result =
+        nsfdctlAs({"exec", std::to_string(target.pid()), "--ipc", "--", "sh", "-c",
+                   "read line; echo \"out: $line\"; echo 'to stderr' >&2; exit 7"},
+                  options);
+    EXPECT_EQ(result.exitCode, 7);
+    EXPECT_EQ(result.out, "out: from stdin\n");
+    EXPECT_EQ(result.err, "to stderr\n");
+    // As a shell: 127 for a command not found, 126 for one not executable.
+    EXPECT_EQ(
+        nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "no-such-command"})
+            .exitCode,
+        127);
+    EXPECT_EQ(nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "/etc/hostname"})
+                  .exitCode,
+              126);
+}
+
+TEST_F(SpawnTest, SigtermToNsfdctlReachesTheCommand) {
+    Child target = spawnTarget();
+    NsfdctlRun run({"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c",
+                    "trap 'echo got TERM; exit 3' TERM; echo ready; "
+                    "while :; do sleep 0.05; done"},
+                   {});
+    ASSERT_EQ(readLine(run.out()), "ready");
+    ASSERT_EQ(::kill(run.pid(), SIGTERM), 0);
+    auto result = run.finish();
+    EXPECT_EQ(result.exitCode, 3) << result.err;
+    EXPECT_EQ(result.out, "got TERM\n");
+}
+
+TEST_F(SpawnTest, SigkillOfNsfdctlEndsEverythingTheCommandStarted) {
+    Child target = spawnTarget();
+    NsfdctlRun run({"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c",
+                    "sleep 1000 & echo $$ $!; wait"},
+                   {});
+    std::istringstream pids(readLine(run.out()));
+    pid_t shell = 0, sleeper = 0;
+    pids >> shell >> sleeper;
+    ASSERT_GT(shell, 0);
+    ASSERT_GT(sleeper, 0);
+    UniqueFd shellFd = pidfdOf(shell), sleeperFd = pidfdOf(sleeper);
+    ASSERT_TRUE(shellFd.ok() && sleeperFd.ok());
+    EXPECT_FALSE(exitsWithin(sleeperFd.get(), 0ms));
+    ASSERT_EQ(::kill(run.pid(), SIGKILL), 0);
+    run.finish();
+    EXPECT_TRUE(exitsWithin(shellFd.get(), 1000ms)) << "the command outlived nsfdctl";
+    EXPECT_TRUE(exitsWithin(sleeperFd.get(), 1000ms)) << "the command's child outlived nsfdctl";
+}
+
+TEST_F(SpawnTest, AUserWithoutAGrantGetsExit4AndNothingRuns) {
+    Child target = spawnTarget();
+    std::string marker = dir_->path() + "/ran";
+    NsfdctlRun::Options other;
+    other.uid = kOtherUser;
+    other.gid = kOtherGid;
+    ::chmod(dir_->path().c_str(), 0777);
+    auto result = nsfdctlAs(
+        {"exec", std::to_string(target.pid()), "--net", "--", "touch", marker}, other);
+    ::chmod(dir_->path().c_str(), 0755);
+    EXPECT_EQ(result.exitCode, 4) << result.err;
+    EXPECT_NE(result.err.find("Access denied"), std::string::npos) << result.err;
+    struct stat st {};
+    EXPECT_NE(::stat(marker.c_str(), &st), 0) << "the command ran";
+}
+
+TEST_F(SpawnTest, MntIsRefusedForANonRootCallerNamingWhatABrokeredRunEnters) {
+    Child target = spawnTarget();
+    auto result =
+        nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--mnt", "--", "true"});
+    EXPECT_EQ(result.exitCode, 4);
+    EXPECT_NE(result.err.find("mnt"), std::string::npos) << result.err;
+    EXPECT_NE(result.err.find("net, uts and ipc"), std::string::npos) << result.err;
+    // -S 0: a brokered run is the caller, never another user.
+    auto other = nsfdctlAs({"exec", "-S", "0", std::to_string(target.pid()), "--net", "--", "id"});
+    EXPECT_EQ(other.exitCode, 2) << other.err;
+}
+
+}  // namespace
+}  // namespace nsfd::test
