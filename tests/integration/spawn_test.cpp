@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -24,6 +25,7 @@
 #include <sstream>
 
 #include "fixture.hpp"
+#include "nsfd/client.hpp"
 #include "varlink/socket_io.hpp"
 
 namespace nsfd::test {
@@ -251,6 +253,106 @@ std::vector<pid_t> childrenOf(pid_t pid) {
     return out;
 }
 
+
+// A raw Varlink connection to nsfdd, made by the calling thread (runAsUser:
+// its credentials are what SO_PEERCRED gives nsfdd).
+class VarlinkCall {
+  public:
+    explicit VarlinkCall(const std::string& path)
+        : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+        struct sockaddr_un addr {};
+        addr.sun_family = AF_UNIX;
+        path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+        if (!fd_.ok() ||
+            ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
+            throw std::system_error(errno, std::generic_category(), "connect to " + path);
+        }
+    }
+
+    void send(const Json& parameters, const std::vector<int>& fds) {
+        std::string bytes =
+            Json{{"method", "org.nsfd1.Manager.Spawn"}, {"parameters", parameters}, {"more", true}}
+                .dump();
+        bytes.push_back('\0');
+        ASSERT_TRUE(sendAllWithFds(fd_.get(), bytes, fds));
+    }
+
+    // The next reply and its fds; {"hangup": true} when nsfdd closed the connection.
+    std::pair<Json, std::vector<UniqueFd>> receive() {
+        std::vector<UniqueFd> fds;
+        auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
+        for (;;) {
+            if (std::size_t end = buffer_.find('\0'); end != std::string::npos) {
+                Json reply = Json::parse(buffer_.substr(0, end));
+                buffer_.erase(0, end + 1);
+                return {reply, std::move(fds)};
+            }
+            pollfd p{fd_.get(), POLLIN, 0};
+            if (std::chrono::steady_clock::now() > deadline || ::poll(&p, 1, 1000) < 0) {
+                throwWaitTimedOut("a Spawn reply");
+            }
+            if (p.revents == 0) {
+                continue;
+            }
+            char chunk[65536];
+            varlink::Received received;
+            int r = varlink::receiveWithFds(fd_.get(), chunk, received);
+            if (r == -EAGAIN || r == -EINTR) {
+                continue;
+            }
+            if (r < 0 || received.bytes == 0) {
+                return {Json{{"hangup", true}}, std::move(fds)};
+            }
+            buffer_.append(chunk, received.bytes);
+            for (UniqueFd& fd : received.fds) {
+                fds.push_back(std::move(fd));
+            }
+        }
+    }
+
+    void close() { fd_.reset(); }
+
+  private:
+    UniqueFd fd_;
+    std::string buffer_;
+};
+
+std::string errorOf(const Json& reply) {
+    if (!reply.contains("error")) {
+        return "";
+    }
+    std::string name = reply["error"];
+    return name.substr(name.rfind('.') + 1);
+}
+
+// Spawn's parameters for `argv` in the net namespace of `pid`, stdio and the
+// working directory as fds 0 to 3 of the call.
+Json spawnParameters(pid_t pid, const std::vector<std::string>& argv,
+                     const std::vector<std::string>& environment = {"PATH=/usr/bin:/bin"}) {
+    return {{"pid", pid},          {"namespaces", {"net"}}, {"argv", argv},
+            {"environment", environment}, {"stdin", 0},     {"stdout", 1},
+            {"stderr", 2},         {"workingDirectory", 3}};
+}
+
+// Processes of `uid` whose command line is `argv0 arg`: what a run left behind.
+std::vector<pid_t> processesOf(uid_t uid, const std::string& commandLine) {
+    std::vector<pid_t> out;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+        std::string name = entry.path().filename();
+        if (name.find_first_not_of("0123456789") != std::string::npos) {
+            continue;
+        }
+        struct stat st {};
+        std::string cmdline = readFile(entry.path() / "cmdline");
+        std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+        if (::stat(entry.path().c_str(), &st) == 0 && st.st_uid == uid &&
+            cmdline == commandLine + " ") {
+            out.push_back(std::stoi(name));
+        }
+    }
+    return out;
+}
+
 class SpawnTest : public DaemonTest {
   protected:
     std::string config() const override { return kEnterGrant; }
@@ -265,7 +367,20 @@ class SpawnTest : public DaemonTest {
         ::setenv("NSFD_VARLINK_SOCKET", socket_.c_str(), 1);  // nsfdctl's
         DaemonTest::SetUp();
         if (daemon_) {
+            // Once nsfdd serves: a call answered.
+            runAsUser(kUser, kUserGid, [&] {
+                VarlinkCall call(socket_);
+                call.send(Json::object(), {});
+                call.receive();
+            });
+            // ... and has closed that connection: the count holds still.
             daemonFds_ = countFds(daemon_->pid());
+            for (int still = 0; still < 10;) {
+                std::this_thread::sleep_for(10ms);
+                int now = countFds(daemon_->pid());
+                still = now == daemonFds_ ? still + 1 : 0;
+                daemonFds_ = now;
+            }
         }
     }
 
@@ -278,6 +393,11 @@ class SpawnTest : public DaemonTest {
                 std::this_thread::sleep_for(10ms);
             }
             EXPECT_EQ(childrenOf(daemon_->pid()).size(), 0U) << "a helper outlived its run";
+            // Connections the test closed are closed by nsfdd on its next turns.
+            while (countFds(daemon_->pid()) != daemonFds_ &&
+                   std::chrono::steady_clock::now() < deadline) {
+                std::this_thread::sleep_for(10ms);
+            }
             EXPECT_EQ(countFds(daemon_->pid()), daemonFds_) << "nsfdd kept an fd of a run";
         }
         DaemonTest::TearDown();
@@ -434,6 +554,160 @@ TEST_F(SpawnTest, MntIsRefusedForANonRootCallerNamingWhatABrokeredRunEnters) {
     // -S 0: a brokered run is the caller, never another user.
     auto other = nsfdctlAs({"exec", "-S", "0", std::to_string(target.pid()), "--net", "--", "id"});
     EXPECT_EQ(other.exitCode, 2) << other.err;
+}
+
+TEST_F(SpawnTest, BadInputGetsNamedErrorsAndLosesNothing) {
+    Child target = spawnTarget();
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    std::vector<int> fds{null.get(), null.get(), null.get(), root.get()};
+    auto callOnce = [&](const Json& parameters, const std::vector<int>& with) {
+        Json reply;
+        runAsUser(kUser, kUserGid, [&] {
+            VarlinkCall call(socket_);
+            call.send(parameters, with);
+            reply = call.receive().first;
+        });
+        return reply;
+    };
+    pid_t pid = target.pid();
+    Json empty = callOnce(spawnParameters(pid, {}), fds);
+    EXPECT_EQ(errorOf(empty), "InvalidArgument") << empty;
+    EXPECT_EQ(empty["parameters"]["parameter"], "argv");
+    Json mnt = spawnParameters(pid, {"true"});
+    mnt["namespaces"] = {"net", "mnt"};
+    Json refused = callOnce(mnt, fds);
+    EXPECT_EQ(errorOf(refused), "InvalidArgument") << refused;
+    EXPECT_EQ(refused["parameters"]["parameter"], "namespaces");
+    // stdio "closed": an index no fd came for.
+    Json closed = callOnce(spawnParameters(pid, {"true"}), {null.get(), null.get()});
+    EXPECT_EQ(errorOf(closed), "InvalidArgument") << closed;
+    EXPECT_EQ(closed["parameters"]["parameter"], "stderr");
+    // 40 KiB of environment runs; 50 KiB is past Spawn's bound, a named error.
+    std::vector<std::string> big{"PATH=/usr/bin:/bin", "BIG=" + std::string(40 * 1024, 'x')};
+    Json started = callOnce(spawnParameters(pid, {"true"}, big), fds);
+    EXPECT_EQ(started.value("continues", false), true) << started;
+    big[1] = "BIG=" + std::string(50 * 1024, 'x');
+    Json tooBig = callOnce(spawnParameters(pid, {"true"}, big), fds);
+    EXPECT_EQ(errorOf(tooBig), "LimitExceeded") << tooBig;
+    // 1 MiB of environment through libnsfd-client: refused before it is sent.
+    runAsUser(kUser, kUserGid, [&] {
+        Client client = Client::varlink(socket_);
+        SpawnOptions options;
+        options.namespaces = {NsType::Net};
+        options.argv = {"true"};
+        options.environment = {"BIG=" + std::string(1024 * 1024, 'x')};
+        EXPECT_THROW(client.spawn(pid, options), LimitExceeded);
+    });
+    // 1,000 argv entries, and a socket as stdout.
+    int pair[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    UniqueFd ours(pair[0]), theirs(pair[1]);
+    std::vector<std::string> argv{"sh", "-c", "echo $#", "sh"};
+    for (int i = 0; i < 997; ++i) {
+        argv.push_back("a" + std::to_string(i));
+    }
+    ASSERT_EQ(argv.size(), 1001U);
+    Json last;
+    runAsUser(kUser, kUserGid, [&] {
+        VarlinkCall call(socket_);
+        call.send(spawnParameters(pid, argv), {null.get(), theirs.get(), null.get(), root.get()});
+        Json first = call.receive().first;
+        EXPECT_EQ(first.value("continues", false), true) << first;
+        last = call.receive().first;
+    });
+    theirs.reset();
+    EXPECT_EQ(last["parameters"]["waitStatus"], 0) << last;
+    EXPECT_EQ(readAll(ours.get()), "997\n");
+}
+
+TEST_F(SpawnTest, TheHelperKilledMidRunKillsTheCommandAndTheCallerHearsIt) {
+    Child target = spawnTarget();
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    std::unique_ptr<VarlinkCall> call;  // the user's connection, used from here on
+    runAsUser(kUser, kUserGid, [&] { call = std::make_unique<VarlinkCall>(socket_); });
+    call->send(spawnParameters(target.pid(), {"sleep", "1000"}),
+               {null.get(), null.get(), null.get(), root.get()});
+    auto [first, fds] = call->receive();
+    ASSERT_EQ(fds.size(), 1U) << first;
+    UniqueFd command = std::move(fds[0]);
+    std::vector<pid_t> helpers = childrenOf(daemon_->pid());
+    ASSERT_EQ(helpers.size(), 1U);
+    ASSERT_EQ(::kill(helpers[0], SIGKILL), 0);
+    EXPECT_TRUE(exitsWithin(command.get(), 1000ms)) << "the command outlived its helper";
+    Json last = call->receive().first;
+    EXPECT_EQ(errorOf(last), "Failed") << last;
+    EXPECT_NE(last["parameters"]["message"].get<std::string>().find("killed"), std::string::npos)
+        << last;
+}
+
+TEST_F(SpawnTest, TheCallerGoneAtOnceLeavesNothingRunning) {
+    Child target = spawnTarget();
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    // Hung up right after the call, and after the first reply.
+    for (bool waitForStart : {false, true}) {
+        runAsUser(kUser, kUserGid, [&] {
+            VarlinkCall call(socket_);
+            call.send(spawnParameters(target.pid(), {"sleep", "987"}),
+                      {null.get(), null.get(), null.get(), root.get()});
+            if (waitForStart) {
+                EXPECT_EQ(call.receive().first.value("continues", false), true);
+            }
+            call.close();
+        });
+        auto deadline = std::chrono::steady_clock::now() + 2s;
+        while (!processesOf(kUser, "sleep 987").empty() &&
+               std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(20ms);
+        }
+        EXPECT_TRUE(processesOf(kUser, "sleep 987").empty()) << "waitForStart " << waitForStart;
+    }
+}
+
+TEST_F(SpawnTest, RunsAreBoundedPerUidWithANamedError) {
+    Child target = spawnTarget();
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    std::vector<int> fds{null.get(), null.get(), null.get(), root.get()};
+    runAsUser(kUser, kUserGid, [&] {
+        std::vector<std::unique_ptr<VarlinkCall>> running;
+        for (std::size_t i = 0; i < spawn_limit::kRunsPerUid; ++i) {
+            running.push_back(std::make_unique<VarlinkCall>(socket_));
+            running.back()->send(spawnParameters(target.pid(), {"sleep", "986"}), fds);
+            ASSERT_EQ(running.back()->receive().first.value("continues", false), true) << i;
+        }
+        VarlinkCall more(socket_);
+        more.send(spawnParameters(target.pid(), {"sleep", "986"}), fds);
+        Json refused = more.receive().first;
+        EXPECT_EQ(errorOf(refused), "LimitExceeded") << refused;
+    });
+    // Another user is not held up by this one's bound.
+    runAsUser(kOtherUser, kOtherGid, [&] {
+        VarlinkCall other(socket_);
+        other.send(spawnParameters(target.pid(), {"true"}), fds);
+        EXPECT_EQ(errorOf(other.receive().first), "AccessDenied");
+    });
+}
+
+TEST_F(SpawnTest, NsfddStoppedMidRunEndsTheCommandAndTheCallerSeesTheHangUp) {
+    Child target = spawnTarget();
+    NsfdctlRun run({"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c",
+                    "echo $$; sleep 1000"},
+                   {});
+    pid_t shell = std::stoi(readLine(run.out()));
+    UniqueFd shellFd = pidfdOf(shell);
+    ASSERT_TRUE(shellFd.ok());
+    int status = daemon_->stop();
+    daemon_.reset();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    EXPECT_TRUE(exitsWithin(shellFd.get(), 1000ms)) << "the command outlived nsfdd";
+    auto result = run.finish();
+    // DaemonUnavailable: nsfdd's connection closed (before or after nsfdctl
+    // read that the command started, which the command's output may precede).
+    EXPECT_EQ(result.exitCode, 3) << result.err;
+    EXPECT_NE(result.err.find("connection to nsfdd closed"), std::string::npos) << result.err;
 }
 
 }  // namespace
