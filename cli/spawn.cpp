@@ -74,8 +74,7 @@ int runBrokered(Client& client, pid_t pid, const std::vector<NsType>& types,
     if (!refused.empty()) {
         throw AccessDenied(
             std::string(dbusErrorName(ErrorKind::AccessDenied)),
-            "Cannot enter the " + refused +
-                " namespace of pid " + std::to_string(pid) +
+            "Cannot enter the " + refused + " namespace of pid " + std::to_string(pid) +
                 ": without CAP_SYS_ADMIN, nsfdctl exec runs the command through nsfdd as you, "
                 "which enters only the net, uts and ipc namespaces; the command keeps your own "
                 "mount, pid, user, cgroup and time namespaces, since entering those would "

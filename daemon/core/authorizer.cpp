@@ -131,13 +131,12 @@ Verdict KernelRule::decideNow(const Caller& caller, const Request& request) cons
             return allowIf(target.netIsCallers ||
                            (ptraceWouldAllow(caller, target) && target.netOwnerUid == caller.uid));
         case Action::Enter:
-            return allowIf(!request.namespaces.empty() &&
-                           std::all_of(request.namespaces.begin(), request.namespaces.end(),
-                                       [&](NsType type) {
-                                           return std::find(target.enterable.begin(),
-                                                            target.enterable.end(),
-                                                            type) != target.enterable.end();
-                                       }));
+            return allowIf(
+                !request.namespaces.empty() &&
+                std::all_of(request.namespaces.begin(), request.namespaces.end(), [&](NsType type) {
+                    return std::find(target.enterable.begin(), target.enterable.end(), type) !=
+                           target.enterable.end();
+                }));
         case Action::GetFd:
             break;
     }

@@ -66,8 +66,8 @@ std::uint64_t CommandRunner::spawn(const Caller& caller, std::vector<NsFd> targe
                                    std::string what, Events events) {
     if (std::size_t running = runsOf(caller.uid); running >= kMaxRunsPerUid) {
         throw ServiceError(ErrorKind::LimitExceeded,
-                           "Failed to " + what + ": uid " + std::to_string(caller.uid) +
-                               " has " + std::to_string(running) +
+                           "Failed to " + what + ": uid " + std::to_string(caller.uid) + " has " +
+                               std::to_string(running) +
                                " commands running through nsfdd, its limit");
     }
     if (caller.groups.size() > wire::kMaxGroups) {
@@ -127,12 +127,12 @@ std::uint64_t CommandRunner::spawn(const Caller& caller, std::vector<NsFd> targe
     run->connection = std::move(helper.socket);
     run->helper = helper.started;
     run->events = std::move(events);
-    int r = wire::sendMessageFds(run->connection.get(), message.data(), message.size(),
-                                 fds.data(), fds.size());
+    int r = wire::sendMessageFds(run->connection.get(), message.data(), message.size(), fds.data(),
+                                 fds.size());
     if (r < 0) {
         std::uint64_t id = run->id;
-        std::string text = "Failed to " + run->what + ": sending the request to nsfd-helper: " +
-                           errnoText(-r);
+        std::string text =
+            "Failed to " + run->what + ": sending the request to nsfd-helper: " + errnoText(-r);
         runs_.emplace(id, std::move(run));
         finish(id);
         throw ServiceError(ErrorKind::Failed, text);
@@ -188,8 +188,7 @@ void CommandRunner::onReadable(Run& run) {
         fail(n == 0 ? (run.started ? "nsfd-helper ended while the command ran (it was killed); "
                                      "the command was killed with it"
                                    : "nsfd-helper hung up before it answered")
-                    : "Failed to read nsfd-helper's answer: " +
-                          errnoText(static_cast<int>(-n)));
+                    : "Failed to read nsfd-helper's answer: " + errnoText(static_cast<int>(-n)));
         return;
     }
     if (static_cast<std::size_t>(n) != sizeof(reply) || reply.magic != wire::kMagic) {
@@ -240,9 +239,8 @@ void CommandRunner::reapLater(pid_t helper) noexcept {
     exiting->pid = helper;
     exiting->pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, helper, 0)));
     sd_event_source* source = nullptr;
-    if (!exiting->pidfd.ok() ||
-        sd_event_add_io(loop_.get(), &source, exiting->pidfd.get(), EPOLLIN, onHelperExit,
-                        exiting.get()) < 0) {
+    if (!exiting->pidfd.ok() || sd_event_add_io(loop_.get(), &source, exiting->pidfd.get(), EPOLLIN,
+                                                onHelperExit, exiting.get()) < 0) {
         // Cannot wait on the loop: make sure it ends, and wait now.
         ::kill(helper, SIGKILL);
         int status = 0;

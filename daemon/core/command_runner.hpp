@@ -60,9 +60,8 @@ class CommandRunner final {
     // and `callerRoot` (its root directory). Returns the run's handle for
     // cancel(). Throws ServiceError before anything runs: LimitExceeded (the
     // caller's uid has kMaxRunsPerUid runs), Failed (no helper to reach).
-    std::uint64_t spawn(const Caller& caller, std::vector<NsFd> targetNamespaces,
-                        NsFd callerMount, UniqueFd callerRoot, SpawnSpec spec, std::string what,
-                        Events events);
+    std::uint64_t spawn(const Caller& caller, std::vector<NsFd> targetNamespaces, NsFd callerMount,
+                        UniqueFd callerRoot, SpawnSpec spec, std::string what, Events events);
     // The caller hung up: ends the run (the helper kills the command). No-op
     // for a run that ended already.
     void cancel(std::uint64_t run) noexcept;

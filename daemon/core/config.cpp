@@ -146,8 +146,7 @@ std::set<NsType> parseEnterTypes(const toml::node& node, const std::string& path
 Grant parseGrant(const toml::table& table, const std::string& path) {
     checkKeys(table,
               {"user", "group", "namespaces", "info", "pidfd", "sockets", "sandboxed", "enter"},
-              path,
-              "[[grant]]");
+              path, "[[grant]]");
     Grant grant;
     const toml::node* user = table.get("user");
     const toml::node* group = table.get("group");

@@ -14,7 +14,7 @@
 namespace nsfd::daemon {
 
 struct HelperConnection {
-    UniqueFd socket;   // SOCK_SEQPACKET, close-on-exec, blocking
+    UniqueFd socket;    // SOCK_SEQPACKET, close-on-exec, blocking
     pid_t started = 0;  // the helper nsfdd started (its child, to reap); 0 under systemd
 };
 

@@ -857,16 +857,18 @@ std::uint64_t Manager::spawn(const Caller& caller, const PidFd& pidfd, SpawnSpec
     for (NsType type : spec.namespaces) {
         types += (types.empty() ? "" : ",") + std::string(toString(type));
     }
-    std::string what = "run " + (spec.argv.empty() ? std::string("?") : spec.argv[0]) +
-                       " in the " + types + " namespaces of " + describe(pidfd) + " as uid " +
+    std::string what = "run " + (spec.argv.empty() ? std::string("?") : spec.argv[0]) + " in the " +
+                       types + " namespaces of " + describe(pidfd) + " as uid " +
                        std::to_string(caller.uid);
     // The command takes the caller's place: its uid in nsfdd's user namespace,
     // a pid in nsfdd's pid namespace. A caller in others would leave them.
     if (!caller.inOurUserNamespace || !caller.inOurPidNamespace) {
-        throw ServiceError(ErrorKind::NotSupported,
-                           "Failed to " + what + ": the caller lives in a user or pid namespace "
-                           "of its own (a sandbox or container), and a brokered run would leave "
-                           "it; run nsfdctl from the host's namespaces");
+        throw ServiceError(
+            ErrorKind::NotSupported,
+            "Failed to " + what +
+                ": the caller lives in a user or pid namespace "
+                "of its own (a sandbox or container), and a brokered run would leave "
+                "it; run nsfdctl from the host's namespaces");
     }
     if (caller.gid == static_cast<gid_t>(-1) || !caller.pidfd) {
         throw ServiceError(ErrorKind::Failed,
@@ -882,9 +884,8 @@ std::uint64_t Manager::spawn(const Caller& caller, const PidFd& pidfd, SpawnSpec
         try {
             return caller.pidfd->namespaceFd(NsType::Mnt);
         } catch (const std::system_error& e) {
-            throw ServiceError(ErrorKind::Failed, "Failed to " + what +
-                                                      ": the caller's mount namespace: " +
-                                                      e.what());
+            throw ServiceError(ErrorKind::Failed,
+                               "Failed to " + what + ": the caller's mount namespace: " + e.what());
         }
     }();
     std::string rootPath = "/proc/" + std::to_string(caller.pidfd->pid()) + "/root";

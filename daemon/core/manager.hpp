@@ -17,6 +17,7 @@
 
 #include "authorizer.hpp"
 #include "caller.hpp"
+#include "command_runner.hpp"
 #include "config.hpp"
 #include "errors.hpp"
 #include "event_loop.hpp"
@@ -24,7 +25,6 @@
 #include "notifier.hpp"
 #include "registry.hpp"
 #include "resolver.hpp"
-#include "command_runner.hpp"
 #include "socket_helper.hpp"
 
 namespace nsfd::daemon {

@@ -62,8 +62,7 @@ void SocketHelper::connect() {
     if (connection_.ok()) {
         return;
     }
-    HelperConnection helper =
-        connectHelper(program_, wire::kSocketPath, "nsfd-helper.socket");
+    HelperConnection helper = connectHelper(program_, wire::kSocketPath, "nsfd-helper.socket");
     connection_ = std::move(helper.socket);
     started_ = helper.started;
     if (started_ > 0) {

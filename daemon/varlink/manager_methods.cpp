@@ -482,8 +482,8 @@ std::vector<std::string> readStrings(const Json& parameters, const std::string& 
     }
     std::vector<std::string> out;
     for (const Json& item : *it) {
-        if (!item.is_string() || item.get_ref<const std::string&>().find('\0') !=
-                                     std::string::npos) {
+        if (!item.is_string() ||
+            item.get_ref<const std::string&>().find('\0') != std::string::npos) {
             throw ParameterError(name, "Invalid " + name + " entry " + item.dump().substr(0, 80) +
                                            " (expected a string without NUL)");
         }
@@ -503,11 +503,10 @@ std::vector<NsType> readSpawnTypes(const Json& parameters) {
     for (const Json& name : *it) {
         NsType type = toNsType("namespaces", name);
         if (type != NsType::Net && type != NsType::Uts && type != NsType::Ipc) {
-            throw ParameterError("namespaces",
-                                 "Spawn enters net, uts and ipc namespaces only, not " +
-                                     name.dump() +
-                                     ": the command keeps the caller's own mount, pid, user, "
-                                     "cgroup and time namespaces, as the caller it runs as");
+            throw ParameterError(
+                "namespaces", "Spawn enters net, uts and ipc namespaces only, not " + name.dump() +
+                                  ": the command keeps the caller's own mount, pid, user, "
+                                  "cgroup and time namespaces, as the caller it runs as");
         }
         if (std::find(types.begin(), types.end(), type) != types.end()) {
             throw ParameterError("namespaces", "Namespace type " + name.dump() + " given twice");
@@ -561,35 +560,33 @@ void spawn(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     // The server refused a call without "more" (the IDL requires it).
     Named named = readNamed(call->parameters());
     std::shared_ptr<SpawnSpec> spec = readSpawnSpec(*call);
-    resolveThen(ep.core(), call, caller, named, Action::Enter, [&ep, call, caller,
-                                                                spec](Resolved r) {
-        Request request{Action::Enter, std::move(r.target), spec->namespaces, 0};
-        request.command = spec->argv[0];
-        ep.authorizeThen(call, caller, request,
-                         [&core = ep.core(), caller, pidfd = r.pidfd, spec, held = call](Call&) {
-                             if (!held->connected()) {
-                                 return;  // the caller went while polkit thought: nothing runs
-                             }
-                             CommandRunner::Events events;
-                             events.started = [held](pid_t pid, UniqueFd command) {
-                                 held->notify({{"pid", pid}, {"pidfd", 0}},
-                                              oneFd(std::move(command)));
-                             };
-                             events.exited = [held](int status) {
-                                 held->reply({{"waitStatus", status}});
-                             };
-                             events.failed = [held](std::exception_ptr error) {
-                                 try {
-                                     std::rethrow_exception(error);
-                                 } catch (...) {
-                                     replyCurrentError(*held);
-                                 }
-                             };
-                             std::uint64_t run =
-                                 core.spawn(caller, pidfd(), std::move(*spec), std::move(events));
-                             held->onDisconnect([&core, run] { core.commandRunner().cancel(run); });
-                         });
-    });
+    resolveThen(
+        ep.core(), call, caller, named, Action::Enter, [&ep, call, caller, spec](Resolved r) {
+            Request request{Action::Enter, std::move(r.target), spec->namespaces, 0};
+            request.command = spec->argv[0];
+            ep.authorizeThen(
+                call, caller, request,
+                [&core = ep.core(), caller, pidfd = r.pidfd, spec, held = call](Call&) {
+                    if (!held->connected()) {
+                        return;  // the caller went while polkit thought: nothing runs
+                    }
+                    CommandRunner::Events events;
+                    events.started = [held](pid_t pid, UniqueFd command) {
+                        held->notify({{"pid", pid}, {"pidfd", 0}}, oneFd(std::move(command)));
+                    };
+                    events.exited = [held](int status) { held->reply({{"waitStatus", status}}); };
+                    events.failed = [held](std::exception_ptr error) {
+                        try {
+                            std::rethrow_exception(error);
+                        } catch (...) {
+                            replyCurrentError(*held);
+                        }
+                    };
+                    std::uint64_t run =
+                        core.spawn(caller, pidfd(), std::move(*spec), std::move(events));
+                    held->onDisconnect([&core, run] { core.commandRunner().cancel(run); });
+                });
+        });
 }
 
 void getServiceInfo(VarlinkEndpoint& ep, const CallPtr& call, const Caller& /*caller*/) {

@@ -261,7 +261,8 @@ class BusTransport final : public Transport {
         });
     }
 
-    std::unique_ptr<SpawnStream> spawn(ProcessRef /*ref*/, const SpawnOptions& /*options*/) override {
+    std::unique_ptr<SpawnStream> spawn(ProcessRef /*ref*/,
+                                       const SpawnOptions& /*options*/) override {
         throwErrorOf(ErrorKind::NotSupported,
                      "Spawn is Varlink-only: D-Bus has no streamed reply for the command's "
                      "start and end, and the end of a call is not tied to the caller's "

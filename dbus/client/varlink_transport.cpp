@@ -423,7 +423,7 @@ class VarlinkTransport final : public Transport {
             here.reset(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
             if (!here.ok()) {
                 throwErrorOf(ErrorKind::Failed, std::string("Failed to open the working "
-                                                             "directory: ") +
+                                                            "directory: ") +
                                                     std::strerror(errno));
             }
             directory = here.get();
@@ -442,8 +442,8 @@ class VarlinkTransport final : public Transport {
                         (interactive_ ? kInteractiveCallTimeout : kCallTimeout);
         auto connection = std::make_unique<Connection>(path_);
         connection->send(
-            nsfd::varlink::encodeCall(std::string(nsfd::varlink::kInterface) + ".Spawn",
-                                      parameters, /*more=*/true),
+            nsfd::varlink::encodeCall(std::string(nsfd::varlink::kInterface) + ".Spawn", parameters,
+                                      /*more=*/true),
             fds, deadline);
         ReplyMessage started = connection->receive(deadline);
         if (started.fdLoss == nsfd::varlink::FdLoss::NotReceived) {

@@ -147,8 +147,8 @@ int sendMessageFds(int socket, const void* data, std::size_t size, const int* fd
     return static_cast<std::size_t>(n) == size ? 0 : -EMSGSIZE;
 }
 
-ssize_t receiveMessageFds(int socket, void* buffer, std::size_t size, int* fds,
-                          std::size_t maxFds, std::size_t* count, int flags) noexcept {
+ssize_t receiveMessageFds(int socket, void* buffer, std::size_t size, int* fds, std::size_t maxFds,
+                          std::size_t* count, int flags) noexcept {
     *count = 0;
     iovec iov{buffer, size};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (kMaxSpawnFds + 4))];

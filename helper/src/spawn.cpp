@@ -161,8 +161,7 @@ void killEverything() {
     }
     const int* fixed = fds + h.namespaceCount;  // mnt, root, cwd, stdin, stdout, stderr
     namespaces[n++] = {fixed[0], CLONE_NEWNS};
-    Identity identity{h.uid, h.gid,
-                      {reinterpret_cast<const gid_t*>(request.rest), h.groupCount}};
+    Identity identity{h.uid, h.gid, {reinterpret_cast<const gid_t*>(request.rest), h.groupCount}};
     Step step = enterAndBecome({namespaces, n}, identity, fixed[1]);
     if (step != Step::None) {
         failed(step);
@@ -234,7 +233,11 @@ int serveSpawn(int connection) {
     }
     if (!valid) {
         closeAll(fds, count);
-        return fail(connection, Step::Request, count < h.namespaceCount + kSpawnFixedFds && size >= sizeof(h) ? EBADF : EINVAL) == 0 ? 0 : 1;
+        return fail(connection, Step::Request,
+                    count < h.namespaceCount + kSpawnFixedFds && size >= sizeof(h) ? EBADF
+                                                                                   : EINVAL) == 0
+                   ? 0
+                   : 1;
     }
     // Orphans of the command come to the helper, not to PID 1: they are its to kill.
     if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {

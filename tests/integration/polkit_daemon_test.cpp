@@ -305,9 +305,8 @@ TEST_F(PolkitDaemonTest, ARuleDecidesEnterOnTheCommand) {
     return polkit.Result.NOT_HANDLED;
 });
 )");
-    Child target =
-        Child::spawn([] { return ::sethostname("polkit-target", 13) < 0 ? errno : 0; },
-                     Child::Options{CLONE_NEWNET | CLONE_NEWUTS, 0});
+    Child target = Child::spawn([] { return ::sethostname("polkit-target", 13) < 0 ? errno : 0; },
+                                Child::Options{CLONE_NEWNET | CLONE_NEWUTS, 0});
     ::setenv("NSFD_VARLINK_SOCKET", dir_.socket().c_str(), 1);
     auto exec = [&](uid_t uid, const std::string& command) {
         auto [status, out] =

@@ -253,7 +253,6 @@ std::vector<pid_t> childrenOf(pid_t pid) {
     return out;
 }
 
-
 // A raw Varlink connection to nsfdd, made by the calling thread (runAsUser:
 // its credentials are what SO_PEERCRED gives nsfdd).
 class VarlinkCall {
@@ -270,9 +269,10 @@ class VarlinkCall {
     }
 
     void send(const Json& parameters, const std::vector<int>& fds) {
-        std::string bytes =
-            Json{{"method", "org.nsfd1.Manager.Spawn"}, {"parameters", parameters}, {"more", true}}
-                .dump();
+        std::string bytes = Json{
+            {"method", "org.nsfd1.Manager.Spawn"},
+            {"parameters", parameters},
+            {"more", true}}.dump();
         bytes.push_back('\0');
         ASSERT_TRUE(sendAllWithFds(fd_.get(), bytes, fds));
     }
@@ -329,9 +329,8 @@ std::string errorOf(const Json& reply) {
 // working directory as fds 0 to 3 of the call.
 Json spawnParameters(pid_t pid, const std::vector<std::string>& argv,
                      const std::vector<std::string>& environment = {"PATH=/usr/bin:/bin"}) {
-    return {{"pid", pid},          {"namespaces", {"net"}}, {"argv", argv},
-            {"environment", environment}, {"stdin", 0},     {"stdout", 1},
-            {"stderr", 2},         {"workingDirectory", 3}};
+    return {{"pid", pid}, {"namespaces", {"net"}}, {"argv", argv}, {"environment", environment},
+            {"stdin", 0}, {"stdout", 1},           {"stderr", 2},  {"workingDirectory", 3}};
 }
 
 // Processes of `uid` whose command line is `argv0 arg`: what a run left behind.
@@ -413,8 +412,8 @@ class SpawnTest : public DaemonTest {
 TEST_F(SpawnTest, AGrantedUserSeesTheTargetsLinksAndHostname) {
     Child target = spawnTarget();
     std::string pid = std::to_string(target.pid());
-    auto result = nsfdctlAs({"exec", pid, "--net", "--uts", "--", "sh", "-c",
-                             "hostname; ip -br link | cut -d' ' -f1"});
+    auto result = nsfdctlAs(
+        {"exec", pid, "--net", "--uts", "--", "sh", "-c", "hostname; ip -br link | cut -d' ' -f1"});
     ASSERT_EQ(result.exitCode, 0) << result.err;
     std::vector<std::string> lines = linesOf(result.out);
     ASSERT_FALSE(lines.empty());
@@ -454,8 +453,8 @@ TEST_F(SpawnTest, TheCommandSeesTheCallersDirectoryAndPrivateMounts) {
     // namespace; the caller works there.
     NsfdctlRun::Options options;
     options.prepare = [] {
-        if (::unshare(CLONE_NEWNS) < 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE,
-                                                  nullptr) < 0 ||
+        if (::unshare(CLONE_NEWNS) < 0 ||
+            ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0 ||
             ::mount("tmpfs", "/mnt", "tmpfs", 0, "mode=0777") < 0) {
             return errno;
         }
@@ -466,9 +465,9 @@ TEST_F(SpawnTest, TheCommandSeesTheCallersDirectoryAndPrivateMounts) {
         }
         return 0;
     };
-    auto result = nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c",
-                             "pwd; cat ../only-here"},
-                            options);
+    auto result = nsfdctlAs(
+        {"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c", "pwd; cat ../only-here"},
+        options);
     ASSERT_EQ(result.exitCode, 0) << result.err;
     EXPECT_EQ(linesOf(result.out), (std::vector<std::string>{"/mnt/work", "private"}));
     struct stat st {};
@@ -479,21 +478,19 @@ TEST_F(SpawnTest, StdioPassesThroughAndTheExitStatusComesBack) {
     Child target = spawnTarget();
     NsfdctlRun::Options options;
     options.input = "from stdin\n";
-    auto result =
-        nsfdctlAs({"exec", std::to_string(target.pid()), "--ipc", "--", "sh", "-c",
-                   "read line; echo \"out: $line\"; echo 'to stderr' >&2; exit 7"},
-                  options);
+    auto result = nsfdctlAs({"exec", std::to_string(target.pid()), "--ipc", "--", "sh", "-c",
+                             "read line; echo \"out: $line\"; echo 'to stderr' >&2; exit 7"},
+                            options);
     EXPECT_EQ(result.exitCode, 7);
     EXPECT_EQ(result.out, "out: from stdin\n");
     EXPECT_EQ(result.err, "to stderr\n");
     // As a shell: 127 for a command not found, 126 for one not executable.
-    EXPECT_EQ(
-        nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "no-such-command"})
-            .exitCode,
-        127);
-    EXPECT_EQ(nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "/etc/hostname"})
+    EXPECT_EQ(nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "no-such-command"})
                   .exitCode,
-              126);
+              127);
+    EXPECT_EQ(
+        nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "/etc/hostname"}).exitCode,
+        126);
 }
 
 TEST_F(SpawnTest, SigtermToNsfdctlReachesTheCommand) {
@@ -535,8 +532,8 @@ TEST_F(SpawnTest, AUserWithoutAGrantGetsExit4AndNothingRuns) {
     other.uid = kOtherUser;
     other.gid = kOtherGid;
     ::chmod(dir_->path().c_str(), 0777);
-    auto result = nsfdctlAs(
-        {"exec", std::to_string(target.pid()), "--net", "--", "touch", marker}, other);
+    auto result =
+        nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "touch", marker}, other);
     ::chmod(dir_->path().c_str(), 0755);
     EXPECT_EQ(result.exitCode, 4) << result.err;
     EXPECT_NE(result.err.find("Access denied"), std::string::npos) << result.err;
@@ -546,8 +543,7 @@ TEST_F(SpawnTest, AUserWithoutAGrantGetsExit4AndNothingRuns) {
 
 TEST_F(SpawnTest, MntIsRefusedForANonRootCallerNamingWhatABrokeredRunEnters) {
     Child target = spawnTarget();
-    auto result =
-        nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--mnt", "--", "true"});
+    auto result = nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--mnt", "--", "true"});
     EXPECT_EQ(result.exitCode, 4);
     EXPECT_NE(result.err.find("mnt"), std::string::npos) << result.err;
     EXPECT_NE(result.err.find("net, uts and ipc"), std::string::npos) << result.err;
@@ -693,9 +689,9 @@ TEST_F(SpawnTest, RunsAreBoundedPerUidWithANamedError) {
 
 TEST_F(SpawnTest, NsfddStoppedMidRunEndsTheCommandAndTheCallerSeesTheHangUp) {
     Child target = spawnTarget();
-    NsfdctlRun run({"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c",
-                    "echo $$; sleep 1000"},
-                   {});
+    NsfdctlRun run(
+        {"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c", "echo $$; sleep 1000"},
+        {});
     pid_t shell = std::stoi(readLine(run.out()));
     UniqueFd shellFd = pidfdOf(shell);
     ASSERT_TRUE(shellFd.ok());

@@ -138,7 +138,7 @@ int sendMessageFds(int socket, const void* data, std::size_t size, const int* fd
 // receiveMessage() taking up to `maxFds` fds into `fds` (close-on-exec, the
 // caller's to close), their number in `*count`; any further fds are closed
 // and the message is -EMSGSIZE.
-ssize_t receiveMessageFds(int socket, void* buffer, std::size_t size, int* fds,
-                          std::size_t maxFds, std::size_t* count, int flags) noexcept;
+ssize_t receiveMessageFds(int socket, void* buffer, std::size_t size, int* fds, std::size_t maxFds,
+                          std::size_t* count, int flags) noexcept;
 
 }  // namespace nsfd::helper
