@@ -2,6 +2,7 @@
 #include "command_runner.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -32,6 +33,22 @@ std::exception_ptr failure(const std::string& message) {
     return std::make_exception_ptr(ServiceError(ErrorKind::Failed, message));
 }
 
+// A helper whose run ended kills what the command started, then exits: wait
+// for that (off the loop: nsfdd is stopping), SIGKILL it only if it hangs.
+// Killing it at once would leave the command's own children to PID 1.
+constexpr int kHelperExitMs = 5000;
+void awaitHelper(pid_t helper, int pidfd) noexcept {
+    pollfd p{pidfd, POLLIN, 0};
+    if (pidfd < 0 || ::poll(&p, 1, kHelperExitMs) != 1) {
+        spdlog::warn("nsfd-helper (pid {}) did not end its run within {} ms: killing it", helper,
+                     kHelperExitMs);
+        ::kill(helper, SIGKILL);
+    }
+    int status = 0;
+    while (::waitpid(helper, &status, 0) < 0 && errno == EINTR) {
+    }
+}
+
 }  // namespace
 
 CommandRunner::CommandRunner(EventLoop& loop, std::string program)
@@ -47,9 +64,7 @@ CommandRunner::~CommandRunner() {
     }
     // nsfdd is going: wait for its helpers, which end their commands first.
     for (auto& [pid, exiting] : exiting_) {
-        int status = 0;
-        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-        }
+        awaitHelper(pid, exiting->pidfd.get());
     }
 }
 
@@ -241,11 +256,8 @@ void CommandRunner::reapLater(pid_t helper) noexcept {
     sd_event_source* source = nullptr;
     if (!exiting->pidfd.ok() || sd_event_add_io(loop_.get(), &source, exiting->pidfd.get(), EPOLLIN,
                                                 onHelperExit, exiting.get()) < 0) {
-        // Cannot wait on the loop: make sure it ends, and wait now.
-        ::kill(helper, SIGKILL);
-        int status = 0;
-        while (::waitpid(helper, &status, 0) < 0 && errno == EINTR) {
-        }
+        // No loop to wait on (nsfdd is stopping): wait now.
+        awaitHelper(helper, exiting->pidfd.get());
         return;
     }
     exiting->io.reset(source);

@@ -689,16 +689,22 @@ TEST_F(SpawnTest, RunsAreBoundedPerUidWithANamedError) {
 
 TEST_F(SpawnTest, NsfddStoppedMidRunEndsTheCommandAndTheCallerSeesTheHangUp) {
     Child target = spawnTarget();
-    NsfdctlRun run(
-        {"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c", "echo $$; sleep 1000"},
-        {});
-    pid_t shell = std::stoi(readLine(run.out()));
-    UniqueFd shellFd = pidfdOf(shell);
-    ASSERT_TRUE(shellFd.ok());
+    NsfdctlRun run({"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c",
+                    "sleep 1000 & echo $$ $!; wait"},
+                   {});
+    std::istringstream pids(readLine(run.out()));
+    pid_t shell = 0, sleeper = 0;
+    pids >> shell >> sleeper;
+    UniqueFd shellFd = pidfdOf(shell), sleeperFd = pidfdOf(sleeper);
+    ASSERT_TRUE(shellFd.ok() && sleeperFd.ok());
     int status = daemon_->stop();
     daemon_.reset();
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
     EXPECT_TRUE(exitsWithin(shellFd.get(), 1000ms)) << "the command outlived nsfdd";
+    EXPECT_TRUE(exitsWithin(sleeperFd.get(), 1000ms)) << "the command's child outlived nsfdd";
+    if (!exitsWithin(sleeperFd.get(), 0ms)) {
+        ::kill(sleeper, SIGKILL);  // it holds nsfdctl's stdout: finish() would wait for it
+    }
     auto result = run.finish();
     // DaemonUnavailable: nsfdd's connection closed (before or after nsfdctl
     // read that the command started, which the command's output may precede).
