@@ -617,6 +617,34 @@ TEST_F(SpawnTest, BadInputGetsNamedErrorsAndLosesNothing) {
     EXPECT_EQ(readAll(ours.get()), "997\n");
 }
 
+TEST_F(SpawnTest, ATargetThatExitedIsNamedSoAndNothingRuns) {
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    Child target = spawnTarget();
+    UniqueFd pidfd = pidfdOf(target.pid());
+    target.release(0);
+    target.awaitExit();  // a zombie: its pid still names it, its namespaces are gone
+    Json zombie;
+    runAsUser(kUser, kUserGid, [&] {
+        VarlinkCall call(socket_);
+        Json parameters = spawnParameters(0, {"true"});
+        parameters.erase("pid");
+        parameters["pidfd"] = 4;
+        call.send(parameters, {null.get(), null.get(), null.get(), root.get(), pidfd.get()});
+        zombie = call.receive().first;
+    });
+    EXPECT_EQ(errorOf(zombie), "ProcessExited") << zombie;
+    pid_t pid = target.pid();
+    target.reap();
+    Json gone;
+    runAsUser(kUser, kUserGid, [&] {
+        VarlinkCall call(socket_);
+        call.send(spawnParameters(pid, {"true"}), {null.get(), null.get(), null.get(), root.get()});
+        gone = call.receive().first;
+    });
+    EXPECT_EQ(errorOf(gone), "NoSuchProcess") << gone;
+}
+
 TEST_F(SpawnTest, TheHelperKilledMidRunKillsTheCommandAndTheCallerHearsIt) {
     Child target = spawnTarget();
     UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
