@@ -22,6 +22,7 @@
 #include "enter.hpp"
 #include "nsfd/client.hpp"
 #include "polkit_agent.hpp"
+#include "spawn.hpp"
 
 namespace {
 
@@ -367,6 +368,10 @@ int exec(const Options& options, const nsfd::cli::ExecArguments& args) {
     if (expectedId && pidfd.id() != *expectedId) {
         throw nsfd::ProcessExited(std::string(nsfd::dbusErrorName(nsfd::ErrorKind::ProcessExited)),
                                   "Process " + args.process.text + " has exited");
+    }
+    // Without the privilege to enter them itself, nsfdd runs the command (Spawn).
+    if (!nsfd::cli::canEnterItself(types)) {
+        return nsfd::cli::runBrokered(client, pid, types, args);
     }
     std::map<nsfd::NsType, nsfd::NsFd> fds =
         tracked ? tracked->namespaceFds(types) : client.namespaceFds(pid, types);

@@ -261,6 +261,14 @@ class BusTransport final : public Transport {
         });
     }
 
+    std::unique_ptr<SpawnStream> spawn(ProcessRef /*ref*/,
+                                       const SpawnOptions& /*options*/) override {
+        throwErrorOf(ErrorKind::NotSupported,
+                     "Spawn is Varlink-only: D-Bus has no streamed reply for the command's "
+                     "start and end, and the end of a call is not tied to the caller's "
+                     "connection, which ends the command when the caller goes");
+    }
+
     UniqueFd openSocket(ProcessRef ref, int family, int type, int protocol) override {
         return callDaemon([&] {
             sdbus::UnixFd fd =

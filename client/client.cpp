@@ -425,6 +425,52 @@ UniqueFd Client::openSocket(pid_t pid, int family, int type, int protocol) {
     return shared_->transport->openSocket(ProcessRef{&pidfd, 0}, family, type, protocol);
 }
 
+SpawnedCommand Client::spawn(pid_t pid, const SpawnOptions& options) {
+    std::size_t bytes = 0;
+    for (const auto* list : {&options.argv, &options.environment}) {
+        for (const std::string& entry : *list) {
+            bytes += entry.size() + 1;
+        }
+    }
+    std::size_t strings = options.argv.size() + options.environment.size();
+    // nsfdd would refuse it too; past 64 KiB it would not read the call at all.
+    if (bytes > spawn_limit::kArgumentBytes || strings > spawn_limit::kStrings) {
+        detail::throwErrorOf(ErrorKind::LimitExceeded,
+                             "argv and environment take " + std::to_string(bytes) + " bytes in " +
+                                 std::to_string(strings) + " strings; Spawn takes at most " +
+                                 std::to_string(spawn_limit::kArgumentBytes) + " bytes in " +
+                                 std::to_string(spawn_limit::kStrings));
+    }
+    PidFd pidfd = openPidFd(pid);
+    return SpawnedCommand(shared_->transport->spawn(ProcessRef{&pidfd, 0}, options));
+}
+
+SpawnedCommand::SpawnedCommand(std::unique_ptr<detail::SpawnStream> stream)
+    : stream_(std::move(stream)) {}
+SpawnedCommand::SpawnedCommand(SpawnedCommand&&) noexcept = default;
+SpawnedCommand& SpawnedCommand::operator=(SpawnedCommand&&) noexcept = default;
+SpawnedCommand::~SpawnedCommand() = default;
+
+pid_t SpawnedCommand::pid() const noexcept {
+    return stream_->pid();
+}
+
+const PidFd& SpawnedCommand::pidFd() const noexcept {
+    return stream_->pidFd();
+}
+
+int SpawnedCommand::eventFd() const noexcept {
+    return stream_->eventFd();
+}
+
+std::optional<int> SpawnedCommand::poll() {
+    return stream_->poll(false);
+}
+
+int SpawnedCommand::wait() {
+    return *stream_->poll(true);
+}
+
 void Client::sendSignal(pid_t pid, int signal) {
     PidFd pidfd = openPidFd(pid);
     shared_->transport->sendSignal(ProcessRef{&pidfd, 0}, signal);

@@ -32,6 +32,17 @@ struct ProcessRef {
     const std::string* selector = nullptr;
 };
 
+// A Spawn's stream: the first reply came (the command runs); the last is to come.
+class SpawnStream {
+  public:
+    virtual ~SpawnStream() = default;
+    virtual pid_t pid() const noexcept = 0;
+    virtual const PidFd& pidFd() const noexcept = 0;
+    virtual int eventFd() const noexcept = 0;
+    // The wait status, once it came; waits for it if `block`.
+    virtual std::optional<int> poll(bool block) = 0;
+};
+
 class Transport {
   public:
     // Where exits go, from processEvents(), once subscribed.
@@ -64,6 +75,9 @@ class Transport {
     virtual void sendSignal(ProcessRef process, int signal) = 0;
     // OpenSocket: a socket made as the caller in the process's network namespace.
     virtual UniqueFd openSocket(ProcessRef process, int family, int type, int protocol) = 0;
+    // Spawn: once the command runs (its first reply). Checked here already:
+    // the bounds of nsfd/contract.hpp (spawn_limit).
+    virtual std::unique_ptr<SpawnStream> spawn(ProcessRef process, const SpawnOptions& options) = 0;
 
     // Tracked processes, by id.
     virtual ProcessState state(std::uint64_t id) = 0;

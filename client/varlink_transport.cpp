@@ -3,6 +3,7 @@
 // the wire format nsfdd itself uses (varlink/codec.hpp). Calls go one at a time
 // on one connection; the news (WatchExits) has a connection of its own, as a
 // stream holds its connection until it ends.
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -287,6 +288,58 @@ Json typeNames(std::span<const NsType> types) {
     return names;
 }
 
+// Spawn's stream, on a connection of its own: nsfdd ends the run when it closes.
+class VarlinkSpawnStream final : public SpawnStream {
+  public:
+    VarlinkSpawnStream(std::unique_ptr<Connection> connection, pid_t pid, PidFd pidfd)
+        : connection_(std::move(connection)), pid_(pid), pidfd_(std::move(pidfd)) {}
+
+    pid_t pid() const noexcept override { return pid_; }
+    const PidFd& pidFd() const noexcept override { return pidfd_; }
+    int eventFd() const noexcept override { return connection_->fd(); }
+
+    std::optional<int> poll(bool block) override {
+        if (status_) {
+            return status_;
+        }
+        for (;;) {
+            if (std::optional<ReplyMessage> reply = connection_->next()) {
+                if (reply->error) {
+                    throwReplyError(*reply->error, reply->parameters);
+                }
+                if (reply->continues) {
+                    throwErrorOf(ErrorKind::Failed, "nsfdd's Spawn sent more than one start");
+                }
+                status_ = required<int>(reply->parameters, "waitStatus");
+                return status_;
+            }
+            pollfd p{connection_->fd(), POLLIN, 0};
+            int ready = ::poll(&p, 1, block ? -1 : 0);
+            if (ready < 0 && errno != EINTR) {
+                throwUnavailable("poll()", errno);
+            }
+            if (ready <= 0) {
+                if (!block) {
+                    return std::nullopt;
+                }
+                continue;
+            }
+            if (!connection_->readAvailable() && !connection_->hasNext()) {
+                throw DaemonUnavailable(systemErrorName(ECONNRESET),
+                                        "the connection to nsfdd closed while the command ran "
+                                        "(nsfdd stopped or restarted): its helper killed the "
+                                        "command");
+            }
+        }
+    }
+
+  private:
+    std::unique_ptr<Connection> connection_;
+    pid_t pid_;
+    PidFd pidfd_;
+    std::optional<int> status_;
+};
+
 class VarlinkTransport final : public Transport {
   public:
     VarlinkTransport(std::string path, ExitSink onExit, ResubscribedSink onResubscribed)
@@ -349,6 +402,63 @@ class VarlinkTransport final : public Transport {
     }
     void sendSignal(ProcessRef ref, int signal) override {
         callOn(ref, "SendSignal", {{"signal", signal}});
+    }
+
+    std::unique_ptr<SpawnStream> spawn(ProcessRef ref, const SpawnOptions& options) override {
+        std::vector<int> fds;
+        Json parameters = Json::object();
+        if (ref.pidfd) {
+            parameters["pidfd"] = fds.size();
+            fds.push_back(ref.pidfd->get());
+        } else if (ref.selector) {
+            parameters["selector"] = *ref.selector;
+        } else {
+            parameters["id"] = ref.id;
+        }
+        parameters["namespaces"] = typeNames(options.namespaces);
+        parameters["argv"] = options.argv;
+        parameters["environment"] = options.environment;
+        UniqueFd here;
+        int directory = options.workingDirectory;
+        if (directory < 0) {
+            here.reset(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+            if (!here.ok()) {
+                throwErrorOf(ErrorKind::Failed, std::string("Failed to open the working "
+                                                            "directory: ") +
+                                                    std::strerror(errno));
+            }
+            directory = here.get();
+        }
+        for (auto [name, fd] : {std::pair{"stdin", options.stdinFd},
+                                {"stdout", options.stdoutFd},
+                                {"stderr", options.stderrFd},
+                                {"workingDirectory", directory}}) {
+            parameters[name] = fds.size();
+            fds.push_back(fd);
+        }
+        if (interactive_) {
+            parameters[nsfd::varlink::kAllowInteractive] = true;
+        }
+        auto deadline = std::chrono::steady_clock::now() +
+                        (interactive_ ? kInteractiveCallTimeout : kCallTimeout);
+        auto connection = std::make_unique<Connection>(path_);
+        connection->send(
+            nsfd::varlink::encodeCall(std::string(nsfd::varlink::kInterface) + ".Spawn", parameters,
+                                      /*more=*/true),
+            fds, deadline);
+        ReplyMessage started = connection->receive(deadline);
+        if (started.fdLoss == nsfd::varlink::FdLoss::NotReceived) {
+            throwCallerOutOfFds("the kernel could not give it the command's pidfd (MSG_CTRUNC)");
+        }
+        if (started.error) {
+            throwReplyError(*started.error, started.parameters);
+        }
+        if (!started.continues) {
+            throwErrorOf(ErrorKind::Failed, "nsfdd's Spawn did not begin with the command's pid");
+        }
+        auto pid = required<pid_t>(started.parameters, "pid");
+        PidFd pidfd = adoptPidFd(takeFd(started, required<Json>(started.parameters, "pidfd")));
+        return std::make_unique<VarlinkSpawnStream>(std::move(connection), pid, std::move(pidfd));
     }
 
     UniqueFd openSocket(ProcessRef ref, int family, int type, int protocol) override {

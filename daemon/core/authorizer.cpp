@@ -28,6 +28,8 @@ std::string_view verbOf(Action action) noexcept {
             break;
         case Action::OpenSocket:
             return "open a socket in the network namespace of";
+        case Action::Enter:
+            return "run a command in the namespaces of";
     }
     return "get an fd of";
 }
@@ -62,6 +64,14 @@ std::string describe(const Request& request) {
         case Action::OpenSocket:
             return "open a socket (" + describe(request.socket) + ") in the net namespace of " +
                    pid;
+        case Action::Enter: {
+            std::string types;
+            for (NsType type : request.namespaces) {
+                types += (types.empty() ? "" : ", ") + std::string(toString(type));
+            }
+            return "run " + request.command + " in the " + types + " namespace" +
+                   (request.namespaces.size() == 1 ? "" : "s") + " of " + pid;
+        }
         default:
             return std::string(verbOf(request.action)) + " " + pid;
     }
@@ -120,6 +130,13 @@ Verdict KernelRule::decideNow(const Caller& caller, const Request& request) cons
         case Action::OpenSocket:
             return allowIf(target.netIsCallers ||
                            (ptraceWouldAllow(caller, target) && target.netOwnerUid == caller.uid));
+        case Action::Enter:
+            return allowIf(
+                !request.namespaces.empty() &&
+                std::all_of(request.namespaces.begin(), request.namespaces.end(), [&](NsType type) {
+                    return std::find(target.enterable.begin(), target.enterable.end(), type) !=
+                           target.enterable.end();
+                }));
         case Action::GetFd:
             break;
     }
@@ -163,6 +180,14 @@ Verdict ConfigGrants::decideNow(const Caller& caller, const Request& request) co
             return any([](const Grant& g) { return g.pidfd; });
         case Action::OpenSocket:
             return any([&](const Grant& g) { return g.sockets.count(request.socket.family) > 0; });
+        case Action::Enter:
+            // Every type asked for, by one grant of the caller's.
+            return allowIf(!request.namespaces.empty() &&
+                           any([&](const Grant& g) {
+                               return std::all_of(
+                                   request.namespaces.begin(), request.namespaces.end(),
+                                   [&](NsType type) { return g.enter.count(type) > 0; });
+                           }) == Verdict::Allow);
         case Action::Untrack:
         case Action::SendSignal:
         case Action::GetFd:

@@ -35,6 +35,7 @@ enum class Action {
     SendSignal,    // Request::signal
     GetFd,         // pidfd_getfd: root only
     OpenSocket,    // a socket made as the caller in the process's network namespace
+    Enter,         // Spawn: a command run as the caller in the process's Request::namespaces
 };
 
 // "read the info of", ... for messages: "uid 1000 may not <verb> pid 4711".
@@ -73,6 +74,10 @@ struct Target {
     // OpenSocket: its network namespace is the caller's own, where the caller
     // makes any socket itself.
     bool netIsCallers = false;
+    // Enter: the types among net, uts and ipc whose namespace of the process
+    // the caller could enter itself (through the user namespace it owns: the
+    // ptrace rule and NS_GET_OWNER_UID), or lives in already.
+    std::vector<NsType> enterable;
 
     bool isTrackedBy(uid_t uid) const noexcept;
 };
@@ -83,6 +88,7 @@ struct Request {
     std::vector<NsType> namespaces;  // GetNamespace: each of these types
     int signal = 0;                  // SendSignal
     SocketSpec socket{};             // OpenSocket
+    std::string command{};           // Enter: argv[0], for polkit's "command"
 };
 
 // "get the net namespace of pid 4711", for logs and error messages.
@@ -133,7 +139,8 @@ class Decider {
 // them); a caller's capabilities in a user namespace of its own count for nothing.
 // For OpenSocket, setns(2)'s into the network namespace: ptrace's rule, and
 // the caller owns the user namespace that owns it (a rootless container's);
-// or the caller lives in that network namespace already.
+// or the caller lives in that network namespace already. For Enter, the same
+// for each namespace type asked for (Target::enterable).
 class KernelRule final : public Decider {
   public:
     std::string_view name() const noexcept override { return "kernel rule"; }

@@ -118,9 +118,35 @@ std::set<int> parseSocketFamilies(const toml::node& node, const std::string& pat
     return families;
 }
 
+// `enter = ["net", "uts", "ipc"]`: the namespace types a brokered run (Spawn)
+// enters, each once; no other type is one.
+std::set<NsType> parseEnterTypes(const toml::node& node, const std::string& path) {
+    const toml::array* list = node.as_array();
+    if (list == nullptr) {
+        fail(path, node.source(), "enter must be a list of namespace types (\"net\", ...)");
+    }
+    std::set<NsType> types;
+    for (const toml::node& item : *list) {
+        std::optional<std::string> name =
+            item.is_string() ? item.value<std::string>() : std::nullopt;
+        std::optional<NsType> type = name ? parseNsType(*name) : std::nullopt;
+        if (!type || (*type != NsType::Net && *type != NsType::Uts && *type != NsType::Ipc)) {
+            fail(path, item.source(),
+                 "enter takes net, uts and ipc, not '" + name.value_or("?") +
+                     "': a brokered run keeps the caller's own mount, pid, user, cgroup and "
+                     "time namespaces");
+        }
+        if (!types.insert(*type).second) {
+            fail(path, item.source(), "namespace type '" + *name + "' listed twice in enter");
+        }
+    }
+    return types;
+}
+
 Grant parseGrant(const toml::table& table, const std::string& path) {
-    checkKeys(table, {"user", "group", "namespaces", "info", "pidfd", "sockets", "sandboxed"}, path,
-              "[[grant]]");
+    checkKeys(table,
+              {"user", "group", "namespaces", "info", "pidfd", "sockets", "sandboxed", "enter"},
+              path, "[[grant]]");
     Grant grant;
     const toml::node* user = table.get("user");
     const toml::node* group = table.get("group");
@@ -188,6 +214,9 @@ Grant parseGrant(const toml::table& table, const std::string& path) {
     }
     if (const toml::node* sockets = table.get("sockets")) {
         grant.sockets = parseSocketFamilies(*sockets, path);
+    }
+    if (const toml::node* enter = table.get("enter")) {
+        grant.enter = parseEnterTypes(*enter, path);
     }
     if (const toml::node* info = table.get("info")) {
         grant.info = boolean(*info, path, "info");

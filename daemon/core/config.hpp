@@ -30,7 +30,8 @@ struct Grant {
     // own too (rootless containers, flatpak and bwrap sandboxes); without it,
     // only to those in nsfdd's user namespace.
     bool sandboxed = false;
-    std::set<int> sockets;  // OpenSocket of these families (AF_*) in any process's network
+    std::set<int> sockets;   // OpenSocket of these families (AF_*) in any process's network
+    std::set<NsType> enter;  // Spawn in these namespaces (net, uts, ipc) of any process
 };
 
 struct Config {

@@ -146,7 +146,8 @@ Manager::Manager(EventLoop& loop, const Config& config, Notifier& notifier)
       notifier_(notifier),
       authorizer_(config),
       fdStore_(notifier),
-      socketHelper_(loop, socketHelperProgram(ownExecutable())) {
+      socketHelper_(loop, socketHelperProgram(ownExecutable())),
+      commandRunner_(loop, socketHelperProgram(ownExecutable())) {
     raiseFdLimit();
     sd_event_source* source = nullptr;
     checkEvent(sd_event_add_defer(loop_.get(), &source, onTurnEnd, this),
@@ -414,7 +415,42 @@ namespace {
 
 bool needsAlive(Action action) noexcept {
     return action == Action::GetNamespace || action == Action::GetPidFd ||
-           action == Action::OpenSocket;
+           action == Action::OpenSocket || action == Action::Enter;
+}
+
+// Whether `theirs` is the namespace the caller's process has of its type.
+// Both are held while compared: equal inodes are one namespace.
+bool isCallers(const Caller& caller, const NsFd& theirs) {
+    std::string path =
+        "/proc/" + std::to_string(caller.pid) + "/ns/" + std::string(toString(theirs.type()));
+    struct stat a {};
+    struct stat b {};
+    return caller.pid > 0 && ::fstat(theirs.get(), &a) == 0 && ::stat(path.c_str(), &b) == 0 &&
+           a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+}
+
+// For Enter: the types among net, uts and ipc the caller could enter itself
+// (Target::enterable). Needs the ptrace rule's inputs (creds, dumpable) read.
+void readEnterable(const Caller& caller, const PidFd& pidfd, Target& target) {
+    const Credentials& c = target.creds;
+    bool ptrace = c.ruid == caller.uid && c.euid == caller.uid && c.suid == caller.uid &&
+                  c.rgid == caller.gid && c.egid == caller.gid && c.sgid == caller.gid &&
+                  target.dumpable;
+    for (NsType type : {NsType::Net, NsType::Uts, NsType::Ipc}) {
+        try {
+            NsFd ns = pidfd.namespaceFd(type);
+            if (isCallers(caller, ns) ||
+                (ptrace && ns.owningUserNamespace().ownerUid() == caller.uid)) {
+                target.enterable.push_back(type);
+            }
+        } catch (const std::system_error& e) {
+            if (e.code() == std::errc::no_such_process) {
+                throw ServiceError(ErrorKind::ProcessExited, describe(pidfd) + " has exited");
+            }
+            spdlog::debug("No {} namespace of {} to check: {}", toString(type), describe(pidfd),
+                          e.what());
+        }
+    }
 }
 
 // What the kernel rule needs to know of the network namespace of `pidfd`'s
@@ -568,6 +604,9 @@ Target Manager::targetOf(const Caller& caller, const PidFd& pidfd, Action action
     }
     if (action == Action::OpenSocket) {
         readNetNamespace(caller, pidfd, target);
+    }
+    if (action == Action::Enter) {
+        readEnterable(caller, pidfd, target);
     }
     if (tracked != nullptr) {
         target.trackers = tracked->trackers();
@@ -812,6 +851,59 @@ void Manager::openSocket(const Caller& caller, const PidFd& pidfd, const SocketS
     std::string what = "open " + describe(spec) + " socket in the net namespace of " +
                        describe(pidfd) + " as uid " + std::to_string(caller.uid);
     socketHelper_.openSocket(std::move(netns), caller, spec, std::move(what), std::move(done));
+}
+
+std::uint64_t Manager::spawn(const Caller& caller, const PidFd& pidfd, SpawnSpec spec,
+                             CommandRunner::Events events) {
+    std::string types;
+    for (NsType type : spec.namespaces) {
+        types += (types.empty() ? "" : ",") + std::string(toString(type));
+    }
+    std::string what = "run " + (spec.argv.empty() ? std::string("?") : spec.argv[0]) + " in the " +
+                       types + " namespaces of " + describe(pidfd) + " as uid " +
+                       std::to_string(caller.uid);
+    // The command takes the caller's place: its uid in nsfdd's user namespace,
+    // a pid in nsfdd's pid namespace. A caller in others would leave them.
+    if (!caller.inOurUserNamespace || !caller.inOurPidNamespace) {
+        throw ServiceError(
+            ErrorKind::NotSupported,
+            "Failed to " + what +
+                ": the caller lives in a user or pid namespace "
+                "of its own (a sandbox or container), and a brokered run would leave "
+                "it; run nsfdctl from the host's namespaces");
+    }
+    if (caller.gid == static_cast<gid_t>(-1) || !caller.pidfd) {
+        throw ServiceError(ErrorKind::Failed,
+                           "Failed to " + what + ": the calling process could not be checked");
+    }
+    std::vector<NsFd> namespaces;
+    for (NsType type : spec.namespaces) {
+        namespaces.push_back(namespaceFd(pidfd, type));
+    }
+    // The caller's own mount namespace and root, from its pidfd, held since
+    // its connection was first seen: whatever has its pid now cannot stand in.
+    NsFd mount = [&] {
+        try {
+            return caller.pidfd->namespaceFd(NsType::Mnt);
+        } catch (const std::system_error& e) {
+            throw ServiceError(ErrorKind::Failed,
+                               "Failed to " + what + ": the caller's mount namespace: " + e.what());
+        }
+    }();
+    std::string rootPath = "/proc/" + std::to_string(caller.pidfd->pid()) + "/root";
+    UniqueFd root(::open(rootPath.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    int rootError = errno;
+    if (caller.pidfd->hasExited()) {
+        throw ServiceError(ErrorKind::ProcessExited,
+                           "Failed to " + what + ": the calling process has exited");
+    }
+    if (!root.ok()) {
+        throw ServiceError(ErrorKind::Failed, "Failed to " + what + ": open " + rootPath + ": " +
+                                                  std::strerror(rootError));
+    }
+    checkFdBudget(spec.namespaces.size() + 8);
+    return commandRunner_.spawn(caller, std::move(namespaces), std::move(mount), std::move(root),
+                                std::move(spec), std::move(what), std::move(events));
 }
 
 }  // namespace nsfd::daemon

@@ -17,6 +17,7 @@
 
 #include "authorizer.hpp"
 #include "caller.hpp"
+#include "command_runner.hpp"
 #include "config.hpp"
 #include "errors.hpp"
 #include "event_loop.hpp"
@@ -162,6 +163,18 @@ class Manager final {
     void openSocket(const Caller& caller, const PidFd& pidfd, const SocketSpec& spec,
                     SocketHelper::Done done);
     SocketHelper& socketHelper() noexcept { return socketHelper_; }
+    // Spawn, after the authorization step allowed Action::Enter for
+    // spec.namespaces: `spec` run by nsfd-helper in those namespaces of
+    // `pidfd`'s process as exactly `caller`, in the caller's own mount
+    // namespace and root directory (from its pidfd, never from an fd it
+    // passed). `events` as CommandRunner's. Returns the run, for
+    // CommandRunner::cancel(). Throws ServiceError before anything runs:
+    // NotSupported for a caller outside nsfdd's user or pid namespace (the
+    // command would leave them), ProcessExited (the target or the caller),
+    // LimitExceeded, Failed.
+    std::uint64_t spawn(const Caller& caller, const PidFd& pidfd, SpawnSpec spec,
+                        CommandRunner::Events events);
+    CommandRunner& commandRunner() noexcept { return commandRunner_; }
 
   private:
     friend class ProcessWatch;
@@ -203,6 +216,7 @@ class Manager final {
     std::vector<std::uint64_t> reapedWhileDown_;  // restore() to reportRestored()
     Resolver resolver_;
     SocketHelper socketHelper_;
+    CommandRunner commandRunner_;
     Registry registry_;  // goes first: its watches hold event sources of the loop
 };
 

@@ -21,6 +21,7 @@
 #include <system_error>
 
 #include "errors.hpp"
+#include "helper_connection.hpp"
 #include "nsfd-helper/protocol.hpp"
 
 namespace nsfd::daemon {
@@ -47,16 +48,7 @@ std::string socketHelperProgram(const std::string& self) {
 }
 
 bool SocketHelper::canStartHelper() noexcept {
-    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-    if (::syscall(SYS_capget, &header, data) < 0) {
-        return false;
-    }
-    auto has = [&](int cap) {
-        return (data[CAP_TO_INDEX(cap)].effective & CAP_TO_MASK(cap)) != 0 &&
-               ::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1;
-    };
-    return has(CAP_SYS_ADMIN) && has(CAP_SETUID) && has(CAP_SETGID) && has(CAP_SETPCAP);
+    return daemon::canStartHelper();
 }
 
 SocketHelper::SocketHelper(EventLoop& loop, std::string program)
@@ -77,46 +69,11 @@ void SocketHelper::connect() {
     if (connection_.ok()) {
         return;
     }
-    if (canStartHelper()) {
-        int pair[2];
-        if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
-            throw ServiceError(ErrorKind::Failed,
-                               "Failed to make a socketpair for nsfd-helper: " + errnoText(errno));
-        }
-        UniqueFd ours(pair[0]), theirs(pair[1]);
-        char* const argv[] = {const_cast<char*>(program_.c_str()), nullptr};
-        char* const envp[] = {nullptr};
-        pid_t pid = ::fork();
-        if (pid == 0) {
-            // Only async-signal-safe calls until exec: nsfdd may have threads.
-            int fd = theirs.get();
-            if (fd == wire::kConnectionFd) {
-                ::fcntl(fd, F_SETFD, 0);
-            } else if (::dup2(fd, wire::kConnectionFd) < 0) {
-                ::_exit(127);
-            }
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-            ::execve(argv[0], argv, envp);
-            ::_exit(127);
-        }
-        if (pid < 0) {
-            throw ServiceError(ErrorKind::Failed, "Failed to start nsfd-helper (" + program_ +
-                                                      "): fork: " + errnoText(errno));
-        }
-        started_ = pid;
-        connection_ = std::move(ours);
-        spdlog::info("Started nsfd-helper {} (pid {})", program_, pid);
-    } else {
-        UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-        struct sockaddr_un addr {};
-        addr.sun_family = AF_UNIX;
-        std::strncpy(addr.sun_path, wire::kSocketPath, sizeof(addr.sun_path) - 1);
-        if (!fd.ok() || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
-            throw ServiceError(ErrorKind::Failed, std::string("Failed to reach nsfd-helper at ") +
-                                                      wire::kSocketPath +
-                                                      " (nsfd-helper.socket): " + errnoText(errno));
-        }
-        connection_ = std::move(fd);
+    HelperConnection helper = connectHelper(program_, wire::kSocketPath, "nsfd-helper.socket");
+    connection_ = std::move(helper.socket);
+    started_ = helper.started;
+    if (started_ > 0) {
+        spdlog::info("Started nsfd-helper {} (pid {})", program_, started_);
     }
     ::fcntl(connection_.get(), F_SETFL, O_NONBLOCK);
     sd_event_source* source = nullptr;

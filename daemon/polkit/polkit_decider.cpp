@@ -51,6 +51,8 @@ std::string_view polkitActionOf(Action action) noexcept {
             return "org.nsfd1.send-signal";
         case Action::OpenSocket:
             return "org.nsfd1.open-socket";
+        case Action::Enter:
+            return "org.nsfd1.enter";
         case Action::GetFd:
             break;
     }
@@ -371,6 +373,15 @@ void PolkitDecider::check(std::uint64_t id, const Caller& caller, const Request&
         ask.details["family"] = std::string(socketFamilyName(socket.family).value_or(""));
         ask.details["type"] = std::string(socketTypeName(socket.type).value_or(""));
         ask.details["protocol"] = std::to_string(socket.protocol);
+    }
+    if (request.action == Action::Enter) {
+        // A rule can allow `ss` and `ip` and nothing else: action.lookup("command").
+        std::string types;
+        for (NsType type : request.namespaces) {
+            types += (types.empty() ? "" : " ") + std::string(toString(type));
+        }
+        ask.details["namespaces"] = types;
+        ask.details["command"] = request.command;
     }
     ask.allowInteraction = caller.allowInteractive;
     PolkitClient::CheckId check =

@@ -420,6 +420,122 @@ void openSocket(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) 
         });
 }
 
+// -- Spawn: a brokered run; its first reply {pid, pidfd}, its last {waitStatus} --
+
+std::vector<std::string> readStrings(const Json& parameters, const std::string& name) {
+    auto it = parameters.find(name);
+    if (it == parameters.end() || !it->is_array()) {
+        throw ParameterError(name, "Missing parameter '" + name + "' (a list of strings)");
+    }
+    std::vector<std::string> out;
+    for (const Json& item : *it) {
+        if (!item.is_string() ||
+            item.get_ref<const std::string&>().find('\0') != std::string::npos) {
+            throw ParameterError(name, "Invalid " + name + " entry " + item.dump().substr(0, 80) +
+                                           " (expected a string without NUL)");
+        }
+        out.push_back(item.get<std::string>());
+    }
+    return out;
+}
+
+// The spawn types, each once, among net, uts and ipc.
+std::vector<NsType> readSpawnTypes(const Json& parameters) {
+    auto it = parameters.find("namespaces");
+    if (it == parameters.end() || !it->is_array() || it->empty()) {
+        throw ParameterError("namespaces",
+                             "Missing parameter 'namespaces' (a list of net, uts and ipc)");
+    }
+    std::vector<NsType> types;
+    for (const Json& name : *it) {
+        NsType type = toNsType("namespaces", name);
+        if (type != NsType::Net && type != NsType::Uts && type != NsType::Ipc) {
+            throw ParameterError(
+                "namespaces", "Spawn enters net, uts and ipc namespaces only, not " + name.dump() +
+                                  ": the command keeps the caller's own mount, pid, user, "
+                                  "cgroup and time namespaces, as the caller it runs as");
+        }
+        if (std::find(types.begin(), types.end(), type) != types.end()) {
+            throw ParameterError("namespaces", "Namespace type " + name.dump() + " given twice");
+        }
+        types.push_back(type);
+    }
+    return types;
+}
+
+UniqueFd readPassedFd(Call& call, const char* name) {
+    std::uint64_t index = readRequired(call.parameters(), name, 0, kMaxInt32);
+    UniqueFd fd = call.takeFd(index);
+    if (!fd.ok()) {
+        throw ParameterError(name, "No fd " + std::to_string(index) + " came with the call for " +
+                                       name + " (or it was given for another parameter too)");
+    }
+    return fd;
+}
+
+std::shared_ptr<SpawnSpec> readSpawnSpec(Call& call) {
+    const Json& parameters = call.parameters();
+    auto spec = std::make_shared<SpawnSpec>();
+    spec->namespaces = readSpawnTypes(parameters);
+    spec->argv = readStrings(parameters, "argv");
+    if (spec->argv.empty() || spec->argv[0].empty()) {
+        throw ParameterError("argv", "argv is empty: name the command to run");
+    }
+    spec->environment = readStrings(parameters, "environment");
+    std::size_t bytes = 0;
+    for (const auto* list : {&spec->argv, &spec->environment}) {
+        for (const std::string& entry : *list) {
+            bytes += entry.size() + 1;
+        }
+    }
+    std::size_t strings = spec->argv.size() + spec->environment.size();
+    if (bytes > spawn_limit::kArgumentBytes || strings > spawn_limit::kStrings) {
+        throw ServiceError(ErrorKind::LimitExceeded,
+                           "argv and environment take " + std::to_string(bytes) + " bytes in " +
+                               std::to_string(strings) + " strings; Spawn takes at most " +
+                               std::to_string(spawn_limit::kArgumentBytes) + " bytes in " +
+                               std::to_string(spawn_limit::kStrings));
+    }
+    spec->stdinFd = readPassedFd(call, "stdin");
+    spec->stdoutFd = readPassedFd(call, "stdout");
+    spec->stderrFd = readPassedFd(call, "stderr");
+    spec->workingDirectory = readPassedFd(call, "workingDirectory");
+    return spec;
+}
+
+void spawn(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
+    // The server refused a call without "more" (the IDL requires it).
+    Given given = readGiven(call->parameters());
+    std::shared_ptr<SpawnSpec> spec = readSpawnSpec(*call);
+    resolveThen(
+        ep.core(), call, caller, given, Action::Enter, [&ep, call, caller, spec](Resolution r) {
+            r.request.namespaces = spec->namespaces;
+            r.request.command = spec->argv[0];
+            ep.authorizeThen(
+                call, caller, r.request,
+                [&core = ep.core(), caller, process = r.process, spec, held = call](Call&) {
+                    if (!held->connected()) {
+                        return;  // the caller went while polkit thought: nothing runs
+                    }
+                    CommandRunner::Events events;
+                    events.started = [held](pid_t pid, UniqueFd command) {
+                        held->notify({{"pid", pid}, {"pidfd", 0}}, oneFd(std::move(command)));
+                    };
+                    events.exited = [held](int status) { held->reply({{"waitStatus", status}}); };
+                    events.failed = [held](std::exception_ptr error) {
+                        try {
+                            std::rethrow_exception(error);
+                        } catch (...) {
+                            replyCurrentError(*held);
+                        }
+                    };
+                    std::uint64_t run =
+                        core.spawn(caller, process.pidfd(), std::move(*spec), std::move(events));
+                    held->onDisconnect([&core, run] { core.commandRunner().cancel(run); });
+                });
+        });
+}
+
 void getServiceInfo(VarlinkEndpoint& ep, const CallPtr& call, const Caller& /*caller*/) {
     Json features = Json::array();
     for (std::string_view name : kernelFeatures().names()) {
@@ -458,6 +574,7 @@ void addManagerMethods(varlink::Server& server, VarlinkEndpoint& endpoint) {
     add("GetNamespaces", getNamespaces, varlink::kTakesFds);
     add("GetNamespaceIds", getNamespaceIds, varlink::kTakesFds);
     add("OpenSocket", openSocket, varlink::kTakesFds);
+    add("Spawn", spawn, varlink::kTakesFds);
     add("TrackProcess", trackProcess, varlink::kTakesFds);
     add("UntrackProcess", untrackProcess);
     add("GetProcess", getProcess);

@@ -80,8 +80,8 @@ bool isExactly(const Identity& identity) {
 
 }  // namespace
 
-Step enterAndBecome(std::span<const NamespaceToEnter> namespaces,
-                    const Identity& identity) noexcept {
+Step enterAndBecome(std::span<const NamespaceToEnter> namespaces, const Identity& identity,
+                    int rootFd) noexcept {
     // The kernel clears the parent-death signal at every change of uid or
     // gid (prctl(2)); it is set again once they are the caller's.
     int deathSignal = 0;
@@ -92,6 +92,11 @@ Step enterAndBecome(std::span<const NamespaceToEnter> namespaces,
         if (::setns(ns.fd, ns.nsType) < 0) {
             return Step::EnterNamespace;
         }
+    }
+    // Entering a mount namespace moved the root to its root; a caller in a
+    // chroot of it has its own.
+    if (rootFd >= 0 && (::fchdir(rootFd) < 0 || ::chroot(".") < 0)) {
+        return Step::ChangeRoot;
     }
     // Set while CAP_SETPCAP is still there; NOROOT: a root caller's exec gains
     // no capability either.

@@ -24,6 +24,7 @@
 
 #include "nsfd-helper/become.hpp"
 #include "nsfd-helper/protocol.hpp"
+#include "spawn.hpp"
 
 namespace nsfd::helper {
 namespace {
@@ -181,6 +182,20 @@ int main() {
     if (peer.uid != 0) {
         std::fprintf(stderr, "nsfd-helper: refusing a connection from uid %u\n", peer.uid);
         return 2;
+    }
+    // A connection that begins with Spawn is one run (spawn.cpp); any other
+    // serves OpenSocket requests.
+    struct {
+        std::uint32_t magic;
+        Operation operation;
+    } first{};
+    ssize_t peeked;
+    do {
+        peeked = ::recv(connection, &first, sizeof(first), MSG_PEEK);
+    } while (peeked < 0 && errno == EINTR);
+    if (peeked == static_cast<ssize_t>(sizeof(first)) && first.magic == kMagic &&
+        first.operation == Operation::Spawn) {
+        return serveSpawn(connection);
     }
     int result = 0;
     for (;;) {

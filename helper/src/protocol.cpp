@@ -35,14 +35,20 @@ const char* describe(Step step) noexcept {
             return "drop every capability";
         case Step::NoNewPrivileges:
             return "set no_new_privs";
-        case Step::DeathSignal:
-            return "set the parent-death signal again";
         case Step::CheckIdentity:
             return "check the identity taken";
         case Step::Socket:
+            return "create the socket";
+        case Step::ChangeRoot:
+            return "change to the caller's root directory";
+        case Step::ChangeDirectory:
+            return "change to the caller's working directory";
+        case Step::Stdio:
+            return "take the caller's stdin, stdout and stderr";
+        case Step::DeathSignal:
             break;
     }
-    return "create the socket";
+    return "set the parent-death signal again";
 }
 
 int sendMessage(int socket, const void* data, std::size_t size, int fd) noexcept {
@@ -107,6 +113,79 @@ ssize_t receiveMessage(int socket, void* buffer, std::size_t size, int* fd, int 
             ::close(*fd);
             *fd = -1;
         }
+        return -EMSGSIZE;
+    }
+    return n;
+}
+
+int sendMessageFds(int socket, const void* data, std::size_t size, const int* fds,
+                   std::size_t count) noexcept {
+    if (count > kMaxSpawnFds) {
+        return -EINVAL;
+    }
+    iovec iov{const_cast<void*>(data), size};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSpawnFds)] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (count > 0) {
+        msg.msg_control = control;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+        cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int) * count);
+        std::memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * count);
+    }
+    ssize_t n;
+    do {
+        n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return -errno;
+    }
+    return static_cast<std::size_t>(n) == size ? 0 : -EMSGSIZE;
+}
+
+ssize_t receiveMessageFds(int socket, void* buffer, std::size_t size, int* fds, std::size_t maxFds,
+                          std::size_t* count, int flags) noexcept {
+    *count = 0;
+    iovec iov{buffer, size};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (kMaxSpawnFds + 4))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t n;
+    do {
+        n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | flags);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return -errno;
+    }
+    bool tooMany = false;
+    for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+        if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        std::size_t received = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < received; ++i) {
+            int fd = -1;
+            std::memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+            if (*count < maxFds) {
+                fds[(*count)++] = fd;
+            } else {
+                ::close(fd);
+                tooMany = true;
+            }
+        }
+    }
+    if (tooMany || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+        for (std::size_t i = 0; i < *count; ++i) {
+            ::close(fds[i]);
+        }
+        *count = 0;
         return -EMSGSIZE;
     }
     return n;

@@ -438,6 +438,9 @@ class Suite {
         if (wanted({10, 15})) {
             commandLine(wanted({10}), wanted({15}));
         }
+        if (wanted({18})) {
+            brokeredExec();
+        }
         if (wanted({8})) {
             startup();
         }
@@ -1121,6 +1124,53 @@ class Suite {
             add(15, "`nsfdctl ns PID` over Varlink / `busctl call` of the same method, wall time",
                 format("%.0f us / %.0f us", ctl, bus), ctl / bus, 0.5, true);
         }
+        target.release(0);
+        target.reap();
+    }
+
+    // Figure 18: `nsfdctl exec PID --net -- /bin/true` as a user, brokered by
+    // nsfdd (Spawn: nsfdd starts a helper per run, by hand), against root's
+    // direct one (setns itself), wall time of each, both through setpriv. The
+    // target is in the user's own network namespace: the kernel rule allows it.
+    void brokeredExec() {
+        progress("figure 18: nsfdctl exec as a user (brokered) against root's (direct)");
+        test::Child target = test::Child::spawn();
+        std::string pid = std::to_string(target.pid());
+        TestUser user = testUser();
+        auto wallTime = [](const std::vector<std::string>& argv) {
+            Clock::time_point start = Clock::now();
+            auto [status, out] = test::run(argv);
+            if (status != 0) {
+                throw std::runtime_error(argv[0] + " failed: " + out);
+            }
+            return micros(Clock::now() - start);
+        };
+        ::setenv("NSFD_VARLINK_SOCKET", varlink_.c_str(), 1);
+        auto as = [&](uid_t uid, gid_t gid) {
+            return std::vector<std::string>{"setpriv",
+                                            "--reuid=" + std::to_string(uid),
+                                            "--regid=" + std::to_string(gid),
+                                            "--clear-groups",
+                                            NSFD_TEST_NSFDCTL,
+                                            "--transport=varlink",
+                                            "exec",
+                                            pid,
+                                            "--net",
+                                            "--",
+                                            "/bin/true"};
+        };
+        std::vector<std::string> brokered = as(user.uid, user.gid);
+        std::vector<std::string> direct = as(0, 0);
+        auto [viaNsfdd, byRoot] = alternatingMedians(
+            scale_.commands / 2, [&] { return wallTime(brokered); },
+            [&] { return wallTime(direct); });
+        add(18,
+            "brokered `nsfdctl exec PID --net -- /bin/true` as a user / root's direct one, "
+            "wall time",
+            format("%.0f us / %.0f us (the brokered run starts a helper, which forks the "
+                   "command, enters the namespaces and becomes the caller)",
+                   viaNsfdd, byRoot),
+            viaNsfdd / byRoot, 1.5, true);
         target.release(0);
         target.reap();
     }

@@ -292,6 +292,38 @@ TEST_F(PolkitDaemonTest, ARuleDecidesOpenSocketOnTheFamilyAndTypeByName) {
     roots.reap();
 }
 
+// Spawn (nsfdctl exec as a user): a rule allows one command by its argv[0]
+// and the namespace types, and nothing else runs.
+TEST_F(PolkitDaemonTest, ARuleDecidesEnterOnTheCommand) {
+    polkit_ =
+        std::make_unique<TestPolkit>(busAddress(), R"(polkit.addRule(function(action, subject) {
+    if (subject.user == "nsfd-test-a" && action.id == "org.nsfd1.enter" &&
+        action.lookup("command") == "hostname" && action.lookup("namespaces") == "net uts" &&
+        action.lookup("uid") == "0") {
+        return polkit.Result.YES;
+    }
+    return polkit.Result.NOT_HANDLED;
+});
+)");
+    Child target = Child::spawn([] { return ::sethostname("polkit-target", 13) < 0 ? errno : 0; },
+                                Child::Options{CLONE_NEWNET | CLONE_NEWUTS, 0});
+    ::setenv("NSFD_VARLINK_SOCKET", dir_.socket().c_str(), 1);
+    auto exec = [&](uid_t uid, const std::string& command) {
+        auto [status, out] =
+            run({"setpriv", "--reuid=" + std::to_string(uid), "--regid=" + std::to_string(uid),
+                 "--clear-groups", NSFD_TEST_NSFDCTL, "--no-ask-password", "exec",
+                 std::to_string(target.pid()), "--net", "--uts", "--", command});
+        return std::pair{WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+    };
+    EXPECT_EQ(exec(kUser, "hostname"), (std::pair<int, std::string>{0, "polkit-target\n"}));
+    EXPECT_EQ(exec(kUser, "uname"), (std::pair<int, std::string>{4, ""}));
+    EXPECT_EQ(exec(kOtherUser, "hostname"), (std::pair<int, std::string>{4, ""}));
+    ::setenv("NSFD_VARLINK_SOCKET", kNoVarlinkSocket, 1);
+    EXPECT_NE(daemon_->log().find("decided by: polkit"), std::string::npos) << daemon_->log();
+    target.release(0);
+    target.reap();
+}
+
 TEST_F(PolkitDaemonTest, AChallengeWithoutTheInteractiveFlagIsInteractiveAuthorizationRequired) {
     polkit_ = std::make_unique<TestPolkit>(busAddress(), rulesFor(kOtherUser));
     Child roots = Child::spawn();

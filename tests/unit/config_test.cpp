@@ -74,6 +74,21 @@ TEST(ConfigTest, ASocketListNamesEachFamilyOnceByItsAfNameOrAllAlone) {
     }
 }
 
+TEST(ConfigTest, AnEnterListNamesNetUtsAndIpcOnlyEachOnce) {
+    std::string head = "[[grant]]\nuser = \"root\"\nenter = ";
+    EXPECT_EQ(parseConfig(head + "[\"net\", \"ipc\"]\n", "x").grants.at(0).enter,
+              (std::set<NsType>{NsType::Net, NsType::Ipc}));
+    EXPECT_TRUE(parseConfig(head + "[]\n", "x").grants.at(0).enter.empty());
+    EXPECT_NE(refusalOf(head + "[\"net\", \"net\"]\n").find("'net' listed twice"),
+              std::string::npos);
+    for (const char* type : {"mnt", "pid", "user", "cgroup", "time", "all"}) {
+        EXPECT_NE(refusalOf(head + "[\"" + type + "\"]\n").find("enter takes net, uts and ipc"),
+                  std::string::npos)
+            << type;
+    }
+    EXPECT_NE(refusalOf(head + "\"net\"\n").find("enter must be a list"), std::string::npos);
+}
+
 TEST(ConfigTest, AGrantNamesItsUserOrGroupByName) {
     EXPECT_EQ(refusalOf("[[grant]]\nuser = \"root\"\ninfo = true\n"), "");
     EXPECT_NE(refusalOf("[[grant]]\nuser = 0\ninfo = true\n")

@@ -412,6 +412,54 @@ pidfd = true
     }
 }
 
+TEST(KernelRuleTest, EnterOnlyWhereTheCallerCouldEnterEachTypeItself) {
+    KernelRule rule;
+    Caller user = callerWithUid(1000);
+    Target target = targetOwnedBy(1000);
+    target.enterable = {NsType::Net, NsType::Uts};  // a rootless container of the caller's
+    auto decide = [&](std::vector<NsType> types) {
+        Request request{Action::Enter, target, std::move(types), 0};
+        request.command = "ip";
+        return rule.decideNow(user, request);
+    };
+    EXPECT_EQ(decide({NsType::Net}), Verdict::Allow);
+    EXPECT_EQ(decide({NsType::Net, NsType::Uts}), Verdict::Allow);
+    EXPECT_EQ(decide({NsType::Net, NsType::Ipc}), Verdict::Pass) << "every type, or none";
+    EXPECT_EQ(decide({}), Verdict::Pass);
+    target.enterable.clear();  // the caller's own process, in namespaces it does not own
+    EXPECT_EQ(decide({NsType::Net}), Verdict::Pass);
+}
+
+TEST(ConfigGrantsTest, EnterNeedsOneGrantNamingEveryTypeAskedFor) {
+    Config config = parseConfig(R"(
+[[grant]]
+group = "users"
+enter = ["net", "uts"]
+[[grant]]
+group = "users"
+enter = ["ipc"]
+)",
+                                "test.conf");
+    ConfigGrants grants(config);
+    Caller member = callerWithUid(1000);
+    member.groups = {100};  // "users"
+    auto decide = [&](const Caller& caller, std::vector<NsType> types) {
+        return grants.decideNow(caller,
+                                Request{Action::Enter, targetOwnedBy(0), std::move(types), 0});
+    };
+    EXPECT_EQ(decide(member, {NsType::Net}), Verdict::Allow);
+    EXPECT_EQ(decide(member, {NsType::Net, NsType::Uts}), Verdict::Allow);
+    EXPECT_EQ(decide(member, {NsType::Ipc}), Verdict::Allow);
+    EXPECT_EQ(decide(member, {NsType::Net, NsType::Ipc}), Verdict::Pass)
+        << "net and ipc are granted apart, never together";
+    EXPECT_EQ(decide(callerWithUid(1000), {NsType::Net}), Verdict::Pass) << "not a member";
+    // A namespaces grant is not an enter grant.
+    Config fds = parseConfig("[[grant]]\ngroup = \"users\"\nnamespaces = [\"all\"]\n", "x");
+    EXPECT_EQ(ConfigGrants(fds).decideNow(
+                  member, Request{Action::Enter, targetOwnedBy(0), {NsType::Net}, 0}),
+              Verdict::Pass);
+}
+
 TEST(KernelRuleTest, NothingOnAProcessTheCallerCannotNameAndNoUncaughtSignalToItsInit) {
     KernelRule rule;
     Caller user = callerWithUid(1000);

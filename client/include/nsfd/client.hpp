@@ -152,6 +152,53 @@ struct ExitEvent {
 
 class Client;
 
+namespace detail {
+class SpawnStream;
+}
+
+// What Client::spawn runs (Varlink's org.nsfd1.Manager.Spawn). The fds are
+// the caller's, not taken: nsfdd gets copies.
+struct SpawnOptions {
+    std::vector<NsType> namespaces;        // among Net, Uts and Ipc, each once
+    std::vector<std::string> argv;         // argv[0] searched in environment's PATH
+    std::vector<std::string> environment;  // "NAME=VALUE", exactly these
+    int stdinFd = 0;
+    int stdoutFd = 1;
+    int stderrFd = 2;
+    int workingDirectory = -1;  // a directory fd; -1: this process's own (".")
+};
+
+// A command nsfdd's helper runs for the caller (Client::spawn), as exactly
+// the caller, in the caller's mount namespace. Move-only. Destroying it (or
+// the process dying) before the command ended ends the run: the helper
+// SIGKILLs the command and everything it started.
+class SpawnedCommand {
+  public:
+    SpawnedCommand(SpawnedCommand&&) noexcept;
+    SpawnedCommand& operator=(SpawnedCommand&&) noexcept;
+    ~SpawnedCommand();
+
+    // In the caller's pid namespace (Spawn needs the caller in nsfdd's).
+    pid_t pid() const noexcept;
+    // The command's pidfd: signal it as the caller (pidfd_send_signal, the
+    // kernel's kill(2) rule), poll it for its exit.
+    const PidFd& pidFd() const noexcept;
+    // Poll for POLLIN: nsfdd's last answer (or its hang-up) has come.
+    int eventFd() const noexcept;
+    // Its wait status once nsfdd sent it (waitpid(2)'s; 127 << 8 when argv[0]
+    // was not found, 126 << 8 when it could not be run); never blocks.
+    // Throws Error (Failed) when the run failed after it started (nsfd-helper
+    // killed: the command died with it), DaemonUnavailable when nsfdd hung up.
+    std::optional<int> poll();
+    // As poll(), waiting as long as the command runs.
+    int wait();
+
+  private:
+    friend class Client;
+    explicit SpawnedCommand(std::unique_ptr<detail::SpawnStream> stream);
+    std::unique_ptr<detail::SpawnStream> stream_;
+};
+
 // How a Client reaches nsfdd.
 enum class TransportKind {
     Varlink,  // nsfdd's socket, /run/nsfd/org.nsfd1.Manager (nsfdd.socket)
@@ -246,6 +293,17 @@ class Client {
     // TrackedProcess::openSocket of a process named by pid (a pidfd opened
     // here, OpenSocketByPidFd): no tracking involved.
     UniqueFd openSocket(pid_t pid, int family, int type, int protocol = 0);
+    // Runs `options.argv` in `options.namespaces` of `pid` (a pidfd opened
+    // here) as exactly this caller, brokered by nsfdd's helper; returns once
+    // the command runs. Varlink only: NotSupported on the bus transport (D-Bus
+    // has no streamed reply, and a call's end is not tied to the caller's
+    // connection). AccessDenied (no decider allowed the action "enter"),
+    // LimitExceeded (argv and environment over 48 KiB or 4096 strings, checked
+    // here; 16 runs of this uid at once), InvalidArgument (empty argv, a type
+    // other than net, uts, ipc), NotSupported (this process lives in a user or
+    // pid namespace other than nsfdd's), Error (Failed: the helper could not
+    // enter or become the caller; nothing ran).
+    SpawnedCommand spawn(pid_t pid, const SpawnOptions& options);
 
     // -- a target as users name it, resolved by nsfdd (README, "Naming a
     // process"), so that a caller in any pid namespace can name it --

@@ -4,6 +4,7 @@
 // process's info, the process states, and the "no exit status" sentinel.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string_view>
 
@@ -171,5 +172,14 @@ constexpr std::optional<ProcessState> parseProcessState(std::string_view name) n
     }
     return std::nullopt;
 }
+
+// Spawn's bounds, for nsfdd and libnsfd-client alike (LimitExceeded past them):
+// argv and environment together, each string with its NUL, fit one Varlink
+// call (varlink/codec.hpp: 64 KiB); runs of one uid at once.
+namespace spawn_limit {
+inline constexpr std::size_t kArgumentBytes = 48 * 1024;
+inline constexpr std::size_t kStrings = 4096;
+inline constexpr std::size_t kRunsPerUid = 16;
+}  // namespace spawn_limit
 
 }  // namespace nsfd

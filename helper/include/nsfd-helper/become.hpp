@@ -25,7 +25,8 @@ struct NamespaceToEnter {
     int nsType = 0;  // its CLONE_NEW* flag, checked by setns(2)
 };
 
-// setns(2) into each of `namespaces`, in order; then, for good: securebits
+// setns(2) into each of `namespaces`, in order; then, if `rootFd` >= 0,
+// chroot(2) to that directory (needs CAP_SYS_CHROOT); then, for good: securebits
 // NOROOT, locked (a root caller gains nothing at exec), no capability left in the bounding and
 // ambient sets, `identity`'s groups, gid and uid in every slot (real,
 // effective, saved, fs), no capability in the effective, permitted and
@@ -35,7 +36,7 @@ struct NamespaceToEnter {
 // Needs CAP_SYS_ADMIN (setns), CAP_SETPCAP (securebits, bounding set),
 // CAP_SETGID and CAP_SETUID. Returns Step::None, or the step that failed with
 // errno set (CheckIdentity: EPERM). Async-signal-safe: allocates nothing.
-Step enterAndBecome(std::span<const NamespaceToEnter> namespaces,
-                    const Identity& identity) noexcept;
+Step enterAndBecome(std::span<const NamespaceToEnter> namespaces, const Identity& identity,
+                    int rootFd = -1) noexcept;
 
 }  // namespace nsfd::helper

@@ -1,0 +1,744 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Brokered runs (Spawn, nsfdctl exec for a non-root user) on a real nsfdd and
+// its real nsfd-helper, as real users, in real namespaces: the command sees the
+// target's network, hostname and IPC, and is otherwise exactly its caller, in
+// the caller's own mount namespace; it never outlives the caller.
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "fixture.hpp"
+#include "nsfd/client.hpp"
+#include "varlink/socket_io.hpp"
+
+namespace nsfd::test {
+namespace {
+
+using namespace std::chrono_literals;
+using Json = nlohmann::json;
+
+gid_t gidOf(const char* name) {
+    struct passwd* pw = ::getpwnam(name);
+    return pw == nullptr ? 0 : pw->pw_gid;
+}
+const gid_t kUserGid = gidOf("nsfd-test-a");
+const gid_t kOtherGid = gidOf("nsfd-test-b");
+
+const char* const kEnterGrant = R"(
+[polkit]
+enabled = false
+
+[[grant]]
+user = "nsfd-test-a"
+enter = ["net", "uts", "ipc"]
+)";
+
+// The interface names of /proc/PID/net/dev: the links of its network namespace.
+std::set<std::string> linksOf(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/net/dev");
+    std::set<std::string> names;
+    for (std::string line; std::getline(in, line);) {
+        std::size_t colon = line.find(':');
+        if (colon != std::string::npos) {
+            std::string name = line.substr(0, colon);
+            names.insert(name.substr(name.find_first_not_of(' ')));
+        }
+    }
+    return names;
+}
+
+std::vector<std::string> linesOf(const std::string& text) {
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+        lines.push_back(line);
+    }
+    return lines;
+}
+
+// "Key:\tvalue" lines of a /proc/PID/status text.
+std::map<std::string, std::string> statusFields(const std::string& text) {
+    std::map<std::string, std::string> fields;
+    for (const std::string& line : linesOf(text)) {
+        std::size_t colon = line.find(':');
+        if (colon == std::string::npos) {
+            continue;
+        }
+        std::string value = line.substr(colon + 1);
+        value.erase(0, value.find_first_not_of(" \t"));
+        value.erase(value.find_last_not_of(" \t") + 1);
+        fields[line.substr(0, colon)] = value;
+    }
+    return fields;
+}
+
+std::string readAll(int fd) {
+    std::string out;
+    char buffer[4096];
+    for (ssize_t n; (n = ::read(fd, buffer, sizeof(buffer))) != 0;) {
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            break;
+        }
+        out.append(buffer, static_cast<std::size_t>(n));
+    }
+    return out;
+}
+
+// One line from `fd`, waiting up to kWaitLimit.
+std::string readLine(int fd) {
+    std::string line;
+    auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
+    for (char c = 0; c != '\n';) {
+        pollfd p{fd, POLLIN, 0};
+        if (std::chrono::steady_clock::now() > deadline || ::poll(&p, 1, 1000) < 0) {
+            throwWaitTimedOut("a line from the command");
+        }
+        if ((p.revents & (POLLIN | POLLHUP)) == 0) {
+            continue;
+        }
+        if (::read(fd, &c, 1) != 1) {
+            break;
+        }
+        if (c != '\n') {
+            line.push_back(c);
+        }
+    }
+    return line;
+}
+
+// nsfdctl run by a forked child as uid/gid (and `groups`), its stdio on pipes.
+// `prepare` runs in the child first, as root (a private mount namespace, say).
+class NsfdctlRun {
+  public:
+    struct Options {
+        uid_t uid = kUser;
+        gid_t gid = kUserGid;
+        std::vector<gid_t> groups;
+        std::string input;  // written to its stdin, which is then closed
+        std::function<int()> prepare;
+    };
+
+    NsfdctlRun(const std::vector<std::string>& args, Options options) {
+        int in[2], out[2], err[2];
+        if (::pipe2(in, O_CLOEXEC) < 0 || ::pipe2(out, O_CLOEXEC) < 0 ||
+            ::pipe2(err, O_CLOEXEC) < 0) {
+            throw std::system_error(errno, std::generic_category(), "pipe2");
+        }
+        std::vector<std::string> argv{NSFD_TEST_NSFDCTL};
+        argv.insert(argv.end(), args.begin(), args.end());
+        std::vector<char*> pointers;
+        for (std::string& arg : argv) {
+            pointers.push_back(arg.data());
+        }
+        pointers.push_back(nullptr);
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            if (options.prepare && options.prepare() != 0) {
+                ::_exit(90);
+            }
+            if (::dup2(in[0], 0) < 0 || ::dup2(out[1], 1) < 0 || ::dup2(err[1], 2) < 0 ||
+                ::setgroups(options.groups.size(), options.groups.data()) < 0 ||
+                ::setresgid(options.gid, options.gid, options.gid) < 0 ||
+                ::setresuid(options.uid, options.uid, options.uid) < 0) {
+                ::_exit(91);
+            }
+            ::execv(pointers[0], pointers.data());
+            ::_exit(92);
+        }
+        ::close(in[0]);
+        ::close(out[1]);
+        ::close(err[1]);
+        stdin_.reset(in[1]);
+        stdout_.reset(out[0]);
+        stderr_.reset(err[0]);
+        if (!options.input.empty()) {
+            EXPECT_EQ(::write(stdin_.get(), options.input.data(), options.input.size()),
+                      static_cast<ssize_t>(options.input.size()));
+        }
+        stdin_.reset();
+    }
+    NsfdctlRun(const NsfdctlRun&) = delete;
+    ~NsfdctlRun() {
+        if (pid_ > 0 && !reaped_) {
+            ::kill(pid_, SIGKILL);
+            reapWithin(pid_, "nsfdctl to die");
+        }
+    }
+
+    pid_t pid() const { return pid_; }
+    int out() const { return stdout_.get(); }
+
+    struct Result {
+        int exitCode = -1;  // -1: it did not exit
+        int status = 0;
+        std::string out, err;
+    };
+    Result finish() {
+        Result result;
+        result.out = readAll(stdout_.get());
+        result.err = readAll(stderr_.get());
+        result.status = reapWithin(pid_, "nsfdctl exec to end");
+        reaped_ = true;
+        result.exitCode = WIFEXITED(result.status) ? WEXITSTATUS(result.status) : -1;
+        return result;
+    }
+
+  private:
+    pid_t pid_ = -1;
+    bool reaped_ = false;
+    UniqueFd stdin_, stdout_, stderr_;
+};
+
+NsfdctlRun::Result nsfdctlAs(const std::vector<std::string>& args,
+                             NsfdctlRun::Options options = {}) {
+    return NsfdctlRun(args, std::move(options)).finish();
+}
+
+// A root process in fresh net, uts and ipc namespaces: hostname
+// nsfd-spawn-target, a bridge nsfdspawn0, lo up.
+Child spawnTarget() {
+    return Child::spawn(
+        [] {
+            if (::sethostname("nsfd-spawn-target", 17) < 0) {
+                return errno;
+            }
+            if (std::system("ip link add nsfdspawn0 type bridge && ip link set lo up") != 0) {
+                return EIO;
+            }
+            return 0;
+        },
+        Child::Options{CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC, 0});
+}
+
+// Waits until `pidfd`'s process has exited; false if it still runs after `limit`.
+bool exitsWithin(int pidfd, std::chrono::milliseconds limit) {
+    pollfd p{pidfd, POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(limit.count())) == 1;
+}
+
+UniqueFd pidfdOf(pid_t pid) {
+    return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+}
+
+// Pids of the children of `pid` (all its threads').
+std::vector<pid_t> childrenOf(pid_t pid) {
+    std::vector<pid_t> out;
+    std::string task = "/proc/" + std::to_string(pid) + "/task";
+    for (const auto& entry : std::filesystem::directory_iterator(task)) {
+        std::ifstream in(entry.path() / "children");
+        for (pid_t child = 0; in >> child;) {
+            out.push_back(child);
+        }
+    }
+    return out;
+}
+
+// A raw Varlink connection to nsfdd, made by the calling thread (runAsUser:
+// its credentials are what SO_PEERCRED gives nsfdd).
+class VarlinkCall {
+  public:
+    explicit VarlinkCall(const std::string& path)
+        : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+        struct sockaddr_un addr {};
+        addr.sun_family = AF_UNIX;
+        path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+        if (!fd_.ok() ||
+            ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
+            throw std::system_error(errno, std::generic_category(), "connect to " + path);
+        }
+    }
+
+    void send(const Json& parameters, const std::vector<int>& fds) {
+        std::string bytes = Json{
+            {"method", "org.nsfd1.Manager.Spawn"},
+            {"parameters", parameters},
+            {"more", true}}.dump();
+        bytes.push_back('\0');
+        ASSERT_TRUE(sendAllWithFds(fd_.get(), bytes, fds));
+    }
+
+    // The next reply and its fds; {"hangup": true} when nsfdd closed the connection.
+    std::pair<Json, std::vector<UniqueFd>> receive() {
+        std::vector<UniqueFd> fds;
+        auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
+        for (;;) {
+            if (std::size_t end = buffer_.find('\0'); end != std::string::npos) {
+                Json reply = Json::parse(buffer_.substr(0, end));
+                buffer_.erase(0, end + 1);
+                return {reply, std::move(fds)};
+            }
+            pollfd p{fd_.get(), POLLIN, 0};
+            if (std::chrono::steady_clock::now() > deadline || ::poll(&p, 1, 1000) < 0) {
+                throwWaitTimedOut("a Spawn reply");
+            }
+            if (p.revents == 0) {
+                continue;
+            }
+            char chunk[65536];
+            varlink::Received received;
+            int r = varlink::receiveWithFds(fd_.get(), chunk, received);
+            if (r == -EAGAIN || r == -EINTR) {
+                continue;
+            }
+            if (r < 0 || received.bytes == 0) {
+                return {Json{{"hangup", true}}, std::move(fds)};
+            }
+            buffer_.append(chunk, received.bytes);
+            for (UniqueFd& fd : received.fds) {
+                fds.push_back(std::move(fd));
+            }
+        }
+    }
+
+    void close() { fd_.reset(); }
+
+  private:
+    UniqueFd fd_;
+    std::string buffer_;
+};
+
+std::string errorOf(const Json& reply) {
+    if (!reply.contains("error")) {
+        return "";
+    }
+    std::string name = reply["error"];
+    return name.substr(name.rfind('.') + 1);
+}
+
+// Spawn's parameters for `argv` in the net namespace of `pid`, stdio and the
+// working directory as fds 0 to 3 of the call.
+Json spawnParameters(pid_t pid, const std::vector<std::string>& argv,
+                     const std::vector<std::string>& environment = {"PATH=/usr/bin:/bin"}) {
+    return {{"pid", pid}, {"namespaces", {"net"}}, {"argv", argv}, {"environment", environment},
+            {"stdin", 0}, {"stdout", 1},           {"stderr", 2},  {"workingDirectory", 3}};
+}
+
+// Processes of `uid` whose command line is `argv0 arg`: what a run left behind.
+std::vector<pid_t> processesOf(uid_t uid, const std::string& commandLine) {
+    std::vector<pid_t> out;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+        std::string name = entry.path().filename();
+        if (name.find_first_not_of("0123456789") != std::string::npos) {
+            continue;
+        }
+        struct stat st {};
+        std::string cmdline = readFile(entry.path() / "cmdline");
+        std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+        if (::stat(entry.path().c_str(), &st) == 0 && st.st_uid == uid &&
+            cmdline == commandLine + " ") {
+            out.push_back(std::stoi(name));
+        }
+    }
+    return out;
+}
+
+class SpawnTest : public DaemonTest {
+  protected:
+    std::string config() const override { return kEnterGrant; }
+    std::string varlinkPath() const override { return socket_; }
+
+    void SetUp() override {
+        if (kUser == 0 || kOtherUser == 0) {
+            GTEST_SKIP() << "users nsfd-test-a and nsfd-test-b are missing (scripts/test-users)";
+        }
+        dir_.emplace();
+        socket_ = dir_->socket();
+        ::setenv("NSFD_VARLINK_SOCKET", socket_.c_str(), 1);  // nsfdctl's
+        DaemonTest::SetUp();
+        if (daemon_) {
+            // Once nsfdd serves: a call answered.
+            runAsUser(kUser, kUserGid, [&] {
+                VarlinkCall call(socket_);
+                call.send(Json::object(), {});
+                call.receive();
+            });
+            // ... and has closed that connection: the count holds still.
+            daemonFds_ = countFds(daemon_->pid());
+            for (int still = 0; still < 10;) {
+                std::this_thread::sleep_for(10ms);
+                int now = countFds(daemon_->pid());
+                still = now == daemonFds_ ? still + 1 : 0;
+                daemonFds_ = now;
+            }
+        }
+    }
+
+    void TearDown() override {
+        if (daemon_ && !HasFailure()) {
+            // Every run ended: no helper left below nsfdd, no fd of a run kept.
+            auto deadline = std::chrono::steady_clock::now() + 10s;
+            while (!childrenOf(daemon_->pid()).empty() &&
+                   std::chrono::steady_clock::now() < deadline) {
+                std::this_thread::sleep_for(10ms);
+            }
+            EXPECT_EQ(childrenOf(daemon_->pid()).size(), 0U) << "a helper outlived its run";
+            // Connections the test closed are closed by nsfdd on its next turns.
+            while (countFds(daemon_->pid()) != daemonFds_ &&
+                   std::chrono::steady_clock::now() < deadline) {
+                std::this_thread::sleep_for(10ms);
+            }
+            EXPECT_EQ(countFds(daemon_->pid()), daemonFds_) << "nsfdd kept an fd of a run";
+        }
+        DaemonTest::TearDown();
+        ::setenv("NSFD_VARLINK_SOCKET", kNoVarlinkSocket, 1);
+        dir_.reset();
+    }
+
+    std::optional<SocketDir> dir_;
+    std::string socket_;
+    int daemonFds_ = 0;
+};
+
+TEST_F(SpawnTest, AGrantedUserSeesTheTargetsLinksAndHostname) {
+    Child target = spawnTarget();
+    std::string pid = std::to_string(target.pid());
+    auto result = nsfdctlAs(
+        {"exec", pid, "--net", "--uts", "--", "sh", "-c", "hostname; ip -br link | cut -d' ' -f1"});
+    ASSERT_EQ(result.exitCode, 0) << result.err;
+    std::vector<std::string> lines = linesOf(result.out);
+    ASSERT_FALSE(lines.empty());
+    EXPECT_EQ(lines[0], "nsfd-spawn-target");
+    std::set<std::string> links(lines.begin() + 1, lines.end());
+    EXPECT_EQ(links, linksOf(target.pid()));
+    EXPECT_EQ(links.count("nsfdspawn0"), 1U);
+}
+
+TEST_F(SpawnTest, TheCommandIsExactlyTheCallerWithoutCapabilities) {
+    Child target = spawnTarget();
+    gid_t extra = kOtherGid;
+    NsfdctlRun::Options options;
+    options.groups = {kUserGid, extra};
+    auto result = nsfdctlAs(
+        {"exec", std::to_string(target.pid()), "--net", "--", "cat", "/proc/self/status"}, options);
+    ASSERT_EQ(result.exitCode, 0) << result.err;
+    auto fields = statusFields(result.out);
+    std::string uid = std::to_string(kUser), gid = std::to_string(kUserGid);
+    EXPECT_EQ(fields["Uid"], uid + "\t" + uid + "\t" + uid + "\t" + uid);
+    EXPECT_EQ(fields["Gid"], gid + "\t" + gid + "\t" + gid + "\t" + gid);
+    std::set<std::string> groups;
+    std::istringstream words(fields["Groups"]);
+    for (std::string word; words >> word;) {
+        groups.insert(word);
+    }
+    EXPECT_EQ(groups, (std::set<std::string>{gid, std::to_string(extra)}));
+    for (const char* set : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"}) {
+        EXPECT_EQ(std::stoull(fields[set], nullptr, 16), 0U) << set;
+    }
+    EXPECT_EQ(fields["NoNewPrivs"], "1");
+}
+
+TEST_F(SpawnTest, TheCommandSeesTheCallersDirectoryAndPrivateMounts) {
+    Child target = spawnTarget();
+    // A tmpfs with a marker file, mounted only in the caller's own mount
+    // namespace; the caller works there.
+    NsfdctlRun::Options options;
+    options.prepare = [] {
+        if (::unshare(CLONE_NEWNS) < 0 ||
+            ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0 ||
+            ::mount("tmpfs", "/mnt", "tmpfs", 0, "mode=0777") < 0) {
+            return errno;
+        }
+        int fd = ::open("/mnt/only-here", O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+        if (fd < 0 || ::write(fd, "private\n", 8) != 8 || ::close(fd) < 0 ||
+            ::mkdir("/mnt/work", 0777) < 0 || ::chdir("/mnt/work") < 0) {
+            return errno;
+        }
+        return 0;
+    };
+    auto result = nsfdctlAs(
+        {"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c", "pwd; cat ../only-here"},
+        options);
+    ASSERT_EQ(result.exitCode, 0) << result.err;
+    EXPECT_EQ(linesOf(result.out), (std::vector<std::string>{"/mnt/work", "private"}));
+    struct stat st {};
+    EXPECT_NE(::stat("/mnt/only-here", &st), 0) << "the marker leaked into the test's namespace";
+}
+
+TEST_F(SpawnTest, StdioPassesThroughAndTheExitStatusComesBack) {
+    Child target = spawnTarget();
+    NsfdctlRun::Options options;
+    options.input = "from stdin\n";
+    auto result = nsfdctlAs({"exec", std::to_string(target.pid()), "--ipc", "--", "sh", "-c",
+                             "read line; echo \"out: $line\"; echo 'to stderr' >&2; exit 7"},
+                            options);
+    EXPECT_EQ(result.exitCode, 7);
+    EXPECT_EQ(result.out, "out: from stdin\n");
+    EXPECT_EQ(result.err, "to stderr\n");
+    // As a shell: 127 for a command not found, 126 for one not executable.
+    EXPECT_EQ(nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "no-such-command"})
+                  .exitCode,
+              127);
+    EXPECT_EQ(
+        nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "/etc/hostname"}).exitCode,
+        126);
+}
+
+TEST_F(SpawnTest, SigtermToNsfdctlReachesTheCommand) {
+    Child target = spawnTarget();
+    NsfdctlRun run({"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c",
+                    "trap 'echo got TERM; exit 3' TERM; echo ready; "
+                    "while :; do sleep 0.05; done"},
+                   {});
+    ASSERT_EQ(readLine(run.out()), "ready");
+    ASSERT_EQ(::kill(run.pid(), SIGTERM), 0);
+    auto result = run.finish();
+    EXPECT_EQ(result.exitCode, 3) << result.err;
+    EXPECT_EQ(result.out, "got TERM\n");
+}
+
+TEST_F(SpawnTest, SigkillOfNsfdctlEndsEverythingTheCommandStarted) {
+    Child target = spawnTarget();
+    NsfdctlRun run({"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c",
+                    "sleep 1000 & echo $$ $!; wait"},
+                   {});
+    std::istringstream pids(readLine(run.out()));
+    pid_t shell = 0, sleeper = 0;
+    pids >> shell >> sleeper;
+    ASSERT_GT(shell, 0);
+    ASSERT_GT(sleeper, 0);
+    UniqueFd shellFd = pidfdOf(shell), sleeperFd = pidfdOf(sleeper);
+    ASSERT_TRUE(shellFd.ok() && sleeperFd.ok());
+    EXPECT_FALSE(exitsWithin(sleeperFd.get(), 0ms));
+    ASSERT_EQ(::kill(run.pid(), SIGKILL), 0);
+    run.finish();
+    EXPECT_TRUE(exitsWithin(shellFd.get(), 1000ms)) << "the command outlived nsfdctl";
+    EXPECT_TRUE(exitsWithin(sleeperFd.get(), 1000ms)) << "the command's child outlived nsfdctl";
+}
+
+TEST_F(SpawnTest, AUserWithoutAGrantGetsExit4AndNothingRuns) {
+    Child target = spawnTarget();
+    std::string marker = dir_->path() + "/ran";
+    NsfdctlRun::Options other;
+    other.uid = kOtherUser;
+    other.gid = kOtherGid;
+    ::chmod(dir_->path().c_str(), 0777);
+    auto result =
+        nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "touch", marker}, other);
+    ::chmod(dir_->path().c_str(), 0755);
+    EXPECT_EQ(result.exitCode, 4) << result.err;
+    EXPECT_NE(result.err.find("Access denied"), std::string::npos) << result.err;
+    struct stat st {};
+    EXPECT_NE(::stat(marker.c_str(), &st), 0) << "the command ran";
+}
+
+TEST_F(SpawnTest, MntIsRefusedForANonRootCallerNamingWhatABrokeredRunEnters) {
+    Child target = spawnTarget();
+    auto result = nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--mnt", "--", "true"});
+    EXPECT_EQ(result.exitCode, 4);
+    EXPECT_NE(result.err.find("mnt"), std::string::npos) << result.err;
+    EXPECT_NE(result.err.find("net, uts and ipc"), std::string::npos) << result.err;
+    // -S 0: a brokered run is the caller, never another user.
+    auto other = nsfdctlAs({"exec", "-S", "0", std::to_string(target.pid()), "--net", "--", "id"});
+    EXPECT_EQ(other.exitCode, 2) << other.err;
+}
+
+TEST_F(SpawnTest, BadInputGetsNamedErrorsAndLosesNothing) {
+    Child target = spawnTarget();
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    std::vector<int> fds{null.get(), null.get(), null.get(), root.get()};
+    auto callOnce = [&](const Json& parameters, const std::vector<int>& with) {
+        Json reply;
+        runAsUser(kUser, kUserGid, [&] {
+            VarlinkCall call(socket_);
+            call.send(parameters, with);
+            reply = call.receive().first;
+        });
+        return reply;
+    };
+    pid_t pid = target.pid();
+    Json empty = callOnce(spawnParameters(pid, {}), fds);
+    EXPECT_EQ(errorOf(empty), "InvalidArgument") << empty;
+    EXPECT_EQ(empty["parameters"]["parameter"], "argv");
+    Json mnt = spawnParameters(pid, {"true"});
+    mnt["namespaces"] = {"net", "mnt"};
+    Json refused = callOnce(mnt, fds);
+    EXPECT_EQ(errorOf(refused), "InvalidArgument") << refused;
+    EXPECT_EQ(refused["parameters"]["parameter"], "namespaces");
+    // stdio "closed": an index no fd came for.
+    Json closed = callOnce(spawnParameters(pid, {"true"}), {null.get(), null.get()});
+    EXPECT_EQ(errorOf(closed), "InvalidArgument") << closed;
+    EXPECT_EQ(closed["parameters"]["parameter"], "stderr");
+    // 40 KiB of environment runs; 50 KiB is past Spawn's bound, a named error.
+    std::vector<std::string> big{"PATH=/usr/bin:/bin", "BIG=" + std::string(40 * 1024, 'x')};
+    Json started = callOnce(spawnParameters(pid, {"true"}, big), fds);
+    EXPECT_EQ(started.value("continues", false), true) << started;
+    big[1] = "BIG=" + std::string(50 * 1024, 'x');
+    Json tooBig = callOnce(spawnParameters(pid, {"true"}, big), fds);
+    EXPECT_EQ(errorOf(tooBig), "LimitExceeded") << tooBig;
+    // 1 MiB of environment through libnsfd-client: refused before it is sent.
+    runAsUser(kUser, kUserGid, [&] {
+        Client client = Client::varlink(socket_);
+        SpawnOptions options;
+        options.namespaces = {NsType::Net};
+        options.argv = {"true"};
+        options.environment = {"BIG=" + std::string(1024 * 1024, 'x')};
+        EXPECT_THROW(client.spawn(pid, options), LimitExceeded);
+    });
+    // 1,000 argv entries, and a socket as stdout.
+    int pair[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    UniqueFd ours(pair[0]), theirs(pair[1]);
+    std::vector<std::string> argv{"sh", "-c", "echo $#", "sh"};
+    for (int i = 0; i < 997; ++i) {
+        argv.push_back("a" + std::to_string(i));
+    }
+    ASSERT_EQ(argv.size(), 1001U);
+    Json last;
+    runAsUser(kUser, kUserGid, [&] {
+        VarlinkCall call(socket_);
+        call.send(spawnParameters(pid, argv), {null.get(), theirs.get(), null.get(), root.get()});
+        Json first = call.receive().first;
+        EXPECT_EQ(first.value("continues", false), true) << first;
+        last = call.receive().first;
+    });
+    theirs.reset();
+    EXPECT_EQ(last["parameters"]["waitStatus"], 0) << last;
+    EXPECT_EQ(readAll(ours.get()), "997\n");
+}
+
+TEST_F(SpawnTest, ATargetThatExitedIsNamedSoAndNothingRuns) {
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    Child target = spawnTarget();
+    UniqueFd pidfd = pidfdOf(target.pid());
+    target.release(0);
+    target.awaitExit();  // a zombie: its pid still names it, its namespaces are gone
+    Json zombie;
+    runAsUser(kUser, kUserGid, [&] {
+        VarlinkCall call(socket_);
+        Json parameters = spawnParameters(0, {"true"});
+        parameters.erase("pid");
+        parameters["pidfd"] = 4;
+        call.send(parameters, {null.get(), null.get(), null.get(), root.get(), pidfd.get()});
+        zombie = call.receive().first;
+    });
+    EXPECT_EQ(errorOf(zombie), "ProcessExited") << zombie;
+    pid_t pid = target.pid();
+    target.reap();
+    Json gone;
+    runAsUser(kUser, kUserGid, [&] {
+        VarlinkCall call(socket_);
+        call.send(spawnParameters(pid, {"true"}), {null.get(), null.get(), null.get(), root.get()});
+        gone = call.receive().first;
+    });
+    EXPECT_EQ(errorOf(gone), "NoSuchProcess") << gone;
+}
+
+TEST_F(SpawnTest, TheHelperKilledMidRunKillsTheCommandAndTheCallerHearsIt) {
+    Child target = spawnTarget();
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    std::unique_ptr<VarlinkCall> call;  // the user's connection, used from here on
+    runAsUser(kUser, kUserGid, [&] { call = std::make_unique<VarlinkCall>(socket_); });
+    call->send(spawnParameters(target.pid(), {"sleep", "1000"}),
+               {null.get(), null.get(), null.get(), root.get()});
+    auto [first, fds] = call->receive();
+    ASSERT_EQ(fds.size(), 1U) << first;
+    UniqueFd command = std::move(fds[0]);
+    std::vector<pid_t> helpers = childrenOf(daemon_->pid());
+    ASSERT_EQ(helpers.size(), 1U);
+    ASSERT_EQ(::kill(helpers[0], SIGKILL), 0);
+    EXPECT_TRUE(exitsWithin(command.get(), 1000ms)) << "the command outlived its helper";
+    Json last = call->receive().first;
+    EXPECT_EQ(errorOf(last), "Failed") << last;
+    EXPECT_NE(last["parameters"]["message"].get<std::string>().find("killed"), std::string::npos)
+        << last;
+}
+
+TEST_F(SpawnTest, TheCallerGoneAtOnceLeavesNothingRunning) {
+    Child target = spawnTarget();
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    // Hung up right after the call, and after the first reply.
+    for (bool waitForStart : {false, true}) {
+        runAsUser(kUser, kUserGid, [&] {
+            VarlinkCall call(socket_);
+            call.send(spawnParameters(target.pid(), {"sleep", "987"}),
+                      {null.get(), null.get(), null.get(), root.get()});
+            if (waitForStart) {
+                EXPECT_EQ(call.receive().first.value("continues", false), true);
+            }
+            call.close();
+        });
+        auto deadline = std::chrono::steady_clock::now() + 2s;
+        while (!processesOf(kUser, "sleep 987").empty() &&
+               std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(20ms);
+        }
+        EXPECT_TRUE(processesOf(kUser, "sleep 987").empty()) << "waitForStart " << waitForStart;
+    }
+}
+
+TEST_F(SpawnTest, RunsAreBoundedPerUidWithANamedError) {
+    Child target = spawnTarget();
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    std::vector<int> fds{null.get(), null.get(), null.get(), root.get()};
+    runAsUser(kUser, kUserGid, [&] {
+        std::vector<std::unique_ptr<VarlinkCall>> running;
+        for (std::size_t i = 0; i < spawn_limit::kRunsPerUid; ++i) {
+            running.push_back(std::make_unique<VarlinkCall>(socket_));
+            running.back()->send(spawnParameters(target.pid(), {"sleep", "986"}), fds);
+            ASSERT_EQ(running.back()->receive().first.value("continues", false), true) << i;
+        }
+        VarlinkCall more(socket_);
+        more.send(spawnParameters(target.pid(), {"sleep", "986"}), fds);
+        Json refused = more.receive().first;
+        EXPECT_EQ(errorOf(refused), "LimitExceeded") << refused;
+    });
+    // Another user is not held up by this one's bound.
+    runAsUser(kOtherUser, kOtherGid, [&] {
+        VarlinkCall other(socket_);
+        other.send(spawnParameters(target.pid(), {"true"}), fds);
+        EXPECT_EQ(errorOf(other.receive().first), "AccessDenied");
+    });
+}
+
+TEST_F(SpawnTest, NsfddStoppedMidRunEndsTheCommandAndTheCallerSeesTheHangUp) {
+    Child target = spawnTarget();
+    NsfdctlRun run({"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c",
+                    "sleep 1000 & echo $$ $!; wait"},
+                   {});
+    std::istringstream pids(readLine(run.out()));
+    pid_t shell = 0, sleeper = 0;
+    pids >> shell >> sleeper;
+    UniqueFd shellFd = pidfdOf(shell), sleeperFd = pidfdOf(sleeper);
+    ASSERT_TRUE(shellFd.ok() && sleeperFd.ok());
+    int status = daemon_->stop();
+    daemon_.reset();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    EXPECT_TRUE(exitsWithin(shellFd.get(), 1000ms)) << "the command outlived nsfdd";
+    EXPECT_TRUE(exitsWithin(sleeperFd.get(), 1000ms)) << "the command's child outlived nsfdd";
+    if (!exitsWithin(sleeperFd.get(), 0ms)) {
+        ::kill(sleeper, SIGKILL);  // it holds nsfdctl's stdout: finish() would wait for it
+    }
+    auto result = run.finish();
+    // DaemonUnavailable: nsfdd's connection closed (before or after nsfdctl
+    // read that the command started, which the command's output may precede).
+    EXPECT_EQ(result.exitCode, 3) << result.err;
+    EXPECT_NE(result.err.find("connection to nsfdd closed"), std::string::npos) << result.err;
+}
+
+}  // namespace
+}  // namespace nsfd::test
