@@ -10,13 +10,9 @@
 #include "nsfd/features.hpp"
 #include "version.hpp"
 
-namespace nsfd::daemon {
+namespace nsfd::daemon::varlink {
 
 namespace {
-
-using varlink::Call;
-using varlink::CallPtr;
-using varlink::Json;
 
 constexpr std::uint64_t kMaxInt32 = std::numeric_limits<std::int32_t>::max();
 
@@ -523,4 +519,4 @@ void addManagerMethods(varlink::Server& server, VarlinkEndpoint& endpoint) {
     add("WatchExits", watchExits);
 }
 
-}  // namespace nsfd::daemon
+}  // namespace nsfd::daemon::varlink

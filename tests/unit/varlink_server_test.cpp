@@ -18,7 +18,7 @@
 namespace nsfd::test {
 namespace {
 
-namespace error = varlink::error;
+namespace error = wire::error;
 using varlink::CallPtr;
 
 class VarlinkServerTest : public VarlinkTest {
