@@ -118,8 +118,8 @@ class Crowd {
         std::string line =
             std::to_string(buses.size()) + " " + std::to_string(answered) + " " + firstError + "\n";
         (void)!::write(report, line.data(), line.size());
-        while (!pump) {
-            ::pause();  // until release()
+        while (!pump) {  // NOLINT(bugprone-infinite-loop): ends with the child, at release()
+            ::pause();   // until release()
         }
         std::vector<pollfd> fds(buses.size());
         for (;;) {  // until release()
