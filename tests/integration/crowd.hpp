@@ -25,7 +25,7 @@ class Crowd {
 
     // `pump`: the child then processes replies on every connection all along
     // (what `call` set up to happen on them, such as sending again).
-    Crowd(uid_t uid, int connections, Call call, bool pump = false) {
+    Crowd(uid_t uid, int connections, const Call& call, bool pump = false) {
         (void)busAddress();
         int report[2];
         if (::pipe2(report, O_CLOEXEC) < 0) {
