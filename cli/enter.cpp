@@ -253,7 +253,7 @@ int runInNamespaces(std::map<NsType, NsFd> namespaces, EnterOptions options,
     // command did.
     std::cout.flush();
     std::cerr.flush();
-    std::fflush(nullptr);
+    (void)std::fflush(nullptr);
     ::_exit(exitCodeOf(status));
 }
 

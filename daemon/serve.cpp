@@ -38,7 +38,7 @@ EventSource addStopSignal(EventLoop& loop, int signal) {
 namespace {
 
 // The socket systemd passed (nsfdd.socket), or `path` if given: then nsfdd binds it.
-void startVarlink(VarlinkEndpoint& varlink, Manager& manager, const std::string& path) {
+void startVarlink(varlink::VarlinkEndpoint& varlink, Manager& manager, const std::string& path) {
     UniqueFd passed = manager.takeInheritedSocket(FdStore::kVarlinkSocketName);
     if (!path.empty()) {
         varlink.bind(path);
@@ -73,7 +73,7 @@ int serve(const std::string& bus, const std::string& varlinkPath, const Config& 
     EventSource sigint = addStopSignal(loop, SIGINT);
     Notifier notifier;
     Manager manager(loop, config, notifier);
-    VarlinkEndpoint varlink(loop, manager);
+    varlink::VarlinkEndpoint varlink(loop, manager);
     BusEndpoint endpoint(openBus(bus), loop, manager);
     // polkit decides for both endpoints, after the kernel rule and nsfdd.conf's
     // grants. It asks polkitd on the bus connection and answers the endpoints'

@@ -6,6 +6,8 @@
 
 namespace nsfd::daemon::varlink {
 
+using namespace nsfd::varlink;  // the wire format (../../varlink)
+
 Call::Call(std::weak_ptr<Connection> connection, std::shared_ptr<const Peer> peer,
            CallMessage message)
     : connection_(std::move(connection)), peer_(std::move(peer)), message_(std::move(message)) {

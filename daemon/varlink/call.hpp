@@ -15,7 +15,10 @@
 
 namespace nsfd::daemon::varlink {
 
-using namespace nsfd::varlink;  // the wire format
+// The wire format's names this layer speaks in (../../varlink).
+using nsfd::varlink::CallMessage;
+using nsfd::varlink::DecodeLimits;
+using nsfd::varlink::Json;
 
 class Connection;
 

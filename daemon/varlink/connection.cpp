@@ -15,6 +15,8 @@
 
 namespace nsfd::daemon::varlink {
 
+using namespace nsfd::varlink;  // the wire format (../../varlink)
+
 namespace {
 
 // Bytes read per recvmsg, and reads per wakeup: one busy client cannot keep

@@ -16,8 +16,6 @@
 
 namespace nsfd::daemon::varlink {
 
-using namespace nsfd::varlink;  // the wire format
-
 class Server;
 
 // A reply waiting for the socket; `fds` leave with its first byte.
@@ -71,7 +69,7 @@ class Connection final : public std::enable_shared_from_this<Connection> {
     Server& server_;
     UniqueFd socket_;
     std::shared_ptr<const Peer> peer_;
-    Decoder decoder_;
+    nsfd::varlink::Decoder decoder_;
     EventSource source_;
     sd_event* event_ = nullptr;
     // A reply with fds waits for the peer to read what went before it (flush()).

@@ -10,13 +10,9 @@
 #include "nsfd/features.hpp"
 #include "version.hpp"
 
-namespace nsfd::daemon {
+namespace nsfd::daemon::varlink {
 
 namespace {
-
-using varlink::Call;
-using varlink::CallPtr;
-using varlink::Json;
 
 constexpr std::uint64_t kMaxInt32 = std::numeric_limits<std::int32_t>::max();
 
@@ -587,4 +583,4 @@ void addManagerMethods(varlink::Server& server, VarlinkEndpoint& endpoint) {
     add("WatchExits", watchExits);
 }
 
-}  // namespace nsfd::daemon
+}  // namespace nsfd::daemon::varlink

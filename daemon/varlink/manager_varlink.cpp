@@ -9,11 +9,7 @@
 #include "varlink/manager_idl.hpp"
 #include "version.hpp"
 
-namespace nsfd::daemon {
-
-using varlink::Call;
-using varlink::CallPtr;
-using varlink::Json;
+namespace nsfd::daemon::varlink {
 
 void replyError(Call& call, ErrorKind kind, const std::string& message) noexcept {
     try {
@@ -211,4 +207,4 @@ void VarlinkEndpoint::processRemoved(const TrackedProcess& process) {
     }
 }
 
-}  // namespace nsfd::daemon
+}  // namespace nsfd::daemon::varlink

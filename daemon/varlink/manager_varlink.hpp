@@ -16,7 +16,7 @@
 #include "core/manager.hpp"
 #include "server.hpp"
 
-namespace nsfd::daemon {
+namespace nsfd::daemon::varlink {
 
 // A parameter with a value nsfdd cannot use: InvalidArgument naming it.
 class ParameterError : public ServiceError {
@@ -106,4 +106,4 @@ class VarlinkEndpoint final : public ManagerObserver {
 // Registers org.nsfd1.Manager's methods on `server` (manager_methods.cpp).
 void addManagerMethods(varlink::Server& server, VarlinkEndpoint& endpoint);
 
-}  // namespace nsfd::daemon
+}  // namespace nsfd::daemon::varlink

@@ -21,6 +21,8 @@
 
 namespace nsfd::daemon::varlink {
 
+using namespace nsfd::varlink;  // the wire format (../../varlink)
+
 namespace {
 
 constexpr int kAcceptsPerWakeup = 64;

@@ -35,8 +35,6 @@
 
 namespace nsfd::daemon::varlink {
 
-using namespace nsfd::varlink;  // the wire format
-
 struct ServerInfo {
     std::string vendor;
     std::string product;
@@ -125,13 +123,13 @@ class Server final {
     friend class Connection;
     struct Interface {
         std::string description;
-        idl::Interface parsed;
+        nsfd::varlink::idl::Interface parsed;
     };
     struct Method {
         Handler handler;
         MethodFlags flags;
-        const idl::Interface* interface;  // in interfaces_, whose nodes never move
-        const idl::Method* signature;
+        const nsfd::varlink::idl::Interface* interface;  // in interfaces_, whose nodes never move
+        const nsfd::varlink::idl::Method* signature;
     };
 
     static int onAccept(sd_event_source* source, int fd, std::uint32_t revents, void* userdata);

@@ -25,7 +25,7 @@ class Crowd {
 
     // `pump`: the child then processes replies on every connection all along
     // (what `call` set up to happen on them, such as sending again).
-    Crowd(uid_t uid, int connections, Call call, bool pump = false) {
+    Crowd(uid_t uid, int connections, const Call& call, bool pump = false) {
         (void)busAddress();
         int report[2];
         if (::pipe2(report, O_CLOEXEC) < 0) {
@@ -118,8 +118,8 @@ class Crowd {
         std::string line =
             std::to_string(buses.size()) + " " + std::to_string(answered) + " " + firstError + "\n";
         (void)!::write(report, line.data(), line.size());
-        while (!pump) {
-            ::pause();  // until release()
+        while (!pump) {  // NOLINT(bugprone-infinite-loop): ends with the child, at release()
+            ::pause();   // until release()
         }
         std::vector<pollfd> fds(buses.size());
         for (;;) {  // until release()

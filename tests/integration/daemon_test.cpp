@@ -578,6 +578,7 @@ TEST_F(AuthorizationTest, InfoTrackingSignalsAndFds) {
 
 TEST_F(AuthorizationTest, PerUserQuota) {
     std::vector<Child> children;
+    children.reserve(4);
     for (int i = 0; i < 4; ++i) {
         children.push_back(spawnAs(kUser));
     }

@@ -24,10 +24,10 @@
 namespace nsfd::test {
 
 namespace err = nsfd::dbus::error;  // NOLINT: short names in tests
-inline const std::string kUnknownObject = "org.freedesktop.DBus.Error.UnknownObject";
+inline constexpr const char* kUnknownObject = err::kUnknownObject;
 
 // Real users (dbus-daemon refuses uids without a passwd entry); scripts/test creates them.
-inline uid_t uidOf(const char* name) {
+inline uid_t uidOf(const char* name) noexcept {
     struct passwd* pw = ::getpwnam(name);
     return pw == nullptr ? 0 : pw->pw_uid;
 }

@@ -69,6 +69,7 @@ void inheritAs(int fd, int target) {
 
 [[noreturn]] void execOrDie(const std::vector<std::string>& argv) {
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (const std::string& arg : argv) {
         args.push_back(const_cast<char*>(arg.c_str()));
     }
@@ -163,7 +164,7 @@ std::string describeDaemonLogs() {
     return out.empty() ? "(no nsfdd running)\n" : out;
 }
 
-const bool kReportsDaemonLogs = [] {
+const bool kReportsDaemonLogs = []() noexcept {
     setWaitTimedOutReport(describeDaemonLogs);
     return true;
 }();

@@ -54,9 +54,11 @@ echo "list=$(busctl call org.nsfd1 /org/nsfd1 org.nsfd1.Manager ListProcesses 2>
 kill $p
 )sh");
     ASSERT_EQ(status, 0) << out;
-    // The value of the line "key=value".
+    // The value of the line "key=value". (A lambda may not capture a
+    // structured binding before C++20's P1091, which clang 14 lacks.)
+    const std::string& output = out;
     auto field = [&](const std::string& key) {
-        std::istringstream lines(out);
+        std::istringstream lines(output);
         for (std::string line; std::getline(lines, line);) {
             if (line.rfind(key + "=", 0) == 0) {
                 return line.substr(key.size() + 1);

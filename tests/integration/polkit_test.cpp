@@ -21,8 +21,8 @@
 #include "child.hpp"
 #include "core/event_loop.hpp"
 #include "dbus/bus.hpp"
-#include "polkit/polkit.hpp"
 #include "harness.hpp"
+#include "polkit/polkit.hpp"
 #include "polkit_harness.hpp"
 
 namespace nsfd::test {

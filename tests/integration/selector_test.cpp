@@ -52,6 +52,7 @@ class SelectorTest : public DaemonTest {
             ::dup2(fd, STDOUT_FILENO);
             ::dup2(errWrite.get(), STDERR_FILENO);
             std::vector<char*> raw;
+            raw.reserve(argv.size() + 1);
             for (std::string& arg : argv) {
                 raw.push_back(arg.data());
             }

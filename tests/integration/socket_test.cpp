@@ -33,7 +33,7 @@ using Json = nlohmann::json;
 constexpr int kSoNetnsCookie = 71;  // SO_NETNS_COOKIE (5.14; Debian's headers lack it)
 constexpr std::uint16_t kPort = 4711;
 
-gid_t gidOf(const char* name) {
+gid_t gidOf(const char* name) noexcept {
     struct passwd* pw = ::getpwnam(name);
     return pw == nullptr ? 0 : pw->pw_gid;
 }
@@ -279,7 +279,8 @@ std::optional<uid_t> tcpUidOf(pid_t pid, const sockaddr_in& local) {
     std::string line;
     std::getline(in, line);  // header
     char want[32];
-    std::snprintf(want, sizeof(want), "%08X:%04X", local.sin_addr.s_addr, ntohs(local.sin_port));
+    (void)std::snprintf(want, sizeof(want), "%08X:%04X", local.sin_addr.s_addr,
+                        ntohs(local.sin_port));
     while (std::getline(in, line)) {
         std::istringstream fields(line);
         std::string slot, localAddress, remote, state, queues, timer, retransmits;

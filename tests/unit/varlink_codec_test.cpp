@@ -12,9 +12,9 @@ namespace nsfd::test {
 namespace {
 
 using varlink::CallMessage;
-using varlink::Decoded;
-using varlink::DecodeError;
-using varlink::Decoder;
+using wire::Decoded;
+using wire::DecodeError;
+using wire::Decoder;
 
 class VarlinkCodecTest : public LeakCheckedTest {};
 
@@ -43,7 +43,7 @@ CallMessage expectCall(Decoder& decoder) {
         return {};
     }
     if (auto* error = std::get_if<DecodeError>(&*decoded)) {
-        ADD_FAILURE() << "decode error " << varlink::toString(*error);
+        ADD_FAILURE() << "decode error " << wire::toString(*error);
         return {};
     }
     return std::move(std::get<CallMessage>(*decoded));
@@ -60,7 +60,7 @@ DecodeError expectError(Decoder& decoder) {
 }
 
 DecodeError errorOf(const std::string& text, varlink::DecodeLimits limits = {}) {
-    Decoded decoded = varlink::decodeCall(text, limits);
+    Decoded decoded = wire::decodeCall(text, limits);
     if (!std::holds_alternative<DecodeError>(decoded)) {
         ADD_FAILURE() << "accepted: " << text;
         return DecodeError::TooManyFds;
@@ -126,7 +126,7 @@ TEST_F(VarlinkCodecTest, RefusesBadCalls) {
     EXPECT_EQ(errorOf(R"({"method":"a.b.C","bogus":1})"), DecodeError::UnknownField);
     EXPECT_EQ(errorOf(R"({"method":"a.b.C","oneway":true,"more":true})"),
               DecodeError::ConflictingFlags);
-    EXPECT_TRUE(varlink::isValidMethodName("io.systemd-x.Machine2.List"));
+    EXPECT_TRUE(wire::isValidMethodName("io.systemd-x.Machine2.List"));
 }
 
 TEST_F(VarlinkCodecTest, DepthIsBoundedWhileParsing) {
@@ -140,8 +140,8 @@ TEST_F(VarlinkCodecTest, DepthIsBoundedWhileParsing) {
         return text;
     };
     DecodeError error{};
-    EXPECT_TRUE(varlink::parseObject(nested(16), 16, error).has_value());
-    EXPECT_FALSE(varlink::parseObject(nested(17), 16, error).has_value());
+    EXPECT_TRUE(wire::parseObject(nested(16), 16, error).has_value());
+    EXPECT_FALSE(wire::parseObject(nested(17), 16, error).has_value());
     EXPECT_EQ(error, DecodeError::TooDeep);
     // Far too deep, and not even closed: refused as soon as the limit is crossed.
     std::string deep = R"({"method":"a.b.C","parameters":{"x":)" + std::string(1000000, '[');
@@ -229,7 +229,7 @@ TEST_F(VarlinkCodecTest, TooManyFdsAreClosedAndTheCallMarked) {
     }
     decoder.feed(call(R"({"method":"a.b.C"})"), std::move(fds));
     CallMessage message = expectCall(decoder);
-    EXPECT_EQ(message.fdLoss, varlink::FdLoss::TooMany);
+    EXPECT_EQ(message.fdLoss, wire::FdLoss::TooMany);
     EXPECT_TRUE(message.fds.empty());
     for (int fd : raw) {
         EXPECT_FALSE(isOpen(fd));
@@ -239,23 +239,23 @@ TEST_F(VarlinkCodecTest, TooManyFdsAreClosedAndTheCallMarked) {
     int kept = some[0].get();
     decoder.feed(call(R"({"method":"a.b.C"})"), std::move(some), true);
     CallMessage lost = expectCall(decoder);
-    EXPECT_EQ(lost.fdLoss, varlink::FdLoss::NotReceived);
+    EXPECT_EQ(lost.fdLoss, wire::FdLoss::NotReceived);
     EXPECT_TRUE(lost.fds.empty());
     EXPECT_FALSE(isOpen(kept));
 }
 
 TEST_F(VarlinkCodecTest, EncodesReplies) {
     using namespace std::string_literals;
-    EXPECT_EQ(varlink::encodeReply({{"id", 7}}), "{\"parameters\":{\"id\":7}}\0"s);
-    EXPECT_EQ(varlink::encodeReply({{"id", 7}}, true),
+    EXPECT_EQ(wire::encodeReply({{"id", 7}}), "{\"parameters\":{\"id\":7}}\0"s);
+    EXPECT_EQ(wire::encodeReply({{"id", 7}}, true),
               "{\"continues\":true,\"parameters\":{\"id\":7}}\0"s);
-    EXPECT_EQ(varlink::encodeReply(Json()), "{\"parameters\":{}}\0"s);
-    EXPECT_EQ(varlink::encodeError("org.nsfd1.Manager.NoSuchProcess", {{"pid", 4711}}),
+    EXPECT_EQ(wire::encodeReply(Json()), "{\"parameters\":{}}\0"s);
+    EXPECT_EQ(wire::encodeError("org.nsfd1.Manager.NoSuchProcess", {{"pid", 4711}}),
               "{\"error\":\"org.nsfd1.Manager.NoSuchProcess\",\"parameters\":{\"pid\":4711}}\0"s);
-    EXPECT_EQ(varlink::encodeCall("a.b.C", Json::object(), true),
+    EXPECT_EQ(wire::encodeCall("a.b.C", Json::object(), true),
               "{\"method\":\"a.b.C\",\"more\":true,\"parameters\":{}}\0"s);
     // Invalid UTF-8 a handler put in a string does not throw.
-    std::string reply = varlink::encodeReply({{"s", "\xff"}});
+    std::string reply = wire::encodeReply({{"s", "\xff"}});
     EXPECT_EQ(reply.back(), '\0');
 }
 

@@ -18,7 +18,7 @@
 namespace nsfd::test {
 namespace {
 
-namespace error = varlink::error;
+namespace error = wire::error;
 using varlink::CallPtr;
 
 class VarlinkServerTest : public VarlinkServerFixture {
@@ -94,7 +94,7 @@ TEST_F(VarlinkServerTest, ManagerIdlDocumentsTheContract) {
     while (std::getline(lines, line)) {
         if (line.rfind("method ", 0) == 0 || line.rfind("error ", 0) == 0 ||
             line.rfind("type ", 0) == 0) {
-            EXPECT_EQ(previous.rfind("#", 0), 0u) << "undocumented: " << line;
+            EXPECT_EQ(previous.rfind('#', 0), 0u) << "undocumented: " << line;
         }
         previous = line;
     }

@@ -107,8 +107,8 @@ void TestClient::sendRaw(const std::string& bytes, const std::vector<int>& fds) 
     auto end = Clock::now() + std::chrono::seconds(5);
     while (sent < bytes.size()) {
         iovec iov{const_cast<char*>(bytes.data()) + sent, bytes.size() - sent};
-        ssize_t n = varlink::sendWithFds(socket_.get(), std::span(&iov, 1),
-                                         sent == 0 ? std::span(fds) : std::span<const int>());
+        ssize_t n = wire::sendWithFds(socket_.get(), std::span(&iov, 1),
+                                      sent == 0 ? std::span(fds) : std::span<const int>());
         if (n == -EAGAIN) {
             ASSERT_LT(Clock::now(), end) << "the server does not read";
             test_.turn();
@@ -121,13 +121,13 @@ void TestClient::sendRaw(const std::string& bytes, const std::vector<int>& fds) 
 
 void TestClient::call(const std::string& method, const Json& parameters,
                       const std::vector<int>& fds, bool more, bool oneway) {
-    sendRaw(varlink::encodeCall(method, parameters, more, oneway), fds);
+    sendRaw(wire::encodeCall(method, parameters, more, oneway), fds);
 }
 
 int TestClient::receiveSome() {
     std::array<char, 65536> chunk;
-    varlink::Received received;
-    int r = varlink::receiveWithFds(socket_.get(), chunk, received);
+    wire::Received received;
+    int r = wire::receiveWithFds(socket_.get(), chunk, received);
     if (r == -EAGAIN) {
         return 0;
     }
@@ -154,8 +154,8 @@ std::optional<Reply> TestClient::read(std::chrono::milliseconds timeout) {
         std::size_t nul = buffer_.find('\0');
         if (nul != std::string::npos) {
             Reply reply;
-            varlink::DecodeError error{};
-            std::optional<Json> message = varlink::parseObject(buffer_.substr(0, nul), 64, error);
+            wire::DecodeError error{};
+            std::optional<Json> message = wire::parseObject(buffer_.substr(0, nul), 64, error);
             EXPECT_TRUE(message.has_value()) << buffer_.substr(0, nul);
             reply.message = message.value_or(Json::object());
             if (!fdsAt_.empty() && fdsAt_.front().first == 0) {

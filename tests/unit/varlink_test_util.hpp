@@ -21,6 +21,7 @@
 namespace nsfd::test {
 
 namespace varlink = nsfd::daemon::varlink;
+namespace wire = nsfd::varlink;  // the wire format (../../varlink)
 using varlink::Json;
 
 // The interface the protocol tests serve: the server checks calls against it.
