@@ -300,8 +300,8 @@ void Authorizer::next(std::shared_ptr<Pending> pending, std::size_t index) {
                                return;
                            case Verdict::Busy:
                                deny(name, ErrorKind::LimitExceeded,
-                                    "Too many authorization checks of uid " +
-                                        std::to_string(pending->caller.uid) + " wait for " +
+                                    "Too many authorization checks of " +
+                                        pending->caller.describeAccount() + " wait for " +
                                         std::string(name) + why + "; retry later",
                                     std::string(name) + " is busy with this uid's checks" + why);
                                return;

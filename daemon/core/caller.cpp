@@ -47,6 +47,12 @@ std::uint64_t processStartTime(pid_t pid) {
     return startTime;
 }
 
+std::string Caller::describeAccount() const {
+    uid_t owner = account();
+    return "uid " + std::to_string(owner) +
+           (owner == uid ? "" : ", owner of the caller's user namespace");
+}
+
 OwnNamespaces OwnNamespaces::ofSelf() noexcept {
     OwnNamespaces own;
     try {
@@ -65,6 +71,7 @@ void identifyProcess(Caller& caller, std::shared_ptr<const PidFd> pidfd,
     caller.inOurUserNamespace = false;
     caller.pidNamespace = 0;
     caller.userNamespace = 0;
+    caller.userNamespaceUser = static_cast<uid_t>(-1);
     caller.startTime = 0;
     caller.pidfd.reset();
     if (!pidfd || pidfd->pid() <= 0) {
@@ -75,6 +82,12 @@ void identifyProcess(Caller& caller, std::shared_ptr<const PidFd> pidfd,
         NsFd userNamespace = pidfd->namespaceFd(NsType::User);
         std::uint64_t userNamespaceId = userNamespace.id();
         uid_t owner = userNamespace.ownerUid();
+        uid_t user = static_cast<uid_t>(-1);
+        try {
+            user = outermostOwnerUid(userNamespace).value_or(user);
+        } catch (const std::system_error&) {
+            // Cannot climb: the caller counts as its own uid.
+        }
         std::uint64_t startTime = processStartTime(pidfd->pid());
         // Alive after /proc/PID was read: the pid named this process.
         if (pidfd->hasExited()) {
@@ -83,6 +96,7 @@ void identifyProcess(Caller& caller, std::shared_ptr<const PidFd> pidfd,
         caller.pidNamespace = pidNamespace;
         caller.userNamespace = userNamespaceId;
         caller.userNamespaceOwner = owner;
+        caller.userNamespaceUser = user;
         caller.inOurPidNamespace = own.pid != 0 && pidNamespace == own.pid;
         caller.inOurUserNamespace = own.user != 0 && userNamespaceId == own.user;
         caller.startTime = startTime;

@@ -46,6 +46,10 @@ struct Caller {
     bool inOurUserNamespace = true;
     std::uint64_t userNamespace = 0;                    // NS_GET_ID; 0 if unknown
     uid_t userNamespaceOwner = static_cast<uid_t>(-1);  // NS_GET_OWNER_UID
+    // Whom the uids of its user namespace belong to (outermostOwnerUid()): the
+    // owner of the outermost user namespace below nsfdd's on the way to it.
+    // -1 in nsfdd's own user namespace, or if it could not be checked.
+    uid_t userNamespaceUser = static_cast<uid_t>(-1);
     // The calling process, held since its connection was first seen: what
     // polkit is asked about, and whether it has exited since. Null if it had
     // exited (or could not be opened) by then.
@@ -64,6 +68,17 @@ struct Caller {
     // uid 0 of a user namespace of its own is a sandbox.
     bool isRoot() const noexcept { return uid == 0 && inOurUserNamespace; }
     bool isSandboxed() const noexcept { return !inOurUserNamespace; }
+    // Whose share of a per-user bound it uses (issue 22): its uid, or for a
+    // caller in a user namespace below nsfdd's, that namespace's user, so that
+    // a rootless container's subordinate uids give its user no extra share.
+    uid_t account() const noexcept {
+        return inOurUserNamespace || userNamespaceUser == static_cast<uid_t>(-1)
+                   ? uid
+                   : userNamespaceUser;
+    }
+    // How a message names account(): "uid 1000", or "uid 1000, owner of the
+    // caller's user namespace".
+    std::string describeAccount() const;
 };
 
 // Fills in what the process behind a connection says of the caller, from

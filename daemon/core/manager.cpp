@@ -202,7 +202,9 @@ void Manager::restore() {
             }
             TrackedProcess& tracked = add(std::move(process));
             for (uid_t tracker : stored.trackers) {
-                registry_.addTracker(tracked, tracker);
+                // Whose account it was is not stored: each counts as its uid's.
+                registry_.addTracker(tracked, tracker,
+                                     tracker == 0 ? std::nullopt : std::optional(tracker));
             }
             if (tracked.state() == ProcessState::Reaped) {
                 reaped.push_back(&tracked);
@@ -662,10 +664,15 @@ TrackedProcess& Manager::track(const Caller& caller, PidFd pidfd) {
         return *process;
     }
     std::size_t quota = authorizer_.trackQuota(caller);
-    if (registry_.countTrackedBy(caller.uid) >= quota) {
+    // Root has no quota: its trackings count against none.
+    std::optional<uid_t> account;
+    if (!caller.isRoot()) {
+        account = caller.account();
+    }
+    if (account && registry_.countTrackedBy(*account) >= quota) {
         throw ServiceError(ErrorKind::LimitExceeded,
-                           "uid " + std::to_string(caller.uid) + " already tracks " +
-                               std::to_string(registry_.countTrackedBy(caller.uid)) +
+                           caller.describeAccount() + " already tracks " +
+                               std::to_string(registry_.countTrackedBy(*account)) +
                                " processes, its limit");
     }
     bool isNew = process == nullptr;
@@ -679,7 +686,7 @@ TrackedProcess& Manager::track(const Caller& caller, PidFd pidfd) {
         checkFdBudget(1);
         process = &add(std::make_unique<TrackedProcess>(std::move(pidfd)));
     }
-    registry_.addTracker(*process, caller.uid);
+    registry_.addTracker(*process, caller.uid, account);
     // Kept across a restart before the caller hears of it.
     fdStore_.add(process->pidfd().get(), process->id(), process->pid(), caller.uid);
     spdlog::info("Tracking pid {} (id {}) for uid {}", process->pid(), process->id(), caller.uid);

@@ -96,23 +96,25 @@ TrackedProcess& Registry::add(std::unique_ptr<TrackedProcess> process) {
     return ref;
 }
 
-void Registry::count(const TrackedProcess& process, uid_t uid, int delta) {
-    if (!process.counted_) {
+void Registry::count(const TrackedProcess& process, std::optional<uid_t> account, int delta) {
+    if (!process.counted_ || !account) {
         return;
     }
-    std::size_t& n = countByUid_[uid];
+    std::size_t& n = countByUid_[*account];
     n += static_cast<std::size_t>(delta);
     if (n == 0) {
-        countByUid_.erase(uid);
+        countByUid_.erase(*account);
     }
 }
 
-bool Registry::addTracker(TrackedProcess& process, uid_t uid) {
+bool Registry::addTracker(TrackedProcess& process, uid_t uid, std::optional<uid_t> account) {
     if (process.isTrackedBy(uid)) {
         return false;
     }
+    process.accounts_.reserve(process.trackers_.size() + 1);
     process.trackers_.push_back(uid);
-    count(process, uid, +1);
+    process.accounts_.push_back(account);
+    count(process, account, +1);
     return true;
 }
 
@@ -121,8 +123,10 @@ bool Registry::removeTracker(TrackedProcess& process, uid_t uid) {
     if (it == process.trackers_.end()) {
         return false;
     }
+    auto account = process.accounts_.begin() + (it - process.trackers_.begin());
+    count(process, *account, -1);
     process.trackers_.erase(it);
-    count(process, uid, -1);
+    process.accounts_.erase(account);
     return true;
 }
 
@@ -130,8 +134,8 @@ void Registry::uncount(TrackedProcess& process) {
     if (!process.counted_) {
         return;
     }
-    for (uid_t uid : process.trackers_) {
-        count(process, uid, -1);
+    for (const std::optional<uid_t>& account : process.accounts_) {
+        count(process, account, -1);
     }
     process.counted_ = false;
 }
@@ -153,8 +157,8 @@ void Registry::remove(std::uint64_t id) {
     byId_.erase(it);
 }
 
-std::size_t Registry::countTrackedBy(uid_t uid) const {
-    auto it = countByUid_.find(uid);
+std::size_t Registry::countTrackedBy(uid_t account) const {
+    auto it = countByUid_.find(account);
     return it == countByUid_.end() ? 0 : it->second;
 }
 

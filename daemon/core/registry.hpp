@@ -68,6 +68,8 @@ class TrackedProcess {
     std::uint64_t id_;
     pid_t pid_;
     std::vector<uid_t> trackers_;
+    // Whose quota each tracker's tracking counts against, in trackers_' order.
+    std::vector<std::optional<uid_t>> accounts_;
     ProcessState state_ = ProcessState::Running;
     std::optional<int> exitStatus_;
     Info lastInfo_;
@@ -88,21 +90,25 @@ class Registry {
     TrackedProcess& add(std::unique_ptr<TrackedProcess> process);
     void remove(std::uint64_t id);
     // Each returns whether anything changed.
-    bool addTracker(TrackedProcess& process, uid_t uid);
+    // `account`: whose quota the tracking counts against (Caller::account(),
+    // so that the uids of a user namespace share their user's); nullopt for
+    // none (root, which has no quota).
+    bool addTracker(TrackedProcess& process, uid_t uid, std::optional<uid_t> account);
     bool removeTracker(TrackedProcess& process, uid_t uid);
     // Its trackers' quotas get `process` back (it is being removed).
     void uncount(TrackedProcess& process);
 
     std::size_t size() const noexcept { return byId_.size(); }
-    // Processes `uid` tracks, reaped ones in their retention too: what its
+    // Trackings counted against `account` (the processes it tracks under any
+    // of its uids), reaped ones in their retention too: what its
     // quota counts. A reaped process holds a slot of the fd store until its
     // retention ends; counting it keeps one user's short-lived processes
     // from filling the store for everyone (issue 22).
-    std::size_t countTrackedBy(uid_t uid) const;
+    std::size_t countTrackedBy(uid_t account) const;
     std::vector<TrackedProcess*> all() const;
 
   private:
-    void count(const TrackedProcess& process, uid_t uid, int delta);
+    void count(const TrackedProcess& process, std::optional<uid_t> account, int delta);
 
     std::unordered_map<std::uint64_t, std::unique_ptr<TrackedProcess>> byId_;
     std::unordered_multimap<pid_t, std::uint64_t> byPid_;

@@ -69,6 +69,15 @@ void completeFromProcess(Caller& caller, bool wantGroups, const OwnNamespaces& o
     }
 }
 
+// Whose share a subscriber uses: its user's (Caller::account()), or root's
+// own (nullopt), apart from those of the user namespaces root owns.
+std::optional<uid_t> accountOf(const Caller& caller) {
+    if (caller.isRoot()) {
+        return std::nullopt;
+    }
+    return caller.account();
+}
+
 }  // namespace
 
 CallerCache::CallerCache(sd_bus* bus, Limits limits)
@@ -161,14 +170,14 @@ void CallerCache::unsubscribe(sd_bus_message* call) {
 }
 
 CallerCache::Subscriber& CallerCache::addSubscriber(const std::string& name, const Caller& caller) {
-    auto countOf = [&](uid_t uid) -> std::size_t {
-        auto it = subscribersOf_.find(uid);
+    auto countOf = [&](std::optional<uid_t> account) -> std::size_t {
+        auto it = subscribersOf_.find(account);
         return it == subscribersOf_.end() ? 0 : it->second;
     };
-    std::size_t ofUid = countOf(caller.uid);
-    std::size_t others = subscribers_.size() - countOf(0);
+    std::size_t ofUid = countOf(accountOf(caller));
+    std::size_t others = subscribers_.size() - countOf(std::nullopt);
     if (!caller.isRoot() && ofUid >= limits_.subscribersPerUser) {
-        throw ServiceError(ErrorKind::LimitExceeded, "uid " + std::to_string(caller.uid) + " has " +
+        throw ServiceError(ErrorKind::LimitExceeded, caller.describeAccount() + " has " +
                                                          std::to_string(ofUid) +
                                                          " subscribers, its share of nsfdd's news");
     }
@@ -196,7 +205,7 @@ CallerCache::Subscriber& CallerCache::addSubscriber(const std::string& name, con
                                     onMatchInstalled, subscriber.get()),
              "Failed to watch a subscriber's connection");
     subscriber->gone.reset(slot);
-    ++subscribersOf_[caller.uid];
+    ++subscribersOf_[accountOf(caller)];
     return *subscribers_.emplace(name, std::move(subscriber)).first->second;
 }
 
@@ -259,7 +268,7 @@ void CallerCache::forget(const std::string& name) {
         return;
     }
     bool inPlace = !it->second->pendingSubscribe;
-    auto counted = subscribersOf_.find(it->second->caller.uid);
+    auto counted = subscribersOf_.find(accountOf(it->second->caller));
     if (counted != subscribersOf_.end() && --counted->second == 0) {
         subscribersOf_.erase(counted);
     }

@@ -20,6 +20,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -116,7 +117,8 @@ class CallerCache final {
     EventSource sweep_;
     bool sweepFailed_ = false;
     std::map<std::string, std::unique_ptr<Subscriber>> subscribers_;
-    std::map<uid_t, std::size_t> subscribersOf_;
+    // Per account (Caller::account()); nullopt: root's own.
+    std::map<std::optional<uid_t>, std::size_t> subscribersOf_;
 };
 
 }  // namespace nsfd::daemon

@@ -197,7 +197,7 @@ void PolkitDecider::decide(const Caller& caller, const Request& request, Answer 
         answer(Verdict::Deny, why);
         return;
     }
-    uid_t uid = caller.uid;
+    uid_t uid = caller.account();  // a user namespace's uids share their user's bounds
     auto queue = waitingOf_.find(uid);
     bool othersOfUidWait = queue != waitingOf_.end() && !queue->second.empty();
     auto ofUid = inFlightOf_.find(uid);
@@ -222,7 +222,7 @@ void PolkitDecider::decide(const Caller& caller, const Request& request, Answer 
 }
 
 void PolkitDecider::start(Queued decision) {
-    uid_t uid = decision.caller.uid;
+    uid_t uid = decision.caller.account();
     std::uint64_t id = nextDecision_++;
     ConnectionCount& count = connections_[decision.connection];
     count.uid = uid;

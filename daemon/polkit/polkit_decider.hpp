@@ -11,10 +11,12 @@
 // held by a pidfd since its connection was first seen; if that process has
 // exited (before or during the check), polkit's answer is not taken: Deny.
 //
-// Checks are queued fairly (issue 22): a bound per uid and in total on the
+// Checks are queued fairly (issue 22): a bound per user and in total on the
 // decisions in flight to polkitd, below the bus's limit on nsfdd's pending
 // replies (dbus-daemon's max_replies_per_connection, 128), so that one user's
-// flood never makes the bus refuse another user's check. Beyond it decisions
+// flood never makes the bus refuse another user's check. A user is an
+// account (Caller::account()): the uids of a user namespace count as the
+// namespace's user, and are keyed as "uid" below. Beyond it decisions
 // wait, taken from the uids in turn; past a deeper bound per uid and in total
 // they are refused with LimitExceeded (Verdict::Busy). A decision whose
 // caller has gone is dropped unanswered, its place freed: when its connection

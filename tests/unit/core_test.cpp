@@ -3,12 +3,18 @@
 // machined's manager: real processes on a real sd-event loop, tracked, reaped
 // and retained; trackers and their quotas; lookups by pid across pid reuse;
 // exits racing a call; and the authorization step decider by decider.
+#include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <csignal>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -175,6 +181,82 @@ TEST_F(CoreTest, QuotasCountTrackingsPerTrackerAndAReapedProcessUntilItsTrackerL
     manager_->untrack(a, id);  // a has read its exit status: gives the place back
     EXPECT_NO_THROW(track(a, second));
     EXPECT_NE(manager_->find(id), nullptr) << "still retained for b";
+}
+
+// Every uid of a user namespace counts as the namespace's user: a rootless
+// container tracking as several of its user's subordinate uids shares that
+// user's quota, it gets no more (issue 22).
+TEST_F(CoreTest, TheUidsOfAUserNamespaceShareTheQuotaOfItsOwner) {
+    constexpr uid_t kFirstSubordinate = 200000;
+    const passwd* user = ::getpwnam("nsfd-test-a");  // a static buffer: read at once
+    ASSERT_NE(user, nullptr) << "scripts/test-users makes nsfd-test-a";
+    const uid_t owner = user->pw_uid;
+    const gid_t ownerGid = user->pw_gid;
+    user = ::getpwnam("nsfd-test-b");
+    ASSERT_NE(user, nullptr) << "scripts/test-users makes nsfd-test-b";
+    const uid_t other = user->pw_uid;
+    ASSERT_NE(owner, other);
+    config_.trackedPerUser = 2;
+    // nsfd-test-a's user namespace; root maps its uids and gids 0-7 to 200000-200007.
+    Child container = Child::spawn([&] {
+        if (::setgroups(0, nullptr) < 0 || ::setresgid(ownerGid, ownerGid, ownerGid) < 0 ||
+            ::setresuid(owner, owner, owner) < 0 || ::unshare(CLONE_NEWUSER) < 0) {
+            return errno;
+        }
+        return 0;
+    });
+    std::string map = "0 " + std::to_string(kFirstSubordinate) + " 8\n";
+    for (const char* file : {"uid_map", "gid_map"}) {
+        std::string path = "/proc/" + std::to_string(container.pid()) + "/" + file;
+        UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+        ASSERT_TRUE(fd.ok()) << path << ": " << std::strerror(errno);
+        ASSERT_EQ(::write(fd.get(), map.data(), map.size()), static_cast<ssize_t>(map.size()))
+            << path << ": " << std::strerror(errno);
+    }
+    std::string nsPath = "/proc/" + std::to_string(container.pid()) + "/ns/user";
+    UniqueFd userNamespace(::open(nsPath.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(userNamespace.ok()) << nsPath << ": " << std::strerror(errno);
+    // A process of uid `uid` inside it, as nsfdd identifies a caller.
+    auto inside = [&](uid_t uid) {
+        return Child::spawn([&] {
+            if (::setns(userNamespace.get(), CLONE_NEWUSER) < 0 || ::setgroups(0, nullptr) < 0 ||
+                ::setresgid(uid, uid, uid) < 0 || ::setresuid(uid, uid, uid) < 0) {
+                return errno;
+            }
+            return 0;
+        });
+    };
+    auto callerOf = [&](const Child& process, uid_t uid) {
+        Caller caller = callerWithUid(kFirstSubordinate + uid);
+        caller.pid = process.pid();
+        identifyProcess(caller, std::make_shared<const PidFd>(PidFd::open(process.pid())),
+                        OwnNamespaces::ofSelf());
+        return caller;
+    };
+    Child first = inside(1), second = inside(2);
+    Caller one = callerOf(first, 1), two = callerOf(second, 2);
+    ASSERT_TRUE(one.isSandboxed());
+    EXPECT_EQ(one.account(), owner);
+    EXPECT_EQ(two.account(), owner);
+    Child a = Child::spawn(), b = Child::spawn(), c = Child::spawn();
+    manager_->track(one, PidFd::open(a.pid()));
+    manager_->track(one, PidFd::open(b.pid()));
+    const std::string refusal = "uid " + std::to_string(owner) +
+                                ", owner of the caller's user namespace already tracks 2 "
+                                "processes, its limit";
+    try {
+        manager_->track(two, PidFd::open(c.pid()));
+        ADD_FAILURE() << "uid 2 of nsfd-test-a's namespace got a share of its own";
+    } catch (const ServiceError& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::LimitExceeded);
+        EXPECT_EQ(std::string(e.what()), refusal);
+    }
+    // The user itself has none left either; another user has its own.
+    EXPECT_THROW(manager_->track(callerWithUid(owner), PidFd::open(c.pid())), ServiceError);
+    EXPECT_NO_THROW(manager_->track(callerWithUid(other), PidFd::open(c.pid())));
+    const TrackedProcess* tracked = manager_->find(PidFd::open(c.pid()).id());
+    ASSERT_NE(tracked, nullptr);
+    EXPECT_EQ(tracked->trackers(), (std::vector<uid_t>{other}));
 }
 
 TEST_F(CoreTest, ALookupByPidFindsTheProcessThatHasThatPidNow) {
