@@ -4,11 +4,14 @@
 // users, and by raw sockets that break the protocol.
 #include <grp.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -184,9 +187,54 @@ bool readsToEnd(int socket, std::string* got = nullptr, std::chrono::millisecond
     }
 }
 
+// kGrantConfig, its grant also Spawn's for the net namespace alone (`enter`),
+// so that the table's Spawn rows tell a granted type from one not granted.
+const char* const kGrantConfigWithEnter = R"(
+[limits]
+tracked-per-user = 3
+retention-seconds = 1
+
+[[grant]]
+group = "users"
+namespaces = ["net", "uts"]
+info = true
+enter = ["net"]
+)";
+
+// A process of nsfd-test-a (its gid the same) in a user namespace it made, and
+// so owns, and net, uts and ipc namespaces owned by that one: the namespaces a
+// rootless container of that user has, which it may enter itself (setns(2)
+// through the user namespace it owns) if the process is dumpable, and nobody
+// else may without root.
+Child spawnInOwnNamespaces(bool dumpable) {
+    return Child::spawn(
+        [dumpable] {
+            if (::setresgid(kUser, kUser, kUser) < 0 || ::setresuid(kUser, kUser, kUser) < 0 ||
+                ::unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC) < 0 ||
+                ::prctl(PR_SET_DUMPABLE, dumpable ? 1 : 0) < 0) {
+                return errno;
+            }
+            return 0;
+        },
+        Child::Options{0, 0});
+}
+
+// How many children nsfdd has (all its threads'): a run's nsfd-helper while it runs.
+std::size_t childrenOf(pid_t pid) {
+    std::size_t count = 0;
+    std::string task = "/proc/" + std::to_string(pid) + "/task";
+    for (const auto& entry : std::filesystem::directory_iterator(task)) {
+        std::ifstream in(entry.path() / "children");
+        for (pid_t child = 0; in >> child;) {
+            ++count;
+        }
+    }
+    return count;
+}
+
 class VarlinkTest : public DaemonTest {
   protected:
-    std::string config() const override { return kGrantConfig; }
+    std::string config() const override { return kGrantConfigWithEnter; }
     std::string varlinkPath() const override { return socket_; }
 
     void SetUp() override {
@@ -273,8 +321,19 @@ TEST_F(VarlinkTest, ReadmePythonExampleGetsTheNamespace) {
 TEST_F(VarlinkTest, AuthorizationTableAsRealUsers) {
     // The D-Bus table (authorization_table_test.cpp), its rows that Varlink has;
     // a process the caller may not see is NotTracked (D-Bus: UnknownObject).
+    // Then Spawn's (Varlink only), each /bin/true, ok once its waitStatus 0
+    // came: on the target, whose namespaces are every caller's own but the
+    // sandboxes' ("the caller's own"), and on a process of the same user in
+    // namespaces of its own (and as dumpable as the column's target), which
+    // only that user may enter itself, through the user namespace it owns.
+    // The grant (kGrantConfigWithEnter) gives net, not uts; polkitd is not
+    // running, so polkit allows nothing; no type but net, uts and ipc is
+    // Spawn's for anyone, root included (the IDL: InvalidArgument).
     Child dumpable = spawnAs(kUser, true);
     Child nonDumpable = spawnAs(kUser, false);
+    Child ownDumpable = spawnInOwnNamespaces(true);
+    Child ownNonDumpable = spawnInOwnNamespaces(false);
+    int daemonFds = daemon_->openFdCount();
     struct Column {
         uid_t uid;
         std::vector<gid_t> groups;
@@ -305,6 +364,10 @@ GetProcessInfo id: ok ok ok NotTracked ok NotTracked NotTracked
 GetPidFd: ok ok AccessDenied NotTracked AccessDenied NotTracked NotTracked
 SendSignal CONT: ok ok ok NotTracked AccessDenied NotTracked NotTracked
 GetFd 0: ok AccessDenied AccessDenied NotTracked AccessDenied NotTracked NotTracked
+Spawn net, the caller's own: ok ok ok ok ok ForeignPidNamespace ForeignPidNamespace
+Spawn net: ok ok AccessDenied AccessDenied ok ForeignPidNamespace ForeignPidNamespace
+Spawn net uts: ok ok AccessDenied AccessDenied AccessDenied ForeignPidNamespace ForeignPidNamespace
+Spawn mnt: InvalidArgument InvalidArgument InvalidArgument InvalidArgument InvalidArgument InvalidArgument InvalidArgument
 UntrackProcess: ok ok ok NotTracked ok NotTracked NotTracked
 )";
     std::vector<std::string> names;
@@ -314,9 +377,11 @@ UntrackProcess: ok ok ok NotTracked ok NotTracked NotTracked
         auto pid = static_cast<uint32_t>(target.pid());
         manager_->TrackProcess(pid);  // root tracks the target, again after an Untrack
         std::uint64_t id = PidFd::open(target.pid()).id();
+        const Child& spawnTarget = column.nonDumpableTarget ? ownNonDumpable : ownDumpable;
         // A sandbox cannot name the target: it gets a pidfd opened outside.
         PidFd pidfd = PidFd::open(target.pid());
-        std::vector<std::string> args = {std::to_string(pid), std::to_string(id)};
+        std::vector<std::string> args = {std::to_string(pid), std::to_string(id),
+                                         "spawn=" + std::to_string(spawnTarget.pid())};
         if (column.sandboxed) {
             args.push_back(std::to_string(pidfd.get()));
         }
@@ -343,10 +408,25 @@ UntrackProcess: ok ok ok NotTracked ok NotTracked NotTracked
     EXPECT_EQ(table, expected) << "columns: root | same uid | same uid, target not dumpable | "
                                   "other uid | other uid, granted group | same uid, in a sandbox "
                                   "| other uid, granted group, in a sandbox";
+    // Every run ended: no nsfd-helper left below nsfdd; and below, once the
+    // targets (tracked by root) are reaped and their 1 s of retention is over,
+    // no fd of a call or a run kept.
+    for (int i = 0; i < 1000 && childrenOf(daemon_->pid()) != 0; ++i) {
+        std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(childrenOf(daemon_->pid()), 0U) << "a helper outlived its run";
     dumpable.release(0);
     nonDumpable.release(0);
+    ownDumpable.release(0);
+    ownNonDumpable.release(0);
     dumpable.reap();
     nonDumpable.reap();
+    ownDumpable.reap();
+    ownNonDumpable.reap();
+    for (int i = 0; i < 1000 && daemon_->openFdCount() > daemonFds; ++i) {
+        std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_LE(daemon_->openFdCount(), daemonFds) << "nsfdd kept an fd of a call or a run";
 }
 
 class VarlinkSandboxGrantTest : public VarlinkTest {
@@ -364,7 +444,7 @@ TEST_F(VarlinkSandboxGrantTest, AGrantMarkedSandboxedReachesOutsideTheSandbox) {
     auto [status, out] =
         check(kOtherUser, {kGrantedGroup}, "table",
               {std::to_string(pid), std::to_string(pidfd.id()), std::to_string(pidfd.get())}, true,
-              pidfd.get());
+              {pidfd.get()});
     EXPECT_EQ(status, 0) << out;
     EXPECT_EQ(out, R"(TrackProcess: ForeignPidNamespace
 TrackProcess pidfd: ok

@@ -4,10 +4,12 @@
 as a client that is not nsfd's C++ code (Python's standard library alone).
 
     nsfd_check.py methods SOCKET PID     every method on PID (a same-uid process); prints "ok"
-    nsfd_check.py table SOCKET PID ID [PIDFD]
+    nsfd_check.py table SOCKET PID ID [PIDFD] [spawn=PID2]
                                          the authorization table's actions: "name: outcome" lines
                                          (PIDFD: an inherited pidfd of PID, for a caller that
-                                         cannot name PID itself)
+                                         cannot name PID itself); with spawn=, Spawn rows too,
+                                         on PID (in the caller's namespaces) and on PID2 (in
+                                         namespaces of its own)
     nsfd_check.py watch SOCKET COUNT [PID...]
                                          tracks each PID, prints "watching" once WatchExits
                                          is sent, then its first COUNT replies
@@ -138,8 +140,35 @@ def methods(path, pid):
     print("ok")
 
 
-# The rows of the authorization table (authorization_table_test.cpp) that Varlink has.
-def table(path, pid, ident, inherited=None):
+def spawn_true(v, named, types):
+    """Spawn /bin/true in the `types` namespaces of the process `named`, its
+    stdio /dev/null and its working directory /; ok only once its last reply,
+    waitStatus 0, has come (its first, {pid, pidfd}, checked on the way)."""
+    fds = [os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC),
+           os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC),
+           os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC),
+           os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+    parameters = dict(named, namespaces=types, argv=["/bin/true"],
+                      environment=["PATH=/usr/bin:/bin"],
+                      stdin=0, stdout=1, stderr=2, workingDirectory=3)
+    replies = v.stream(M + "Spawn", parameters, fds=fds)
+    try:
+        started, received = next(replies)  # sends the call with its fds
+    finally:
+        close_all(fds)
+    close_all(received)
+    assert started.get("pid", 0) > 0 and started.get("pidfd") == 0 and len(received) == 1, \
+        (started, received)
+    last, received = next(replies)
+    close_all(received)
+    assert next(replies, None) is None, "a reply after the last"
+    if last.get("waitStatus") != 0:
+        raise VarlinkError(f"test.WaitStatus{last.get('waitStatus')}", last)
+
+
+# The rows of the authorization table (authorization_table_test.cpp) that Varlink has,
+# and Spawn's (Varlink only) if spawn_pid is given.
+def table(path, pid, ident, inherited=None, spawn_pid=None):
     def with_fds(v, method, parameters):
         _, fds = v.call(M + method, parameters)
         close_all(fds)
@@ -172,8 +201,15 @@ def table(path, pid, ident, inherited=None):
         ("GetPidFd", lambda v: with_fds(v, "GetPidFd", {"id": ident})),
         ("SendSignal CONT", lambda v: v.call(M + "SendSignal", {"id": ident, "signal": 18})),
         ("GetFd 0", lambda v: with_fds(v, "GetFd", {"id": ident, "fd": 0})),
-        ("UntrackProcess", lambda v: v.call(M + "UntrackProcess", {"id": ident})),
     ]
+    if spawn_pid is not None:
+        rows += [
+            ("Spawn net, the caller's own", lambda v: spawn_true(v, {"pid": pid}, ["net"])),
+            ("Spawn net", lambda v: spawn_true(v, {"pid": spawn_pid}, ["net"])),
+            ("Spawn net uts", lambda v: spawn_true(v, {"pid": spawn_pid}, ["net", "uts"])),
+            ("Spawn mnt", lambda v: spawn_true(v, {"pid": spawn_pid}, ["mnt"])),
+        ]
+    rows.append(("UntrackProcess", lambda v: v.call(M + "UntrackProcess", {"id": ident})))
     with Connection(path) as v:
         for name, action in rows:
             try:
@@ -297,7 +333,10 @@ def main(argv):
     if command == "methods":
         methods(path, int(argv[2]))
     elif command == "table":
-        table(path, int(argv[2]), int(argv[3]), int(argv[4]) if len(argv) > 4 else None)
+        options = dict(arg.split("=", 1) for arg in argv[4:] if "=" in arg)
+        positional = [arg for arg in argv[4:] if "=" not in arg]
+        table(path, int(argv[2]), int(argv[3]), int(positional[0]) if positional else None,
+              int(options["spawn"]) if "spawn" in options else None)
     elif command == "watch":
         watch(path, int(argv[2]), [int(p) for p in argv[3:]])
     elif command == "foreign":
