@@ -262,7 +262,7 @@ void Authorizer::authorize(const Caller& caller, const Request& request, Done do
     next(std::move(pending), index);
 }
 
-void Authorizer::next(std::shared_ptr<Pending> pending, std::size_t index) {
+void Authorizer::next(const std::shared_ptr<Pending>& pending, std::size_t index) {
     auto deny = [this, pending](std::string_view decider, ErrorKind kind,
                                 const std::string& message, const std::string& log) {
         logDenial(pending->caller, pending->request, log);

@@ -201,7 +201,7 @@ class Authorizer {
     std::size_t trackQuota(const Caller& caller) const;
 
   private:
-    void next(std::shared_ptr<struct Pending> pending, std::size_t index);
+    void next(const std::shared_ptr<struct Pending>& pending, std::size_t index);
     void logDenial(const Caller& caller, const Request& request, const std::string& why);
 
     const Config& config_;

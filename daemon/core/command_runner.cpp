@@ -76,6 +76,7 @@ std::size_t CommandRunner::runsOf(uid_t uid) const {
     return count;
 }
 
+// NOLINTNEXTLINE(performance-unnecessary-value-param): a sink, closed once sent
 std::uint64_t CommandRunner::spawn(const Caller& caller, std::vector<NsFd> targetNamespaces,
                                    NsFd callerMount, UniqueFd callerRoot, SpawnSpec spec,
                                    std::string what, Events events) {
@@ -125,6 +126,7 @@ std::uint64_t CommandRunner::spawn(const Caller& caller, std::vector<NsFd> targe
     }
     message += payload;
     std::vector<int> fds;
+    fds.reserve(targetNamespaces.size() + 6);
     for (const NsFd& ns : targetNamespaces) {
         fds.push_back(ns.get());
     }

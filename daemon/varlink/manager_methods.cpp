@@ -518,7 +518,7 @@ void spawn(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
                         held->notify({{"pid", pid}, {"pidfd", 0}}, oneFd(std::move(command)));
                     };
                     events.exited = [held](int status) { held->reply({{"waitStatus", status}}); };
-                    events.failed = [held](std::exception_ptr error) {
+                    events.failed = [held](const std::exception_ptr& error) {
                         try {
                             std::rethrow_exception(error);
                         } catch (...) {

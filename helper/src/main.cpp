@@ -136,7 +136,8 @@ int serveOne(int connection) {
         if (n == -EMSGSIZE) {
             return answer(connection, Step::Request, EINVAL) == 0 ? 0 : -1;
         }
-        std::fprintf(stderr, "nsfd-helper: Failed to receive a request: %s\n", std::strerror(-n));
+        (void)std::fprintf(stderr, "nsfd-helper: Failed to receive a request: %s\n",
+                           std::strerror(static_cast<int>(-n)));
         return -1;
     }
     const RequestHeader& h = request.header;
@@ -174,13 +175,14 @@ int main() {
     if (::getsockopt(connection, SOL_SOCKET, SO_TYPE, &type, &length) < 0 ||
         type != SOCK_SEQPACKET ||
         ::getsockopt(connection, SOL_SOCKET, SO_PEERCRED, &peer, &peerLength) < 0) {
-        std::fprintf(stderr, "nsfd-helper: fd %d is not a connection from nsfdd\n", connection);
+        (void)std::fprintf(stderr, "nsfd-helper: fd %d is not a connection from nsfdd\n",
+                           connection);
         return 2;
     }
     // Only root (nsfdd) may have requests served: the socket's mode says so
     // under systemd; this says so wherever the helper runs.
     if (peer.uid != 0) {
-        std::fprintf(stderr, "nsfd-helper: refusing a connection from uid %u\n", peer.uid);
+        (void)std::fprintf(stderr, "nsfd-helper: refusing a connection from uid %u\n", peer.uid);
         return 2;
     }
     // A connection that begins with Spawn is one run (spawn.cpp); any other

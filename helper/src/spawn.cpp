@@ -63,7 +63,7 @@ std::vector<pid_t> children() {
     for (int pid = 0; std::fscanf(file, "%d", &pid) == 1;) {
         out.push_back(pid);
     }
-    std::fclose(file);
+    (void)std::fclose(file);  // read-only: nothing to lose
     return out;
 }
 
@@ -153,7 +153,7 @@ void killEverything() {
     sigset_t none;
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
+    (void)::signal(SIGPIPE, SIG_DFL);
     NamespaceToEnter namespaces[kMaxSpawnNamespaces + 1];
     std::uint32_t n = 0;
     for (; n < h.namespaceCount; ++n) {

@@ -68,7 +68,7 @@ struct Scale {
 };
 
 void progress(const std::string& what) {
-    std::fprintf(stderr, "nsfd-bench: %s\n", what.c_str());
+    (void)std::fprintf(stderr, "nsfd-bench: %s\n", what.c_str());
 }
 
 double micros(Clock::duration d) {
@@ -339,7 +339,7 @@ std::string numberIn(const std::string& reply, const std::string& key) {
 class BareResponder {
   public:
     // With `onTrigger`, it sends `reply` at each fire() instead, reading nothing.
-    explicit BareResponder(std::string reply, bool onTrigger = false) {
+    explicit BareResponder(const std::string& reply, bool onTrigger = false) {
         int pair[2], wake[2];
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0 ||
             ::pipe2(wake, O_CLOEXEC) < 0) {
@@ -532,7 +532,7 @@ class Suite {
     void add(int number, std::string figure, std::string measured, double value, double target,
              bool atMost) {
         char targetText[32];
-        std::snprintf(targetText, sizeof(targetText), "%s %.3g", atMost ? "<=" : ">=", target);
+        (void)std::snprintf(targetText, sizeof(targetText), "%s %.3g", atMost ? "<=" : ">=", target);
         rows_.push_back({number, std::move(figure), std::move(measured), value, targetText,
                          atMost ? value <= target : value >= target});
     }
@@ -541,7 +541,7 @@ class Suite {
     static std::string format(const char* pattern, Numbers... numbers) {
         static_assert((std::is_same_v<Numbers, double> && ...), "the patterns take doubles");
         char buf[320];
-        std::snprintf(buf, sizeof(buf), pattern, numbers...);
+        (void)std::snprintf(buf, sizeof(buf), pattern, numbers...);
         return buf;
     }
 
@@ -1310,7 +1310,7 @@ int main(int argc, char** argv) {
         } else if (arg == "--only" && i + 1 < argc) {
             scale.only.push_back(std::atoi(argv[++i]));
         } else {
-            std::fprintf(stderr, "usage: nsfd-bench [--quick] [--only FIGURE]\n");
+            (void)std::fprintf(stderr, "usage: nsfd-bench [--quick] [--only FIGURE]\n");
             return 2;
         }
     }
@@ -1318,12 +1318,12 @@ int main(int argc, char** argv) {
     CPU_ZERO(&cpus);
     CPU_SET(0, &cpus);
     if (::geteuid() != 0 || ::sched_setaffinity(0, sizeof(cpus), &cpus) < 0) {
-        std::fprintf(stderr,
+        (void)std::fprintf(stderr,
                      "nsfd-bench: run as root (it pins itself to CPU 0, starts a bus "
                      "and nsfdd, and calls as nsfd-test-a)\n");
         return 2;
     }
-    ::signal(SIGPIPE, SIG_IGN);
+    (void)::signal(SIGPIPE, SIG_IGN);
     try {
         nsfd::bench::Suite suite(scale, nsfd::test::BusKind::DbusDaemon);
         suite.run();
@@ -1345,7 +1345,7 @@ int main(int argc, char** argv) {
                 "installed (`apt-get install dbus-broker`).\n\n");
         }
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "nsfd-bench: %s\n", e.what());
+        (void)std::fprintf(stderr, "nsfd-bench: %s\n", e.what());
         return 1;
     }
     return 0;

@@ -150,7 +150,7 @@ FakeNsfdd::Script answerAndHangUp(std::string bytes) {
     };
 }
 
-const std::string kFailed(nsfd::dbusErrorName(ErrorKind::Failed));
+constexpr std::string_view kFailed = nsfd::dbusErrorName(ErrorKind::Failed);
 
 using ClientAgainstFakeNsfdd = LeakCheckedTest;
 
@@ -170,7 +170,7 @@ std::pair<std::string, std::string> thrownBy(Call&& call) {
 }
 
 std::pair<std::string, std::string> failed() {
-    return {"Error", kFailed};
+    return {"Error", std::string(kFailed)};
 }
 
 TEST_F(ClientAgainstFakeNsfdd, RepliesThatAreNotVarlinkAreNamedErrors) {

@@ -121,7 +121,8 @@ TEST_F(FaultTest, ANamespaceAskedForWhileItsProcessExitsIsAnErrorOrTheRightOne) 
 class LowFdLimitTest : public DaemonTest {
   protected:
     void SetUp() override {
-        LeakCheckedTest::SetUp();
+        // Not DaemonTest::SetUp: this test starts nsfdd itself, with a low fd limit.
+        LeakCheckedTest::SetUp();  // NOLINT(bugprone-parent-virtual-call)
         if (!kernelFeatures().namespaceIoctls || !kernelFeatures().info) {
             GTEST_SKIP() << "nsfdd needs PIDFD_GET_INFO and the namespace ioctls (6.13+)";
         }
@@ -194,13 +195,13 @@ pid_t startGreedyClient(int calls, bool withFds) {
                     .onInterface(dbus::kManagerInterface)
                     .withArguments(self, std::vector<std::string>{"net", "uts"})
                     .uponReplyInvoke(
-                        [](const sdbus::Error*, std::map<std::string, sdbus::UnixFd>) {});
+                        [](const sdbus::Error*, const std::map<std::string, sdbus::UnixFd>&) {});
             } else {
                 proxy->callMethodAsync("GetProcessInfo")
                     .onInterface(dbus::kManagerInterface)
                     .withArguments(self)
                     .uponReplyInvoke(
-                        [](const sdbus::Error*, std::map<std::string, sdbus::Variant>) {});
+                        [](const sdbus::Error*, const std::map<std::string, sdbus::Variant>&) {});
             }
         }
         (void)!::write(readyWrite.get(), "x", 1);
