@@ -299,7 +299,7 @@ class VarlinkHangUp {
             UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
             sockaddr_un address{};
             address.sun_family = AF_UNIX;
-            std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+            (void)std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
             if (::connect(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) <
                     0 ||
                 ::send(socket.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
@@ -332,7 +332,7 @@ std::string varlinkCallsAs(uid_t uid, const std::string& path, int calls, pid_t 
         UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
         sockaddr_un address{};
         address.sun_family = AF_UNIX;
-        std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+        (void)std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
         std::string bytes;
         for (int i = 0; i < calls; ++i) {
             bytes += varlinkGetNamespace(pid, "uts");

@@ -95,6 +95,7 @@ TEST_F(TrackersTest, RootThatTracksNothingDropsEveryonesTracking) {
 TEST_F(TrackersTest, SignalingThroughNsfdTracksNothingAndWorksAtTheQuota) {
     // The quota is 3 (kGrantConfig): fill it, then signal a fourth process.
     std::vector<Child> children;
+    children.reserve(4);
     for (int i = 0; i < 4; ++i) {
         children.push_back(spawnAs(kUser));
     }

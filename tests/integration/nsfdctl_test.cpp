@@ -551,6 +551,7 @@ class SleepWithEnvironment {
         pid_ = test::forkProcess();
         if (pid_ == 0) {
             std::vector<char*> env;
+            env.reserve(environment.size() + 1);
             for (std::string& entry : environment) {
                 env.push_back(entry.data());
             }
@@ -618,7 +619,8 @@ TEST_F(NsfdctlVarlinkTest, AutoTakesTheBusWhenTheSocketRefusesTheConnectionForIt
         UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
         sockaddr_un address{};
         address.sun_family = AF_UNIX;
-        std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", dir_.socket().c_str());
+        (void)std::snprintf(address.sun_path, sizeof(address.sun_path), "%s",
+                            dir_.socket().c_str());
         if (::connect(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0 ||
             ::send(socket.get(), ask.data(), ask.size(), MSG_NOSIGNAL) !=
                 static_cast<ssize_t>(ask.size())) {

@@ -140,6 +140,7 @@ struct Nsfdctl {
                 ::_exit(126);
             }
             std::vector<char*> raw;
+            raw.reserve(argv.size() + 1);
             for (std::string& arg : argv) {
                 raw.push_back(arg.data());
             }
@@ -582,6 +583,7 @@ TEST_F(PolkitDaemonTest, PolkitIsNeverAskedAboutAPidTheCallerNoLongerHas) {
     PolkitSubjectMonitor monitor(busAddress());
     Child roots = Child::spawn();
     auto [status, out] =
+        // NOLINTNEXTLINE(bugprone-suspicious-missing-comma): one path, joined on purpose
         run({"/usr/bin/python3", NSFD_TEST_SOURCE_DIR "/tests/integration/dbus_handoff.py", "reuse",
              busAddress(), std::to_string(kUser), std::to_string(roots.pid())});
     EXPECT_EQ(status, 0) << out;

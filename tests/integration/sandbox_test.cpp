@@ -17,7 +17,7 @@
 namespace nsfd::test {
 namespace {
 
-const std::string kCheck = NSFD_TEST_SOURCE_DIR "/tests/varlink/nsfd_check.py";
+constexpr const char* kCheck = NSFD_TEST_SOURCE_DIR "/tests/varlink/nsfd_check.py";
 
 // The same lines from both doors (nsfd_check.py sandbox prints them too).
 constexpr const char* kInsideExpected = R"(track by pidfd: ok
@@ -112,7 +112,7 @@ TEST_F(SandboxTest, OverVarlinkItsOwnProcessesWorkAndItsInitCannotBeKilled) {
             ::_exit(126);
         }
         ::execlp("unshare", "unshare", "--user", "--map-root-user", "--pid", "--fork", "python3",
-                 kCheck.c_str(), "sandbox", dir_.socket().c_str(), nullptr);
+                 kCheck, "sandbox", dir_.socket().c_str(), nullptr);
         ::_exit(127);
     });
     EXPECT_EQ(status, 0) << out;

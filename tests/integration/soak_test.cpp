@@ -86,8 +86,8 @@ std::string runClient(unsigned seed, Clock::time_point deadline) {
                     proxy->callMethodAsync("GetNamespaces")
                         .onInterface(dbus::kProcessInterface)
                         .withArguments(std::vector<std::string>{})
-                        .uponReplyInvoke(
-                            [](const sdbus::Error*, std::map<std::string, sdbus::UnixFd>) {});
+                        .uponReplyInvoke([](const sdbus::Error*,
+                                            const std::map<std::string, sdbus::UnixFd>&) {});
                     proxy.reset();
                     manager.reset();
                     connection = connectToBus();
@@ -172,12 +172,13 @@ TEST_F(SoakTest, FourClientsWhileProcessesComeAndGo) {
             tracker->callMethodAsync("TrackProcess")
                 .onInterface(dbus::kManagerInterface)
                 .withArguments(static_cast<uint32_t>(pid))
-                .uponReplyInvoke([&, pid](const sdbus::Error* error, sdbus::ObjectPath path) {
-                    if (error != nullptr) {
-                        trackError = error->getName() + ": " + error->getMessage();
-                    }
-                    paths[pid] = path;
-                });
+                .uponReplyInvoke(
+                    [&, pid](const sdbus::Error* error, const sdbus::ObjectPath& path) {
+                        if (error != nullptr) {
+                            trackError = error->getName() + ": " + error->getMessage();
+                        }
+                        paths[pid] = path;
+                    });
         }
         ASSERT_TRUE(waitUntil([&] { return paths.size() == batch.size(); }));
         ASSERT_EQ(trackError, "");
@@ -188,7 +189,8 @@ TEST_F(SoakTest, FourClientsWhileProcessesComeAndGo) {
         while (connection_->processPendingRequest()) {
         }
     }
-    double perSecond = spawned / std::chrono::duration<double>(Clock::now() - start).count();
+    double perSecond =
+        static_cast<double>(spawned) / std::chrono::duration<double>(Clock::now() - start).count();
 
     long calls = 0;
     for (auto& [out, pid] : clients) {
