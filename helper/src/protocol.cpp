@@ -52,69 +52,14 @@ const char* describe(Step step) noexcept {
 }
 
 int sendMessage(int socket, const void* data, std::size_t size, int fd) noexcept {
-    iovec iov{const_cast<void*>(data), size};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (fd >= 0) {
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof(control);
-        cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-        cmsg->cmsg_level = SOL_SOCKET;
-        cmsg->cmsg_type = SCM_RIGHTS;
-        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-        std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-    }
-    ssize_t n;
-    do {
-        n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        return -errno;
-    }
-    return static_cast<std::size_t>(n) == size ? 0 : -EMSGSIZE;
+    return sendMessageFds(socket, data, size, &fd, fd >= 0 ? 1 : 0);
 }
 
 ssize_t receiveMessage(int socket, void* buffer, std::size_t size, int* fd, int flags) noexcept {
-    *fd = -1;
-    iovec iov{buffer, size};
-    // Room for a few fds: a peer that sends more has them closed, not kept.
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    ssize_t n;
-    do {
-        n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | flags);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        return -errno;
-    }
-    for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-        if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) {
-            continue;
-        }
-        std::size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < count; ++i) {
-            int received = -1;
-            std::memcpy(&received, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
-            if (*fd < 0) {
-                *fd = received;
-            } else {
-                ::close(received);
-            }
-        }
-    }
-    if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
-        if (*fd >= 0) {
-            ::close(*fd);
-            *fd = -1;
-        }
-        return -EMSGSIZE;
-    }
+    std::size_t count = 0;
+    int received = -1;
+    ssize_t n = receiveMessageFds(socket, buffer, size, &received, 1, &count, flags);
+    *fd = count == 1 ? received : -1;
     return n;
 }
 

@@ -146,8 +146,8 @@ int sendMessage(int socket, const void* data, std::size_t size, int fd) noexcept
 
 // One message into `buffer`, blocking unless `flags` has MSG_DONTWAIT. Returns
 // its size (0: the peer hung up) or -errno. `*fd` is the fd that came with it,
-// close-on-exec and the caller's to close, or -1; any further fds are closed.
-// A message longer than `size` is -EMSGSIZE (its fds closed).
+// close-on-exec and the caller's to close, or -1. A message longer than `size`,
+// or with more than one fd, is -EMSGSIZE (its fds closed).
 ssize_t receiveMessage(int socket, void* buffer, std::size_t size, int* fd, int flags) noexcept;
 
 // sendMessage() with `count` fds (at most kMaxSpawnFds).
