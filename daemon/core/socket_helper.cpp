@@ -302,58 +302,55 @@ void SocketHelper::onHelperReply() {
 // One answer per wakeup (the source is level-triggered): what `done` does may
 // change the workers.
 void SocketHelper::onWorkerReply(Worker& worker) {
-    {
-        wire::Reply reply;
-        int fd = -1;
-        ssize_t n =
-            wire::receiveMessage(worker.connection.get(), &reply, sizeof(reply), &fd, MSG_DONTWAIT);
-        UniqueFd received(fd);
-        if (n == -EAGAIN) {
-            return;
-        }
-        if (n <= 0 || worker.answering.empty() || static_cast<std::size_t>(n) != sizeof(reply) ||
-            reply.magic != wire::kMagic) {
-            // ECONNRESET: it ended with a request of ours unread.
-            if (n == 0 || n == -ECONNRESET) {
-                replace(worker,
-                        "the socket worker for this caller ended twice (it runs as the "
-                        "caller, who may end it)");
-            } else {
-                drop(worker, n < 0 ? "Failed to read the socket worker's answer: " +
-                                         errnoText(static_cast<int>(-n))
-                                   : "the socket worker answered out of turn or malformed");
-            }
-            return;
-        }
-        Call call = std::move(worker.answering.front());
-        worker.answering.pop_front();
-        --waiting_;
-        worker.sentAt = now();
-        std::exception_ptr error;
-        bool becameCaller = reply.step == wire::Step::None || reply.step == wire::Step::Socket ||
-                            reply.step == wire::Step::Request;
-        if (reply.step == wire::Step::Socket) {
-            error = std::make_exception_ptr(SocketError(
-                reply.error, "Failed to " + call.what + ": socket(2): " + errnoText(reply.error)));
-        } else if (reply.step != wire::Step::None || reply.error != 0) {
-            error = failure(ErrorKind::Failed,
-                            "Failed to " + call.what + ": nsfd-helper could not " +
-                                wire::describe(reply.step) + ": " + errnoText(reply.error));
-        } else if (!received.ok()) {
-            error =
-                failure(ErrorKind::Failed, "Failed to " + call.what +
-                                               ": the socket worker answered without the socket");
-        }
-        if (!becameCaller) {
-            // It could not become the caller, and has exited.
-            std::string why = std::string("nsfd-helper could not ") + wire::describe(reply.step) +
-                              ": " + errnoText(reply.error);
-            drop(worker, why);
-            call.done(UniqueFd(), error);
-            return;
-        }
-        call.done(error ? UniqueFd() : std::move(received), error);
+    wire::Reply reply;
+    int fd = -1;
+    ssize_t n =
+        wire::receiveMessage(worker.connection.get(), &reply, sizeof(reply), &fd, MSG_DONTWAIT);
+    UniqueFd received(fd);
+    if (n == -EAGAIN) {
+        return;
     }
+    if (n <= 0 || worker.answering.empty() || static_cast<std::size_t>(n) != sizeof(reply) ||
+        reply.magic != wire::kMagic) {
+        // ECONNRESET: it ended with a request of ours unread.
+        if (n == 0 || n == -ECONNRESET) {
+            replace(worker,
+                    "the socket worker for this caller ended twice (it runs as the "
+                    "caller, who may end it)");
+        } else {
+            drop(worker, n < 0 ? "Failed to read the socket worker's answer: " +
+                                     errnoText(static_cast<int>(-n))
+                               : "the socket worker answered out of turn or malformed");
+        }
+        return;
+    }
+    Call call = std::move(worker.answering.front());
+    worker.answering.pop_front();
+    --waiting_;
+    worker.sentAt = now();
+    std::exception_ptr error;
+    bool becameCaller = reply.step == wire::Step::None || reply.step == wire::Step::Socket ||
+                        reply.step == wire::Step::Request;
+    if (reply.step == wire::Step::Socket) {
+        error = std::make_exception_ptr(SocketError(
+            reply.error, "Failed to " + call.what + ": socket(2): " + errnoText(reply.error)));
+    } else if (reply.step != wire::Step::None || reply.error != 0) {
+        error = failure(ErrorKind::Failed, "Failed to " + call.what + ": nsfd-helper could not " +
+                                               wire::describe(reply.step) + ": " +
+                                               errnoText(reply.error));
+    } else if (!received.ok()) {
+        error = failure(ErrorKind::Failed, "Failed to " + call.what +
+                                               ": the socket worker answered without the socket");
+    }
+    if (!becameCaller) {
+        // It could not become the caller, and has exited.
+        std::string why = std::string("nsfd-helper could not ") + wire::describe(reply.step) +
+                          ": " + errnoText(reply.error);
+        drop(worker, why);
+        call.done(UniqueFd(), error);
+        return;
+    }
+    call.done(error ? UniqueFd() : std::move(received), error);
 }
 
 void SocketHelper::replace(Worker& worker, const std::string& why) {
