@@ -34,7 +34,7 @@ namespace {
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
 
-gid_t gidOf(const char* name) {
+gid_t gidOf(const char* name) noexcept {
     struct passwd* pw = ::getpwnam(name);
     return pw == nullptr ? 0 : pw->pw_gid;
 }
@@ -147,6 +147,7 @@ class NsfdctlRun {
         std::vector<std::string> argv{NSFD_TEST_NSFDCTL};
         argv.insert(argv.end(), args.begin(), args.end());
         std::vector<char*> pointers;
+        pointers.reserve(argv.size() + 1);
         for (std::string& arg : argv) {
             pointers.push_back(arg.data());
         }
@@ -495,10 +496,13 @@ TEST_F(SpawnTest, StdioPassesThroughAndTheExitStatusComesBack) {
 
 TEST_F(SpawnTest, SigtermToNsfdctlReachesTheCommand) {
     Child target = spawnTarget();
+    // One script, its lines joined on purpose.
+    // NOLINTBEGIN(bugprone-suspicious-missing-comma)
     NsfdctlRun run({"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c",
                     "trap 'echo got TERM; exit 3' TERM; echo ready; "
                     "while :; do sleep 0.05; done"},
                    {});
+    // NOLINTEND(bugprone-suspicious-missing-comma)
     ASSERT_EQ(readLine(run.out()), "ready");
     ASSERT_EQ(::kill(run.pid(), SIGTERM), 0);
     auto result = run.finish();
