@@ -134,7 +134,9 @@ class AuthorizationTableTest : public DaemonTest {
             // Inherited by the caller's process across fork(2); closed here.
             UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, target.pid(), 0)));
             EXPECT_TRUE(pidfd.ok());
-            for (const auto& [name, action] : actions()) {
+            for (const auto& row : actions()) {
+                const auto& name = row.first;
+                const auto& action = row.second;  // a lambda may not capture a structured binding
                 // Root tracks the target (again, after an Untrack) before each cell.
                 std::string path = manager_->TrackProcess(pid);
                 Named named{pid, pidfd.get(), path};

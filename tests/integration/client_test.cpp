@@ -203,6 +203,7 @@ TEST_P(ClientTest, EveryExceptionType) {
     if (kUser != 0) {
         Child theirs = spawnAs(kOtherUser);
         std::vector<Child> own;
+        own.reserve(4);
         for (int i = 0; i < 4; ++i) {
             own.push_back(spawnAs(kUser));
         }
