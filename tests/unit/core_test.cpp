@@ -335,15 +335,15 @@ struct Outcome {
     int calls = 0;
 };
 
-Outcome resolveNow(Manager& core, const Caller& caller, Named named, Action action) {
+Outcome resolveNow(Manager& core, const Caller& caller, const Named& named, Action action) {
     Outcome out;
     core.resolve(
-        caller, std::move(named), action,
+        caller, named, action,
         [&out](Resolution r) {
             ++out.calls;
             out.resolution = std::move(r);
         },
-        [&out](std::exception_ptr error) {
+        [&out](const std::exception_ptr& error) {
             ++out.calls;
             try {
                 std::rethrow_exception(error);

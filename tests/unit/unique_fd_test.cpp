@@ -41,7 +41,8 @@ TEST_F(UniqueFdTest, MoveTransfersOwnership) {
     UniqueFd a(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     int raw = a.get();
     UniqueFd b(std::move(a));
-    EXPECT_FALSE(a.ok());  // NOLINT(bugprone-use-after-move): the moved-from state is the contract
+    // The moved-from state is the contract.
+    EXPECT_FALSE(a.ok());  // NOLINT(bugprone-use-after-move,clang-analyzer-cplusplus.Move)
     EXPECT_EQ(b.get(), raw);
     UniqueFd c;
     c = std::move(b);

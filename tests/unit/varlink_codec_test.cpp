@@ -30,6 +30,7 @@ std::string call(const std::string& json) {
 
 std::vector<UniqueFd> devNulls(int count) {
     std::vector<UniqueFd> fds;
+    fds.reserve(static_cast<std::size_t>(count));
     for (int i = 0; i < count; ++i) {
         fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     }
@@ -224,6 +225,7 @@ TEST_F(VarlinkCodecTest, TooManyFdsAreClosedAndTheCallMarked) {
     Decoder decoder(limits);
     std::vector<UniqueFd> fds = devNulls(4);
     std::vector<int> raw;
+    raw.reserve(fds.size());
     for (auto& fd : fds) {
         raw.push_back(fd.get());
     }

@@ -37,7 +37,7 @@ class VarlinkLimitsTest : public VarlinkServerFixture {
 
 TEST_F(VarlinkLimitsTest, GarbageEndsTheConnection) {
     TestClient client(*this);
-    client.sendRaw(std::string("\x01\x02 not json at all", 19) + '\0');
+    client.sendRaw(std::string("\x01\x02 not json at all") + '\0');
     EXPECT_TRUE(client.awaitClosed());
     EXPECT_TRUE(reported("InvalidJson"));
     EXPECT_TRUE(turnUntil([&] { return server_->connectionCount() == 0; }));
@@ -232,8 +232,8 @@ TEST_F(VarlinkLimitsTest, TheUidsOfAUserNamespaceCountAsItsOwner) {
                         int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
                         sockaddr_un address{};
                         address.sun_family = AF_UNIX;
-                        std::snprintf(address.sun_path, sizeof(address.sun_path), "%s",
-                                      path_.c_str());
+                        (void)std::snprintf(address.sun_path, sizeof(address.sun_path), "%s",
+                                            path_.c_str());
                         (void)::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
                         sockets.push_back(fd);
                     }

@@ -60,6 +60,7 @@ class VarlinkPythonTest : public VarlinkServerFixture {
         std::vector<std::string> words = {"python3", script};
         words.insert(words.end(), arguments.begin(), arguments.end());
         std::vector<char*> argv;
+        argv.reserve(words.size() + 1);
         for (std::string& word : words) {
             argv.push_back(word.data());
         }
