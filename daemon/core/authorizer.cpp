@@ -259,7 +259,7 @@ void Authorizer::authorize(const Caller& caller, const Request& request, Done do
     if (index > 0) {
         pending->lastDecider = deciders_[index - 1]->name();
     }
-    next(std::move(pending), index);
+    next(pending, index);
 }
 
 void Authorizer::next(const std::shared_ptr<Pending>& pending, std::size_t index) {
