@@ -36,7 +36,7 @@ using daemon::PolkitRequest;
 using daemon::PolkitResult;
 using namespace std::chrono_literals;
 
-uid_t uidOf(const char* name) {
+uid_t uidOf(const char* name) noexcept {
     struct passwd* pw = ::getpwnam(name);
     return pw == nullptr ? 0 : pw->pw_uid;
 }
@@ -66,6 +66,9 @@ class PolkitEnvironment : public ::testing::Environment {
     std::unique_ptr<TestBus> bus_;
 };
 
+// gtest's way to register an environment; a throw here ends the test binary at
+// start, which is what it should do.
+// NOLINTNEXTLINE(cert-err58-cpp)
 PolkitEnvironment* const kEnvironment = static_cast<PolkitEnvironment*>(
     ::testing::AddGlobalTestEnvironment(new PolkitEnvironment));  // gtest owns it
 
