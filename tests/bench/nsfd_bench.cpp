@@ -532,7 +532,8 @@ class Suite {
     void add(int number, std::string figure, std::string measured, double value, double target,
              bool atMost) {
         char targetText[32];
-        (void)std::snprintf(targetText, sizeof(targetText), "%s %.3g", atMost ? "<=" : ">=", target);
+        (void)std::snprintf(targetText, sizeof(targetText), "%s %.3g",
+                            atMost ? "<=" : ">=", target);
         rows_.push_back({number, std::move(figure), std::move(measured), value, targetText,
                          atMost ? value <= target : value >= target});
     }
@@ -1319,8 +1320,8 @@ int main(int argc, char** argv) {
     CPU_SET(0, &cpus);
     if (::geteuid() != 0 || ::sched_setaffinity(0, sizeof(cpus), &cpus) < 0) {
         (void)std::fprintf(stderr,
-                     "nsfd-bench: run as root (it pins itself to CPU 0, starts a bus "
-                     "and nsfdd, and calls as nsfd-test-a)\n");
+                           "nsfd-bench: run as root (it pins itself to CPU 0, starts a bus "
+                           "and nsfdd, and calls as nsfd-test-a)\n");
         return 2;
     }
     (void)::signal(SIGPIPE, SIG_IGN);
