@@ -16,6 +16,7 @@
 #include "fixture.hpp"
 #include "varlink/codec.hpp"
 #include "varlink/socket_io.hpp"
+#include "varlink_connection.hpp"
 
 namespace nsfd::test {
 namespace {
@@ -375,7 +376,7 @@ class Watcher {
             ::execl(NSFD_TEST_NSFDCTL, "nsfdctl", "--json", option.c_str(), "watch", nullptr);
             ::_exit(127);
         }
-        out_ = std::move(readEnd);
+        out_ = LineReader(std::move(readEnd));
     }
     ~Watcher() {
         ::kill(pid_, SIGINT);
@@ -384,27 +385,9 @@ class Watcher {
     Watcher(const Watcher&) = delete;
     Watcher& operator=(const Watcher&) = delete;
 
+    // The next line of its output, without the newline; nullopt after `timeout` or at its end.
     std::optional<std::string> readLine(std::chrono::milliseconds timeout = 10s) {
-        auto deadline = std::chrono::steady_clock::now() + timeout;
-        for (;;) {
-            if (std::size_t end = buffer_.find('\n'); end != std::string::npos) {
-                std::string line = buffer_.substr(0, end);
-                buffer_.erase(0, end + 1);
-                return line;
-            }
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                deadline - std::chrono::steady_clock::now());
-            struct pollfd pfd = {out_.get(), POLLIN, 0};
-            if (left <= 0ms || ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) {
-                return std::nullopt;
-            }
-            char chunk[4096];
-            ssize_t n = ::read(out_.get(), chunk, sizeof(chunk));
-            if (n <= 0) {
-                return std::nullopt;
-            }
-            buffer_.append(chunk, static_cast<std::size_t>(n));
-        }
+        return out_.readLine(timeout);
     }
     // The next exit it prints as JSON; nullopt if it prints something else or nothing.
     std::optional<json> nextExit() {
@@ -423,8 +406,7 @@ class Watcher {
 
   private:
     pid_t pid_ = -1;
-    UniqueFd out_;
-    std::string buffer_;
+    LineReader out_;
 };
 
 // `nsfdctl watch` reports the exits after nsfdd restarted by hand (no socket

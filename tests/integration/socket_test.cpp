@@ -22,7 +22,7 @@
 
 #include "fixture.hpp"
 #include "nsfd/socket_names.hpp"
-#include "varlink/socket_io.hpp"
+#include "varlink_connection.hpp"
 
 namespace nsfd::test {
 namespace {
@@ -48,84 +48,11 @@ sockets = ["unix", "inet", "inet6", "netlink", "packet"]
 info = true
 )";
 
-// A Varlink connection to nsfdd, opened by the calling thread (its
-// credentials are what SO_PEERCRED gives nsfdd).
-class Connection {
-  public:
-    explicit Connection(const std::string& path)
-        : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-        struct sockaddr_un addr {};
-        addr.sun_family = AF_UNIX;
-        path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-        if (!fd_.ok() ||
-            ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
-            throw std::system_error(errno, std::generic_category(), "connect to " + path);
-        }
-    }
-    int get() const { return fd_.get(); }
-
-    void send(const std::string& method, const Json& parameters) {
-        std::string bytes = Json{{"method", method}, {"parameters", parameters}}.dump();
-        bytes.push_back('\0');
-        ASSERT_TRUE(sendAllWithFds(fd_.get(), bytes));
-    }
-
-    // The next reply and the fds that came with it.
-    std::pair<Json, std::vector<UniqueFd>> receive(std::chrono::milliseconds timeout = 20s) {
-        std::vector<UniqueFd> fds;
-        auto deadline = std::chrono::steady_clock::now() + timeout;
-        for (;;) {
-            if (std::size_t end = buffer_.find('\0'); end != std::string::npos) {
-                Json reply = Json::parse(buffer_.substr(0, end));
-                buffer_.erase(0, end + 1);
-                return {reply, std::move(fds)};
-            }
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                deadline - std::chrono::steady_clock::now());
-            struct pollfd pfd = {fd_.get(), POLLIN, 0};
-            if (left <= 0ms || ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) {
-                throw std::runtime_error("no reply from nsfdd");
-            }
-            char chunk[65536];
-            varlink::Received received;
-            int r = varlink::receiveWithFds(fd_.get(), chunk, received);
-            if (r == -EAGAIN || r == -EINTR) {
-                continue;
-            }
-            if (r < 0 || received.bytes == 0) {
-                throw std::runtime_error("nsfdd hung up");
-            }
-            buffer_.append(chunk, received.bytes);
-            for (UniqueFd& fd : received.fds) {
-                fds.push_back(std::move(fd));
-            }
-        }
-    }
-
-    std::pair<Json, std::vector<UniqueFd>> call(const std::string& method, const Json& parameters) {
-        send(method, parameters);
-        return receive();
-    }
-
-  private:
-    UniqueFd fd_;
-    std::string buffer_;
-};
-
 struct Opened {
     Json reply;
     UniqueFd socket;  // the one fd of a successful reply
     std::size_t fdCount = 0;
 };
-
-// An error name's last part ("AccessDenied"), "" for a reply.
-std::string errorOf(const Json& reply) {
-    if (!reply.contains("error")) {
-        return "";
-    }
-    std::string name = reply["error"];
-    return name.substr(name.rfind('.') + 1);
-}
 
 std::uint64_t netnsCookie(int socket) {
     std::uint64_t cookie = 0;
@@ -293,20 +220,6 @@ std::optional<uid_t> tcpUidOf(pid_t pid, const sockaddr_in& local) {
     return std::nullopt;
 }
 
-// Pids of the children of `pid` (all its threads'): nsfdd's helper.
-std::vector<pid_t> childrenOf(pid_t pid) {
-    std::vector<pid_t> out;
-    std::string task = "/proc/" + std::to_string(pid) + "/task";
-    for (const auto& entry : std::filesystem::directory_iterator(task)) {
-        std::ifstream in(entry.path() / "children");
-        pid_t child = 0;
-        while (in >> child) {
-            out.push_back(child);
-        }
-    }
-    return out;
-}
-
 class SocketTest : public DaemonTest {
   protected:
     std::string config() const override { return kSocketGrant; }
@@ -332,7 +245,7 @@ class SocketTest : public DaemonTest {
     Opened openSocketAs(uid_t uid, gid_t gid, pid_t pid, int family, int type, int protocol) {
         Opened out;
         runAsUser(uid, gid, [&] {
-            Connection c(socket_);
+            VarlinkConnection c(socket_);
             auto [reply, fds] =
                 c.call("org.nsfd1.Manager.OpenSocket",
                        {{"pid", pid}, {"family", family}, {"type", type}, {"protocol", protocol}});
@@ -498,7 +411,7 @@ TEST_F(SocketTest, BadArgumentsAreNamed) {
 
 TEST_F(SocketTest, AThousandCallsThroughOneKeptWorkerLeaveNoFdInNsfddOrTheHelper) {
     Child target = spawnNetworkTarget();
-    Connection c(socket_);
+    VarlinkConnection c(socket_);
     Json parameters = {
         {"pid", target.pid()}, {"family", AF_INET}, {"type", SOCK_STREAM}, {"protocol", 0}};
     ASSERT_EQ(c.call("org.nsfd1.Manager.OpenSocket", parameters).second.size(), 1U);
@@ -544,8 +457,8 @@ TEST_F(SocketTest, AThousandCallsThroughOneKeptWorkerLeaveNoFdInNsfddOrTheHelper
     EXPECT_TRUE(reaped());
     // A caller that hangs up before its answer.
     {
-        Connection gone(socket_);
-        gone.send("org.nsfd1.Manager.OpenSocket", parameters);
+        VarlinkConnection gone(socket_);
+        ASSERT_TRUE(gone.send("org.nsfd1.Manager.OpenSocket", parameters));
     }
     EXPECT_EQ(errorOf(c.call("org.nsfd1.Manager.OpenSocket", parameters).first), "");
     // nsfdd holds a connection to each worker it keeps, and closes it when
@@ -564,7 +477,7 @@ TEST_F(SocketTest, AThousandCallsThroughOneKeptWorkerLeaveNoFdInNsfddOrTheHelper
 // caller identity's calls, for the worker timeout, never another caller's.
 TEST_F(SocketTest, AStoppedWorkerHoldsUpOnlyItsOwnCallerAndIsLetGo) {
     Child target = spawnNetworkTarget();
-    Connection c(socket_);
+    VarlinkConnection c(socket_);
     Json parameters = {
         {"pid", target.pid()}, {"family", AF_INET}, {"type", SOCK_STREAM}, {"protocol", 0}};
     ASSERT_EQ(c.call("org.nsfd1.Manager.OpenSocket", parameters).second.size(), 1U);
@@ -572,7 +485,7 @@ TEST_F(SocketTest, AStoppedWorkerHoldsUpOnlyItsOwnCallerAndIsLetGo) {
     ASSERT_EQ(childrenOf(helper).size(), 1U);
     pid_t worker = childrenOf(helper)[0];
     ASSERT_EQ(::kill(worker, SIGSTOP), 0);
-    c.send("org.nsfd1.Manager.OpenSocket", parameters);
+    ASSERT_TRUE(c.send("org.nsfd1.Manager.OpenSocket", parameters));
     // Another caller's socket comes while the stopped worker holds the first.
     Opened other = openSocketAs(kUser, kUserGid, target.pid(), AF_INET, SOCK_STREAM, 0);
     EXPECT_EQ(other.fdCount, 1U) << other.reply.dump();
@@ -589,7 +502,7 @@ TEST_F(SocketTest, AStoppedWorkerHoldsUpOnlyItsOwnCallerAndIsLetGo) {
 
 TEST_F(SocketTest, TheHelperKilledMidCallGivesANamedErrorAndTheNextCallANewHelper) {
     Child target = spawnNetworkTarget();
-    Connection c(socket_);
+    VarlinkConnection c(socket_);
     Json parameters = {
         {"pid", target.pid()}, {"family", AF_INET}, {"type", SOCK_STREAM}, {"protocol", 0}};
     ASSERT_EQ(c.call("org.nsfd1.Manager.OpenSocket", parameters).second.size(), 1U);
@@ -602,10 +515,10 @@ TEST_F(SocketTest, TheHelperKilledMidCallGivesANamedErrorAndTheNextCallANewHelpe
     Json elsewhere = parameters;
     elsewhere["pid"] = second.pid();
     ASSERT_EQ(::kill(helper, SIGSTOP), 0);
-    c.send("org.nsfd1.Manager.OpenSocket", elsewhere);
+    ASSERT_TRUE(c.send("org.nsfd1.Manager.OpenSocket", elsewhere));
     {
         // Another caller is not held up meanwhile.
-        Connection other(socket_);
+        VarlinkConnection other(socket_);
         EXPECT_EQ(errorOf(other.call("org.nsfd1.Manager.GetServiceInfo", Json::object()).first),
                   "");
     }

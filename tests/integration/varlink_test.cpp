@@ -18,6 +18,7 @@
 #include "fixture.hpp"
 #include "varlink/codec.hpp"
 #include "varlink/socket_io.hpp"
+#include "varlink_connection.hpp"
 
 namespace nsfd::test {
 namespace {
@@ -69,7 +70,7 @@ class PythonClient {
             ::execvp(argv[0], argv.data());
             ::_exit(127);
         }
-        out_ = std::move(readEnd);
+        out_ = LineReader(std::move(readEnd));
     }
     ~PythonClient() {
         if (pid_ > 0) {
@@ -82,26 +83,7 @@ class PythonClient {
 
     // The next line of its output, without the newline; nullopt after `timeout` or at its end.
     std::optional<std::string> readLine(std::chrono::milliseconds timeout = 10s) {
-        auto deadline = std::chrono::steady_clock::now() + timeout;
-        for (;;) {
-            if (std::size_t end = buffer_.find('\n'); end != std::string::npos) {
-                std::string line = buffer_.substr(0, end);
-                buffer_.erase(0, end + 1);
-                return line;
-            }
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                deadline - std::chrono::steady_clock::now());
-            struct pollfd pfd = {out_.get(), POLLIN, 0};
-            if (left <= 0ms || ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) {
-                return std::nullopt;
-            }
-            char chunk[4096];
-            ssize_t n = ::read(out_.get(), chunk, sizeof(chunk));
-            if (n <= 0) {
-                return std::nullopt;
-            }
-            buffer_.append(chunk, static_cast<std::size_t>(n));
-        }
+        return out_.readLine(timeout);
     }
 
     // Reads its output to the end and reaps it: {wait status, output not read yet}.
@@ -110,8 +92,7 @@ class PythonClient {
         while (std::optional<std::string> line = readLine()) {
             rest += *line + "\n";
         }
-        rest += buffer_;
-        buffer_.clear();
+        rest += out_.rest();
         int status = reapWithin(pid_, "a python client to exit");
         pid_ = -1;
         return {status, rest};
@@ -126,8 +107,7 @@ class PythonClient {
 
   private:
     pid_t pid_ = -1;
-    UniqueFd out_;
-    std::string buffer_;
+    LineReader out_;
 };
 
 // Writes `text` to an existing file (a sysctl); false if it cannot.
@@ -221,19 +201,6 @@ Child spawnInOwnNamespaces(bool dumpable) {
             return 0;
         },
         Child::Options{0, 0});
-}
-
-// How many children nsfdd has (all its threads'): a run's nsfd-helper while it runs.
-std::size_t childrenOf(pid_t pid) {
-    std::size_t count = 0;
-    std::string task = "/proc/" + std::to_string(pid) + "/task";
-    for (const auto& entry : std::filesystem::directory_iterator(task)) {
-        std::ifstream in(entry.path() / "children");
-        for (pid_t child = 0; in >> child;) {
-            ++count;
-        }
-    }
-    return count;
 }
 
 class VarlinkTest : public DaemonTest {
@@ -415,10 +382,10 @@ UntrackProcess: ok ok ok NotTracked ok NotTracked NotTracked
     // Every run ended: no nsfd-helper left below nsfdd; and below, once the
     // targets (tracked by root) are reaped and their 1 s of retention is over,
     // no fd of a call or a run kept.
-    for (int i = 0; i < 1000 && childrenOf(daemon_->pid()) != 0; ++i) {
+    for (int i = 0; i < 1000 && !childrenOf(daemon_->pid()).empty(); ++i) {
         std::this_thread::sleep_for(10ms);
     }
-    EXPECT_EQ(childrenOf(daemon_->pid()), 0U) << "a helper outlived its run";
+    EXPECT_EQ(childrenOf(daemon_->pid()).size(), 0U) << "a helper outlived its run";
     dumpable.release(0);
     nonDumpable.release(0);
     ownDumpable.release(0);
