@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <iterator>
 #include <system_error>
 
 #include "enter.hpp"
@@ -33,6 +34,32 @@ void onSignal(int signal) {
     (void)!::write(signalPipe, &byte, 1);
     errno = saved;
 }
+
+// The handlers of kForwarded while the command runs; the ones before put back
+// (and the pipe forgotten) when it ends, on every path.
+class ForwardedSignals {
+  public:
+    explicit ForwardedSignals(int pipe) {
+        signalPipe = pipe;
+        struct sigaction action {};
+        action.sa_handler = onSignal;
+        ::sigemptyset(&action.sa_mask);
+        for (std::size_t i = 0; i < std::size(kForwarded); ++i) {
+            ::sigaction(kForwarded[i], &action, &before_[i]);
+        }
+    }
+    ~ForwardedSignals() {
+        for (std::size_t i = 0; i < std::size(kForwarded); ++i) {
+            ::sigaction(kForwarded[i], &before_[i], nullptr);
+        }
+        signalPipe = -1;
+    }
+    ForwardedSignals(const ForwardedSignals&) = delete;
+    ForwardedSignals& operator=(const ForwardedSignals&) = delete;
+
+  private:
+    struct sigaction before_[std::size(kForwarded)] {};
+};
 
 [[noreturn]] void refuse(const std::string& message) {
     throw InvalidArgument(std::string(dbusErrorName(ErrorKind::InvalidArgs)), message);
@@ -81,10 +108,10 @@ int runBrokered(Client& client, pid_t pid, const std::vector<NsType>& types,
                 "change who you are or what your files are (root, or --user for a user "
                 "namespace you own, enters every type)");
     }
-    if ((args.uid.given && (args.uid.follow || args.uid.value != ::getuid())) ||
-        (args.gid.given && (args.gid.follow || args.gid.value != ::getgid()))) {
+    if ((args.uid.given && (args.uid.follow || args.uid.value != ::geteuid())) ||
+        (args.gid.given && (args.gid.follow || args.gid.value != ::getegid()))) {
         refuse("-S/-G: a command nsfdd runs for you runs as you (uid " +
-               std::to_string(::getuid()) + ", gid " + std::to_string(::getgid()) +
+               std::to_string(::geteuid()) + ", gid " + std::to_string(::getegid()) +
                "), never as another user");
     }
     if (args.root.given) {
@@ -115,15 +142,11 @@ int runBrokered(Client& client, pid_t pid, const std::vector<NsType>& types,
         throw std::system_error(errno, std::generic_category(), "Failed to make a pipe");
     }
     UniqueFd signalsIn(pipe[0]), signalsOut(pipe[1]);
-    signalPipe = signalsOut.get();
-    struct sigaction action {};
-    action.sa_handler = onSignal;
-    ::sigemptyset(&action.sa_mask);
-    for (int signal : kForwarded) {
-        ::sigaction(signal, &action, nullptr);
-    }
 
+    // Until the command runs, a signal ends nsfdctl as usual (a Ctrl-C at a
+    // polkit prompt included); nsfdd then ends the run with the connection.
     SpawnedCommand command = client.spawn(pid, options);
+    ForwardedSignals forwarding(signalsOut.get());
     for (;;) {
         if (std::optional<int> status = command.poll()) {
             return exitCodeOf(*status);

@@ -420,15 +420,23 @@ bool needsAlive(Action action) noexcept {
            action == Action::OpenSocket || action == Action::Enter;
 }
 
-// Whether `theirs` is the namespace the caller's process has of its type.
-// Both are held while compared: equal inodes are one namespace.
+// Whether `theirs` is the namespace the caller's process has of its type, read
+// through the caller's pidfd (never by its raw pid, which may have been
+// reused). Both are held while compared: equal inodes are one namespace. False
+// for a caller without a checked process.
 bool isCallers(const Caller& caller, const NsFd& theirs) {
-    std::string path =
-        "/proc/" + std::to_string(caller.pid) + "/ns/" + std::string(toString(theirs.type()));
-    struct stat a {};
-    struct stat b {};
-    return caller.pid > 0 && ::fstat(theirs.get(), &a) == 0 && ::stat(path.c_str(), &b) == 0 &&
-           a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+    if (!caller.pidfd) {
+        return false;
+    }
+    try {
+        NsFd callers = caller.pidfd->namespaceFd(theirs.type());
+        struct stat a {};
+        struct stat b {};
+        return ::fstat(theirs.get(), &a) == 0 && ::fstat(callers.get(), &b) == 0 &&
+               a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+    } catch (const std::system_error&) {
+        return false;  // the caller is gone, or has no namespace of that type
+    }
 }
 
 // For Enter: the types among net, uts and ipc the caller could enter itself
@@ -462,13 +470,7 @@ void readNetNamespace(const Caller& caller, const PidFd& pidfd, Target& target) 
     try {
         NsFd net = pidfd.namespaceFd(NsType::Net);
         target.netOwnerUid = net.owningUserNamespace().ownerUid();
-        // Both namespaces are held while compared: equal inodes are one namespace.
-        std::string path = "/proc/" + std::to_string(caller.pid) + "/ns/net";
-        struct stat theirs {};
-        struct stat callers {};
-        target.netIsCallers = caller.pid > 0 && ::fstat(net.get(), &theirs) == 0 &&
-                              ::stat(path.c_str(), &callers) == 0 &&
-                              theirs.st_ino == callers.st_ino && theirs.st_dev == callers.st_dev;
+        target.netIsCallers = isCallers(caller, net);
     } catch (const std::system_error& e) {
         if (e.code() == std::errc::no_such_process) {
             throw ServiceError(ErrorKind::ProcessExited, describe(pidfd) + " has exited");

@@ -154,7 +154,7 @@ void SocketHelper::openSocket(NsFd netns, const Caller& caller, const SocketSpec
     startWorker(std::move(like), std::move(call));
 }
 
-SocketHelper::Worker& SocketHelper::startWorker(Worker&& like, Call first) {
+void SocketHelper::startWorker(Worker&& like, Call first, std::deque<Call> rest) {
     Worker& worker = workers_.emplace_back();
     worker.dev = like.dev;
     worker.ino = like.ino;
@@ -165,11 +165,11 @@ SocketHelper::Worker& SocketHelper::startWorker(Worker&& like, Call first) {
     worker.lastUsed = now();
     // Its first answer is for this call's socket.
     worker.answering.push_back(std::move(first));
-    ++waiting_;
+    worker.held = std::move(rest);
+    waiting_ += 1 + worker.held.size();
     starts_.push_back(&worker);
-    sendNextStart();
     armSweep();
-    return worker;
+    sendNextStart();  // may let every worker go (fail()): `worker` is not used after
 }
 
 bool SocketHelper::ask(Worker& worker, Call& call) {
@@ -387,17 +387,14 @@ void SocketHelper::replace(Worker& worker, const std::string& why) {
     }
     if (!reachable) {
         for (Call& call : again) {
-            call.done(UniqueFd(),
-                      failure(ErrorKind::Failed, "Failed to " + call.what + ": " + why));
+            std::string what = call.what;
+            finish(std::move(call), failure(ErrorKind::Failed, "Failed to " + what + ": " + why));
         }
         return;
     }
-    Worker& next = startWorker(std::move(like), std::move(again.front()));
+    Call first = std::move(again.front());
     again.pop_front();
-    for (Call& call : again) {
-        next.held.push_back(std::move(call));
-        ++waiting_;
-    }
+    startWorker(std::move(like), std::move(first), std::move(again));
 }
 
 void SocketHelper::drop(Worker& worker, const std::string& why) {
@@ -418,11 +415,48 @@ void SocketHelper::drop(Worker& worker, const std::string& why) {
     }
     workers_.remove_if([&](const Worker& w) { return &w == &worker; });
     for (Call& call : failed) {
+        std::string what = call.what;
+        finish(std::move(call), failure(ErrorKind::Failed, "Failed to " + what + ": " + why));
+    }
+}
+
+void SocketHelper::finish(Call call, std::exception_ptr error) {
+    failed_.emplace_back(std::move(call), std::move(error));
+    armFinish();
+}
+
+void SocketHelper::armFinish() {
+    if (finish_) {
+        sd_event_source_set_enabled(finish_.get(), SD_EVENT_ONESHOT);
+        return;
+    }
+    sd_event_source* source = nullptr;
+    int r = sd_event_add_defer(loop_.get(), &source, onFinish, this);
+    if (r < 0) {
+        // Not even a defer source: answer now rather than never.
+        spdlog::error("Failed to defer socket answers: {}; answering at once", errnoText(-r));
+        finishFailed();
+        return;
+    }
+    finish_.reset(source);
+    sd_event_source_set_enabled(finish_.get(), SD_EVENT_ONESHOT);
+}
+
+int SocketHelper::onFinish(sd_event_source* /*source*/, void* userdata) {
+    static_cast<SocketHelper*>(userdata)->finishFailed();
+    return 0;
+}
+
+void SocketHelper::finishFailed() {
+    // Answers may add more (a caller's next call failing at once): those wait
+    // for the next iteration.
+    std::deque<std::pair<Call, std::exception_ptr>> now = std::move(failed_);
+    failed_.clear();
+    for (auto& [call, error] : now) {
         try {
-            call.done(UniqueFd(),
-                      failure(ErrorKind::Failed, "Failed to " + call.what + ": " + why));
+            call.done(UniqueFd(), error);
         } catch (...) {
-            spdlog::error("A socket request's answer failed: {}", why);
+            spdlog::error("A socket request's answer failed: {}", call.what);
         }
     }
 }

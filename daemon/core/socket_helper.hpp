@@ -96,8 +96,10 @@ class SocketHelper final {
         std::uint64_t sentAt = 0;    // when answering.front() was sent
     };
 
-    // A worker for the identity and namespace of `like`, its first answer for `first`.
-    Worker& startWorker(Worker&& like, Call first);
+    // A worker for the identity and namespace of `like`, its first answer for
+    // `first`, then `rest` sent once it is there. If the helper cannot be
+    // asked, the worker is let go at once, failing them all.
+    void startWorker(Worker&& like, Call first, std::deque<Call> rest = {});
     void connect();
     void sendNextStart();
     void onHelperReply();
@@ -105,8 +107,14 @@ class SocketHelper final {
     // Sends one socket request to a worker that is there, taking `call`;
     // false, leaving `call`, if it has gone.
     bool ask(Worker& worker, Call& call);
-    // Lets `worker` go, failing what it holds with `why`.
+    // Lets `worker` go, failing what it holds with `why` (finish()).
     void drop(Worker& worker, const std::string& why);
+    // Answers `call` with `error` on the next loop iteration, never from
+    // inside: a door's answer may run the caller's next call at once, which may
+    // start or let go workers while this object is walking its lists.
+    void finish(Call call, std::exception_ptr error);
+    void armFinish();
+    void finishFailed();
     // `worker` ended: what it holds is asked once of a new one, then fails.
     void replace(Worker& worker, const std::string& why);
     // Fails every start and every worker with `why`, drops the connection, reaps.
@@ -118,6 +126,7 @@ class SocketHelper final {
     static int onHelperIo(sd_event_source* source, int fd, uint32_t revents, void* userdata);
     static int onWorkerIo(sd_event_source* source, int fd, uint32_t revents, void* userdata);
     static int onSweep(sd_event_source* source, uint64_t usec, void* userdata);
+    static int onFinish(sd_event_source* source, void* userdata);
 
     EventLoop& loop_;
     std::string program_;
@@ -125,6 +134,8 @@ class SocketHelper final {
     pid_t started_ = 0;
     EventSource io_;
     EventSource sweep_;
+    EventSource finish_;
+    std::deque<std::pair<Call, std::exception_ptr>> failed_;  // to answer (finish())
     std::list<Worker> workers_;   // stable addresses: the event sources point at them
     std::deque<Worker*> starts_;  // to start; front in flight when startInFlight_
     bool startInFlight_ = false;

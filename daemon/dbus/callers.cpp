@@ -25,16 +25,25 @@ constexpr std::uint64_t kSweepUsec = 1000 * 1000;
 constexpr std::uint64_t kCredsMask =
     SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS;
 
+// Whether every uid slot of `creds` is `uid` and its four gid slots are one
+// gid. The bus vouches for a connection's uid only (dbus-daemon 1.14 gives no
+// gid): a process that has exec'd a setuid or setgid program since it
+// connected (its real and effective ids differ) must not lend the program's
+// group to whoever keeps the connection.
+bool hasOneIdentity(const Credentials& creds, uid_t uid) noexcept {
+    return creds.ruid == uid && creds.euid == uid && creds.suid == uid && creds.fsuid == uid &&
+           creds.egid == creds.rgid && creds.sgid == creds.rgid && creds.fsgid == creds.rgid;
+}
+
 // What the bus does not say (dbus-daemon 1.14 gives no groups, and sd-bus 252
 // asks for no pidfd): the caller's process, by the pid the bus gave, held from
 // here on; its fsgid, which ptrace's rule compares, its supplementary groups,
 // and its pid and user namespaces. Trusted only if that process runs as `uid`
-// and is alive once all is read (identifyProcess()), so that the pid cannot
-// have named another process meanwhile. Fails closed: a process that is gone
-// or cannot be checked leaves a caller from a foreign pid namespace (no raw
-// pids), in a sandbox (no root, no grants but `sandboxed` ones), with no start
-// time (polkit not asked), whatever the process that took over its
-// connection may be.
+// with one identity (hasOneIdentity()) and is alive once all is read (identifyProcess()), so that
+// the pid cannot have named another process meanwhile. Fails closed: a process that is gone or
+// cannot be checked leaves a caller from a foreign pid namespace (no raw pids), in a sandbox (no
+// root, no grants but `sandboxed` ones), with no start time (polkit not asked), whatever the
+// process that took over its connection may be.
 void completeFromProcess(Caller& caller, bool wantGroups, const OwnNamespaces& own) {
     std::shared_ptr<const PidFd> pidfd;
     std::optional<Credentials> creds;
@@ -42,7 +51,7 @@ void completeFromProcess(Caller& caller, bool wantGroups, const OwnNamespaces& o
     try {
         auto opened = std::make_shared<const PidFd>(PidFd::open(caller.pid));
         creds = opened->info(InfoFlags::Credentials).credentials();
-        if (creds && creds->euid == caller.uid) {
+        if (creds && hasOneIdentity(*creds, caller.uid)) {
             pidfd = std::move(opened);
         }
     } catch (const std::system_error&) {
@@ -62,7 +71,7 @@ void completeFromProcess(Caller& caller, bool wantGroups, const OwnNamespaces& o
     }
     identifyProcess(caller, std::move(pidfd), own);
     if (caller.pidfd) {
-        caller.gid = caller.isRoot() ? 0 : creds->fsgid;
+        caller.gid = creds->fsgid;  // all four gid slots are this one
         if (wantGroups) {
             caller.groups = std::move(groups);
         }

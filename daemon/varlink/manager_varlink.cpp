@@ -77,21 +77,15 @@ Caller VarlinkEndpoint::identify(const std::shared_ptr<const varlink::Peer>& pee
     // connection's life) cannot name another process. Without it (a kernel
     // before 6.5) nothing is checked, and the caller fails closed.
     std::shared_ptr<const PidFd> pidfd;
-    std::optional<Credentials> creds;
     if (peer->pidfd) {
         pidfd = std::shared_ptr<const PidFd>(peer, &*peer->pidfd);  // lives with the connection
-        try {
-            creds = pidfd->info(InfoFlags::Credentials).credentials();
-        } catch (const std::system_error&) {
-            // Gone already.
-        }
     }
     // Fails closed: a process gone or unchecked leaves a caller from a foreign
     // pid namespace (no raw pids), in a sandbox, with no start time for polkit.
+    // Its ids stay SO_PEERCRED's, fixed at connect: never the process's ids of
+    // now, which a setuid or setgid program it has exec'd since (while a child
+    // of it keeps the connection) would have changed.
     identifyProcess(caller, std::move(pidfd), own_);
-    if (caller.pidfd && creds && creds->euid == peer->uid) {
-        caller.gid = caller.isRoot() ? 0 : creds->fsgid;  // ptrace's rule compares the fsgid
-    }
     return caller;
 }
 

@@ -27,6 +27,7 @@
 #include "fixture.hpp"
 #include "nsfd/client.hpp"
 #include "varlink/socket_io.hpp"
+#include "varlink_connection.hpp"
 
 namespace nsfd::test {
 namespace {
@@ -241,90 +242,14 @@ UniqueFd pidfdOf(pid_t pid) {
     return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 }
 
-// Pids of the children of `pid` (all its threads').
-std::vector<pid_t> childrenOf(pid_t pid) {
-    std::vector<pid_t> out;
-    std::string task = "/proc/" + std::to_string(pid) + "/task";
-    for (const auto& entry : std::filesystem::directory_iterator(task)) {
-        std::ifstream in(entry.path() / "children");
-        for (pid_t child = 0; in >> child;) {
-            out.push_back(child);
-        }
-    }
-    return out;
-}
-
-// A raw Varlink connection to nsfdd, made by the calling thread (runAsUser:
-// its credentials are what SO_PEERCRED gives nsfdd).
-class VarlinkCall {
+// A Varlink connection to nsfdd that sends Spawn calls (with "more").
+class SpawnConnection : public VarlinkConnection {
   public:
-    explicit VarlinkCall(const std::string& path)
-        : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-        struct sockaddr_un addr {};
-        addr.sun_family = AF_UNIX;
-        path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-        if (!fd_.ok() ||
-            ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
-            throw std::system_error(errno, std::generic_category(), "connect to " + path);
-        }
+    using VarlinkConnection::VarlinkConnection;
+    [[nodiscard]] bool spawn(const Json& parameters, const std::vector<int>& fds) {
+        return send("org.nsfd1.Manager.Spawn", parameters, fds, true);
     }
-
-    void send(const Json& parameters, const std::vector<int>& fds) {
-        std::string bytes = Json{
-            {"method", "org.nsfd1.Manager.Spawn"},
-            {"parameters", parameters},
-            {"more", true}}.dump();
-        bytes.push_back('\0');
-        ASSERT_TRUE(sendAllWithFds(fd_.get(), bytes, fds));
-    }
-
-    // The next reply and its fds; {"hangup": true} when nsfdd closed the connection.
-    std::pair<Json, std::vector<UniqueFd>> receive() {
-        std::vector<UniqueFd> fds;
-        auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
-        for (;;) {
-            if (std::size_t end = buffer_.find('\0'); end != std::string::npos) {
-                Json reply = Json::parse(buffer_.substr(0, end));
-                buffer_.erase(0, end + 1);
-                return {reply, std::move(fds)};
-            }
-            pollfd p{fd_.get(), POLLIN, 0};
-            if (std::chrono::steady_clock::now() > deadline || ::poll(&p, 1, 1000) < 0) {
-                throwWaitTimedOut("a Spawn reply");
-            }
-            if (p.revents == 0) {
-                continue;
-            }
-            char chunk[65536];
-            varlink::Received received;
-            int r = varlink::receiveWithFds(fd_.get(), chunk, received);
-            if (r == -EAGAIN || r == -EINTR) {
-                continue;
-            }
-            if (r < 0 || received.bytes == 0) {
-                return {Json{{"hangup", true}}, std::move(fds)};
-            }
-            buffer_.append(chunk, received.bytes);
-            for (UniqueFd& fd : received.fds) {
-                fds.push_back(std::move(fd));
-            }
-        }
-    }
-
-    void close() { fd_.reset(); }
-
-  private:
-    UniqueFd fd_;
-    std::string buffer_;
 };
-
-std::string errorOf(const Json& reply) {
-    if (!reply.contains("error")) {
-        return "";
-    }
-    std::string name = reply["error"];
-    return name.substr(name.rfind('.') + 1);
-}
 
 // Spawn's parameters for `argv` in the net namespace of `pid`, stdio and the
 // working directory as fds 0 to 3 of the call.
@@ -369,8 +294,8 @@ class SpawnTest : public DaemonTest {
         if (daemon_) {
             // Once nsfdd serves: a call answered.
             runAsUser(kUser, kUserGid, [&] {
-                VarlinkCall call(socket_);
-                call.send(Json::object(), {});
+                SpawnConnection call(socket_);
+                ASSERT_TRUE(call.spawn(Json::object(), {}));
                 call.receive();
             });
             // ... and has closed that connection: the count holds still.
@@ -564,8 +489,8 @@ TEST_F(SpawnTest, BadInputGetsNamedErrorsAndLosesNothing) {
     auto callOnce = [&](const Json& parameters, const std::vector<int>& with) {
         Json reply;
         runAsUser(kUser, kUserGid, [&] {
-            VarlinkCall call(socket_);
-            call.send(parameters, with);
+            SpawnConnection call(socket_);
+            ASSERT_TRUE(call.spawn(parameters, with));
             reply = call.receive().first;
         });
         return reply;
@@ -610,8 +535,9 @@ TEST_F(SpawnTest, BadInputGetsNamedErrorsAndLosesNothing) {
     ASSERT_EQ(argv.size(), 1001U);
     Json last;
     runAsUser(kUser, kUserGid, [&] {
-        VarlinkCall call(socket_);
-        call.send(spawnParameters(pid, argv), {null.get(), theirs.get(), null.get(), root.get()});
+        SpawnConnection call(socket_);
+        ASSERT_TRUE(call.spawn(spawnParameters(pid, argv),
+                               {null.get(), theirs.get(), null.get(), root.get()}));
         Json first = call.receive().first;
         EXPECT_EQ(first.value("continues", false), true) << first;
         last = call.receive().first;
@@ -630,11 +556,12 @@ TEST_F(SpawnTest, ATargetThatExitedIsNamedSoAndNothingRuns) {
     target.awaitExit();  // a zombie: its pid still names it, its namespaces are gone
     Json zombie;
     runAsUser(kUser, kUserGid, [&] {
-        VarlinkCall call(socket_);
+        SpawnConnection call(socket_);
         Json parameters = spawnParameters(0, {"true"});
         parameters.erase("pid");
         parameters["pidfd"] = 4;
-        call.send(parameters, {null.get(), null.get(), null.get(), root.get(), pidfd.get()});
+        ASSERT_TRUE(
+            call.spawn(parameters, {null.get(), null.get(), null.get(), root.get(), pidfd.get()}));
         zombie = call.receive().first;
     });
     EXPECT_EQ(errorOf(zombie), "ProcessExited") << zombie;
@@ -642,8 +569,9 @@ TEST_F(SpawnTest, ATargetThatExitedIsNamedSoAndNothingRuns) {
     target.reap();
     Json gone;
     runAsUser(kUser, kUserGid, [&] {
-        VarlinkCall call(socket_);
-        call.send(spawnParameters(pid, {"true"}), {null.get(), null.get(), null.get(), root.get()});
+        SpawnConnection call(socket_);
+        ASSERT_TRUE(call.spawn(spawnParameters(pid, {"true"}),
+                               {null.get(), null.get(), null.get(), root.get()}));
         gone = call.receive().first;
     });
     EXPECT_EQ(errorOf(gone), "NoSuchProcess") << gone;
@@ -653,10 +581,10 @@ TEST_F(SpawnTest, TheHelperKilledMidRunKillsTheCommandAndTheCallerHearsIt) {
     Child target = spawnTarget();
     UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
     UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
-    std::unique_ptr<VarlinkCall> call;  // the user's connection, used from here on
-    runAsUser(kUser, kUserGid, [&] { call = std::make_unique<VarlinkCall>(socket_); });
-    call->send(spawnParameters(target.pid(), {"sleep", "1000"}),
-               {null.get(), null.get(), null.get(), root.get()});
+    std::unique_ptr<SpawnConnection> call;  // the user's connection, used from here on
+    runAsUser(kUser, kUserGid, [&] { call = std::make_unique<SpawnConnection>(socket_); });
+    ASSERT_TRUE(call->spawn(spawnParameters(target.pid(), {"sleep", "1000"}),
+                            {null.get(), null.get(), null.get(), root.get()}));
     auto [first, fds] = call->receive();
     ASSERT_EQ(fds.size(), 1U) << first;
     UniqueFd command = std::move(fds[0]);
@@ -677,9 +605,9 @@ TEST_F(SpawnTest, TheCallerGoneAtOnceLeavesNothingRunning) {
     // Hung up right after the call, and after the first reply.
     for (bool waitForStart : {false, true}) {
         runAsUser(kUser, kUserGid, [&] {
-            VarlinkCall call(socket_);
-            call.send(spawnParameters(target.pid(), {"sleep", "987"}),
-                      {null.get(), null.get(), null.get(), root.get()});
+            SpawnConnection call(socket_);
+            ASSERT_TRUE(call.spawn(spawnParameters(target.pid(), {"sleep", "987"}),
+                                   {null.get(), null.get(), null.get(), root.get()}));
             if (waitForStart) {
                 EXPECT_EQ(call.receive().first.value("continues", false), true);
             }
@@ -700,21 +628,22 @@ TEST_F(SpawnTest, RunsAreBoundedPerUidWithANamedError) {
     UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
     std::vector<int> fds{null.get(), null.get(), null.get(), root.get()};
     runAsUser(kUser, kUserGid, [&] {
-        std::vector<std::unique_ptr<VarlinkCall>> running;
+        std::vector<std::unique_ptr<SpawnConnection>> running;
         for (std::size_t i = 0; i < spawn_limit::kRunsPerUid; ++i) {
-            running.push_back(std::make_unique<VarlinkCall>(socket_));
-            running.back()->send(spawnParameters(target.pid(), {"sleep", "986"}), fds);
+            running.push_back(std::make_unique<SpawnConnection>(socket_));
+            ASSERT_TRUE(
+                running.back()->spawn(spawnParameters(target.pid(), {"sleep", "986"}), fds));
             ASSERT_EQ(running.back()->receive().first.value("continues", false), true) << i;
         }
-        VarlinkCall more(socket_);
-        more.send(spawnParameters(target.pid(), {"sleep", "986"}), fds);
+        SpawnConnection more(socket_);
+        ASSERT_TRUE(more.spawn(spawnParameters(target.pid(), {"sleep", "986"}), fds));
         Json refused = more.receive().first;
         EXPECT_EQ(errorOf(refused), "LimitExceeded") << refused;
     });
     // Another user is not held up by this one's bound.
     runAsUser(kOtherUser, kOtherGid, [&] {
-        VarlinkCall other(socket_);
-        other.send(spawnParameters(target.pid(), {"true"}), fds);
+        SpawnConnection other(socket_);
+        ASSERT_TRUE(other.spawn(spawnParameters(target.pid(), {"true"}), fds));
         EXPECT_EQ(errorOf(other.receive().first), "AccessDenied");
     });
 }
@@ -742,6 +671,93 @@ TEST_F(SpawnTest, NsfddStoppedMidRunEndsTheCommandAndTheCallerSeesTheHangUp) {
     // read that the command started, which the command's output may precede).
     EXPECT_EQ(result.exitCode, 3) << result.err;
     EXPECT_NE(result.err.find("connection to nsfdd closed"), std::string::npos) << result.err;
+}
+
+}  // namespace
+}  // namespace nsfd::test
+
+namespace nsfd::test {
+namespace {
+
+// The egid of `pid` (the second field of Gid: in /proc/PID/status), -1 if unknown.
+long egidOf(pid_t pid) {
+    std::map<std::string, std::string> fields =
+        statusFields(readFile("/proc/" + std::to_string(pid) + "/status"));
+    std::istringstream gids(fields["Gid"]);
+    long real = -1, effective = -1;
+    gids >> real >> effective;
+    return effective;
+}
+
+// A connection keeps the identity it was made with. Its process exec'ing a
+// setgid program afterwards, while a child of it keeps the connection, lends
+// the child nothing of that group: nsfdd acts with SO_PEERCRED's gid, and
+// reads the process only while it still has that identity.
+TEST_F(SpawnTest, AConnectionWhoseProcessExecsASetgidProgramLendsItsChildNoGroup) {
+    // sleep, setgid nsfd-test-b: what a setgid program of another group does to the egid.
+    std::string setgidSleep = dir_->path() + "/setgid-sleep";
+    ASSERT_TRUE(std::filesystem::copy_file("/bin/sleep", setgidSleep));
+    ASSERT_EQ(::chown(setgidSleep.c_str(), 0, kOtherGid), 0);
+    ASSERT_EQ(::chmod(setgidSleep.c_str(), 02755), 0);
+    std::string socket = socket_;
+    auto [status, text] = forkAndRead(
+        [&](int result) {
+            // nsfd-test-a, without supplementary groups, connects.
+            if (::setgroups(0, nullptr) < 0 || ::setresgid(kUserGid, kUserGid, kUserGid) < 0 ||
+                ::setresuid(kUser, kUser, kUser) < 0) {
+                ::_exit(120);
+            }
+            std::optional<SpawnConnection> connection;
+            try {
+                connection.emplace(socket);
+            } catch (const std::exception&) {
+                ::_exit(121);
+            }
+            pid_t connected = ::getpid();
+            pid_t child = ::fork();
+            if (child < 0) {
+                ::_exit(122);
+            }
+            if (child > 0) {  // the connection's process: now egid nsfd-test-b
+                ::execl(setgidSleep.c_str(), "sleep", "30", nullptr);
+                ::_exit(123);
+            }
+            for (int i = 0; i < 500 && egidOf(connected) != static_cast<long>(kOtherGid); ++i) {
+                std::this_thread::sleep_for(10ms);
+            }
+            std::string said = "the setgid program did not run";
+            int pipe[2];
+            UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+            UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+            if (egidOf(connected) == static_cast<long>(kOtherGid) &&
+                ::pipe2(pipe, O_CLOEXEC) == 0) {
+                UniqueFd outRead(pipe[0]), outWrite(pipe[1]);
+                // The target by pidfd: no raw pid to be refused for.
+                UniqueFd self = pidfdOf(::getpid());
+                Json parameters = spawnParameters(0, {"id", "-G"});
+                parameters.erase("pid");
+                parameters["pidfd"] = 4;
+                bool sent = connection->spawn(
+                    parameters, {null.get(), outWrite.get(), null.get(), root.get(), self.get()});
+                outWrite.reset();
+                auto reply = sent ? connection->next(10s) : std::nullopt;
+                if (!reply) {
+                    said = "no answer";
+                } else if (!errorOf(reply->first).empty()) {
+                    said = "error " + errorOf(reply->first);
+                } else {
+                    said = "groups " + readAll(outRead.get());
+                }
+            }
+            (void)!::write(result, said.data(), said.size());
+            ::kill(connected, SIGKILL);
+            ::_exit(0);
+        },
+        "a caller whose connection's process exec'd a setgid program");
+    ASSERT_TRUE(WIFSIGNALED(status)) << status;  // the setgid sleep, killed
+    // The command runs as the connection was made: nsfd-test-a's gid alone.
+    // Before, it ran with nsfd-test-b's, the setgid program's group.
+    EXPECT_EQ(text, "groups " + std::to_string(kUserGid) + "\n");
 }
 
 }  // namespace
