@@ -39,11 +39,12 @@ bool hasOneIdentity(const Credentials& creds, uid_t uid) noexcept {
 // asks for no pidfd): the caller's process, by the pid the bus gave, held from
 // here on; its fsgid, which ptrace's rule compares, its supplementary groups,
 // and its pid and user namespaces. Trusted only if that process runs as `uid`
-// with one identity (hasOneIdentity()) and is alive once all is read (identifyProcess()), so that
-// the pid cannot have named another process meanwhile. Fails closed: a process that is gone or
-// cannot be checked leaves a caller from a foreign pid namespace (no raw pids), in a sandbox (no
-// root, no grants but `sandboxed` ones), with no start time (polkit not asked), whatever the
-// process that took over its connection may be.
+// with one identity (hasOneIdentity()) and is alive once all is read
+// (identifyProcess()), so that the pid cannot have named another process
+// meanwhile. Fails closed: a process that is gone or cannot be checked leaves
+// a caller from a foreign pid namespace (no raw pids), in a sandbox (no root,
+// no grants but `sandboxed` ones), with no start time (polkit not asked),
+// whatever the process that took over its connection may be.
 void completeFromProcess(Caller& caller, bool wantGroups, const OwnNamespaces& own) {
     std::shared_ptr<const PidFd> pidfd;
     std::optional<Credentials> creds;
