@@ -87,6 +87,24 @@ void killEverything() {
     }
 }
 
+// How often the command's orphans that have exited are reaped while it runs
+// (ms): they count against the run's task limit until they are.
+constexpr int kReapPeriodMs = 200;
+
+// Reaps the command's orphans that have exited (the helper is their
+// subreaper), leaving the command itself to its pidfd's turn.
+void reapOrphans(pid_t command) {
+    for (;;) {
+        siginfo_t info{};
+        if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 || info.si_pid == 0 ||
+            info.si_pid == command) {
+            return;
+        }
+        while (::waitpid(info.si_pid, nullptr, WNOHANG) < 0 && errno == EINTR) {
+        }
+    }
+}
+
 // execvpe(3) with `envp`'s PATH (the caller's), as a shell searches; in the
 // child, after it became the caller. Never returns: 127 if nothing was
 // found, 126 if something was found but could not be run.
@@ -222,7 +240,8 @@ int serveSpawn(int connection) {
     std::vector<char*> argv, envp;
     bool valid = size >= sizeof(h) && h.magic == kMagic && h.operation == Operation::Spawn &&
                  h.groupCount <= kMaxGroups && h.namespaceCount <= kMaxSpawnNamespaces &&
-                 h.argc >= 1 && h.argc + h.envc <= kMaxSpawnStrings &&
+                 h.argc >= 1 && h.argc <= kMaxSpawnStrings &&
+                 h.envc <= kMaxSpawnStrings - h.argc &&  // no wrap of argc + envc
                  h.payloadBytes <= kMaxSpawnPayload &&
                  size == sizeof(h) + h.groupCount * sizeof(std::uint32_t) + h.payloadBytes &&
                  count == h.namespaceCount + kSpawnFixedFds;
@@ -265,11 +284,26 @@ int serveSpawn(int connection) {
         ::close(report[0]);
         return fail(connection, Step::Fork, forkError) == 0 ? 0 : 1;
     }
+    // The child reports a failure before exec, or the pipe closes at exec.
+    // Meanwhile nsfdd may hang up (its caller gone): the child may hang in
+    // exec (a binary on a FUSE mount that never answers), so it is killed then.
     SpawnReply failed;
-    ssize_t got;
-    do {
-        got = ::read(report[0], &failed, sizeof(failed));
-    } while (got < 0 && errno == EINTR);
+    ssize_t got = -1;
+    for (;;) {
+        pollfd pfds[2] = {{report[0], POLLIN, 0}, {connection, POLLIN, 0}};
+        if (::poll(pfds, 2, -1) < 0 && errno == EINTR) {
+            continue;
+        }
+        if (pfds[0].revents == 0) {
+            ::close(report[0]);
+            killEverything();  // nsfdd hung up (or poll failed): the run ends
+            return 0;
+        }
+        do {
+            got = ::read(report[0], &failed, sizeof(failed));
+        } while (got < 0 && errno == EINTR);
+        break;
+    }
     ::close(report[0]);
     if (got == static_cast<ssize_t>(sizeof(failed))) {
         killEverything();
@@ -289,11 +323,13 @@ int serveSpawn(int connection) {
     }
     for (;;) {
         pollfd pfds[2] = {{connection, POLLIN, 0}, {pidfd, POLLIN, 0}};
-        if (::poll(pfds, 2, -1) < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
+        int ready = ::poll(pfds, 2, kReapPeriodMs);
+        if (ready < 0 && errno != EINTR) {
             break;
+        }
+        reapOrphans(pid);
+        if (ready <= 0) {
+            continue;
         }
         if (pfds[0].revents != 0) {
             break;  // nsfdd hung up (or broke the protocol): the run ends

@@ -689,6 +689,50 @@ long egidOf(pid_t pid) {
     return effective;
 }
 
+// The state letter of /proc/PID/stat ('Z' for a zombie), '?' if it is gone.
+char stateOf(pid_t pid) {
+    std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+    std::size_t close = stat.rfind(')');
+    return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
+}
+
+// The helper is the subreaper of what the command starts: the command's
+// orphans that exit are reaped while it runs, not left as zombies that count
+// against the run's task limit until it ends.
+TEST_F(SpawnTest, TheCommandsOrphansAreReapedWhileItRuns) {
+    Child target = spawnTarget();
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    int pipe[2];
+    ASSERT_EQ(::pipe2(pipe, O_CLOEXEC), 0);
+    UniqueFd outRead(pipe[0]), outWrite(pipe[1]);
+    std::unique_ptr<SpawnConnection> call;  // the user's connection, used from here on
+    runAsUser(kUser, kUserGid, [&] { call = std::make_unique<SpawnConnection>(socket_); });
+    // Ten subshells that each leave an orphan behind, then a long sleep.
+    ASSERT_TRUE(call->spawn(
+        spawnParameters(target.pid(), {"sh", "-c",
+                                       "for i in 1 2 3 4 5 6 7 8 9 10; do (true &); done; "
+                                       "echo started; exec sleep 995"}),
+        {null.get(), outWrite.get(), null.get(), root.get()}));
+    outWrite.reset();
+    auto [first, fds] = call->receive();
+    ASSERT_EQ(fds.size(), 1U) << first;
+    ASSERT_EQ(readLine(outRead.get()), "started");
+    std::vector<pid_t> helpers = childrenOf(daemon_->pid());
+    ASSERT_EQ(helpers.size(), 1U);
+    auto zombies = [&] {
+        std::vector<pid_t> children = childrenOf(helpers[0]);
+        return std::count_if(children.begin(), children.end(),
+                             [](pid_t child) { return stateOf(child) == 'Z'; });
+    };
+    for (int i = 0; i < 200 && zombies() > 0; ++i) {
+        std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(zombies(), 0) << "orphans left unreaped while the command runs";
+    EXPECT_EQ(childrenOf(helpers[0]).size(), 1U) << "the command (sleep) alone";
+    call->close();  // the run ends with the connection
+}
+
 // A connection keeps the identity it was made with. Its process exec'ing a
 // setgid program afterwards, while a child of it keeps the connection, lends
 // the child nothing of that group: nsfdd acts with SO_PEERCRED's gid, and
