@@ -3,7 +3,8 @@
 // socket workers, each a child inside one target's network namespace as
 // exactly one caller. nsfdd keeps none of that privilege: under systemd it
 // connects to nsfd-helper.socket; run by hand as root (holding CAP_SYS_ADMIN,
-// CAP_SETUID, CAP_SETGID and CAP_SETPCAP), it starts the helper itself over a
+// CAP_SETUID, CAP_SETGID, CAP_SETPCAP, CAP_SYS_CHROOT and CAP_KILL: what
+// canStartHelper() checks, for runs too), it starts the helper itself over a
 // socketpair. A worker is kept for its (network namespace, caller identity)
 // while it is used, and nsfdd asks it directly: one round trip per socket.
 // Everything runs on the loop, never blocking it; the death or silence of the

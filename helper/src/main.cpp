@@ -7,7 +7,8 @@
 // nsfdd keeps a worker while its caller uses it and lets it go by closing that
 // connection; so a call through a kept worker costs one round trip, not two.
 // The helper holds the privilege nsfdd's own unit must not (CAP_SYS_ADMIN,
-// CAP_SETUID, CAP_SETGID, CAP_SETPCAP) and does nothing else with it.
+// CAP_SETUID, CAP_SETGID, CAP_SETPCAP; for a brokered run, spawn.cpp, also
+// CAP_SYS_CHROOT and CAP_KILL) and does nothing else with it.
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
