@@ -12,6 +12,12 @@ unlike sd-bus, lets a forked child go on with its parent's connection).
         about A), then exits; its pid is taken by a root process; A's child asks
         again on A's connection. Prints "first: NAME", "reused: yes|no",
         "second: NAME: MESSAGE".
+    dbus_handoff.py setgid ADDRESS UID GID PROGRAM
+        As UID and GID (no supplementary groups), A connects, forks a child,
+        and execs PROGRAM (a setgid copy of sleep: its egid changes); the child,
+        once A's egid has changed, calls OpenSocket(child's pid, AF_INET,
+        SOCK_STREAM, 0) on A's connection, then kills A. Prints the D-Bus error
+        name, or "ok".
 Run as root. Reaps every process it starts.
 """
 
@@ -84,6 +90,35 @@ def reuse_first(address, uid, pid, out, go):
     os._exit(0)
 
 
+def egid_of(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Gid:"):
+                return int(line.split()[2])
+    return -1
+
+
+def setgid_exec(address, uid, gid, program, out):
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    a = os.getpid()
+    conn = dbus.bus.BusConnection(address)
+    if os.fork() != 0:
+        os.execv(program, ["sleep", "30"])
+    for _ in range(500):
+        if egid_of(a) != gid:
+            break
+        time.sleep(0.01)
+    if egid_of(a) == gid:
+        os.write(out, b"the setgid program did not run")
+    else:
+        result = call(conn, "OpenSocket", "uiii", (os.getpid(), 2, 1, 0))
+        os.write(out, result.split(":")[0].encode())
+    os.kill(a, signal.SIGKILL)
+    os._exit(0)
+
+
 def take_pid(wanted):
     """A root process with pid `wanted` (ns_last_pid), or None."""
     for _ in range(200):
@@ -111,6 +146,8 @@ def main(argv):
         os.close(go_w)
         if mode == "foreign":
             foreign(address, w)
+        elif mode == "setgid":
+            setgid_exec(address, int(argv[2]), int(argv[3]), argv[4], w)
         else:
             reuse_first(address, int(argv[2]), int(argv[3]), w, go_r)
         os._exit(0)

@@ -671,3 +671,27 @@ TEST_F(SocketTest, NsfdctlConnectTalksToAServiceInsideTheTargetsNamespace) {
 
 }  // namespace
 }  // namespace nsfd::test
+
+namespace nsfd::test {
+namespace {
+
+// Over D-Bus, which vouches for a connection's uid but not its gid: a
+// process that exec'd a setgid program after connecting, while its child
+// keeps the connection, is not trusted as the caller (its gids are not one),
+// so its child gets no socket made with the program's group.
+TEST_F(SocketTest, ABusCallerWhoseProcessExecsASetgidProgramIsNotTrusted) {
+    // sleep, setgid nsfd-test-b: what a setgid program of another group does to the egid.
+    std::string setgidSleep = dir_->path() + "/setgid-sleep";
+    ASSERT_TRUE(std::filesystem::copy_file("/bin/sleep", setgidSleep));
+    ASSERT_EQ(::chown(setgidSleep.c_str(), 0, kOtherGid), 0);
+    ASSERT_EQ(::chmod(setgidSleep.c_str(), 02755), 0);
+    auto [status, out] =
+        run({"/usr/bin/python3", NSFD_TEST_SOURCE_DIR "/tests/integration/dbus_handoff.py",
+             "setgid", busAddress(), std::to_string(kUser), std::to_string(kUserGid), setgidSleep});
+    EXPECT_EQ(status, 0) << out;
+    // Before: "ok", a socket made as nsfd-test-a with nsfd-test-b's gid.
+    EXPECT_EQ(out, err::kForeignPidNamespace);
+}
+
+}  // namespace
+}  // namespace nsfd::test
