@@ -58,7 +58,7 @@ class ForwardedSignals {
     ForwardedSignals& operator=(const ForwardedSignals&) = delete;
 
   private:
-    struct sigaction before_[std::size(kForwarded)] {};
+    struct sigaction before_[std::size(kForwarded)]{};
 };
 
 [[noreturn]] void refuse(const std::string& message) {
@@ -143,10 +143,11 @@ int runBrokered(Client& client, pid_t pid, const std::vector<NsType>& types,
     }
     UniqueFd signalsIn(pipe[0]), signalsOut(pipe[1]);
 
-    // Until the command runs, a signal ends nsfdctl as usual (a Ctrl-C at a
-    // polkit prompt included); nsfdd then ends the run with the connection.
-    SpawnedCommand command = client.spawn(pid, options);
+    // Forwarded from before the call: a signal that comes while nsfdd starts
+    // the command (a Ctrl-C at a polkit prompt included) reaches it as soon as
+    // it runs, so it never runs on past a signal meant for it.
     ForwardedSignals forwarding(signalsOut.get());
+    SpawnedCommand command = client.spawn(pid, options);
     for (;;) {
         if (std::optional<int> status = command.poll()) {
             return exitCodeOf(*status);

@@ -686,6 +686,7 @@ TEST_F(SocketTest, ABusCallerWhoseProcessExecsASetgidProgramIsNotTrusted) {
     ASSERT_EQ(::chown(setgidSleep.c_str(), 0, kOtherGid), 0);
     ASSERT_EQ(::chmod(setgidSleep.c_str(), 02755), 0);
     auto [status, out] =
+        // NOLINTNEXTLINE(bugprone-suspicious-missing-comma): one path, joined on purpose
         run({"/usr/bin/python3", NSFD_TEST_SOURCE_DIR "/tests/integration/dbus_handoff.py",
              "setgid", busAddress(), std::to_string(kUser), std::to_string(kUserGid), setgidSleep});
     EXPECT_EQ(status, 0) << out;
