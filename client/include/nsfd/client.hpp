@@ -178,6 +178,9 @@ class SpawnedCommand {
     SpawnedCommand& operator=(SpawnedCommand&&) noexcept;
     ~SpawnedCommand();
 
+    // The accessors below are for a SpawnedCommand that has not been moved
+    // from (a moved-from one holds nothing; only destroying or assigning it
+    // is defined).
     // In the caller's pid namespace (Spawn needs the caller in nsfdd's).
     pid_t pid() const noexcept;
     // The command's pidfd: signal it as the caller (pidfd_send_signal, the
@@ -302,7 +305,11 @@ class Client {
     // here; 16 runs of this uid at once), InvalidArgument (empty argv, a type
     // other than net, uts, ipc), NotSupported (this process lives in a user or
     // pid namespace other than nsfdd's), Error (Failed: the helper could not
-    // enter or become the caller; nothing ran).
+    // enter or become the caller; nothing ran); as every call by pid,
+    // NoSuchProcess (no process `pid`) and ProcessExited (it exited before
+    // nsfdd held it); DaemonUnavailable if nsfdd hangs up, or has not said the
+    // command runs within 25 s (130 s for an interactive client, beyond
+    // nsfdd's 2 minutes for a polkit prompt).
     SpawnedCommand spawn(pid_t pid, const SpawnOptions& options);
 
     // -- a target as users name it, resolved by nsfdd (README, "Naming a
