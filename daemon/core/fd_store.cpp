@@ -253,7 +253,9 @@ void FdStore::discard(const RestoredPidFd& restored) {
 bool FdStore::hasRoom(bool forRoot) const {
     // The longest name an id can have: 16 hex digits and a ':'.
     std::size_t reserve = forRoot ? 0 : kRootReserve;
-    return !active_ || (stored_.size() + 1 + reserve < kMaxFds &&
+    // Besides the pidfds the store keeps the state table and file()'s files.
+    constexpr std::size_t kOwnFds = 1 + std::size(kFileNames);
+    return !active_ || (stored_.size() + 1 + reserve + kOwnFds <= kMaxFds &&
                         namesLength_ + 17 * (1 + reserve) <= kMaxNamesLength);
 }
 
