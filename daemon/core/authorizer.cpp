@@ -221,11 +221,18 @@ Authorizer::~Authorizer() {
 }
 
 void Authorizer::logDenial(const Caller& caller, const Request& request, const std::string& why) {
-    DenialLog::Admission admission = denials_.admit(caller.uid, DenialLog::Clock::now());
+    // Per account, as every per-user bound: a container's subordinate uids
+    // would otherwise each get their own lines.
+    const uid_t account = caller.account();
+    DenialLog::Admission admission =
+        denials_.admit(account, DenialLog::Clock::now(), account != caller.uid);
     for (const std::string& line : admission.summaries) {
         spdlog::warn("{}", line);
     }
-    if (admission.write) {
+    if (admission.write && account != caller.uid) {
+        spdlog::warn("Denied uid {} (pid {}; {}) to {} ({})", caller.uid, caller.pid,
+                     caller.describeAccount(), describe(request), why);
+    } else if (admission.write) {
         spdlog::warn("Denied uid {} (pid {}) to {} ({})", caller.uid, caller.pid, describe(request),
                      why);
     }

@@ -24,11 +24,15 @@ std::string DenialLog::summary(uid_t uid, const Window& window, Clock::time_poin
     return "... and " + withThousands(window.left) + " more denial" +
            (window.left == 1 ? "" : "s") +
            (uid == kOtherUids ? std::string(" of other uids") : " of uid " + std::to_string(uid)) +
+           (uid != kOtherUids && window.ofUserNamespaces ? " and the uids of its user namespaces"
+                                                         : "") +
            " in the last " + std::to_string(std::max(1L, static_cast<long>(seconds))) + " s";
 }
 
-DenialLog::Admission DenialLog::admit(uid_t uid, Clock::time_point now) {
+DenialLog::Admission DenialLog::admit(uid_t account, Clock::time_point now,
+                                      bool ofItsUserNamespace) {
     Admission admission;
+    uid_t uid = account;
     if (windows_.size() >= limits_.uids && windows_.count(uid) == 0) {
         // Many uids at once (subordinate uids of a user namespace, say): sum
         // up the windows that have ended, so that the table stays bounded.
@@ -54,6 +58,7 @@ DenialLog::Admission DenialLog::admit(uid_t uid, Clock::time_point now) {
         }
         window = Window{now, 0, 0};
     }
+    window.ofUserNamespaces = window.ofUserNamespaces || ofItsUserNamespace;
     if (window.written < limits_.linesPerWindow) {
         ++window.written;
         admission.write = true;

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// Denials are logged, not flooded: each uid gets a few warning lines per
+// Denials are logged, not flooded: each account (Caller::account(), a user
+// with every uid it owns through user namespaces) gets a few warning lines per
 // window, and one line then counts what was left out ("... and 34,000 more
 // denials of uid 999 in the last 10 s"). A user who floods nsfdd with calls it
-// may not make would otherwise write hundreds of thousands of lines (issue 22).
+// may not make would otherwise write hundreds of thousands of lines (issue 22),
+// and one whose container runs as many subordinate uids would get a window
+// for each.
 #pragma once
 
 #include <sys/types.h>
@@ -21,8 +24,8 @@ class DenialLog final {
 
     struct Limits {
         std::chrono::seconds window{10};
-        std::size_t linesPerWindow = 10;  // per uid
-        std::size_t uids = 4096;          // uids with a window of their own
+        std::size_t linesPerWindow = 10;  // per account
+        std::size_t uids = 4096;          // accounts with a window of their own
     };
 
     struct Admission {
@@ -33,9 +36,12 @@ class DenialLog final {
     explicit DenialLog(Limits limits) : limits_(limits) {}
     DenialLog() : DenialLog(Limits()) {}
 
-    // One denial of `uid`'s at `now` (monotonic): whether to write it, and the
-    // summaries of windows that have ended with denials left out.
-    Admission admit(uid_t uid, Clock::time_point now);
+    // One denial at `now` (monotonic) of a caller whose account is `account`
+    // (Caller::account()); `ofItsUserNamespace`: the caller ran as a uid of a
+    // user namespace the account owns, not as the account's uid itself, which
+    // the summary then says. Whether to write it, and the summaries of
+    // windows that have ended with denials left out.
+    Admission admit(uid_t account, Clock::time_point now, bool ofItsUserNamespace = false);
     // The summaries of every window with denials left out, ended or not (at exit).
     std::vector<std::string> flush(Clock::time_point now);
 
@@ -43,7 +49,8 @@ class DenialLog final {
     struct Window {
         Clock::time_point start;
         std::size_t written = 0;
-        std::size_t left = 0;  // not written
+        std::size_t left = 0;           // not written
+        bool ofUserNamespaces = false;  // some were of uids the account owns through one
     };
     // Where the uids beyond Limits::uids are counted together.
     static constexpr uid_t kOtherUids = static_cast<uid_t>(-1);

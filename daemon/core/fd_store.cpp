@@ -27,8 +27,18 @@ static_assert(sizeof(FdStore::Record) == 16);
 namespace {
 
 constexpr std::string_view kStateName = "state";
+constexpr const char* kAccountsName = "accounts";
 // The names file() hands out; kept apart from the pidfds when handed back.
-constexpr std::string_view kFileNames[] = {"subscribers"};
+constexpr std::string_view kFileNames[] = {"subscribers", kAccountsName};
+
+// One slot of "accounts": 0 where nothing is recorded (a free slot, or one an
+// older nsfdd wrote), else a tag in the upper half and the account below.
+constexpr std::uint64_t kAccountOf = std::uint64_t{1} << 32;
+constexpr std::uint64_t kNoAccount = std::uint64_t{2} << 32;
+
+std::uint64_t encodeAccount(std::optional<uid_t> account) {
+    return account ? kAccountOf | *account : kNoAccount;
+}
 
 bool isFileName(std::string_view name) {
     return std::find(std::begin(kFileNames), std::end(kFileNames), name) != std::end(kFileNames);
@@ -81,6 +91,15 @@ std::vector<RestoredPidFd> FdStore::takeInherited() {
         std::free(names);
     }
 
+    // Whose quota each slot's tracking counts against, where recorded.
+    std::vector<std::uint64_t> accounts;
+    if (auto it = files_.find(kAccountsName); it != files_.end()) {
+        accounts.resize(static_cast<std::size_t>(::lseek(it->second.get(), 0, SEEK_END)) /
+                        sizeof(std::uint64_t));
+        ssize_t got =
+            ::pread(it->second.get(), accounts.data(), accounts.size() * sizeof(std::uint64_t), 0);
+        accounts.resize(got < 0 ? 0 : static_cast<std::size_t>(got) / sizeof(std::uint64_t));
+    }
     // The state table: which slot holds which process.
     std::unordered_map<std::uint64_t, StoredProcess> stored;
     if (state_.ok()) {
@@ -95,11 +114,22 @@ std::vector<RestoredPidFd> FdStore::takeInherited() {
                 process.id = r.id;
                 process.pid = r.pid;
                 process.trackers.push_back(r.tracker);
+                std::uint64_t account = slot < accounts.size() ? accounts[slot] : 0;
+                if ((account & ~std::uint64_t{0xffffffff}) == kAccountOf) {
+                    process.accounts.emplace_back(static_cast<uid_t>(account & 0xffffffff));
+                } else if (account == kNoAccount || r.tracker == 0) {
+                    process.accounts.emplace_back(std::nullopt);
+                } else {
+                    process.accounts.emplace_back(r.tracker);  // as an older nsfdd counted it
+                }
             }
         }
         nextSlot_ = static_cast<std::uint32_t>(records.size());
     } else {
         createState();
+    }
+    if (active_) {
+        accounts_ = file(kAccountsName);  // an older nsfdd's store has none: a new one
     }
     namesLength_ = kStateName.size() + 1;
     for (const auto& [name, fd] : files_) {
@@ -184,11 +214,23 @@ void FdStore::createState() {
     notifier_.send("FDSTORE=1\nFDPOLL=0\nFDNAME=" + std::string(kStateName), fd);
 }
 
-void FdStore::writeRecord(std::uint32_t slot, std::uint64_t id, pid_t pid, uid_t tracker) {
+void FdStore::writeRecord(std::uint32_t slot, std::uint64_t id, pid_t pid, uid_t tracker,
+                          std::optional<uid_t> account) {
     Record record{id, pid, tracker};
     auto offset = static_cast<off_t>(slot) * static_cast<off_t>(sizeof(Record));
     if (::pwrite(state_.get(), &record, sizeof(record), offset) != sizeof(record)) {
         spdlog::warn("Failed to write slot {} of the state table: {}", slot, std::strerror(errno));
+    }
+    if (accounts_ < 0) {
+        return;
+    }
+    // Written before the pidfd is stored, and cleared with the record: a slot
+    // never shows another tracking's account.
+    std::uint64_t encoded = id == 0 ? 0 : encodeAccount(account);
+    auto at = static_cast<off_t>(slot) * static_cast<off_t>(sizeof(encoded));
+    if (::pwrite(accounts_, &encoded, sizeof(encoded), at) != sizeof(encoded)) {
+        spdlog::warn("Failed to write slot {} of the accounts table: {}", slot,
+                     std::strerror(errno));
     }
 }
 
@@ -211,11 +253,14 @@ void FdStore::discard(const RestoredPidFd& restored) {
 bool FdStore::hasRoom(bool forRoot) const {
     // The longest name an id can have: 16 hex digits and a ':'.
     std::size_t reserve = forRoot ? 0 : kRootReserve;
-    return !active_ || (stored_.size() + 1 + reserve < kMaxFds &&
+    // Besides the pidfds the store keeps the state table and file()'s files.
+    constexpr std::size_t kOwnFds = 1 + std::size(kFileNames);
+    return !active_ || (stored_.size() + 1 + reserve + kOwnFds <= kMaxFds &&
                         namesLength_ + 17 * (1 + reserve) <= kMaxNamesLength);
 }
 
-void FdStore::add(int pidfd, std::uint64_t id, pid_t pid, uid_t tracker) {
+void FdStore::add(int pidfd, std::uint64_t id, pid_t pid, uid_t tracker,
+                  std::optional<uid_t> account) {
     if (!active_ || slots_.count({id, tracker}) != 0) {
         return;
     }
@@ -226,7 +271,7 @@ void FdStore::add(int pidfd, std::uint64_t id, pid_t pid, uid_t tracker) {
         slot = freeSlots_.back();
         freeSlots_.pop_back();
     }
-    writeRecord(slot, id, pid, tracker);
+    writeRecord(slot, id, pid, tracker, account);
     slots_[{id, tracker}] = slot;
     if (stored_[id]++ == 0) {
         std::string name = nameOf(id);

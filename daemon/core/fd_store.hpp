@@ -6,7 +6,12 @@
 // stay, to give its exit status after a restart). What the kernel cannot say
 // after a restart, the pid of a reaped process and who tracks it, is kept in
 // one memfd stored as FDNAME=state: a table of fixed-size records, one slot per
-// tracker of a process (a process tracked by two uids has two). Names are short because systemd
+// tracker of a process (a process tracked by two uids has two). Whose quota each
+// tracking counts against (Caller::account()) is kept beside it, slot for slot, in
+// FDNAME=accounts: a file of its own, so that the state table stays as older
+// nsfdd wrote and read it (an older nsfdd given this store drops "accounts" as an
+// unknown fd, and a newer one given an older store counts each tracking as its
+// uid's, as the older did). Names are short because systemd
 // hands all of them to the next nsfdd in one LISTEN_FDNAMES variable, and execve(2) refuses a
 // variable over 128 KiB: the store says when it is full rather than let a restart fail.
 #pragma once
@@ -30,6 +35,10 @@ struct StoredProcess {
     std::uint64_t id = 0;
     pid_t pid = 0;
     std::vector<uid_t> trackers;
+    // For each tracker, whose quota its tracking counts against (nullopt:
+    // none, root's). From a store that did not record it (an older nsfdd's),
+    // the tracker's own uid, or none for root.
+    std::vector<std::optional<uid_t>> accounts;
 };
 
 // A pidfd handed back at start, with what the state table says of it.
@@ -77,8 +86,9 @@ class FdStore {
     // Whether one more process fits; for users other than root, without the
     // root's reserve.
     bool hasRoom(bool forRoot) const;
-    // Keeps `tracker`'s tracking of process `id`, and its pidfd the first time.
-    void add(int pidfd, std::uint64_t id, pid_t pid, uid_t tracker);
+    // Keeps `tracker`'s tracking of process `id`, counted against `account`'s
+    // quota (nullopt: none), and its pidfd the first time.
+    void add(int pidfd, std::uint64_t id, pid_t pid, uid_t tracker, std::optional<uid_t> account);
     // Forgets one tracking; the pidfd goes with the last.
     void removeTracker(std::uint64_t id, uid_t tracker);
     // Forgets the process.
@@ -89,13 +99,15 @@ class FdStore {
 
   private:
     void createState();
-    void writeRecord(std::uint32_t slot, std::uint64_t id, pid_t pid, uid_t tracker);
+    void writeRecord(std::uint32_t slot, std::uint64_t id, pid_t pid, uid_t tracker,
+                     std::optional<uid_t> account = std::nullopt);
     void freeSlot(std::uint32_t slot);
     static std::string nameOf(std::uint64_t id);
 
     const Notifier& notifier_;
-    bool active_;     // a service manager keeps what nsfdd stores
-    UniqueFd state_;  // the memfd of records
+    bool active_;        // a service manager keeps what nsfdd stores
+    UniqueFd state_;     // the memfd of records
+    int accounts_ = -1;  // file("accounts"): the account of each slot
     std::map<std::string, UniqueFd, std::less<>> files_;              // file()
     std::map<std::string, UniqueFd, std::less<>> sockets_;            // by FileDescriptorName=
     std::map<std::pair<std::uint64_t, uid_t>, std::uint32_t> slots_;  // (id, tracker) -> slot

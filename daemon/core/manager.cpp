@@ -201,10 +201,8 @@ void Manager::restore() {
                 continue;  // stored twice: one is enough
             }
             TrackedProcess& tracked = add(std::move(process));
-            for (uid_t tracker : stored.trackers) {
-                // Whose account it was is not stored: each counts as its uid's.
-                registry_.addTracker(tracked, tracker,
-                                     tracker == 0 ? std::nullopt : std::optional(tracker));
+            for (std::size_t i = 0; i < stored.trackers.size(); ++i) {
+                registry_.addTracker(tracked, stored.trackers[i], stored.accounts[i]);
             }
             if (tracked.state() == ProcessState::Reaped) {
                 reaped.push_back(&tracked);
@@ -690,7 +688,7 @@ TrackedProcess& Manager::track(const Caller& caller, PidFd pidfd) {
     }
     registry_.addTracker(*process, caller.uid, account);
     // Kept across a restart before the caller hears of it.
-    fdStore_.add(process->pidfd().get(), process->id(), process->pid(), caller.uid);
+    fdStore_.add(process->pidfd().get(), process->id(), process->pid(), caller.uid, account);
     spdlog::info("Tracking pid {} (id {}) for uid {}", process->pid(), process->id(), caller.uid);
     if (isNew) {
         for (ManagerObserver* observer : observers_) {

@@ -6,12 +6,14 @@
 #include <grp.h>
 #include <linux/sockios.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -324,47 +326,50 @@ class VarlinkHangUp {
     UniqueFd report_;
 };
 
-// As `uid`, in a child: `calls` GetNamespace of `pid` on one Varlink
-// connection at once; returns the error of each reply ("" for an fd), in
-// order, space-separated.
+// `calls` GetNamespace of `pid` on one Varlink connection at once; returns
+// the error of each reply ("" for an fd), in order, space-separated.
+std::string varlinkCalls(const std::string& path, int calls, pid_t pid) {
+    UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    (void)std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+    std::string bytes;
+    for (int i = 0; i < calls; ++i) {
+        bytes += varlinkGetNamespace(pid, "uts");
+    }
+    if (::connect(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0 ||
+        ::send(socket.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
+            static_cast<ssize_t>(bytes.size())) {
+        return std::string("send: ") + std::strerror(errno);
+    }
+    std::string received, out;
+    int replies = 0;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (replies < calls && std::chrono::steady_clock::now() < deadline) {
+        pollfd pfd{socket.get(), POLLIN, 0};
+        if (::poll(&pfd, 1, 100) != 1) {
+            continue;
+        }
+        char buf[4096];
+        ssize_t n = ::recv(socket.get(), buf, sizeof(buf), MSG_CMSG_CLOEXEC);
+        if (n <= 0) {
+            break;
+        }
+        received.append(buf, static_cast<std::size_t>(n));
+        for (std::size_t end; (end = received.find('\0')) != std::string::npos;) {
+            auto reply = nlohmann::json::parse(received.substr(0, end));
+            received.erase(0, end + 1);
+            out += reply.value("error", "") + " ";
+            ++replies;
+        }
+    }
+    return out;
+}
+
+// As `uid`, in a child: varlinkCalls().
 std::string varlinkCallsAs(uid_t uid, const std::string& path, int calls, pid_t pid) {
-    return asUser(uid, uid, {}, [&](sdbus::IConnection&) {
-        UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        sockaddr_un address{};
-        address.sun_family = AF_UNIX;
-        (void)std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
-        std::string bytes;
-        for (int i = 0; i < calls; ++i) {
-            bytes += varlinkGetNamespace(pid, "uts");
-        }
-        if (::connect(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0 ||
-            ::send(socket.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
-                static_cast<ssize_t>(bytes.size())) {
-            return std::string("send: ") + std::strerror(errno);
-        }
-        std::string received, out;
-        int replies = 0;
-        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-        while (replies < calls && std::chrono::steady_clock::now() < deadline) {
-            pollfd pfd{socket.get(), POLLIN, 0};
-            if (::poll(&pfd, 1, 100) != 1) {
-                continue;
-            }
-            char buf[4096];
-            ssize_t n = ::recv(socket.get(), buf, sizeof(buf), MSG_CMSG_CLOEXEC);
-            if (n <= 0) {
-                break;
-            }
-            received.append(buf, static_cast<std::size_t>(n));
-            for (std::size_t end; (end = received.find('\0')) != std::string::npos;) {
-                auto reply = nlohmann::json::parse(received.substr(0, end));
-                received.erase(0, end + 1);
-                out += reply.value("error", "") + " ";
-                ++replies;
-            }
-        }
-        return out;
-    });
+    return asUser(uid, uid, {},
+                  [&](sdbus::IConnection&) { return varlinkCalls(path, calls, pid); });
 }
 
 std::string repeated(const std::string& word, int times) {
@@ -496,6 +501,444 @@ TEST_F(PolkitHangUpTest, BusCallersThatLeaveTheBusFreeTheirPlacesAtOnce) {
         << daemon_->openFdCount() << " fds, " << fdsBefore << " before";
     target.release(0);
     target.reap();
+}
+
+// -- the uids of a user namespace count as its owner --
+
+// A container of `owner`'s: a user namespace it owns, whose uids (and gids)
+// 1, 2 and 3 are 1, 2 and 3 outside (daemon, bin and sys, which every Debian
+// has: the bus and polkitd look a caller's uid up, and refuse one they cannot
+// find). Root writes the maps, as newuidmap would for a user's subordinate uids.
+class UserNamespaceOf {
+  public:
+    static constexpr uid_t kUids = 3;
+    // What uid `uid` (1 to kUids) of the namespace is outside.
+    static uid_t outside(uid_t uid) { return uid; }
+
+    explicit UserNamespaceOf(uid_t owner)
+        : holder_(Child::spawn([owner] {
+              if (::setgroups(0, nullptr) < 0 || ::setresgid(owner, owner, owner) < 0 ||
+                  ::setresuid(owner, owner, owner) < 0 || ::unshare(CLONE_NEWUSER) < 0) {
+                  return errno;
+              }
+              return 0;
+          })) {
+        std::string map;
+        for (uid_t uid = 1; uid <= kUids; ++uid) {
+            map += std::to_string(uid) + " " + std::to_string(outside(uid)) + " 1\n";
+        }
+        for (const char* file : {"uid_map", "gid_map"}) {
+            std::string path = "/proc/" + std::to_string(holder_.pid()) + "/" + file;
+            UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+            if (!fd.ok() ||
+                ::write(fd.get(), map.data(), map.size()) != static_cast<ssize_t>(map.size())) {
+                throw std::system_error(errno, std::generic_category(), "write " + path);
+            }
+        }
+        std::string path = "/proc/" + std::to_string(holder_.pid()) + "/ns/user";
+        namespace_ = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!namespace_.ok()) {
+            throw std::system_error(errno, std::generic_category(), "open " + path);
+        }
+    }
+
+    // In a forked (single-threaded) child of the test: becomes uid `uid` of
+    // the namespace. False, with errno, if a step fails.
+    bool enter(uid_t uid) const {
+        return ::setns(namespace_.get(), CLONE_NEWUSER) == 0 && ::setgroups(0, nullptr) == 0 &&
+               ::setresgid(uid, uid, uid) == 0 && ::setresuid(uid, uid, uid) == 0;
+    }
+
+  private:
+    Child holder_;  // keeps the namespace; killed and reaped with it
+    UniqueFd namespace_;
+};
+
+// A process of the container as its uid `uid`: runs `fn`, reports what it
+// returned, and lives on, holding the bus connections `fn` kept, until
+// destroyed.
+class InUserNamespace {
+  public:
+    using Connections = std::vector<std::unique_ptr<sdbus::IConnection>>;
+
+    InUserNamespace(const UserNamespaceOf& container, uid_t uid,
+                    const std::function<std::string(Connections&)>& fn) {
+        (void)busAddress();  // started, its address set, before the fork
+        int report[2];
+        if (::pipe2(report, O_CLOEXEC) < 0) {
+            throw std::system_error(errno, std::generic_category(), "pipe2");
+        }
+        report_ = UniqueFd(report[0]);
+        UniqueFd reportWrite(report[1]);
+        pid_ = forkProcess();
+        if (pid_ == 0) {
+            report_.reset();
+            Connections kept;
+            std::string result;
+            try {
+                result =
+                    container.enter(uid) ? fn(kept) : std::string("enter: ") + std::strerror(errno);
+            } catch (const std::exception& e) {
+                result = std::string("exception: ") + e.what();
+            }
+            result += "\n";
+            (void)!::write(reportWrite.get(), result.data(), result.size());
+            for (;;) {
+                ::pause();
+            }
+        }
+    }
+    InUserNamespace(const InUserNamespace&) = delete;
+    InUserNamespace& operator=(const InUserNamespace&) = delete;
+    ~InUserNamespace() {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+    }
+
+    std::string awaitReport() {
+        std::string text;
+        auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
+        while (text.find('\n') == std::string::npos) {
+            pollfd pfd{report_.get(), POLLIN, 0};
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0 || ::poll(&pfd, 1, static_cast<int>(left.count())) != 1) {
+                throwWaitTimedOut("a process in a user namespace to report");
+            }
+            char buf[256];
+            ssize_t n = ::read(report_.get(), buf, sizeof(buf));
+            if (n <= 0) {
+                break;
+            }
+            text.append(buf, static_cast<std::size_t>(n));
+        }
+        return text.substr(0, text.find('\n'));
+    }
+
+  private:
+    pid_t pid_ = -1;
+    UniqueFd report_;
+};
+
+class NamespacedCallersTest : public DaemonTest {
+  protected:
+    void SetUp() override {
+        if (kUser == 0 || kOtherUser == 0) {
+            GTEST_SKIP() << "users nsfd-test-a and nsfd-test-b are missing (scripts/test-users)";
+        }
+        DaemonTest::SetUp();
+    }
+    std::string varlinkPath() const override { return dir_.socket(); }
+
+    // Stops nsfdd (which then writes what its denial log left out) and
+    // returns its log.
+    std::string stopAndReadLog() {
+        int status = daemon_->stop();
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+        std::string log = daemon_->log();
+        daemon_.reset();
+        return log;
+    }
+
+    SocketDir dir_;
+};
+
+// The lines of nsfdd's log that deny a uid in [first, last] ("Denied uid U ...").
+std::size_t denialLinesOf(const std::string& log, uid_t first, uid_t last) {
+    const std::string tag = "Denied uid ";
+    std::size_t lines = 0;
+    for (std::size_t at = log.find(tag); at != std::string::npos; at = log.find(tag, at + 1)) {
+        unsigned long uid = std::strtoul(log.c_str() + at + tag.size(), nullptr, 10);
+        lines += uid >= first && uid <= last ? 1 : 0;
+    }
+    return lines;
+}
+
+// The denials of `account` its lines left out: the sum of N over its
+// "... and N more denials of uid U..." lines.
+std::size_t leftOutDenialsOf(const std::string& log, uid_t account) {
+    const std::string tag = "... and ";
+    std::size_t sum = 0;
+    for (std::size_t at = log.find(tag); at != std::string::npos; at = log.find(tag, at + 1)) {
+        std::size_t end = log.find('\n', at);
+        std::string line = log.substr(at + tag.size(), end == std::string::npos ? end : end - at);
+        std::string digits;
+        std::size_t i = 0;
+        for (; i < line.size() &&
+               (std::isdigit(static_cast<unsigned char>(line[i])) != 0 || line[i] == ',');
+             ++i) {
+            if (line[i] != ',') {
+                digits += line[i];
+            }
+        }
+        std::size_t of = line.find(" of uid ", i);
+        if (digits.empty() || of == std::string::npos) {
+            continue;
+        }
+        if (std::strtoul(line.c_str() + of + 8, nullptr, 10) == account) {
+            sum += std::stoul(digits);
+        }
+    }
+    return sum;
+}
+
+// Denials are rate-limited per account, as every per-user bound: three uids
+// of nsfd-test-a's container, each denied 10 times, share a's 10 lines, and
+// the line that counts the other 20 names a (keyed by uid, each uid had 10
+// lines of its own).
+TEST_F(NamespacedCallersTest, TheUidsOfAUserNamespaceShareItsOwnersDenialLines) {
+    Child target = Child::spawn();  // root's: nobody in the container may see into it
+    {
+        UserNamespaceOf container(kUser);
+        for (uid_t uid = 1; uid <= UserNamespaceOf::kUids; ++uid) {
+            InUserNamespace caller(container, uid, [&](InUserNamespace::Connections&) {
+                return varlinkCalls(dir_.socket(), 10, target.pid());
+            });
+            EXPECT_EQ(caller.awaitReport(),
+                      repeated(std::string(varlinkErrorName(ErrorKind::AccessDenied)), 10))
+                << "uid " << uid << " of the container";
+        }
+    }
+    std::string log = stopAndReadLog();
+    EXPECT_EQ(denialLinesOf(log, UserNamespaceOf::outside(1),
+                            UserNamespaceOf::outside(UserNamespaceOf::kUids)),
+              10U)
+        << log;
+    EXPECT_EQ(leftOutDenialsOf(log, kUser), 20U) << log;
+    EXPECT_NE(
+        log.find("; uid " + std::to_string(kUser) + ", owner of the caller's user namespace)"),
+        std::string::npos)
+        << "a denial line names the account";
+    target.release(0);
+    target.reap();
+}
+
+// Subscribers of the uids of nsfd-test-a's container count as a's: three
+// uids with 8 connections each get a's 16 places in all (keyed by uid, 24),
+// a itself has none left, and b has its own.
+TEST_F(NamespacedCallersTest, TheUidsOfAUserNamespaceShareItsOwnersSubscribers) {
+    UserNamespaceOf container(kUser);
+    std::vector<std::unique_ptr<InUserNamespace>> callers;
+    int subscribed = 0;
+    std::string refusal;
+    for (uid_t uid = 1; uid <= UserNamespaceOf::kUids; ++uid) {
+        callers.push_back(std::make_unique<InUserNamespace>(
+            container, uid, [](InUserNamespace::Connections& kept) {
+                int answered = 0;
+                std::string firstError = "-";
+                for (int i = 0; i < 8; ++i) {
+                    kept.push_back(connectToBus());
+                    auto proxy = sdbus::createProxy(*kept.back(), nsfd::dbus::kBusName,
+                                                    nsfd::dbus::kManagerPath);
+                    std::string error = errorNameOf([&] { subscribe(*proxy); });
+                    answered += error.empty() ? 1 : 0;
+                    if (!error.empty() && firstError == "-") {
+                        firstError = error;
+                    }
+                }
+                return std::to_string(answered) + " " + firstError;
+            }));
+        std::istringstream report(callers.back()->awaitReport());
+        int answered = -1;
+        std::string error;
+        ASSERT_TRUE(report >> answered >> error) << "uid " << uid << " of the container";
+        subscribed += answered;
+        if (error != "-" && refusal.empty()) {
+            refusal = error;
+        }
+    }
+    EXPECT_EQ(subscribed, 16) << "a's share, 16 subscribers";
+    EXPECT_EQ(refusal, err::kLimitExceeded);
+    auto subscribeAs = [&](uid_t uid) {
+        return asUser(uid, uid, {}, [](sdbus::IConnection& bus) {
+            auto proxy = sdbus::createProxy(bus, nsfd::dbus::kBusName, nsfd::dbus::kManagerPath);
+            return errorNameOf([&] { subscribe(*proxy); });
+        });
+    };
+    EXPECT_EQ(subscribeAs(kUser), err::kLimitExceeded) << "a's share is taken by its container";
+    EXPECT_EQ(subscribeAs(kOtherUser), "");
+    // The container's subscribers gone, a subscribes again.
+    callers.clear();
+    EXPECT_TRUE(waitUntil([&] { return subscribeAs(kUser).empty(); }));
+}
+
+// Every check about a caller of nsfd-test-b's container is logged by polkitd,
+// so that a test can count what nsfdd asked it.
+constexpr const char* kLogSandboxedChecks = R"(polkit.addRule(function(action, subject) {
+    if (action.lookup("caller-sandboxed") == "true") {
+        polkit.log("nsfd-check-of-a-sandbox");
+    }
+    return polkit.Result.NOT_HANDLED;
+});
+)";
+
+class NamespacedPolkitTest : public NamespacedCallersTest {
+  protected:
+    void SetUp() override {
+        if (!TestPolkit::installed()) {
+            GTEST_SKIP() << "polkitd is not installed (apt-get install polkitd)";
+        }
+        NamespacedCallersTest::SetUp();
+        if (!IsSkipped()) {
+            polkit_ = std::make_unique<TestPolkit>(busAddress(), kLogSandboxedChecks,
+                                                   /*verbose=*/true);
+        }
+    }
+    void TearDown() override {
+        polkit_.reset();
+        NamespacedCallersTest::TearDown();
+    }
+
+    std::size_t checksOfSandboxes() const {
+        std::string log = polkit_->log();
+        std::size_t n = 0;
+        for (std::size_t at = log.find("nsfd-check-of-a-sandbox"); at != std::string::npos;
+             at = log.find("nsfd-check-of-a-sandbox", at + 1)) {
+            ++n;
+        }
+        return n;
+    }
+
+    std::unique_ptr<TestPolkit> polkit_;
+};
+
+// The polkit decisions in flight are bounded per account: three uids of
+// nsfd-test-b's container, 16 calls each, while polkitd is paused, get b's 8
+// decisions at polkitd in all (keyed by uid, 24). They hang up; what waited
+// is dropped, so polkitd, resumed, is asked about those 8 alone.
+TEST_F(NamespacedPolkitTest, TheUidsOfAUserNamespaceShareItsOwnersPolkitChecksInFlight) {
+    Child target = Child::spawn();
+    polkit_->pause();
+    {
+        UserNamespaceOf container(kOtherUser);
+        std::vector<std::unique_ptr<InUserNamespace>> callers;
+        for (uid_t uid = 1; uid <= UserNamespaceOf::kUids; ++uid) {
+            callers.push_back(std::make_unique<InUserNamespace>(
+                container, uid, [&](InUserNamespace::Connections&) {
+                    UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+                    sockaddr_un address{};
+                    address.sun_family = AF_UNIX;
+                    (void)std::snprintf(address.sun_path, sizeof(address.sun_path), "%s",
+                                        dir_.socket().c_str());
+                    std::string bytes;
+                    for (int i = 0; i < 16; ++i) {
+                        bytes += varlinkGetNamespace(target.pid(), "uts");
+                    }
+                    if (::connect(socket.get(), reinterpret_cast<sockaddr*>(&address),
+                                  sizeof(address)) < 0 ||
+                        ::send(socket.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
+                            static_cast<ssize_t>(bytes.size())) {
+                        return std::string("send: ") + std::strerror(errno);
+                    }
+                    auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
+                    while (!allRead(socket.get())) {
+                        if (std::chrono::steady_clock::now() > deadline) {
+                            return std::string("nsfdd did not read the calls");
+                        }
+                        ::usleep(10'000);
+                    }
+                    return std::string("ok");  // and hangs up, alive
+                }));
+            EXPECT_EQ(callers.back()->awaitReport(), "ok") << "uid " << uid << " of the container";
+        }
+        // nsfdd has sent to polkitd what it was going to before the callers
+        // hung up: the bus has it queued for polkitd.
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        // The callers' processes live on: polkitd checks its subjects.
+        polkit_->resume();
+        EXPECT_TRUE(waitUntil([&] { return checksOfSandboxes() >= 8; })) << polkit_->log();
+        std::this_thread::sleep_for(std::chrono::seconds(1));  // nothing more comes
+        EXPECT_EQ(checksOfSandboxes(), 8U) << "b's 8 decisions in flight, whichever uid asked";
+    }
+    EXPECT_EQ(errorNameOf([&] { manager_->ListProcesses(); }), "");
+    target.release(0);
+    target.reap();
+}
+
+class NamespacedTrackingTest : public NamespacedCallersTest {
+  protected:
+    std::string config() const override { return "[limits]\ntracked-per-user = 2\n"; }
+};
+
+// Trackings restored after a restart count against the account that made
+// them: uids 1 and 2 of nsfd-test-a's container track a process each, a's
+// quota of 2. After a restart a still has no room (before, the fd store did
+// not say whose they were, the restored trackings counted against uids 1
+// and 2 outside, and a tracked two more).
+TEST_F(NamespacedTrackingTest, RestoredTrackingsCountAgainstTheirAccountAfterARestart) {
+    UserNamespaceOf container(kUser);
+    std::vector<std::unique_ptr<InUserNamespace>> trackers;
+    for (uid_t uid = 1; uid <= 2; ++uid) {
+        trackers.push_back(std::make_unique<InUserNamespace>(
+            container, uid, [](InUserNamespace::Connections& kept) {
+                kept.push_back(connectToBus());
+                ManagerProxy manager(*kept.back(), /*subscribe=*/false);
+                return "tracked:" + errorNameOf([&] {
+                           manager.TrackProcess(static_cast<uint32_t>(::getpid()));
+                       });
+            }));
+        EXPECT_EQ(trackers.back()->awaitReport(), "tracked:")
+            << "uid " << uid << " of the container";
+    }
+    Child own = spawnAs(kUser);
+    auto aTracksItsOwn = [&] {
+        return asUser(kUser, kUser, {}, [&](sdbus::IConnection& bus) {
+            return errorNameOf([&] {
+                ManagerProxy(bus, /*subscribe=*/false)
+                    .TrackProcess(static_cast<uint32_t>(own.pid()));
+            });
+        });
+    };
+    EXPECT_EQ(aTracksItsOwn(), err::kLimitExceeded) << "before the restart";
+    Daemon::FdStore store = daemon_->takeFdStore();
+    daemon_->kill9();
+    daemon_ = std::make_unique<Daemon>(busAddress(),
+                                       Daemon::Options{config(), std::move(store), "debug", 0, ""});
+    EXPECT_EQ(manager_->Get(nsfd::dbus::kManagerInterface, "TrackedProcesses").get<uint32_t>(), 2U);
+    EXPECT_EQ(aTracksItsOwn(), err::kLimitExceeded) << "the restored trackings are a's";
+    own.release(0);
+    own.reap();
+}
+
+// An older nsfdd's store has the same state table and no "accounts": a newer
+// nsfdd restores every tracking from it, each counted against its tracker's
+// own uid, as the older nsfdd counted it.
+TEST_F(NamespacedTrackingTest, AStoreWithoutAccountsCountsEachTrackingAsItsTrackersUid) {
+    UserNamespaceOf container(kUser);
+    std::vector<std::unique_ptr<InUserNamespace>> trackers;
+    for (uid_t uid = 1; uid <= 2; ++uid) {
+        trackers.push_back(std::make_unique<InUserNamespace>(
+            container, uid, [](InUserNamespace::Connections& kept) {
+                kept.push_back(connectToBus());
+                ManagerProxy manager(*kept.back(), /*subscribe=*/false);
+                return "tracked:" + errorNameOf([&] {
+                           manager.TrackProcess(static_cast<uint32_t>(::getpid()));
+                       });
+            }));
+        EXPECT_EQ(trackers.back()->awaitReport(), "tracked:")
+            << "uid " << uid << " of the container";
+    }
+    Daemon::FdStore store = daemon_->takeFdStore();
+    daemon_->kill9();
+    ASSERT_EQ(store.erase("accounts"), 1U);
+    daemon_ = std::make_unique<Daemon>(busAddress(),
+                                       Daemon::Options{config(), std::move(store), "debug", 0, ""});
+    EXPECT_EQ(manager_->Get(nsfd::dbus::kManagerInterface, "TrackedProcesses").get<uint32_t>(), 2U);
+    Child own = spawnAs(kUser);
+    EXPECT_EQ(asUser(kUser, kUser, {},
+                     [&](sdbus::IConnection& bus) {
+                         return errorNameOf([&] {
+                             ManagerProxy(bus, /*subscribe=*/false)
+                                 .TrackProcess(static_cast<uint32_t>(own.pid()));
+                         });
+                     }),
+              "")
+        << "a's quota holds none of the restored trackings";
+    std::vector<std::string> names = daemon_->fdStoreNames();
+    EXPECT_EQ(std::count(names.begin(), names.end(), "accounts"), 1)
+        << "a new one, kept from now on";
+    own.release(0);
+    own.reap();
 }
 
 }  // namespace

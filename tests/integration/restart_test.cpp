@@ -25,8 +25,8 @@ TEST_F(RestartTest, Kill9With1000TrackedProcessesLosesNothing) {
         children.push_back(Child::spawn());
         paths.push_back(manager_->TrackProcess(static_cast<uint32_t>(children.back().pid())));
     }
-    // One pidfd per process, the state table and the subscribers.
-    ASSERT_EQ(daemon_->fdStoreSize(), static_cast<std::size_t>(kCount) + 2);
+    // One pidfd per process, the state table, the accounts and the subscribers.
+    ASSERT_EQ(daemon_->fdStoreSize(), static_cast<std::size_t>(kCount) + 3);
     Daemon::FdStore store = daemon_->takeFdStore();
     daemon_->kill9();  // manager_ stays: a client listening all along
 
@@ -53,7 +53,7 @@ TEST_F(RestartTest, Kill9With1000TrackedProcessesLosesNothing) {
         ASSERT_EQ(proxy->ExitStatus(), i < 200 ? statuses[i] : -1) << "process " << i;
         ASSERT_EQ(proxy->Pid(), static_cast<uint32_t>(children[i].pid()));
     }
-    EXPECT_EQ(daemon_->fdStoreSize(), static_cast<std::size_t>(kCount) + 2)
+    EXPECT_EQ(daemon_->fdStoreSize(), static_cast<std::size_t>(kCount) + 3)
         << "restored fds stay in the store, nothing more is added";
 
     // The zombies, reaped now, are reported as before the restart; so are the
@@ -108,10 +108,10 @@ TEST_F(RestartTest, UnknownInheritedFdsAreClosedAndLogged) {
     EXPECT_NE(log.find("Closing inherited fd '" + wrongName.str() + "': its pidfd is of process"),
               std::string::npos)
         << log;
-    // All three are dropped from the store; the state table and the subscribers' file stay.
+    // All three are dropped from the store; the state table and the files stay.
     std::vector<std::string> names = restarted.fdStoreNames();
     std::sort(names.begin(), names.end());
-    EXPECT_EQ(names, (std::vector<std::string>{"state", "subscribers"}));
+    EXPECT_EQ(names, (std::vector<std::string>{"accounts", "state", "subscribers"}));
     child.release(0);
     child.reap();
 }

@@ -62,6 +62,22 @@ TEST(DenialLogTest, ManyUidsAtOnceKeepTheTableBoundedAndAreCountedToo) {
         << all;
 }
 
+// The denials of a user's container count against the user's lines (the
+// caller passes Caller::account()), and the count says whose they were.
+TEST(DenialLogTest, AnAccountsSummaryNamesTheUidsOfItsUserNamespaces) {
+    DenialLog log(DenialLog::Limits{10s, 2, 4096});
+    auto t0 = DenialLog::Clock::time_point() + 1h;
+    EXPECT_TRUE(log.admit(1000, t0).write);
+    EXPECT_TRUE(log.admit(1000, t0, /*ofItsUserNamespace=*/true).write);
+    EXPECT_FALSE(log.admit(1000, t0, true).write) << "the account's two lines are taken";
+    EXPECT_FALSE(log.admit(1000, t0).write);
+    std::vector<std::string> lines = log.flush(t0 + 5s);
+    ASSERT_EQ(lines.size(), 1U);
+    EXPECT_EQ(lines[0],
+              "... and 2 more denials of uid 1000 and the uids of its user namespaces in the "
+              "last 5 s");
+}
+
 TEST(DenialLogTest, ThousandsAreSeparated) {
     EXPECT_EQ(withThousands(0), "0");
     EXPECT_EQ(withThousands(999), "999");
