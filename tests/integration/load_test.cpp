@@ -74,10 +74,36 @@ struct Scale {
     std::chrono::seconds limit;  // how long the tracking may take at most
 };
 
-constexpr Scale kCiScale{
-    "ci", 100, 1, 1000, 16, 255, 240, 16, 128, 1, 8, 10, 50, 200, std::chrono::seconds(60)};
-constexpr Scale kFullScale{
-    "full", 1024, 10, 20000, 64, 255, 240, 16, 128, 2, 64, 8, 200, 500, std::chrono::seconds(600)};
+constexpr Scale kCiScale{.name = "ci",
+                         .trackedPerUser = 100,
+                         .retentionSeconds = 1,
+                         .shortLived = 1000,
+                         .trackInFlight = 16,
+                         .connectionsA = 255,
+                         .connectionsB = 240,
+                         .floodConnections = 16,
+                         .floodCallsEach = 128,
+                         .namespaceOwners = 1,
+                         .namespaceUids = 8,
+                         .connectionsPerUid = 10,
+                         .rootCalls = 50,
+                         .figureCalls = 200,
+                         .limit = std::chrono::seconds(60)};
+constexpr Scale kFullScale{.name = "full",
+                           .trackedPerUser = 1024,
+                           .retentionSeconds = 10,
+                           .shortLived = 20000,
+                           .trackInFlight = 64,
+                           .connectionsA = 255,
+                           .connectionsB = 240,
+                           .floodConnections = 16,
+                           .floodCallsEach = 128,
+                           .namespaceOwners = 2,
+                           .namespaceUids = 64,
+                           .connectionsPerUid = 8,
+                           .rootCalls = 200,
+                           .figureCalls = 500,
+                           .limit = std::chrono::seconds(600)};
 
 // The scale NSFD_LOAD_SCALE names; nullopt for a name it does not know.
 std::optional<Scale> scaleFromEnvironment() {
