@@ -19,11 +19,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "nsfd-helper/become.hpp"
 #include "nsfd-helper/protocol.hpp"
+#include "run_cgroup.hpp"
 
 namespace nsfd::helper {
 
@@ -140,7 +142,7 @@ void killEverything() {
 // The command's side of the fork: never returns. Reports a failure before
 // exec on `report` (close-on-exec: it closes unread when exec succeeds).
 [[noreturn]] void child(const SpawnRequest& request, const int* fds, char* const* argv,
-                        char* const* envp, int report, pid_t helper) {
+                        char* const* envp, int report, pid_t helper, const RunCgroup* cgroup) {
     const SpawnHeader& h = request.header;
     auto failed = [report](Step step) {
         SpawnReply answer;
@@ -150,6 +152,10 @@ void killEverything() {
         (void)!::write(report, &answer, sizeof(answer));
         ::_exit(1);
     };
+    // First, while root: all the command starts is born in the run's cgroup.
+    if (cgroup != nullptr && (errno = cgroup->join()) != 0) {
+        failed(Step::JoinCgroup);
+    }
     sigset_t none;
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -252,11 +258,30 @@ int serveSpawn(int connection) {
         return fail(connection, Step::Fork, error) == 0 ? 0 : 1;
     }
     pid_t helper = ::getpid();
+    // By hand the run gets a cgroup of its own here; under nsfd-run@.service
+    // it is the unit's.
+    std::optional<RunCgroup> cgroup;
+    if (runCgroupPlacement() == RunCgroupPlacement::OwnCgroup) {
+        cgroup.emplace(helper);
+        if (!cgroup->missing().empty()) {
+            (void)std::fprintf(stderr, "nsfd-helper: %s runs without cgroup limits: %s.\n",
+                               argv[0], cgroup->missing().c_str());
+        }
+    }
+    // Everything the command started is dead and reaped, and its cgroup gone,
+    // before nsfdd hears that the run ended.
+    auto end = [&cgroup] {
+        killEverything();
+        if (cgroup) {
+            cgroup->remove();
+        }
+    };
     pid_t pid = ::fork();
     if (pid == 0) {
         ::close(connection);
         ::close(report[0]);
-        child(request, fds, argv.data(), envp.data(), report[1], helper);
+        child(request, fds, argv.data(), envp.data(), report[1], helper,
+              cgroup ? &*cgroup : nullptr);
     }
     int forkError = errno;
     ::close(report[1]);
@@ -272,7 +297,7 @@ int serveSpawn(int connection) {
     } while (got < 0 && errno == EINTR);
     ::close(report[0]);
     if (got == static_cast<ssize_t>(sizeof(failed))) {
-        killEverything();
+        end();
         return reply(connection, failed) == 0 ? 0 : 1;
     }
     // Our unreaped child: the pid names it until we wait for it.
@@ -284,7 +309,7 @@ int serveSpawn(int connection) {
         if (pidfd >= 0) {
             ::close(pidfd);
         }
-        killEverything();
+        end();
         return 1;
     }
     for (;;) {
@@ -305,7 +330,7 @@ int serveSpawn(int connection) {
                 r = ::waitpid(pid, &status, 0);
             } while (r < 0 && errno == EINTR);
             ::close(pidfd);
-            killEverything();
+            end();
             SpawnReply exited;
             exited.kind = SpawnReply::Kind::Exited;
             exited.pid = pid;
@@ -314,7 +339,7 @@ int serveSpawn(int connection) {
         }
     }
     ::close(pidfd);
-    killEverything();
+    end();
     return 0;
 }
 
