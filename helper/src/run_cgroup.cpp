@@ -19,6 +19,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <utility>
 
 #include "nsfd-helper/run_limits.hpp"
 
@@ -38,10 +39,6 @@ constexpr Controller kControllers[] = {
     {"pids", "task limit", "pids.max", "pids.max", kRunTasksMax},
     {"memory", "memory limit", "memory.limit_in_bytes", "memory.max", kRunMemoryMaxBytes},
 };
-
-std::string errnoText(int error) {
-    return std::string(std::strerror(error));
-}
 
 bool hasWord(const std::string& list, const std::string& word, char separator) {
     std::istringstream in(list);
@@ -112,8 +109,7 @@ std::map<std::string, Hierarchy> hierarchies(std::string& missing) {
         std::size_t first = line.find(':');
         std::size_t second = line.find(':', first + 1);
         if (first != std::string::npos && second != std::string::npos) {
-            lines.emplace_back(line.substr(first + 1, second - first - 1),
-                               line.substr(second + 1));
+            lines.emplace_back(line.substr(first + 1, second - first - 1), line.substr(second + 1));
         }
     }
     for (const Controller& controller : kControllers) {
@@ -121,10 +117,9 @@ std::map<std::string, Hierarchy> hierarchies(std::string& missing) {
         bool v2 = false;
         for (const auto& [names, path] : lines) {
             for (const Mount& mount : mounts) {
-                bool match = names.empty()
-                                 ? mount.v2
-                                 : !mount.v2 && hasWord(names, controller.name, ',') &&
-                                       hasWord(mount.options, controller.name, ',');
+                bool match = names.empty() ? mount.v2
+                                           : !mount.v2 && hasWord(names, controller.name, ',') &&
+                                                 hasWord(mount.options, controller.name, ',');
                 std::string dir = match ? directoryIn(mount, path) : "";
                 if (dir.empty() || !found.empty()) {
                     continue;
@@ -194,6 +189,84 @@ void removeOrphans(int runs, pid_t self) {
     ::closedir(dir);
 }
 
+// An fd that closes itself: the helper links libc only, not libnsfd's UniqueFd.
+struct Fd {
+    int fd = -1;
+    explicit Fd(int value) noexcept : fd(value) {}
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    ~Fd() {
+        if (fd >= 0) {
+            ::close(fd);
+        }
+    }
+    int release() noexcept { return std::exchange(fd, -1); }
+};
+
+// Makes `name` in `path`'s nsfd-runs with the limits of `controllers`, and
+// opens what the run needs of it. Empty on success, or what failed and why.
+std::string makeRunCgroup(const std::string& path, bool v2,
+                          const std::vector<const Controller*>& controllers,
+                          const std::string& name, pid_t helper, int& runsOut, int& procsOut) {
+    auto failed = [](const std::string& what, int error) {
+        return what + ": " + std::strerror(error);
+    };
+    std::string enable;
+    for (const Controller* controller : controllers) {
+        enable += std::string(enable.empty() ? "+" : " +") + controller->name;
+    }
+    Fd base(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (base.fd < 0) {
+        return failed("open " + path, errno);
+    }
+    // v2: the controllers for the helper's children. EBUSY where its cgroup
+    // holds processes and is not the root (no internal processes).
+    if (int error = v2 ? writeAt(base.fd, "cgroup.subtree_control", enable) : 0; error != 0) {
+        return failed("enable " + enable + " in " + path + "/cgroup.subtree_control", error);
+    }
+    std::string runsPath = path + "/" + kRunsCgroup;
+    if (::mkdirat(base.fd, kRunsCgroup, 0755) < 0 && errno != EEXIST) {
+        return failed("mkdir " + runsPath, errno);
+    }
+    Fd runs(::openat(base.fd, kRunsCgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (runs.fd < 0) {
+        return failed("open " + runsPath, errno);
+    }
+    if (int error = v2 ? writeAt(runs.fd, "cgroup.subtree_control", enable) : 0; error != 0) {
+        return failed("enable " + enable + " in " + runsPath + "/cgroup.subtree_control", error);
+    }
+    removeOrphans(runs.fd, helper);
+    std::string runPath = runsPath + "/" + name;
+    // EEXIST: left by a dead helper of the same pid, and empty (its command
+    // died with it): this run takes it over.
+    if (::mkdirat(runs.fd, name.c_str(), 0755) < 0 && errno != EEXIST) {
+        return failed("mkdir " + runPath, errno);
+    }
+    std::string failure;
+    Fd run(::openat(runs.fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (run.fd < 0) {
+        failure = failed("open " + runPath, errno);
+    }
+    for (const Controller* controller : controllers) {
+        const char* file = v2 ? controller->v2File : controller->v1File;
+        std::string limit = std::to_string(controller->limit);
+        if (int error = failure.empty() ? writeAt(run.fd, file, limit) : 0; error != 0) {
+            failure = failed("write " + limit + " to " + runPath + "/" + file, error);
+        }
+    }
+    Fd procs(failure.empty() ? ::openat(run.fd, "cgroup.procs", O_WRONLY | O_CLOEXEC) : -1);
+    if (failure.empty() && procs.fd < 0) {
+        failure = failed("open " + runPath + "/cgroup.procs", errno);
+    }
+    if (!failure.empty()) {
+        (void)::unlinkat(runs.fd, name.c_str(), AT_REMOVEDIR);
+        return failure;
+    }
+    runsOut = runs.release();
+    procsOut = procs.release();
+    return "";
+}
+
 }  // namespace
 
 RunCgroupPlacement runCgroupPlacement() noexcept {
@@ -211,79 +284,16 @@ RunCgroup::RunCgroup(pid_t helper) : name_(kRunCgroupPrefix + std::to_string(hel
         return;
     }
     for (const auto& [path, hierarchy] : hierarchies(missing_)) {
-        std::string attempt;
-        int error = 0;
-        int base = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        int runs = -1, run = -1;
-        bool madeRun = false;
-        auto step = [&](const std::string& what, int result) {
-            if (error == 0 && result != 0) {
-                attempt = what;
-                error = result;
-            }
-            return error == 0;
-        };
-        std::string enable;
-        for (const Controller* controller : hierarchy.controllers) {
-            enable += std::string(enable.empty() ? "+" : " +") + controller->name;
-        }
-        std::string runsPath = path + "/" + kRunsCgroup;
-        if (step("open " + path, base < 0 ? errno : 0) &&
-            // v2: the controllers for the helper's children. EBUSY where its
-            // cgroup holds processes and is not the root (no internal processes).
-            (!hierarchy.v2 ||
-             step("enable " + enable + " in " + path + "/cgroup.subtree_control",
-                  writeAt(base, "cgroup.subtree_control", enable))) &&
-            step("mkdir " + runsPath,
-                 ::mkdirat(base, kRunsCgroup, 0755) < 0 && errno != EEXIST ? errno : 0)) {
-            runs = ::openat(base, kRunsCgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (step("open " + runsPath, runs < 0 ? errno : 0) &&
-                (!hierarchy.v2 ||
-                 step("enable " + enable + " in " + runsPath + "/cgroup.subtree_control",
-                      writeAt(runs, "cgroup.subtree_control", enable)))) {
-                removeOrphans(runs, helper);
-                // EEXIST: left by a dead helper of the same pid, and empty (its
-                // command died with it); this run takes it over.
-                if (step("mkdir " + runsPath + "/" + name_,
-                         ::mkdirat(runs, name_.c_str(), 0755) < 0 && errno != EEXIST ? errno
-                                                                                      : 0)) {
-                    madeRun = true;
-                    run = ::openat(runs, name_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                    step("open " + runsPath + "/" + name_, run < 0 ? errno : 0);
-                }
-            }
-        }
-        for (const Controller* controller : hierarchy.controllers) {
-            const char* file = hierarchy.v2 ? controller->v2File : controller->v1File;
-            if (error == 0) {
-                step(std::string("write ") + std::to_string(controller->limit) + " to " +
-                         runsPath + "/" + name_ + "/" + file,
-                     writeAt(run, file, std::to_string(controller->limit)));
-            }
-        }
-        int procs = -1;
-        if (error == 0) {
-            procs = ::openat(run, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-            step("open " + runsPath + "/" + name_ + "/cgroup.procs", procs < 0 ? errno : 0);
-        }
-        for (int fd : {base, run}) {
-            if (fd >= 0) {
-                ::close(fd);
-            }
-        }
-        if (error == 0) {
-            made_.push_back({runs, procs, runsPath + "/" + name_});
+        Made made{-1, -1, path + "/" + kRunsCgroup + "/" + name_};
+        std::string failure = makeRunCgroup(path, hierarchy.v2, hierarchy.controllers, name_,
+                                            helper, made.runs, made.procs);
+        if (failure.empty()) {
+            made_.push_back(std::move(made));
             continue;
-        }
-        if (madeRun) {
-            (void)::unlinkat(runs, name_.c_str(), AT_REMOVEDIR);
-        }
-        if (runs >= 0) {
-            ::close(runs);
         }
         for (const Controller* controller : hierarchy.controllers) {
             missing_ += std::string(missing_.empty() ? "" : "; ") + "no " + controller->what +
-                        " (Failed to " + attempt + ": " + errnoText(error) + ")";
+                        " (Failed to " + failure + ")";
         }
     }
 }
@@ -314,8 +324,9 @@ void RunCgroup::remove() noexcept {
             ::usleep(10000);
         }
         if (error != 0 && error != ENOENT) {
-            (void)std::fprintf(stderr, "nsfd-helper: Failed to remove cgroup %s: %s, leaving it "
-                                       "to the next run.\n",
+            (void)std::fprintf(stderr,
+                               "nsfd-helper: Failed to remove cgroup %s: %s, leaving it "
+                               "to the next run.\n",
                                made.path.c_str(), std::strerror(error));
         }
         ::close(made.runs);

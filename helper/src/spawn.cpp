@@ -264,8 +264,8 @@ int serveSpawn(int connection) {
     if (runCgroupPlacement() == RunCgroupPlacement::OwnCgroup) {
         cgroup.emplace(helper);
         if (!cgroup->missing().empty()) {
-            (void)std::fprintf(stderr, "nsfd-helper: %s runs without cgroup limits: %s.\n",
-                               argv[0], cgroup->missing().c_str());
+            (void)std::fprintf(stderr, "nsfd-helper: %s runs with limits missing: %s.\n", argv[0],
+                               cgroup->missing().c_str());
         }
     }
     // Everything the command started is dead and reaped, and its cgroup gone,
