@@ -4,7 +4,9 @@
 // namespace, root and working directory. The helper is its parent and a
 // child subreaper: whatever the command starts stays below the helper, so that
 // when the run ends (the command exited, nsfdd hung up, or the caller went and
-// nsfdd with it closed the connection) everything left is SIGKILLed.
+// nsfdd with it closed the connection) everything left is SIGKILLed. Under
+// nsfd-run@.service the unit is the run's cgroup; by hand the helper makes
+// the run one of its own (run_cgroup.hpp), with the unit's limits.
 #include "spawn.hpp"
 
 #include <fcntl.h>
