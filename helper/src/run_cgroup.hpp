@@ -49,8 +49,9 @@ class RunCgroup {
     RunCgroup& operator=(const RunCgroup&) = delete;
 
     // In the forked child, still root, before it becomes the caller: moves the
-    // calling process into each of the run's cgroups. Returns 0, or the errno
-    // of the write to cgroup.procs that failed.
+    // calling process, which must have one thread, into each of the run's
+    // cgroups. Returns 0, or the errno of the write (v1 `tasks`, v2
+    // cgroup.procs) that failed.
     int join() const noexcept;
     // After everything in the run is dead and reaped: rmdir(2) of each of the
     // run's cgroups, retried for up to a second while the kernel still counts
@@ -64,7 +65,7 @@ class RunCgroup {
   private:
     struct Made {
         int runs = -1;   // the nsfd-runs directory: the run's cgroup is removed relative to it
-        int procs = -1;  // the run's cgroup.procs, opened for writing
+        int procs = -1;  // the run's v1 tasks or v2 cgroup.procs, opened for writing
         std::string path;
     };
 
