@@ -19,6 +19,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <string_view>
 #include <utility>
 
 #include "nsfd-helper/run_limits.hpp"
@@ -40,14 +41,18 @@ constexpr Controller kControllers[] = {
     {"memory", "memory limit", "memory.limit_in_bytes", "memory.max", kRunMemoryMaxBytes},
 };
 
-bool hasWord(const std::string& list, const std::string& word, char separator) {
-    std::istringstream in(list);
-    for (std::string item; std::getline(in, item, separator);) {
-        if (item == word) {
+// Whether `word` is one of the `separator`-separated items of `list`.
+bool hasWord(std::string_view list, std::string_view word, char separator) {
+    for (;;) {
+        std::size_t end = list.find(separator);
+        if (list.substr(0, end) == word) {
             return true;
         }
+        if (end == std::string_view::npos) {
+            return false;
+        }
+        list.remove_prefix(end + 1);
     }
-    return false;
 }
 
 // A cgroup filesystem mounted here: its type, mount point, the cgroup path its
