@@ -46,9 +46,11 @@ const char* describe(Step step) noexcept {
         case Step::Stdio:
             return "take the caller's stdin, stdout and stderr";
         case Step::DeathSignal:
+            return "set the parent-death signal again";
+        case Step::JoinCgroup:
             break;
     }
-    return "set the parent-death signal again";
+    return "move the command into the run's cgroup";
 }
 
 int sendMessage(int socket, const void* data, std::size_t size, int fd) noexcept {

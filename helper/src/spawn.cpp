@@ -4,7 +4,9 @@
 // namespace, root and working directory. The helper is its parent and a
 // child subreaper: whatever the command starts stays below the helper, so that
 // when the run ends (the command exited, nsfdd hung up, or the caller went and
-// nsfdd with it closed the connection) everything left is SIGKILLed.
+// nsfdd with it closed the connection) everything left is SIGKILLed. Under
+// nsfd-run@.service the unit is the run's cgroup; by hand the helper makes
+// the run one of its own (run_cgroup.hpp), with the unit's limits.
 #include "spawn.hpp"
 
 #include <fcntl.h>
@@ -19,11 +21,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "nsfd-helper/become.hpp"
 #include "nsfd-helper/protocol.hpp"
+#include "run_cgroup.hpp"
 
 namespace nsfd::helper {
 
@@ -158,7 +162,7 @@ void reapOrphans(pid_t command) {
 // The command's side of the fork: never returns. Reports a failure before
 // exec on `report` (close-on-exec: it closes unread when exec succeeds).
 [[noreturn]] void child(const SpawnRequest& request, const int* fds, char* const* argv,
-                        char* const* envp, int report, pid_t helper) {
+                        char* const* envp, int report, pid_t helper, const RunCgroup* cgroup) {
     const SpawnHeader& h = request.header;
     auto failed = [report](Step step) {
         SpawnReply answer;
@@ -168,6 +172,10 @@ void reapOrphans(pid_t command) {
         (void)!::write(report, &answer, sizeof(answer));
         ::_exit(1);
     };
+    // First, while root: all the command starts is born in the run's cgroup.
+    if (cgroup != nullptr && (errno = cgroup->join()) != 0) {
+        failed(Step::JoinCgroup);
+    }
     sigset_t none;
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -271,11 +279,30 @@ int serveSpawn(int connection) {
         return fail(connection, Step::Fork, error) == 0 ? 0 : 1;
     }
     pid_t helper = ::getpid();
+    // By hand the run gets a cgroup of its own here; under nsfd-run@.service
+    // it is the unit's.
+    std::optional<RunCgroup> cgroup;
+    if (runCgroupPlacement() == RunCgroupPlacement::OwnCgroup) {
+        cgroup.emplace(helper);
+        if (!cgroup->missing().empty()) {
+            (void)std::fprintf(stderr, "nsfd-helper: %s runs with limits missing: %s.\n", argv[0],
+                               cgroup->missing().c_str());
+        }
+    }
+    // Everything the command started is dead and reaped, and its cgroup gone,
+    // before nsfdd hears that the run ended.
+    auto end = [&cgroup] {
+        killEverything();
+        if (cgroup) {
+            cgroup->remove();
+        }
+    };
     pid_t pid = ::fork();
     if (pid == 0) {
         ::close(connection);
         ::close(report[0]);
-        child(request, fds, argv.data(), envp.data(), report[1], helper);
+        child(request, fds, argv.data(), envp.data(), report[1], helper,
+              cgroup ? &*cgroup : nullptr);
     }
     int forkError = errno;
     ::close(report[1]);
@@ -306,7 +333,7 @@ int serveSpawn(int connection) {
     }
     ::close(report[0]);
     if (got == static_cast<ssize_t>(sizeof(failed))) {
-        killEverything();
+        end();
         return reply(connection, failed) == 0 ? 0 : 1;
     }
     // Our unreaped child: the pid names it until we wait for it.
@@ -318,7 +345,7 @@ int serveSpawn(int connection) {
         if (pidfd >= 0) {
             ::close(pidfd);
         }
-        killEverything();
+        end();
         return 1;
     }
     for (;;) {
@@ -341,7 +368,7 @@ int serveSpawn(int connection) {
                 r = ::waitpid(pid, &status, 0);
             } while (r < 0 && errno == EINTR);
             ::close(pidfd);
-            killEverything();
+            end();
             SpawnReply exited;
             exited.kind = SpawnReply::Kind::Exited;
             exited.pid = pid;
@@ -350,7 +377,7 @@ int serveSpawn(int connection) {
         }
     }
     ::close(pidfd);
-    killEverything();
+    end();
     return 0;
 }
 

@@ -18,13 +18,17 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "fixture.hpp"
+#include "nsfd-helper/run_limits.hpp"
 #include "nsfd/client.hpp"
 #include "varlink/socket_io.hpp"
 #include "varlink_connection.hpp"
@@ -276,6 +280,96 @@ std::vector<pid_t> processesOf(uid_t uid, const std::string& commandLine) {
         }
     }
     return out;
+}
+
+// A process's cgroup in the hierarchy that holds `controller`: its directory
+// there, and whether that hierarchy is cgroup v2.
+struct CgroupDir {
+    std::string path;
+    bool v2 = false;
+};
+
+bool listed(const std::string& list, const std::string& word, char separator) {
+    std::istringstream in(list);
+    for (std::string item; std::getline(in, item, separator);) {
+        if (item == word) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// From /proc/PID/cgroup and this process's mountinfo: a v1 hierarchy named
+// after `controller`, or v2 where the cgroup lists it. nullopt: neither.
+std::optional<CgroupDir> cgroupOf(pid_t pid, const std::string& controller) {
+    std::ifstream mounts("/proc/self/mountinfo");
+    std::vector<std::array<std::string, 4>> cgroupMounts;  // type, point, root, options
+    for (std::string line; std::getline(mounts, line);) {
+        std::size_t dash = line.find(" - ");
+        if (dash == std::string::npos) {
+            continue;
+        }
+        std::istringstream left(line.substr(0, dash)), right(line.substr(dash + 3));
+        std::string skip, root, point, type, source, options;
+        left >> skip >> skip >> skip >> root >> point;
+        right >> type >> source >> options;
+        if (type == "cgroup" || type == "cgroup2") {
+            cgroupMounts.push_back({type, point, root, options});
+        }
+    }
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+    for (std::string line; std::getline(in, line);) {
+        std::size_t first = line.find(':'), second = line.find(':', first + 1);
+        std::string names = line.substr(first + 1, second - first - 1);
+        std::string path = line.substr(second + 1);
+        for (const auto& [type, point, root, options] : cgroupMounts) {
+            bool v2 = type == "cgroup2";
+            if (root != "/" ||
+                (v2 ? !names.empty()
+                    : !listed(names, controller, ',') || !listed(options, controller, ','))) {
+                continue;
+            }
+            std::string dir = point + (path == "/" ? "" : path);
+            if (v2) {
+                std::istringstream available(readFile(dir + "/cgroup.controllers"));
+                std::string all;
+                std::getline(available, all);
+                if (!listed(all, controller, ' ')) {
+                    continue;
+                }
+            }
+            return CgroupDir{dir, v2};
+        }
+    }
+    return std::nullopt;
+}
+
+// Empty where nsfdd by hand (a child of this test, in its cgroups) can give a
+// run its own cgroup with both limits; else why not, for GTEST_SKIP.
+std::string whyNoRunCgroup() {
+    for (const char* controller : {"pids", "memory"}) {
+        auto own = cgroupOf(::getpid(), controller);
+        if (!own) {
+            return std::string("no ") + controller + " controller for this test's cgroup";
+        }
+        if (::access(own->path.c_str(), W_OK) < 0) {
+            return own->path + " is not writable: " + std::strerror(errno);
+        }
+        if (own->v2 && readFile("/proc/self/cgroup").find("0::/\n") == std::string::npos) {
+            return "cgroup v2 and this test's cgroup is not the root: no internal processes "
+                   "leaves a run by hand no limits there (README, Lifetime)";
+        }
+    }
+    return "";
+}
+
+std::uint64_t numberIn(const std::string& file) {
+    return std::stoull(readFile(file));
+}
+
+bool exists(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0;
 }
 
 class SpawnTest : public DaemonTest {
@@ -671,6 +765,173 @@ TEST_F(SpawnTest, NsfddStoppedMidRunEndsTheCommandAndTheCallerSeesTheHangUp) {
     // read that the command started, which the command's output may precede).
     EXPECT_EQ(result.exitCode, 3) << result.err;
     EXPECT_NE(result.err.find("connection to nsfdd closed"), std::string::npos) << result.err;
+}
+
+// By hand (no nsfd-run@.service): the run's own cgroup below nsfdd's, in each
+// hierarchy, with the unit's limits, gone by the time the caller hears the end.
+TEST_F(SpawnTest, ARunByHandHasACgroupOfItsOwnWithTheUnitsLimits) {
+    if (std::string why = whyNoRunCgroup(); !why.empty()) {
+        GTEST_SKIP() << why;
+    }
+    Child target = spawnTarget();
+    NsfdctlRun run({"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c",
+                    "sleep 1000 & echo $$ $!; wait"},
+                   {});
+    std::istringstream pids(readLine(run.out()));
+    pid_t shell = 0, sleeper = 0;
+    pids >> shell >> sleeper;
+    ASSERT_GT(sleeper, 0);
+    std::vector<pid_t> helpers = childrenOf(daemon_->pid());
+    ASSERT_EQ(helpers.size(), 1U);
+    std::vector<std::string> dirs;
+    for (const char* controller : {"pids", "memory"}) {
+        auto daemon = cgroupOf(daemon_->pid(), controller);
+        auto command = cgroupOf(shell, controller);
+        auto child = cgroupOf(sleeper, controller);
+        ASSERT_TRUE(daemon && command && child) << controller;
+        EXPECT_EQ(command->path, daemon->path + "/" + helper::kRunsCgroup + "/" +
+                                     helper::kRunCgroupPrefix + std::to_string(helpers[0]))
+            << controller;
+        EXPECT_EQ(child->path, command->path) << controller;
+        dirs.push_back(command->path);
+    }
+    auto tasks = cgroupOf(shell, "pids");
+    auto memory = cgroupOf(shell, "memory");
+    EXPECT_EQ(numberIn(tasks->path + "/pids.max"), helper::kRunTasksMax);
+    EXPECT_EQ(numberIn(tasks->path + "/pids.current"), 2U) << "sh and sleep, nothing else";
+    EXPECT_EQ(numberIn(memory->path + (memory->v2 ? "/memory.max" : "/memory.limit_in_bytes")),
+              helper::kRunMemoryMaxBytes);
+    ASSERT_EQ(::kill(run.pid(), SIGTERM), 0);  // to sh; the helper kills sleep
+    auto result = run.finish();
+    EXPECT_EQ(result.exitCode, 128 + SIGTERM) << result.err;
+    for (const std::string& dir : dirs) {
+        EXPECT_FALSE(exists(dir)) << dir << " outlived the run";
+    }
+}
+
+TEST_F(SpawnTest, ARunByHandForksNoFurtherThanItsTaskLimit) {
+    if (std::string why = whyNoRunCgroup(); !why.empty()) {
+        GTEST_SKIP() << why;
+    }
+    Child target = spawnTarget();
+    // Far past the limit, so that a run without it shows as 2000 forks.
+    auto result = nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--",
+                             NSFD_TEST_FORK_UNTIL_REFUSED, "2000"});
+    ASSERT_EQ(result.exitCode, 0) << result.err;
+    std::istringstream in(result.out);
+    std::uint64_t forked = 0;
+    int error = 0;
+    ASSERT_TRUE(in >> forked >> error) << result.out;
+    EXPECT_EQ(forked, helper::kRunTasksMax - 1) << "the command itself is the first task";
+    EXPECT_EQ(error, EAGAIN);
+}
+
+TEST_F(SpawnTest, ARunsCgroupIsGoneAfterItsCallerIsKilled) {
+    if (std::string why = whyNoRunCgroup(); !why.empty()) {
+        GTEST_SKIP() << why;
+    }
+    Child target = spawnTarget();
+    NsfdctlRun run({"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c",
+                    "sleep 1000 & echo $$; wait"},
+                   {});
+    pid_t shell = std::stoi(readLine(run.out()));
+    std::vector<std::string> dirs;
+    for (const char* controller : {"pids", "memory"}) {
+        auto command = cgroupOf(shell, controller);
+        ASSERT_TRUE(command) << controller;
+        ASSERT_TRUE(exists(command->path));
+        dirs.push_back(command->path);
+    }
+    ASSERT_EQ(::kill(run.pid(), SIGKILL), 0);
+    run.finish();
+    auto deadline = std::chrono::steady_clock::now() + 2s;
+    auto anyLeft = [&] { return std::any_of(dirs.begin(), dirs.end(), exists); };
+    while (anyLeft() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(10ms);
+    }
+    for (const std::string& dir : dirs) {
+        EXPECT_FALSE(exists(dir)) << dir << " outlived the run";
+    }
+}
+
+// A helper killed mid-run removes nothing; the next run removes what it left.
+TEST_F(SpawnTest, ACgroupLeftByAKilledHelperGoesWithTheNextRun) {
+    if (std::string why = whyNoRunCgroup(); !why.empty()) {
+        GTEST_SKIP() << why;
+    }
+    Child target = spawnTarget();
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    std::unique_ptr<VarlinkCall> call;
+    runAsUser(kUser, kUserGid, [&] { call = std::make_unique<VarlinkCall>(socket_); });
+    call->send(spawnParameters(target.pid(), {"sleep", "1000"}),
+               {null.get(), null.get(), null.get(), root.get()});
+    auto [first, fds] = call->receive();
+    ASSERT_EQ(fds.size(), 1U) << first;
+    UniqueFd command = std::move(fds[0]);
+    auto left = cgroupOf(first["parameters"]["pid"].get<pid_t>(), "pids");
+    ASSERT_TRUE(left);
+    std::vector<pid_t> helpers = childrenOf(daemon_->pid());
+    ASSERT_EQ(helpers.size(), 1U);
+    ASSERT_EQ(::kill(helpers[0], SIGKILL), 0);
+    ASSERT_TRUE(exitsWithin(command.get(), 1000ms));
+    call->receive();
+    EXPECT_TRUE(exists(left->path)) << "the killed helper's cgroup: nobody removed it yet";
+    auto next = nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "true"});
+    EXPECT_EQ(next.exitCode, 0) << next.err;
+    EXPECT_FALSE(exists(left->path)) << "the next run did not remove it";
+}
+
+// nsfdd by hand where no cgroup can be made: /sys/fs/cgroup hidden by a tmpfs
+// in a mount namespace of its own (made by the thread that starts it).
+class SpawnWithoutCgroupsTest : public SpawnTest {
+  protected:
+    void SetUp() override {
+        int error = 0;
+        std::thread([&] {
+            if (::unshare(CLONE_NEWNS) < 0 ||
+                ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0 ||
+                ::mount("tmpfs", "/sys/fs/cgroup", "tmpfs", 0, "mode=0755") < 0) {
+                error = errno;
+                return;
+            }
+            SpawnTest::SetUp();
+        }).join();
+        ASSERT_EQ(error, 0) << "Failed to hide /sys/fs/cgroup: " << std::strerror(error);
+    }
+};
+
+TEST_F(SpawnWithoutCgroupsTest, ARunByHandWithoutCgroupsGoesOnAndSaysSoInOneLine) {
+    Child target = spawnTarget();
+    auto result =
+        nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "sh", "-c", "exit 7"});
+    EXPECT_EQ(result.exitCode, 7) << result.err;
+    std::vector<std::string> warnings;
+    for (const std::string& line : linesOf(daemon_->log())) {
+        if (line.find("runs with limits missing") != std::string::npos) {
+            warnings.push_back(line);
+        }
+    }
+    ASSERT_EQ(warnings.size(), 1U) << daemon_->log();
+    EXPECT_EQ(warnings[0].rfind("nsfd-helper: sh runs with limits missing: ", 0), 0U)
+        << warnings[0];
+    EXPECT_NE(warnings[0].find("no task limit"), std::string::npos) << warnings[0];
+    EXPECT_NE(warnings[0].find("no memory limit"), std::string::npos) << warnings[0];
+}
+
+// The numbers a helper by hand writes are those of nsfd-run@.service.
+TEST(SpawnLimits, TheRunUnitHasTheLimitsOfARunByHand) {
+    std::map<std::string, std::string> settings;
+    for (const std::string& line :
+         linesOf(readFile(std::string(NSFD_TEST_SOURCE_DIR) + "/systemd/nsfd-run@.service"))) {
+        if (std::size_t equals = line.find('='); equals != std::string::npos && line[0] != '#') {
+            settings[line.substr(0, equals)] = line.substr(equals + 1);
+        }
+    }
+    EXPECT_EQ(std::stoull(settings["TasksMax"]), helper::kRunTasksMax);
+    ASSERT_FALSE(settings["MemoryMax"].empty());
+    EXPECT_EQ(settings["MemoryMax"].back(), 'G');
+    EXPECT_EQ(std::stoull(settings["MemoryMax"]) << 30, helper::kRunMemoryMaxBytes);
 }
 
 }  // namespace

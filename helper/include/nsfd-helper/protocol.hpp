@@ -74,6 +74,7 @@ enum class Step : std::uint32_t {
     ChangeDirectory,  // fchdir(2) to the caller's working directory, as the caller
     Stdio,            // dup2(2) of the caller's stdin, stdout, stderr
     DeathSignal,      // PR_SET_PDEATHSIG again, after the last credential change
+    JoinCgroup,       // write to the run's v1 tasks or v2 cgroup.procs (by hand)
 };
 
 // The helper's answer to StartSocketWorker (with Step::None, nsfdd's end of the
