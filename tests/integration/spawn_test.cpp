@@ -862,10 +862,10 @@ TEST_F(SpawnTest, ACgroupLeftByAKilledHelperGoesWithTheNextRun) {
     Child target = spawnTarget();
     UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
     UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
-    std::unique_ptr<VarlinkCall> call;
-    runAsUser(kUser, kUserGid, [&] { call = std::make_unique<VarlinkCall>(socket_); });
-    call->send(spawnParameters(target.pid(), {"sleep", "1000"}),
-               {null.get(), null.get(), null.get(), root.get()});
+    std::unique_ptr<SpawnConnection> call;
+    runAsUser(kUser, kUserGid, [&] { call = std::make_unique<SpawnConnection>(socket_); });
+    ASSERT_TRUE(call->spawn(spawnParameters(target.pid(), {"sleep", "1000"}),
+                            {null.get(), null.get(), null.get(), root.get()}));
     auto [first, fds] = call->receive();
     ASSERT_EQ(fds.size(), 1U) << first;
     UniqueFd command = std::move(fds[0]);
