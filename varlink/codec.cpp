@@ -149,7 +149,7 @@ Decoded decodeCall(std::string_view text, const DecodeLimits& limits) {
             if (!value.is_string() || !isValidMethodName(value.get_ref<const std::string&>())) {
                 return DecodeError::InvalidMethod;
             }
-            call.method = value.get<std::string>();
+            call.method = std::move(value.get_ref<std::string&>());
             haveMethod = true;
         } else if (key == "parameters") {
             if (value.is_object()) {
@@ -328,8 +328,12 @@ void appendJson(std::string& out, const Json& value) {
 // {"parameters":{...}} with `before` ("key":value, pairs that sort before
 // "parameters") ahead of it, as Json would order the keys, and its NUL: the
 // parameters written where they are, not copied into an enclosing object.
-std::string withParameters(const std::string& before, const Json& parameters) {
-    std::string out = "{" + before + "\"parameters\":";
+std::string withParameters(std::string_view before, const Json& parameters) {
+    std::string out;
+    out.reserve(64);  // a reply to most calls, in one allocation
+    out += '{';
+    out += before;
+    out += "\"parameters\":";
     if (parameters.is_object()) {
         appendJson(out, parameters);
     } else {

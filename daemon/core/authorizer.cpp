@@ -350,6 +350,25 @@ bool Authorizer::decideNow(const Caller& caller, const Request& request) const {
     return false;
 }
 
+bool Authorizer::allowsAtOnce(const Caller& caller, const Request& request) const {
+    if (caller.isRoot()) {
+        return true;
+    }
+    // As authorize() walks them: up to the first verdict other than Pass.
+    for (const auto& decider : deciders_) {
+        if (!decider->synchronous()) {
+            return false;
+        }
+        Verdict verdict = Verdict::Pass;
+        decider->decide(caller, request,
+                        [&verdict](Verdict v, std::string_view /*note*/) { verdict = v; });
+        if (verdict != Verdict::Pass) {
+            return verdict == Verdict::Allow;
+        }
+    }
+    return false;
+}
+
 std::size_t Authorizer::trackQuota(const Caller& caller) const {
     return caller.isRoot() ? std::numeric_limits<std::size_t>::max() : config_.trackedPerUser;
 }

@@ -189,6 +189,13 @@ class Authorizer {
     // nobody can wait for polkit.
     bool decideNow(const Caller& caller, const Request& request) const;
 
+    // Whether authorize() would allow at once: root, or a synchronous decider
+    // that allows where those before it passed. A door then acts without
+    // handing authorize() a callback (a call's hot path); otherwise it calls
+    // authorize(), which decides again, asks the asynchronous deciders and
+    // says why it denies.
+    bool allowsAtOnce(const Caller& caller, const Request& request) const;
+
     // The connection `caller` called on has ended: every decider drops what
     // it still holds for it (their `done` never runs).
     void callerGone(const Caller& caller) noexcept;

@@ -115,6 +115,10 @@ class Manager final {
     // see), ForeignPidNamespace (PID:ID from another pid namespace),
     // NotSupported (no cgroup2; unit: or machine: without systemd). `then`
     // must not throw. A pidfd `named` holds is moved out of it (its copies share it).
+    // resolve() of what is looked up at once, every kind but a selector: the
+    // Resolution is returned, its errors thrown (the ServiceErrors above),
+    // with no callbacks to allocate. Throws std::logic_error for a selector.
+    Resolution resolveNow(const Caller& caller, const Named& named, Action action);
     void resolve(const Caller& caller, const Named& named, Action action, ResolvedThen then,
                  const ResolveFailed& failed);
     // The process as `caller` sees it now. Throws ServiceError: NotTracked if

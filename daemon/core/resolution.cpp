@@ -59,22 +59,32 @@ Resolution Manager::resolution(const Caller& caller, TrackedProcess& process, Ac
     return out;
 }
 
+Resolution Manager::resolveNow(const Caller& caller, const Named& named, Action action) {
+    switch (named.kind) {
+        case Named::Kind::Pid:
+            return resolution(caller, openPid(caller, named.pid), action);
+        case Named::Kind::PidFd:
+            return resolution(caller, std::move(*named.pidfd), action);
+        case Named::Kind::Id:
+            return resolution(caller, tracked(caller, named.id), action);
+        case Named::Kind::TrackedPid:
+            return resolution(caller, trackedWithPid(caller, named.pid), action);
+        case Named::Kind::Selector:
+            break;
+    }
+    throw std::logic_error("Manager::resolveNow() of a selector");
+}
+
 void Manager::resolve(const Caller& caller, const Named& named, Action action, ResolvedThen then,
                       const ResolveFailed& failed) {
     std::optional<Resolution> now;
     try {
         switch (named.kind) {
             case Named::Kind::Pid:
-                now = resolution(caller, openPid(caller, named.pid), action);
-                break;
             case Named::Kind::PidFd:
-                now = resolution(caller, std::move(*named.pidfd), action);
-                break;
             case Named::Kind::Id:
-                now = resolution(caller, tracked(caller, named.id), action);
-                break;
             case Named::Kind::TrackedPid:
-                now = resolution(caller, trackedWithPid(caller, named.pid), action);
+                now = resolveNow(caller, named, action);
                 break;
             case Named::Kind::Selector:
                 findSelected(

@@ -164,6 +164,15 @@ Named namedOf(Manager& core, Call& call, const Given& given) {
 template <typename Then>
 void resolveThen(Manager& core, const CallPtr& call, const Caller& caller, const Named& named,
                  Action action, Then then) {
+    if (named.kind != Named::Kind::Selector) {
+        // At once: no callbacks to allocate on a call's hot path.
+        try {
+            then(core.resolveNow(caller, named, action));
+        } catch (...) {
+            replyCurrentError(*call);
+        }
+        return;
+    }
     core.resolve(
         caller, named, action,
         [call, then = std::move(then)](Resolution resolution) {

@@ -57,6 +57,15 @@ class VarlinkEndpoint final : public ManagerObserver {
     template <typename Body>
     void authorizeThen(const varlink::CallPtr& call, const Caller& caller, const Request& request,
                        Body&& body) {
+        if (manager_.authorizer().allowsAtOnce(caller, request)) {
+            // Most calls: no callback for a decider that may answer later.
+            try {
+                body(*call);
+            } catch (...) {
+                replyCurrentError(*call);
+            }
+            return;
+        }
         auto run = std::make_shared<std::decay_t<Body>>(std::forward<Body>(body));
         manager_.authorizer().authorize(caller, request, [call, run](const Decision& decision) {
             if (!decision.allowed) {
