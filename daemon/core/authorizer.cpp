@@ -248,18 +248,10 @@ void Authorizer::authorize(const Caller& caller, const Request& request, Done do
         return;
     }
     // The synchronous deciders first, without allocating: most calls end here.
-    std::size_t index = 0;
-    for (; index < deciders_.size() && deciders_[index]->synchronous(); ++index) {
-        Verdict verdict = Verdict::Pass;
-        deciders_[index]->decide(caller, request,
-                                 [&verdict](Verdict v, std::string_view /*note*/) { verdict = v; });
-        if (verdict == Verdict::Allow) {
-            done(Decision{true, deciders_[index]->name(), ErrorKind::AccessDenied, {}});
-            return;
-        }
-        if (verdict != Verdict::Pass) {
-            break;  // next() asks it again and says why
-        }
+    auto [index, allowed] = decideSynchronously(caller, request);
+    if (allowed) {
+        done(Decision{true, deciders_[index]->name(), ErrorKind::AccessDenied, {}});
+        return;
     }
     auto pending =
         std::make_shared<Pending>(Pending{caller, request, std::move(done), "kernel rule", {}});
@@ -350,23 +342,25 @@ bool Authorizer::decideNow(const Caller& caller, const Request& request) const {
     return false;
 }
 
-bool Authorizer::allowsAtOnce(const Caller& caller, const Request& request) const {
-    if (caller.isRoot()) {
-        return true;
-    }
-    // As authorize() walks them: up to the first verdict other than Pass.
-    for (const auto& decider : deciders_) {
-        if (!decider->synchronous()) {
-            return false;
-        }
+std::pair<std::size_t, bool> Authorizer::decideSynchronously(const Caller& caller,
+                                                             const Request& request) const {
+    std::size_t index = 0;
+    for (; index < deciders_.size() && deciders_[index]->synchronous(); ++index) {
         Verdict verdict = Verdict::Pass;
-        decider->decide(caller, request,
-                        [&verdict](Verdict v, std::string_view /*note*/) { verdict = v; });
+        deciders_[index]->decide(caller, request,
+                                 [&verdict](Verdict v, std::string_view /*note*/) { verdict = v; });
+        if (verdict == Verdict::Allow) {
+            return {index, true};
+        }
         if (verdict != Verdict::Pass) {
-            return verdict == Verdict::Allow;
+            break;  // authorize()'s next() asks it again and says why
         }
     }
-    return false;
+    return {index, false};
+}
+
+bool Authorizer::allowsAtOnce(const Caller& caller, const Request& request) const {
+    return caller.isRoot() || decideSynchronously(caller, request).second;
 }
 
 std::size_t Authorizer::trackQuota(const Caller& caller) const {

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "caller.hpp"
@@ -208,6 +209,11 @@ class Authorizer {
     std::size_t trackQuota(const Caller& caller) const;
 
   private:
+    // The synchronous deciders in order, up to the first verdict other than
+    // Pass: {the index of the first decider not passing (or of the first
+    // asynchronous one), whether that decider allowed}.
+    std::pair<std::size_t, bool> decideSynchronously(const Caller& caller,
+                                                     const Request& request) const;
     void next(const std::shared_ptr<struct Pending>& pending, std::size_t index);
     void logDenial(const Caller& caller, const Request& request, const std::string& why);
 
