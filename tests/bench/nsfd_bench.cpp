@@ -1268,8 +1268,9 @@ class Suite {
 
         progress("figure 7: restart with " + std::to_string(scale_.tracked) + " processes");
         Daemon::FdStore store = daemon_->takeFdStore();
-        // The pidfds: not the state table, not the subscribers' names.
-        std::size_t stored = store.size() - store.count("state") - store.count("subscribers");
+        // The pidfds: not the state table, the trackings' accounts or the subscribers' names.
+        std::size_t stored = store.size() - store.count("state") - store.count("accounts") -
+                             store.count("subscribers");
         daemon_->kill9();
         daemon_ = std::make_unique<Daemon>(bus_->address(),
                                            Daemon::Options{"", std::move(store), "warn", 0, ""});
