@@ -424,6 +424,33 @@ class SpawnTest : public DaemonTest {
         dir_.reset();
     }
 
+    // A run nsfd-test-a started over a Varlink connection of its own.
+    struct StartedRun {
+        std::unique_ptr<SpawnConnection> call;  // used from here on, by any thread
+        pid_t pid = 0;                          // the command's
+        UniqueFd command;                       // its pidfd
+    };
+    // Runs `argv` in the net namespace of `target` as nsfd-test-a, its stdout
+    // `out` (/dev/null without one); returns once the command runs. Throws
+    // std::runtime_error if nsfdd did not start it.
+    StartedRun startRun(pid_t target, const std::vector<std::string>& argv, int out = -1) {
+        UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+        UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+        StartedRun run;
+        runAsUser(kUser, kUserGid, [&] { run.call = std::make_unique<SpawnConnection>(socket_); });
+        if (!run.call->spawn(spawnParameters(target, argv),
+                             {null.get(), out >= 0 ? out : null.get(), null.get(), root.get()})) {
+            throw std::runtime_error("nsfdd hung up before Spawn was sent");
+        }
+        auto [first, fds] = run.call->receive();
+        if (fds.size() != 1) {
+            throw std::runtime_error("Spawn did not start the command: " + first.dump());
+        }
+        run.pid = first["parameters"]["pid"].get<pid_t>();
+        run.command = std::move(fds[0]);
+        return run;
+    }
+
     std::optional<SocketDir> dir_;
     std::string socket_;
     int daemonFds_ = 0;
@@ -673,20 +700,12 @@ TEST_F(SpawnTest, ATargetThatExitedIsNamedSoAndNothingRuns) {
 
 TEST_F(SpawnTest, TheHelperKilledMidRunKillsTheCommandAndTheCallerHearsIt) {
     Child target = spawnTarget();
-    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
-    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
-    std::unique_ptr<SpawnConnection> call;  // the user's connection, used from here on
-    runAsUser(kUser, kUserGid, [&] { call = std::make_unique<SpawnConnection>(socket_); });
-    ASSERT_TRUE(call->spawn(spawnParameters(target.pid(), {"sleep", "1000"}),
-                            {null.get(), null.get(), null.get(), root.get()}));
-    auto [first, fds] = call->receive();
-    ASSERT_EQ(fds.size(), 1U) << first;
-    UniqueFd command = std::move(fds[0]);
+    StartedRun run = startRun(target.pid(), {"sleep", "1000"});
     std::vector<pid_t> helpers = childrenOf(daemon_->pid());
     ASSERT_EQ(helpers.size(), 1U);
     ASSERT_EQ(::kill(helpers[0], SIGKILL), 0);
-    EXPECT_TRUE(exitsWithin(command.get(), 1000ms)) << "the command outlived its helper";
-    Json last = call->receive().first;
+    EXPECT_TRUE(exitsWithin(run.command.get(), 1000ms)) << "the command outlived its helper";
+    Json last = run.call->receive().first;
     EXPECT_EQ(errorOf(last), "Failed") << last;
     EXPECT_NE(last["parameters"]["message"].get<std::string>().find("killed"), std::string::npos)
         << last;
@@ -860,22 +879,14 @@ TEST_F(SpawnTest, ACgroupLeftByAKilledHelperGoesWithTheNextRun) {
         GTEST_SKIP() << why;
     }
     Child target = spawnTarget();
-    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
-    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
-    std::unique_ptr<SpawnConnection> call;
-    runAsUser(kUser, kUserGid, [&] { call = std::make_unique<SpawnConnection>(socket_); });
-    ASSERT_TRUE(call->spawn(spawnParameters(target.pid(), {"sleep", "1000"}),
-                            {null.get(), null.get(), null.get(), root.get()}));
-    auto [first, fds] = call->receive();
-    ASSERT_EQ(fds.size(), 1U) << first;
-    UniqueFd command = std::move(fds[0]);
-    auto left = cgroupOf(first["parameters"]["pid"].get<pid_t>(), "pids");
+    StartedRun run = startRun(target.pid(), {"sleep", "1000"});
+    auto left = cgroupOf(run.pid, "pids");
     ASSERT_TRUE(left);
     std::vector<pid_t> helpers = childrenOf(daemon_->pid());
     ASSERT_EQ(helpers.size(), 1U);
     ASSERT_EQ(::kill(helpers[0], SIGKILL), 0);
-    ASSERT_TRUE(exitsWithin(command.get(), 1000ms));
-    call->receive();
+    ASSERT_TRUE(exitsWithin(run.command.get(), 1000ms));
+    run.call->receive();
     EXPECT_TRUE(exists(left->path)) << "the killed helper's cgroup: nobody removed it yet";
     auto next = nsfdctlAs({"exec", std::to_string(target.pid()), "--net", "--", "true"});
     EXPECT_EQ(next.exitCode, 0) << next.err;
@@ -962,22 +973,16 @@ char stateOf(pid_t pid) {
 // against the run's task limit until it ends.
 TEST_F(SpawnTest, TheCommandsOrphansAreReapedWhileItRuns) {
     Child target = spawnTarget();
-    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
-    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
     int pipe[2];
     ASSERT_EQ(::pipe2(pipe, O_CLOEXEC), 0);
     UniqueFd outRead(pipe[0]), outWrite(pipe[1]);
-    std::unique_ptr<SpawnConnection> call;  // the user's connection, used from here on
-    runAsUser(kUser, kUserGid, [&] { call = std::make_unique<SpawnConnection>(socket_); });
     // Ten subshells that each leave an orphan behind, then a long sleep.
-    ASSERT_TRUE(call->spawn(
-        spawnParameters(target.pid(), {"sh", "-c",
-                                       "for i in 1 2 3 4 5 6 7 8 9 10; do (true &); done; "
-                                       "echo started; exec sleep 995"}),
-        {null.get(), outWrite.get(), null.get(), root.get()}));
+    StartedRun run = startRun(target.pid(),
+                              {"sh", "-c",
+                               "for i in 1 2 3 4 5 6 7 8 9 10; do (true &); done; "
+                               "echo started; exec sleep 995"},
+                              outWrite.get());
     outWrite.reset();
-    auto [first, fds] = call->receive();
-    ASSERT_EQ(fds.size(), 1U) << first;
     ASSERT_EQ(readLine(outRead.get()), "started");
     std::vector<pid_t> helpers = childrenOf(daemon_->pid());
     ASSERT_EQ(helpers.size(), 1U);
@@ -991,7 +996,7 @@ TEST_F(SpawnTest, TheCommandsOrphansAreReapedWhileItRuns) {
     }
     EXPECT_EQ(zombies(), 0) << "orphans left unreaped while the command runs";
     EXPECT_EQ(childrenOf(helpers[0]).size(), 1U) << "the command (sleep) alone";
-    call->close();  // the run ends with the connection
+    run.call->close();  // the run ends with the connection
 }
 
 // A connection keeps the identity it was made with. Its process exec'ing a
