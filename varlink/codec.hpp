@@ -99,14 +99,18 @@ using DecodedAs = std::variant<Message, DecodeError>;
 using Decoded = DecodedAs<CallMessage>;
 using DecodedReply = DecodedAs<ReplyMessage>;
 
-// Parses one message (without its NUL) into a call. Never throws.
+// Parses one message (without its NUL) into a call. JSON as RFC 8259 with
+// numbers that fit an int64, a uint64 or a double (others are InvalidJson); a
+// non-negative integer becomes an unsigned Json number, a repeated key keeps
+// its last value. Read by simdjson, one parser per thread, reused. Throws
+// only std::bad_alloc; everything wrong with the text is a DecodeError.
 Decoded decodeCall(std::string_view text, const DecodeLimits& limits);
 // Parses one message into a reply: "parameters", "error", "continues" and
-// vendor keys (with a dot) only. Never throws.
+// vendor keys (with a dot) only. As decodeCall otherwise.
 DecodedReply decodeReply(std::string_view text, const DecodeLimits& limits);
 
 // Parses one message into a JSON object with the depth limit; nullopt and
-// `error` set if it is not one. Also used for replies, by test clients.
+// `error` set if it is not one. As decodeCall otherwise. For test clients.
 std::optional<Json> parseObject(std::string_view text, unsigned maxDepth, DecodeError& error);
 
 // True for "interface.Method" as varlink.org defines the two names.

@@ -144,9 +144,13 @@ TEST_F(VarlinkCodecTest, DepthIsBoundedWhileParsing) {
     EXPECT_TRUE(wire::parseObject(nested(16), 16, error).has_value());
     EXPECT_FALSE(wire::parseObject(nested(17), 16, error).has_value());
     EXPECT_EQ(error, DecodeError::TooDeep);
-    // Far too deep, and not even closed: refused as soon as the limit is crossed.
-    std::string deep = R"({"method":"a.b.C","parameters":{"x":)" + std::string(1000000, '[');
-    EXPECT_EQ(errorOf(deep, maxBytes(2000000)), DecodeError::TooDeep);
+    // Far too deep: refused where it crosses the bound, nothing built below.
+    std::string deep = R"({"method":"a.b.C","parameters":{"x":)" + std::string(1000000, '[') +
+                       std::string(1000000, ']') + "}}";
+    EXPECT_EQ(errorOf(deep, maxBytes(3000000)), DecodeError::TooDeep);
+    // ... and not even closed: not JSON at all, refused as such.
+    std::string unclosed = R"({"method":"a.b.C","parameters":{"x":)" + std::string(1000000, '[');
+    EXPECT_EQ(errorOf(unclosed, maxBytes(2000000)), DecodeError::InvalidJson);
 }
 
 TEST_F(VarlinkCodecTest, MessageSizeIsBounded) {
