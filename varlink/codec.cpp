@@ -211,27 +211,32 @@ std::optional<Json> parseObject(std::string_view text, unsigned maxDepth, Decode
     return toJson(*object);
 }
 
-// Read from simdjson's document directly: only the parameters become Json.
+// Read from simdjson's document directly: only the parameters become Json,
+// once the message is known to be a call.
 Decoded decodeCall(std::string_view text, const DecodeLimits& limits) {
     DecodeError error{};
     std::optional<simdjson::dom::object> object = reader().parse(text, limits.maxDepth, error);
     if (!object) {
         return error;
     }
-    CallMessage call;
-    bool haveMethod = false;
+    std::optional<std::string_view> method;
+    std::optional<simdjson::dom::object> parameters;
+    bool oneway = false;
+    bool more = false;
+    bool upgrade = false;
     for (auto [key, value] : *object) {
         if (key == "method") {
-            std::string_view method;
-            if (value.get(method) != simdjson::SUCCESS || !isValidMethodName(method)) {
+            std::string_view name;
+            if (value.get(name) != simdjson::SUCCESS || !isValidMethodName(name)) {
                 return DecodeError::InvalidMethod;
             }
-            call.method = method;
-            haveMethod = true;
+            method = name;
         } else if (key == "parameters") {
             if (value.is_object()) {
-                call.parameters = toJson(value);
-            } else if (!value.is_null()) {
+                parameters = simdjson::dom::object(value);
+            } else if (value.is_null()) {
+                parameters.reset();
+            } else {
                 return DecodeError::InvalidField;
             }
         } else if (key == "oneway" || key == "more" || key == "upgrade") {
@@ -239,20 +244,26 @@ Decoded decodeCall(std::string_view text, const DecodeLimits& limits) {
             if (!set) {
                 return DecodeError::InvalidField;
             }
-            (key == "oneway" ? call.oneway : key == "more" ? call.more : call.upgrade) = *set;
+            (key == "oneway" ? oneway : key == "more" ? more : upgrade) = *set;
         } else if (key.find('.') == std::string_view::npos) {
             // varlink.org: vendor extensions are keys in reverse-domain notation;
             // anything else is a mistake worth reporting (as sd-varlink does).
             return DecodeError::UnknownField;
         }
     }
-    if (!haveMethod) {
+    if (!method) {
         return DecodeError::InvalidMethod;
     }
-    if (call.oneway && (call.more || call.upgrade)) {
+    if (oneway && (more || upgrade)) {
         return DecodeError::ConflictingFlags;
     }
-    return call;
+    return CallMessage{std::string(*method),
+                       parameters ? toJson(*parameters) : Json::object(),
+                       oneway,
+                       more,
+                       upgrade,
+                       {},
+                       FdLoss::None};
 }
 
 DecodedReply decodeReply(std::string_view text, const DecodeLimits& limits) {

@@ -45,6 +45,13 @@ bool Call::reply(const Json& parameters, std::vector<UniqueFd> fds) {
     return send(encodeReply(parameters), std::move(fds), true);
 }
 
+bool Call::replyWithFd(UniqueFd fd) {
+    static const std::string encoded = encodeReply({{"fileDescriptor", 0}});
+    std::vector<UniqueFd> fds;
+    fds.push_back(std::move(fd));
+    return send(encoded, std::move(fds), true);
+}
+
 bool Call::notify(const Json& parameters, std::vector<UniqueFd> fds) {
     if (!message_.more) {
         return false;

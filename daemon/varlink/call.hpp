@@ -50,6 +50,9 @@ class Call final {
     // The final reply. `fds` go with it; `parameters` refers to them by index.
     // Each returns false when the reply was dropped (gone, or already answered).
     bool reply(const Json& parameters = Json::object(), std::vector<UniqueFd> fds = {});
+    // The final reply of a method that hands out one fd: {"fileDescriptor": 0}
+    // with `fd`, encoded once for all calls (figure 11b's hot path).
+    bool replyWithFd(UniqueFd fd);
     // One of several replies ("continues": true) to a call made with "more".
     bool notify(const Json& parameters, std::vector<UniqueFd> fds = {});
     // The final answer, as an error: error::k... names, or org.nsfd1.Manager.*.

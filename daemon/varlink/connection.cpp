@@ -19,10 +19,15 @@ using namespace nsfd::varlink;  // the wire format (../../varlink)
 
 namespace {
 
-// Bytes read per recvmsg, and reads per wakeup: one busy client cannot keep
-// the loop from the others.
+// Bytes read per recvmsg, and reads and bytes per wakeup: one busy client
+// cannot keep the loop from the others. A client that waits for each reply
+// sends its next call while nsfdd is still in this loop (on one CPU, it runs
+// as soon as the reply wakes it), so its calls are read here without a trip
+// through epoll: one in 16, not one in 4 (figure 11b). One that pipelines is
+// bounded by the bytes, 64 KiB, as before.
 constexpr std::size_t kReadChunk = 16 * 1024;
-constexpr int kReadsPerWakeup = 4;
+constexpr int kReadsPerWakeup = 16;
+constexpr std::size_t kBytesPerWakeup = 4 * kReadChunk;
 constexpr std::size_t kMaxIovecs = 64;
 // How often to look whether the peer has read the replies in front of one with
 // fds: from 100 us, doubling, to 50 ms (a peer that does not read at all is
@@ -73,7 +78,8 @@ bool Connection::reading() const {
 
 void Connection::readSome() {
     std::array<char, kReadChunk> buffer;
-    for (int round = 0; round < kReadsPerWakeup && reading(); ++round) {
+    std::size_t bytes = 0;
+    for (int round = 0; round < kReadsPerWakeup && bytes < kBytesPerWakeup && reading(); ++round) {
         Received received;
         int r = receiveWithFds(socket_.get(), buffer, received);
         if (r == -EAGAIN || r == -EINTR) {
@@ -91,6 +97,7 @@ void Connection::readSome() {
             }
             break;
         }
+        bytes += received.bytes;
         decoder_.feed(std::string_view(buffer.data(), received.bytes), std::move(received.fds),
                       received.fdsNotReceived);
         dispatchReady();

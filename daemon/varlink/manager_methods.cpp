@@ -158,16 +158,18 @@ Named namedOf(Manager& core, Call& call, const Given& given) {
     return Named::bySelector(*given.selector);
 }
 
-// Calls `then` with the process `named` resolved for `action` by the core
-// (Manager::resolve): now, or, for a selector, once the core found it and the
-// caller may see it; answers the call with the error otherwise.
+// Calls `then(resolution, caller)` with the process `named` resolved for
+// `action` by the core (Manager::resolve): now, or, for a selector, once the
+// core found it and the caller may see it; answers the call with the error
+// otherwise. `caller` is passed on, not captured by `then`: copied only when
+// the answer comes later (a Caller's copy is an allocation of its groups).
 template <typename Then>
 void resolveThen(Manager& core, const CallPtr& call, const Caller& caller, const Named& named,
                  Action action, Then then) {
     if (named.kind != Named::Kind::Selector) {
         // At once: no callbacks to allocate on a call's hot path.
         try {
-            then(core.resolveNow(caller, named, action));
+            then(core.resolveNow(caller, named, action), caller);
         } catch (...) {
             replyCurrentError(*call);
         }
@@ -175,9 +177,9 @@ void resolveThen(Manager& core, const CallPtr& call, const Caller& caller, const
     }
     core.resolve(
         caller, named, action,
-        [call, then = std::move(then)](Resolution resolution) {
+        [call, caller, then = std::move(then)](Resolution resolution) {
             try {
-                then(std::move(resolution));
+                then(std::move(resolution), caller);
             } catch (...) {
                 replyCurrentError(*call);
             }
@@ -203,10 +205,11 @@ void resolveThen(Manager& core, const CallPtr& call, const Caller& caller, const
 template <typename NamedOrGiven, typename Body>
 void authorizeThen(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller,
                    const NamedOrGiven& named, Action action, Body body) {
-    resolveThen(ep.core(), call, caller, named, action, [&ep, call, caller, body](Resolution r) {
-        ep.authorizeThen(call, caller, r.request,
-                         [body, process = r.process](Call& c) { body(c, process); });
-    });
+    resolveThen(ep.core(), call, caller, named, action,
+                [&ep, call, body](Resolution r, const Caller& caller) {
+                    ep.authorizeThen(call, caller, r.request,
+                                     [body, process = r.process](Call& c) { body(c, process); });
+                });
 }
 
 std::vector<UniqueFd> oneFd(UniqueFd fd) {
@@ -250,12 +253,11 @@ void getNamespace(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller
     NsType type = readNsType(call->parameters());
     resolveThen(
         ep.core(), call, caller, given, Action::GetNamespace,
-        [&ep, call, caller, type](Resolution r) {
+        [&ep, call, type](Resolution r, const Caller& caller) {
             r.request.namespaces = {type};
             ep.authorizeThen(
                 call, caller, r.request, [&core = ep.core(), process = r.process, type](Call& c) {
-                    c.reply({{"fileDescriptor", 0}},
-                            oneFd(UniqueFd(core.namespaceFd(process.pidfd(), type).release())));
+                    c.replyWithFd(UniqueFd(core.namespaceFd(process.pidfd(), type).release()));
                 });
         });
 }
@@ -264,7 +266,7 @@ void getNamespaces(VarlinkEndpoint& ep, const CallPtr& call, const Caller& calle
     Given given = readGiven(call->parameters());
     std::vector<NsType> types = readNsTypes(call->parameters());
     resolveThen(ep.core(), call, caller, given, Action::GetNamespace,
-                [&ep, call, caller, types](Resolution r) {
+                [&ep, call, types](Resolution r, const Caller& caller) {
                     r.request.namespaces = Manager::requestedTypes(types);
                     ep.authorizeThen(
                         call, caller, r.request,
@@ -338,7 +340,7 @@ void getProcessInfo(VarlinkEndpoint& ep, const CallPtr& call, const Caller& call
 void getPidFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     authorizeThen(ep, call, caller, Named::byId(readId(call->parameters())), Action::GetPidFd,
                   [&core = ep.core()](Call& c, const ProcessRef& process) {
-                      c.reply({{"fileDescriptor", 0}}, oneFd(core.duplicatePidFd(process.pidfd())));
+                      c.replyWithFd(core.duplicatePidFd(process.pidfd()));
                   });
 }
 
@@ -347,7 +349,7 @@ void sendSignal(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) 
     auto signal = static_cast<int>(
         readRequired(call->parameters(), "signal", 0, static_cast<std::uint64_t>(SIGRTMAX)));
     resolveThen(ep.core(), call, caller, given, Action::SendSignal,
-                [&ep, call, caller, signal](Resolution r) {
+                [&ep, call, signal](Resolution r, const Caller& caller) {
                     r.request.signal = signal;
                     ep.authorizeThen(call, caller, r.request,
                                      [&core = ep.core(), process = r.process, signal](Call& c) {
@@ -360,11 +362,10 @@ void sendSignal(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) 
 void getFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     std::uint64_t id = readId(call->parameters());
     auto targetFd = static_cast<int>(readRequired(call->parameters(), "fd", 0, kMaxInt32));
-    authorizeThen(
-        ep, call, caller, Named::byId(id), Action::GetFd,
-        [&core = ep.core(), targetFd](Call& c, const ProcessRef& process) {
-            c.reply({{"fileDescriptor", 0}}, oneFd(core.getFd(process.pidfd(), targetFd)));
-        });
+    authorizeThen(ep, call, caller, Named::byId(id), Action::GetFd,
+                  [&core = ep.core(), targetFd](Call& c, const ProcessRef& process) {
+                      c.replyWithFd(core.getFd(process.pidfd(), targetFd));
+                  });
 }
 
 // socket(2)'s integer arguments as written: any int64, checked by the core.
@@ -402,27 +403,26 @@ SocketSpec readSocketSpec(const Json& parameters) {
 void openSocket(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     Given given = readGiven(call->parameters());
     SocketSpec spec = readSocketSpec(call->parameters());
-    resolveThen(
-        ep.core(), call, caller, given, Action::OpenSocket,
-        [&ep, call, caller, spec](Resolution r) {
-            r.request.socket = spec;
-            ep.authorizeThen(
-                call, caller, r.request,
-                [&core = ep.core(), caller, process = r.process, spec, held = call](Call&) {
-                    core.openSocket(
-                        caller, process.pidfd(), spec,
-                        [held](UniqueFd socket, const std::exception_ptr& error) {
-                            try {
-                                if (error) {
-                                    std::rethrow_exception(error);
-                                }
-                                held->reply({{"fileDescriptor", 0}}, oneFd(std::move(socket)));
-                            } catch (...) {
-                                replyCurrentError(*held);
-                            }
+    resolveThen(ep.core(), call, caller, given, Action::OpenSocket,
+                [&ep, call, spec](Resolution r, const Caller& caller) {
+                    r.request.socket = spec;
+                    ep.authorizeThen(
+                        call, caller, r.request,
+                        [&core = ep.core(), caller, process = r.process, spec, held = call](Call&) {
+                            core.openSocket(
+                                caller, process.pidfd(), spec,
+                                [held](UniqueFd socket, const std::exception_ptr& error) {
+                                    try {
+                                        if (error) {
+                                            std::rethrow_exception(error);
+                                        }
+                                        held->replyWithFd(std::move(socket));
+                                    } catch (...) {
+                                        replyCurrentError(*held);
+                                    }
+                                });
                         });
                 });
-        });
 }
 
 // -- Spawn: a brokered run; its first reply {pid, pidfd}, its last {waitStatus} --
@@ -513,7 +513,8 @@ void spawn(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
     Given given = readGiven(call->parameters());
     std::shared_ptr<SpawnSpec> spec = readSpawnSpec(*call);
     resolveThen(
-        ep.core(), call, caller, given, Action::Enter, [&ep, call, caller, spec](Resolution r) {
+        ep.core(), call, caller, given, Action::Enter,
+        [&ep, call, spec](Resolution r, const Caller& caller) {
             r.request.namespaces = spec->namespaces;
             r.request.command = spec->argv[0];
             ep.authorizeThen(

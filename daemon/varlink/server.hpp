@@ -26,6 +26,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "call.hpp"
 #include "event_source.hpp"
@@ -147,7 +148,9 @@ class Server final {
     ProtocolErrorHook hook_;
     ConnectionClosedHook closedHook_;
     std::map<std::string, Interface, std::less<>> interfaces_;
-    std::map<std::string, Method, std::less<>> methods_;
+    // By full name ("org.nsfd1.Manager.GetNamespace"), looked up once per call:
+    // a hash and one compare, not five compares of a shared 18-byte prefix.
+    std::unordered_map<std::string, Method> methods_;
     UniqueFd listening_;
     EventSource acceptSource_;
     EventSource resumeSource_;
