@@ -94,6 +94,37 @@ TEST_F(VarlinkCodecTest, ParametersAreOptional) {
     EXPECT_EQ(second.parameters, Json::object());
 }
 
+// The values a call's parameters hold, as Json, whatever reads the text: a
+// non-negative integer unsigned, a negative one signed, a fraction a double,
+// nested objects and arrays whole, a repeated key its last value; a number
+// no 64-bit integer or double holds is not JSON nsfd reads.
+TEST_F(VarlinkCodecTest, ParameterValuesKeepTheirJsonTypes) {
+    Decoded decoded = wire::decodeCall(
+        R"({"method":"a.b.C","parameters":{"pid":7,"big":18446744073709551615,"neg":-3,)"
+        R"("half":0.5,"s":"net\u0000\u00e9","on":true,"none":null,"list":[1,"x",[{}]],)"
+        R"("o":{"k":"v"},"k":1,"k":2}})",
+        {});
+    ASSERT_TRUE(std::holds_alternative<CallMessage>(decoded));
+    const Json& p = std::get<CallMessage>(decoded).parameters;
+    EXPECT_TRUE(p["pid"].is_number_unsigned());
+    EXPECT_EQ(p["pid"].get<std::uint64_t>(), 7u);
+    EXPECT_EQ(p["big"].get<std::uint64_t>(), UINT64_MAX);
+    EXPECT_TRUE(p["neg"].is_number_integer() && !p["neg"].is_number_unsigned());
+    EXPECT_EQ(p["neg"].get<std::int64_t>(), -3);
+    EXPECT_TRUE(p["half"].is_number_float());
+    EXPECT_EQ(p["s"], std::string("net\0\xc3\xa9", 6));
+    EXPECT_EQ(p["on"], true);
+    EXPECT_TRUE(p["none"].is_null());
+    EXPECT_EQ(p["list"], Json::parse(R"([1,"x",[{}]])"));
+    EXPECT_EQ(p["o"], (Json{{"k", "v"}}));
+    EXPECT_EQ(p["k"], 2);
+    EXPECT_EQ(errorOf(R"({"method":"a.b.C","parameters":{"n":18446744073709551616}})"),
+              DecodeError::InvalidJson);
+    EXPECT_EQ(errorOf(R"({"method":"a.b.C","parameters":{"n":1e400}})"), DecodeError::InvalidJson);
+    EXPECT_EQ(errorOf("{\"method\":\"a.b.C\",\"parameters\":{\"s\":\"\xff\"}}"),
+              DecodeError::InvalidJson);
+}
+
 TEST_F(VarlinkCodecTest, ReassemblesAMessageSplitAnywhere) {
     std::string stream = call(R"({"method":"a.b.First"})") + call(R"({"method":"a.b.Second"})");
     for (std::size_t step = 1; step <= 7; ++step) {
