@@ -19,6 +19,13 @@ union ControlBuffer {
     char bytes[CMSG_SPACE(sizeof(int) * kKernelMaxFds)];
 };
 
+int fdNumber(int fd) {
+    return fd;
+}
+int fdNumber(const UniqueFd& fd) {
+    return fd.get();
+}
+
 }  // namespace
 
 int receiveWithFds(int socket, std::span<char> buffer, Received& received) {
@@ -52,7 +59,12 @@ int receiveWithFds(int socket, std::span<char> buffer, Received& received) {
     return 0;
 }
 
-ssize_t sendWithFds(int socket, std::span<const iovec> data, std::span<const int> fds) {
+namespace {
+
+// The fd numbers go straight into the control message: no list of them is
+// built first (a reply's fds are UniqueFds).
+template <typename Fd>
+ssize_t sendWith(int socket, std::span<const iovec> data, std::span<const Fd> fds) {
     msghdr message{};
     message.msg_iov = const_cast<iovec*>(data.data());
     message.msg_iovlen = data.size();
@@ -67,10 +79,25 @@ ssize_t sendWithFds(int socket, std::span<const iovec> data, std::span<const int
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
         c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+        unsigned char* out = CMSG_DATA(c);
+        for (const Fd& fd : fds) {
+            int number = fdNumber(fd);
+            std::memcpy(out, &number, sizeof(number));
+            out += sizeof(number);
+        }
     }
     ssize_t n = ::sendmsg(socket, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
     return n < 0 ? -errno : n;
+}
+
+}  // namespace
+
+ssize_t sendWithFds(int socket, std::span<const iovec> data, std::span<const int> fds) {
+    return sendWith(socket, data, fds);
+}
+
+ssize_t sendWithFds(int socket, std::span<const iovec> data, std::span<const UniqueFd> fds) {
+    return sendWith(socket, data, fds);
 }
 
 }  // namespace nsfd::varlink

@@ -29,7 +29,10 @@ struct Received {
 int receiveWithFds(int socket, std::span<char> buffer, Received& received);
 
 // One non-blocking sendmsg(MSG_NOSIGNAL) of `data`, with `fds` as SCM_RIGHTS
-// when not empty. Returns the bytes sent or -errno.
+// when not empty (at most SCM_MAX_FD, 253; more is -EINVAL, as sendmsg(2)
+// says). Returns the bytes sent or -errno. The fds stay the caller's: the
+// kernel takes references of its own.
 ssize_t sendWithFds(int socket, std::span<const iovec> data, std::span<const int> fds);
+ssize_t sendWithFds(int socket, std::span<const iovec> data, std::span<const UniqueFd> fds);
 
 }  // namespace nsfd::varlink

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <span>
 #include <system_error>
 
 #include "server.hpp"
@@ -235,7 +236,7 @@ void Connection::flush() {
     while (open() && !output_.empty() && unreadWait_ == nullptr) {
         std::array<iovec, kMaxIovecs> iov{};
         std::size_t count = 0;
-        std::vector<int> fds;
+        std::span<const UniqueFd> fds;
         Outgoing& front = output_.front();
         // sd-varlink gives a read's fds to the message the read starts with
         // (varlink/codec.hpp), and the kernel glues a write with fds to unread
@@ -249,9 +250,7 @@ void Connection::flush() {
             unreadWaitUsec_ = 0;
             // A reply with fds goes alone, so that its fds arrive with its first byte.
             iov[count++] = {front.bytes.data() + front.offset, front.bytes.size() - front.offset};
-            for (const UniqueFd& fd : front.fds) {
-                fds.push_back(fd.get());
-            }
+            fds = front.fds;
         } else {
             for (Outgoing& reply : output_) {
                 if (count == kMaxIovecs || !reply.fds.empty()) {
