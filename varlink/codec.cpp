@@ -47,23 +47,26 @@ bool isAlnum(char c) {
 }
 
 // The JSON reader of every message, both ways: simdjson, one parser per
-// thread, reused. Once it has seen the largest message, a parse allocates
-// nothing. nlohmann's lexer alone took 0.58 us of an 80-byte GetNamespace call
-// here, and its whole parse 1.0 us; simdjson takes 0.1 us with the fields read
+// thread, reused, so that a message costs no allocation once the largest has
+// been seen. nlohmann's lexer alone was most of a small call's time in nsfdd
 // (BENCHMARKS.md, figure 11b). Json (nlohmann) stays the type that calls and
 // replies carry, and what writes them.
 class Reader {
   public:
-    // The message's top-level object, valid until this thread's next parse;
-    // nullopt with `error` set if the text is not one JSON object nested at
-    // most `maxDepth` deep. simdjson counts the depth as it builds, so a text
-    // nested too deep is refused where it crosses the bound.
+    // The message's top-level object, valid until this thread's next parse or
+    // trim(); nullopt with `error` set if the text is not one JSON object
+    // nested at most `maxDepth` deep. Throws std::bad_alloc.
     std::optional<simdjson::dom::object> parse(std::string_view text, unsigned maxDepth,
                                                DecodeError& error) {
-        if (parser_.max_depth() != maxDepth || parser_.capacity() < text.size()) {
-            // Grows to the largest message (at most DecodeLimits::maxMessageBytes).
-            if (parser_.allocate(std::max(text.size(), parser_.capacity()), maxDepth) !=
-                simdjson::SUCCESS) {
+        // simdjson counts the document itself as a level, and an empty object
+        // or array not at all.
+        std::size_t depth = std::size_t{maxDepth} + 1;
+        if (parser_.max_depth() != depth || parser_.capacity() < text.size()) {
+            // Doubling up to what is kept, so that growing messages do not
+            // reallocate each time; exact beyond it (trim() lets it go).
+            std::size_t capacity =
+                std::max(text.size(), std::min(2 * parser_.capacity(), kKeptCapacity));
+            if (parser_.allocate(capacity, depth) != simdjson::SUCCESS) {
                 throw std::bad_alloc();
             }
         }
@@ -75,9 +78,11 @@ class Reader {
         simdjson::dom::element root;
         simdjson::error_code code =
             parser_.parse(padded_.data(), text.size(), /*realloc_if_needed=*/false).get(root);
+        if (code == simdjson::MEMALLOC) {
+            throw std::bad_alloc();  // nsfd's own shortage, not the peer's fault
+        }
         if (code != simdjson::SUCCESS) {
-            // Everything else: not JSON, not UTF-8, or a number beyond 64 bits
-            // and a double's range.
+            // Not JSON, not UTF-8, or a number simdjson does not hold (codec.hpp).
             error = code == simdjson::DEPTH_ERROR ? DecodeError::TooDeep : DecodeError::InvalidJson;
             return std::nullopt;
         }
@@ -89,51 +94,71 @@ class Reader {
         return object;
     }
 
+    // Lets a parser grown by one large message go, rather than keep it for the
+    // thread's life: simdjson holds about 15 bytes per byte of capacity, and a
+    // client takes replies of up to 16 MiB.
+    void trim() {
+        if (parser_.capacity() > kKeptCapacity) {
+            parser_ = simdjson::dom::parser();
+            padded_ = std::string();
+        }
+    }
+
   private:
+    // nsfdd's largest call (DecodeLimits' default): about 1 MiB kept per thread.
+    static constexpr std::size_t kKeptCapacity = 64 * 1024;
+
     simdjson::dom::parser parser_;
     std::string padded_;
 };
 
-Reader& reader() {
-    thread_local Reader instance;
-    return instance;
+// Parses `text` and returns `use(object)`, the object being valid only inside
+// `use`; a text that is not one JSON object returns its DecodeError.
+template <typename Result, typename Use>
+Result readObject(std::string_view text, unsigned maxDepth, Use use) {
+    thread_local Reader reader;
+    DecodeError error{};
+    std::optional<simdjson::dom::object> object = reader.parse(text, maxDepth, error);
+    Result result = object ? use(*object) : Result(error);
+    reader.trim();
+    return result;
 }
 
 Json toJson(simdjson::dom::object object);
 
-// As nlohmann's own parser would have built it: a non-negative integer is
-// unsigned, a repeated key keeps its last value. Depth is bounded by the parse.
-// NOLINTNEXTLINE(misc-no-recursion)
+// A non-negative integer becomes unsigned, as nlohmann's parser made it (-0
+// too: simdjson reads it as 0); a repeated key keeps its last value. The
+// depth is bounded by the parse. Each case reads the type it was told.
 Json toJson(simdjson::dom::element value) {
     switch (value.type()) {
         case simdjson::dom::element_type::OBJECT:
-            return toJson(simdjson::dom::object(value));
+            return toJson(value.get_object().value_unsafe());
         case simdjson::dom::element_type::ARRAY: {
             Json array = Json::array();
-            for (simdjson::dom::element item : simdjson::dom::array(value)) {
+            simdjson::dom::array items = value.get_array().value_unsafe();
+            for (simdjson::dom::element item : items) {
                 array.push_back(toJson(item));
             }
             return array;
         }
         case simdjson::dom::element_type::STRING:
-            return std::string(std::string_view(value));
+            return std::string(value.get_string().value_unsafe());
         case simdjson::dom::element_type::INT64: {
-            auto number = std::int64_t(value);
+            std::int64_t number = value.get_int64().value_unsafe();
             return number >= 0 ? Json(static_cast<std::uint64_t>(number)) : Json(number);
         }
         case simdjson::dom::element_type::UINT64:
-            return std::uint64_t(value);
+            return value.get_uint64().value_unsafe();
         case simdjson::dom::element_type::DOUBLE:
-            return double(value);
+            return value.get_double().value_unsafe();
         case simdjson::dom::element_type::BOOL:
-            return bool(value);
+            return value.get_bool().value_unsafe();
         case simdjson::dom::element_type::NULL_VALUE:
             return nullptr;
     }
     return nullptr;
 }
 
-// NOLINTNEXTLINE(misc-no-recursion)
 Json toJson(simdjson::dom::object object) {
     Json json = Json::object();
     for (auto [key, member] : object) {
@@ -153,6 +178,84 @@ std::optional<bool> flagOf(simdjson::dom::element value) {
         return std::nullopt;
     }
     return set;
+}
+
+// Read from simdjson's document directly: only the parameters become Json,
+// once the message is known to be a call.
+Decoded callOf(simdjson::dom::object message) {
+    std::optional<std::string_view> method;
+    std::optional<simdjson::dom::object> parameters;
+    bool oneway = false;
+    bool more = false;
+    bool upgrade = false;
+    for (auto [key, value] : message) {
+        if (key == "method") {
+            std::string_view name;
+            if (value.get(name) != simdjson::SUCCESS || !isValidMethodName(name)) {
+                return DecodeError::InvalidMethod;
+            }
+            method = name;
+        } else if (key == "parameters") {
+            if (value.is_object()) {
+                parameters = simdjson::dom::object(value);
+            } else if (value.is_null()) {
+                parameters.reset();
+            } else {
+                return DecodeError::InvalidField;
+            }
+        } else if (key == "oneway" || key == "more" || key == "upgrade") {
+            std::optional<bool> set = flagOf(value);
+            if (!set) {
+                return DecodeError::InvalidField;
+            }
+            (key == "oneway" ? oneway : key == "more" ? more : upgrade) = *set;
+        } else if (key.find('.') == std::string_view::npos) {
+            // varlink.org: vendor extensions are keys in reverse-domain notation;
+            // anything else is a mistake worth reporting (as sd-varlink does).
+            return DecodeError::UnknownField;
+        }
+    }
+    if (!method) {
+        return DecodeError::InvalidMethod;
+    }
+    if (oneway && (more || upgrade)) {
+        return DecodeError::ConflictingFlags;
+    }
+    return CallMessage{.method = std::string(*method),
+                       .parameters = parameters ? toJson(*parameters) : Json::object(),
+                       .oneway = oneway,
+                       .more = more,
+                       .upgrade = upgrade,
+                       .fds = {},
+                       .fdLoss = FdLoss::None};
+}
+
+DecodedReply replyOf(simdjson::dom::object message) {
+    ReplyMessage reply;
+    for (auto [key, value] : message) {
+        if (key == "parameters") {
+            if (value.is_object()) {
+                reply.parameters = toJson(value);
+            } else if (!value.is_null()) {
+                return DecodeError::InvalidField;
+            }
+        } else if (key == "error") {
+            std::string_view name;
+            if (value.get(name) != simdjson::SUCCESS || !isValidMethodName(name)) {
+                return DecodeError::InvalidField;
+            }
+            reply.error = std::string(name);
+        } else if (key == "continues") {
+            std::optional<bool> set = flagOf(value);
+            if (!set) {
+                return DecodeError::InvalidField;
+            }
+            reply.continues = *set;
+        } else if (key.find('.') == std::string_view::npos) {
+            return DecodeError::UnknownField;
+        }
+    }
+    return reply;
 }
 
 }  // namespace
@@ -204,99 +307,21 @@ bool isValidMethodName(std::string_view name) noexcept {
 }
 
 std::optional<Json> parseObject(std::string_view text, unsigned maxDepth, DecodeError& error) {
-    std::optional<simdjson::dom::object> object = reader().parse(text, maxDepth, error);
-    if (!object) {
+    auto parsed = readObject<std::variant<Json, DecodeError>>(
+        text, maxDepth, [](simdjson::dom::object object) { return toJson(object); });
+    if (auto* failed = std::get_if<DecodeError>(&parsed)) {
+        error = *failed;
         return std::nullopt;
     }
-    return toJson(*object);
+    return std::move(std::get<Json>(parsed));
 }
 
-// Read from simdjson's document directly: only the parameters become Json,
-// once the message is known to be a call.
 Decoded decodeCall(std::string_view text, const DecodeLimits& limits) {
-    DecodeError error{};
-    std::optional<simdjson::dom::object> object = reader().parse(text, limits.maxDepth, error);
-    if (!object) {
-        return error;
-    }
-    std::optional<std::string_view> method;
-    std::optional<simdjson::dom::object> parameters;
-    bool oneway = false;
-    bool more = false;
-    bool upgrade = false;
-    for (auto [key, value] : *object) {
-        if (key == "method") {
-            std::string_view name;
-            if (value.get(name) != simdjson::SUCCESS || !isValidMethodName(name)) {
-                return DecodeError::InvalidMethod;
-            }
-            method = name;
-        } else if (key == "parameters") {
-            if (value.is_object()) {
-                parameters = simdjson::dom::object(value);
-            } else if (value.is_null()) {
-                parameters.reset();
-            } else {
-                return DecodeError::InvalidField;
-            }
-        } else if (key == "oneway" || key == "more" || key == "upgrade") {
-            std::optional<bool> set = flagOf(value);
-            if (!set) {
-                return DecodeError::InvalidField;
-            }
-            (key == "oneway" ? oneway : key == "more" ? more : upgrade) = *set;
-        } else if (key.find('.') == std::string_view::npos) {
-            // varlink.org: vendor extensions are keys in reverse-domain notation;
-            // anything else is a mistake worth reporting (as sd-varlink does).
-            return DecodeError::UnknownField;
-        }
-    }
-    if (!method) {
-        return DecodeError::InvalidMethod;
-    }
-    if (oneway && (more || upgrade)) {
-        return DecodeError::ConflictingFlags;
-    }
-    return CallMessage{std::string(*method),
-                       parameters ? toJson(*parameters) : Json::object(),
-                       oneway,
-                       more,
-                       upgrade,
-                       {},
-                       FdLoss::None};
+    return readObject<Decoded>(text, limits.maxDepth, callOf);
 }
 
 DecodedReply decodeReply(std::string_view text, const DecodeLimits& limits) {
-    DecodeError error{};
-    std::optional<simdjson::dom::object> object = reader().parse(text, limits.maxDepth, error);
-    if (!object) {
-        return error;
-    }
-    ReplyMessage reply;
-    for (auto [key, value] : *object) {
-        if (key == "parameters") {
-            if (value.is_object()) {
-                reply.parameters = toJson(value);
-            } else if (!value.is_null()) {
-                return DecodeError::InvalidField;
-            }
-        } else if (key == "error") {
-            std::string_view name;
-            if (value.get(name) != simdjson::SUCCESS || !isValidMethodName(name)) {
-                return DecodeError::InvalidField;
-            }
-            reply.error = std::string(name);
-        } else if (key == "continues") {
-            std::optional<bool> set = flagOf(value);
-            if (!set) {
-                return DecodeError::InvalidField;
-            }
-            reply.continues = *set;
-        } else if (key.find('.') == std::string_view::npos) {
-            return DecodeError::UnknownField;
-        }
-    }
-    return reply;
+    return readObject<DecodedReply>(text, limits.maxDepth, replyOf);
 }
 
 namespace {

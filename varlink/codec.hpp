@@ -40,7 +40,8 @@ struct DecodeLimits {
     // buffer (systemd's generic 16 MiB is sized for user records, not for us).
     std::size_t maxMessageBytes = 64 * 1024;
     // Objects and arrays nested deeper than this are refused while parsing, before
-    // they are built. nsfd's calls nest three deep ({"parameters":{"types":[]}}).
+    // they are built; an empty {} or [] does not count. nsfd's calls nest three
+    // deep ({"parameters":{"types":["net"]}}).
     unsigned maxDepth = 16;
     // A call carries at most one fd today (TrackProcess's pidfd).
     std::size_t maxFdsPerMessage = 8;
@@ -50,7 +51,7 @@ struct DecodeLimits {
 // it nobody can tell where the next message starts or which fds belong to it.
 enum class DecodeError {
     MessageTooLarge,   // no NUL within maxMessageBytes
-    InvalidJson,       // not JSON, or not UTF-8
+    InvalidJson,       // not JSON, not UTF-8, or a number decodeCall does not take
     TooDeep,           // nesting beyond maxDepth
     NotAnObject,       // a JSON value that is not an object
     InvalidMethod,     // "method" missing, not a string, or not "iface.Method"
@@ -99,11 +100,15 @@ using DecodedAs = std::variant<Message, DecodeError>;
 using Decoded = DecodedAs<CallMessage>;
 using DecodedReply = DecodedAs<ReplyMessage>;
 
-// Parses one message (without its NUL) into a call. JSON as RFC 8259 with
-// numbers that fit an int64, a uint64 or a double (others are InvalidJson); a
-// non-negative integer becomes an unsigned Json number, a repeated key keeps
-// its last value. Read by simdjson, one parser per thread, reused. Throws
-// only std::bad_alloc; everything wrong with the text is a DecodeError.
+// Parses one message (without its NUL) into a call. JSON as RFC 8259, except
+// numbers: an integer (no fraction, no exponent) must fit an int64 or a
+// uint64, any other number must be a finite double; the rest is InvalidJson.
+// A non-negative integer becomes an unsigned Json number. Within the
+// parameters a repeated key keeps its last value; at the top level each
+// occurrence is checked. Safe from any thread; each thread keeps a parser the
+// size of the largest message it read, up to 64 KiB (beyond that it is let go
+// after the message). Throws only std::bad_alloc; everything wrong with the
+// text is a DecodeError.
 Decoded decodeCall(std::string_view text, const DecodeLimits& limits);
 // Parses one message into a reply: "parameters", "error", "continues" and
 // vendor keys (with a dot) only. As decodeCall otherwise.

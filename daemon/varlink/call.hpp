@@ -51,7 +51,7 @@ class Call final {
     // Each returns false when the reply was dropped (gone, or already answered).
     bool reply(const Json& parameters = Json::object(), std::vector<UniqueFd> fds = {});
     // The final reply of a method that hands out one fd: {"fileDescriptor": 0}
-    // with `fd`, encoded once for all calls (figure 11b's hot path).
+    // with `fd`. Its bytes are made once; each reply copies them (figure 11b).
     bool replyWithFd(UniqueFd fd);
     // One of several replies ("continues": true) to a call made with "more".
     bool notify(const Json& parameters, std::vector<UniqueFd> fds = {});

@@ -3,6 +3,8 @@
 // reads at points the input itself chooses, some reads with fds attached. The
 // decoder must not crash, must keep its bounds, must give every fd to exactly
 // one call or close it, and what it accepts must survive encoding again.
+// simdjson, which reads the JSON, is Debian's uninstrumented library: this
+// fuzzes nsfd's decoder around it, not simdjson itself (fuzzed upstream).
 #include <fcntl.h>
 #include <unistd.h>
 

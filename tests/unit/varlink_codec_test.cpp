@@ -95,9 +95,9 @@ TEST_F(VarlinkCodecTest, ParametersAreOptional) {
 }
 
 // The values a call's parameters hold, as Json, whatever reads the text: a
-// non-negative integer unsigned, a negative one signed, a fraction a double,
-// nested objects and arrays whole, a repeated key its last value; a number
-// no 64-bit integer or double holds is not JSON nsfd reads.
+// non-negative integer unsigned (-0 too), a negative one signed, a fraction a
+// double, nested objects and arrays whole, a repeated key its last value. An
+// integer beyond int64 and uint64, or a number beyond a double, is refused.
 TEST_F(VarlinkCodecTest, ParameterValuesKeepTheirJsonTypes) {
     Decoded decoded = wire::decodeCall(
         R"({"method":"a.b.C","parameters":{"pid":7,"big":18446744073709551615,"neg":-3,)"
@@ -118,11 +118,43 @@ TEST_F(VarlinkCodecTest, ParameterValuesKeepTheirJsonTypes) {
     EXPECT_EQ(p["list"], Json::parse(R"([1,"x",[{}]])"));
     EXPECT_EQ(p["o"], (Json{{"k", "v"}}));
     EXPECT_EQ(p["k"], 2);
+    Decoded zero = wire::decodeCall(R"({"method":"a.b.C","parameters":{"n":-0}})", {});
+    ASSERT_TRUE(std::holds_alternative<CallMessage>(zero));
+    EXPECT_TRUE(std::get<CallMessage>(zero).parameters["n"].is_number_unsigned());
+    Decoded fraction =
+        wire::decodeCall(R"({"method":"a.b.C","parameters":{"n":18446744073709551616.0}})", {});
+    ASSERT_TRUE(std::holds_alternative<CallMessage>(fraction));
+    EXPECT_TRUE(std::get<CallMessage>(fraction).parameters["n"].is_number_float());
     EXPECT_EQ(errorOf(R"({"method":"a.b.C","parameters":{"n":18446744073709551616}})"),
+              DecodeError::InvalidJson);
+    EXPECT_EQ(errorOf(R"({"method":"a.b.C","parameters":{"n":-9223372036854775809}})"),
+              DecodeError::InvalidJson);
+    EXPECT_EQ(errorOf(R"({"method":"a.b.C","parameters":{"n":100000000000000000000}})"),
               DecodeError::InvalidJson);
     EXPECT_EQ(errorOf(R"({"method":"a.b.C","parameters":{"n":1e400}})"), DecodeError::InvalidJson);
     EXPECT_EQ(errorOf("{\"method\":\"a.b.C\",\"parameters\":{\"s\":\"\xff\"}}"),
               DecodeError::InvalidJson);
+    EXPECT_EQ(errorOf(R"({"method":"a.b.C","parameters":{"s":"\ud888\u1234"}})"),
+              DecodeError::InvalidJson);
+    EXPECT_EQ(errorOf(R"({"method":"a.b.C","parameters":{"s":"\udc00"}})"),
+              DecodeError::InvalidJson);
+    EXPECT_EQ(errorOf(R"({"method":"a.b.C"}{"method":"a.b.C"})"), DecodeError::InvalidJson);
+    // At the top level, every occurrence of a key is checked.
+    EXPECT_EQ(errorOf(R"({"method":5,"method":"a.b.C"})"), DecodeError::InvalidMethod);
+}
+
+TEST_F(VarlinkCodecTest, ReplyParametersKeepTheirJsonTypes) {
+    wire::DecodedReply decoded =
+        wire::decodeReply(R"({"parameters":{"fileDescriptor":0,"pid":-1,"ids":{"net":4026531840}},)"
+                          R"("continues":true})",
+                          {});
+    ASSERT_TRUE(std::holds_alternative<wire::ReplyMessage>(decoded));
+    const wire::ReplyMessage& reply = std::get<wire::ReplyMessage>(decoded);
+    EXPECT_TRUE(reply.continues);
+    EXPECT_FALSE(reply.error.has_value());
+    EXPECT_TRUE(reply.parameters["fileDescriptor"].is_number_unsigned());
+    EXPECT_EQ(reply.parameters["pid"].get<std::int64_t>(), -1);
+    EXPECT_EQ(reply.parameters["ids"]["net"].get<std::uint64_t>(), 4026531840u);
 }
 
 TEST_F(VarlinkCodecTest, ReassemblesAMessageSplitAnywhere) {
@@ -162,19 +194,27 @@ TEST_F(VarlinkCodecTest, RefusesBadCalls) {
 }
 
 TEST_F(VarlinkCodecTest, DepthIsBoundedWhileParsing) {
-    auto nested = [](int depth) {
+    // `depth` objects (or arrays), one in the other, the innermost holding `leaf`.
+    auto nested = [](int depth, const std::string& leaf, bool arrays = false) {
         std::string text;
         for (int i = 1; i < depth; ++i) {
-            text += R"({"a":)";
+            text += arrays ? "[" : R"({"a":)";
         }
-        text += "{}";
-        text += std::string(static_cast<std::size_t>(depth - 1), '}');
+        text += leaf;
+        text += std::string(static_cast<std::size_t>(depth - 1), arrays ? ']' : '}');
         return text;
     };
     DecodeError error{};
-    EXPECT_TRUE(wire::parseObject(nested(16), 16, error).has_value());
-    EXPECT_FALSE(wire::parseObject(nested(17), 16, error).has_value());
+    EXPECT_TRUE(wire::parseObject(nested(16, R"({"b":1})"), 16, error).has_value());
+    EXPECT_FALSE(wire::parseObject(nested(17, R"({"b":1})"), 16, error).has_value());
     EXPECT_EQ(error, DecodeError::TooDeep);
+    EXPECT_TRUE(wire::parseObject(R"({"a":)" + nested(15, "[1]", true) + "}", 16, error));
+    error = {};
+    EXPECT_FALSE(wire::parseObject(R"({"a":)" + nested(16, "[1]", true) + "}", 16, error));
+    EXPECT_EQ(error, DecodeError::TooDeep);
+    // An empty object or array at the bottom holds nothing and does not count.
+    EXPECT_TRUE(wire::parseObject(nested(17, "{}"), 16, error).has_value());
+    EXPECT_FALSE(wire::parseObject(nested(18, "{}"), 16, error).has_value());
     // Far too deep: refused where it crosses the bound, nothing built below.
     std::string deep = R"({"method":"a.b.C","parameters":{"x":)" + std::string(1000000, '[') +
                        std::string(1000000, ']') + "}}";
