@@ -98,6 +98,39 @@ TEST_F(VarlinkLimitsTest, HalfAMessageThenHangUp) {
     expectBystanderServed();
 }
 
+// A client that sends an fd with each call is read one call at a time (the
+// kernel ends a read after the bytes an fd came with), so the bytes a turn may
+// read do not bound it: the reads a turn may make do. Another client's call is
+// answered within a turn or two, long before the first client's calls are all
+// answered. With no bound on reads, all 200 were answered first.
+TEST_F(VarlinkLimitsTest, AClientSendingAnFdWithEachCallTakesATurnNotTheLoop) {
+    server_->addInterface(kTestIdl);
+    server_->addMethod(
+        "org.example.Test.TakeFds", [](const CallPtr& call) { call->reply(); }, varlink::kTakesFds);
+    TestClient busy(*this);
+    TestClient bystander(*this);
+    Pipe pipe;
+    constexpr int kCalls = 200;
+    for (int i = 0; i < kCalls; ++i) {
+        busy.call("org.example.Test.TakeFds", Json::object(), {pipe.read.get()});
+    }
+    bystander.call("org.varlink.service.GetInfo");
+    std::optional<Reply> answer = bystander.read();
+    ASSERT_TRUE(answer);
+    EXPECT_FALSE(answer->isError());
+    // The busy client's replies sent so far, read without turning the loop.
+    int answered = 0;
+    for (char buffer[4096];;) {
+        ssize_t n = ::recv(busy.fd(), buffer, sizeof(buffer), MSG_DONTWAIT);
+        if (n <= 0) {
+            break;
+        }
+        answered += static_cast<int>(std::count(buffer, buffer + n, '\0'));
+    }
+    EXPECT_GT(answered, 0);
+    EXPECT_LE(answered, 2 * 16) << "of " << kCalls << " calls sent before the other client's";
+}
+
 TEST_F(VarlinkLimitsTest, TwoHundredFdsAreRefusedAndClosed) {
     server_->addInterface(kTestIdl);
     server_->addMethod(
