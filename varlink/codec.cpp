@@ -197,7 +197,7 @@ Decoded callOf(simdjson::dom::object message) {
             method = name;
         } else if (key == "parameters") {
             if (value.is_object()) {
-                parameters = simdjson::dom::object(value);
+                parameters = value.get_object().value_unsafe();
             } else if (value.is_null()) {
                 parameters.reset();
             } else {
