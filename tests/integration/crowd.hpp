@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <csignal>
+#include <optional>
 #include <sstream>
 #include <tuple>
 
@@ -26,54 +27,21 @@ class Crowd {
     // `pump`: the child then processes replies on every connection all along
     // (what `call` set up to happen on them, such as sending again).
     Crowd(uid_t uid, int connections, const Call& call, bool pump = false) {
-        (void)busAddress();
-        int report[2];
-        if (::pipe2(report, O_CLOEXEC) < 0) {
-            throw std::system_error(errno, std::generic_category(), "pipe2");
-        }
-        report_ = UniqueFd(report[0]);
-        UniqueFd reportWrite(report[1]);
-        pid_ = forkProcess();
-        if (pid_ == 0) {
-            report_.reset();
+        (void)busAddress();  // started, its address set, before the fork
+        child_.emplace([&](int report) {
             try {
-                run(uid, connections, call, pump, reportWrite.get());
+                run(uid, connections, call, pump, report);
             } catch (...) {
                 // Nothing may unwind into the test's copy of itself.
-                (void)!::write(reportWrite.get(), "-1 -1 exception\n", 16);
+                (void)!::write(report, "-1 -1 exception\n", 16);
                 ::_exit(1);
             }
-            ::_exit(0);
-        }
-    }
-    Crowd(const Crowd&) = delete;
-    Crowd& operator=(const Crowd&) = delete;
-    ~Crowd() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
+        });
     }
 
     // Waits for the report: {opened, answered, first error name}.
     std::tuple<int, int, std::string> awaitReport() {
-        std::string text;
-        auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
-        while (text.find('\n') == std::string::npos) {
-            pollfd pfd{report_.get(), POLLIN, 0};
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                deadline - std::chrono::steady_clock::now());
-            if (left.count() <= 0 || ::poll(&pfd, 1, static_cast<int>(left.count())) != 1) {
-                throwWaitTimedOut("a crowd of connections to report");
-            }
-            char buf[256];
-            ssize_t n = ::read(report_.get(), buf, sizeof(buf));
-            if (n <= 0) {
-                break;
-            }
-            text.append(buf, static_cast<std::size_t>(n));
-        }
-        std::istringstream in(text);
+        std::istringstream in(child_->awaitLine("a crowd of connections to report"));
         int opened = -1, answered = -1;
         std::string error;
         in >> opened >> answered >> error;
@@ -81,11 +49,7 @@ class Crowd {
     }
 
     // Closes every connection and reaps the child.
-    void release() {
-        ::kill(pid_, SIGTERM);
-        reapWithin(pid_, "a crowd of connections to hang up");
-        pid_ = -1;
-    }
+    void release() { child_->release("a crowd of connections to hang up"); }
 
   private:
     static void run(uid_t uid, int connections, const Call& call, bool pump, int report) {
@@ -132,8 +96,7 @@ class Crowd {
         }
     }
 
-    pid_t pid_ = -1;
-    UniqueFd report_;
+    std::optional<ReportingChild> child_;
 };
 
 inline void listProcesses(sdbus::IProxy& proxy) {

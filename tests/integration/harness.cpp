@@ -722,6 +722,51 @@ std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child,
     return {reapWithin(pid, description + " to exit after closing its output"), out};
 }
 
+ReportingChild::ReportingChild(const std::function<void(int report)>& body) {
+    int pipeFds[2];
+    if (::pipe2(pipeFds, O_CLOEXEC) < 0) {
+        throw std::system_error(errno, std::generic_category(), "pipe2");
+    }
+    report_ = UniqueFd(pipeFds[0]);
+    UniqueFd writeEnd(pipeFds[1]);
+    pid_ = forkProcess();
+    if (pid_ == 0) {
+        report_.reset();
+        body(writeEnd.get());
+        ::_exit(0);
+    }
+}
+
+ReportingChild::~ReportingChild() {
+    if (pid_ > 0) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+    }
+}
+
+std::string ReportingChild::awaitLine(const std::string& what) {
+    std::string line;
+    if (!readUntil(report_.get(), line, Clock::now() + kWaitLimit,
+                   [](const std::string& read) { return read.find('\n') != std::string::npos; })) {
+        throwWaitTimedOut(what);
+    }
+    return line.substr(0, line.find('\n'));
+}
+
+void ReportingChild::release(const std::string& what) {
+    ::kill(pid_, SIGTERM);
+    reapWithin(pid_, what);
+    pid_ = -1;
+}
+
+void reportAndStay(int report, const std::string& line) {
+    std::string text = line + "\n";
+    (void)!::write(report, text.data(), text.size());
+    for (;;) {
+        ::pause();
+    }
+}
+
 std::pair<int, std::string> run(const std::vector<std::string>& argv) {
     std::string command;
     for (const std::string& arg : argv) {

@@ -158,6 +158,33 @@ bool sendAllWithFds(int socket, std::string_view bytes, const std::vector<int>& 
 std::pair<int, std::string> forkAndRead(const std::function<void(int)>& child,
                                         const std::string& what = "a forked child");
 
+// A forked child that reports one line on a pipe and lives on, holding what
+// it opened (bus or Varlink connections), until released or destroyed: the
+// shape of the bounds tests' crowds. `body(report)` runs in the child and
+// writes its line, ending in '\n', to `report`; it keeps the child alive
+// itself (reportAndStay), or the child exits when it returns.
+class ReportingChild {
+  public:
+    explicit ReportingChild(const std::function<void(int report)>& body);
+    ~ReportingChild();  // SIGKILL and reap, unless released
+    ReportingChild(const ReportingChild&) = delete;
+    ReportingChild& operator=(const ReportingChild&) = delete;
+
+    // The child's line without its '\n' ("" if it ended without one). Throws
+    // WaitTimedOut, naming `what`, after kWaitLimit.
+    std::string awaitLine(const std::string& what);
+    // SIGTERM, then reaps. Throws WaitTimedOut, naming `what`, after kWaitLimit.
+    void release(const std::string& what);
+
+  private:
+    pid_t pid_ = -1;
+    UniqueFd report_;
+};
+
+// In a ReportingChild: writes `line` and a '\n' to `report`, then waits to be
+// killed, keeping everything the caller holds open.
+[[noreturn]] void reportAndStay(int report, const std::string& line);
+
 // The whole of a file ("" if it cannot be read).
 std::string readFile(const std::string& path);
 // VmRSS of a process, in KiB (0 if it is gone).

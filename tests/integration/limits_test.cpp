@@ -16,6 +16,7 @@
 #include <cctype>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -249,41 +250,12 @@ bool allRead(int socket) {
 // the destructor kills it (only the hang-up says the caller has gone).
 class VarlinkHangUp {
   public:
-    VarlinkHangUp(uid_t uid, const std::string& path, int connections, int calls, pid_t pid) {
-        int report[2];
-        if (::pipe2(report, O_CLOEXEC) < 0) {
-            throw std::system_error(errno, std::generic_category(), "pipe2");
-        }
-        report_ = UniqueFd(report[0]);
-        UniqueFd reportWrite(report[1]);
-        pid_ = forkProcess();
-        if (pid_ == 0) {
-            report_.reset();
-            std::string result = run(uid, path, connections, calls, pid) + "\n";
-            (void)!::write(reportWrite.get(), result.data(), result.size());
-            for (;;) {
-                ::pause();
-            }
-        }
-    }
-    VarlinkHangUp(const VarlinkHangUp&) = delete;
-    VarlinkHangUp& operator=(const VarlinkHangUp&) = delete;
-    ~VarlinkHangUp() {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
-    }
+    VarlinkHangUp(uid_t uid, const std::string& path, int connections, int calls, pid_t pid)
+        : child_([&](int report) {
+              reportAndStay(report, run(uid, path, connections, calls, pid));
+          }) {}
 
-    std::string awaitReport() {
-        std::string text;
-        pollfd pfd{report_.get(), POLLIN, 0};
-        if (::poll(&pfd, 1, static_cast<int>(kWaitLimit.count())) != 1) {
-            throwWaitTimedOut("the Varlink callers to hang up");
-        }
-        char buf[256];
-        ssize_t n = ::read(report_.get(), buf, sizeof(buf));
-        text.assign(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
-        return text.substr(0, text.find('\n'));
-    }
+    std::string awaitReport() { return child_.awaitLine("the Varlink callers to hang up"); }
 
   private:
     static std::string run(uid_t uid, const std::string& path, int connections, int calls,
@@ -322,8 +294,7 @@ class VarlinkHangUp {
         return "ok";
     }
 
-    pid_t pid_ = -1;
-    UniqueFd report_;
+    ReportingChild child_;
 };
 
 // `calls` GetNamespace of `pid` on one Varlink connection at once; returns
@@ -564,15 +535,7 @@ class InUserNamespace {
     InUserNamespace(const UserNamespaceOf& container, uid_t uid,
                     const std::function<std::string(Connections&)>& fn) {
         (void)busAddress();  // started, its address set, before the fork
-        int report[2];
-        if (::pipe2(report, O_CLOEXEC) < 0) {
-            throw std::system_error(errno, std::generic_category(), "pipe2");
-        }
-        report_ = UniqueFd(report[0]);
-        UniqueFd reportWrite(report[1]);
-        pid_ = forkProcess();
-        if (pid_ == 0) {
-            report_.reset();
+        child_.emplace([&](int report) {
             Connections kept;
             std::string result;
             try {
@@ -581,43 +544,16 @@ class InUserNamespace {
             } catch (const std::exception& e) {
                 result = std::string("exception: ") + e.what();
             }
-            result += "\n";
-            (void)!::write(reportWrite.get(), result.data(), result.size());
-            for (;;) {
-                ::pause();
-            }
-        }
-    }
-    InUserNamespace(const InUserNamespace&) = delete;
-    InUserNamespace& operator=(const InUserNamespace&) = delete;
-    ~InUserNamespace() {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
+            reportAndStay(report, result);
+        });
     }
 
     std::string awaitReport() {
-        std::string text;
-        auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
-        while (text.find('\n') == std::string::npos) {
-            pollfd pfd{report_.get(), POLLIN, 0};
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                deadline - std::chrono::steady_clock::now());
-            if (left.count() <= 0 || ::poll(&pfd, 1, static_cast<int>(left.count())) != 1) {
-                throwWaitTimedOut("a process in a user namespace to report");
-            }
-            char buf[256];
-            ssize_t n = ::read(report_.get(), buf, sizeof(buf));
-            if (n <= 0) {
-                break;
-            }
-            text.append(buf, static_cast<std::size_t>(n));
-        }
-        return text.substr(0, text.find('\n'));
+        return child_->awaitLine("a process in a user namespace to report");
     }
 
   private:
-    pid_t pid_ = -1;
-    UniqueFd report_;
+    std::optional<ReportingChild> child_;
 };
 
 class NamespacedCallersTest : public DaemonTest {
