@@ -794,6 +794,26 @@ TEST_F(NamespacedPolkitTest, TheUidsOfAUserNamespaceShareItsOwnersPolkitChecksIn
 class NamespacedTrackingTest : public NamespacedCallersTest {
   protected:
     std::string config() const override { return "[limits]\ntracked-per-user = 2\n"; }
+
+    // Uids 1 and 2 of `container` each track their own process over the bus,
+    // and stay connected: nsfd-test-a's quota of 2, used up.
+    static std::vector<std::unique_ptr<InUserNamespace>> eachTracksItself(
+        const UserNamespaceOf& container) {
+        std::vector<std::unique_ptr<InUserNamespace>> trackers;
+        for (uid_t uid = 1; uid <= 2; ++uid) {
+            trackers.push_back(std::make_unique<InUserNamespace>(
+                container, uid, [](InUserNamespace::Connections& kept) {
+                    kept.push_back(connectToBus());
+                    ManagerProxy manager(*kept.back(), /*subscribe=*/false);
+                    return "tracked:" + errorNameOf([&] {
+                               manager.TrackProcess(static_cast<uint32_t>(::getpid()));
+                           });
+                }));
+            EXPECT_EQ(trackers.back()->awaitReport(), "tracked:")
+                << "uid " << uid << " of the container";
+        }
+        return trackers;
+    }
 };
 
 // Trackings restored after a restart count against the account that made
@@ -803,19 +823,7 @@ class NamespacedTrackingTest : public NamespacedCallersTest {
 // and 2 outside, and a tracked two more).
 TEST_F(NamespacedTrackingTest, RestoredTrackingsCountAgainstTheirAccountAfterARestart) {
     UserNamespaceOf container(kUser);
-    std::vector<std::unique_ptr<InUserNamespace>> trackers;
-    for (uid_t uid = 1; uid <= 2; ++uid) {
-        trackers.push_back(std::make_unique<InUserNamespace>(
-            container, uid, [](InUserNamespace::Connections& kept) {
-                kept.push_back(connectToBus());
-                ManagerProxy manager(*kept.back(), /*subscribe=*/false);
-                return "tracked:" + errorNameOf([&] {
-                           manager.TrackProcess(static_cast<uint32_t>(::getpid()));
-                       });
-            }));
-        EXPECT_EQ(trackers.back()->awaitReport(), "tracked:")
-            << "uid " << uid << " of the container";
-    }
+    auto trackers = eachTracksItself(container);
     Child own = spawnAs(kUser);
     auto aTracksItsOwn = [&] {
         return asUser(kUser, kUser, {}, [&](sdbus::IConnection& bus) {
@@ -841,19 +849,7 @@ TEST_F(NamespacedTrackingTest, RestoredTrackingsCountAgainstTheirAccountAfterARe
 // own uid, as the older nsfdd counted it.
 TEST_F(NamespacedTrackingTest, AStoreWithoutAccountsCountsEachTrackingAsItsTrackersUid) {
     UserNamespaceOf container(kUser);
-    std::vector<std::unique_ptr<InUserNamespace>> trackers;
-    for (uid_t uid = 1; uid <= 2; ++uid) {
-        trackers.push_back(std::make_unique<InUserNamespace>(
-            container, uid, [](InUserNamespace::Connections& kept) {
-                kept.push_back(connectToBus());
-                ManagerProxy manager(*kept.back(), /*subscribe=*/false);
-                return "tracked:" + errorNameOf([&] {
-                           manager.TrackProcess(static_cast<uint32_t>(::getpid()));
-                       });
-            }));
-        EXPECT_EQ(trackers.back()->awaitReport(), "tracked:")
-            << "uid " << uid << " of the container";
-    }
+    auto trackers = eachTracksItself(container);
     Daemon::FdStore store = daemon_->takeFdStore();
     daemon_->kill9();
     ASSERT_EQ(store.erase("accounts"), 1U);
