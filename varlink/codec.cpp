@@ -180,11 +180,22 @@ std::optional<bool> flagOf(simdjson::dom::element value) {
     return set;
 }
 
-// Read from simdjson's document directly: only the parameters become Json,
+// A call's parameters: one vector of members, each value Json.
+Parameters parametersOf(simdjson::dom::object object) {
+    std::vector<Parameters::Member> members;
+    members.reserve(object.size());
+    for (auto [key, value] : object) {
+        members.emplace_back(std::string(key), toJson(value));
+    }
+    return Parameters(std::move(members));
+}
+
+// Read from simdjson's document directly: only the parameters are copied out,
 // once the message is known to be a call.
 Decoded callOf(simdjson::dom::object message) {
     std::optional<std::string_view> method;
-    std::optional<simdjson::dom::object> parameters;
+    simdjson::dom::object parameters;
+    bool hasParameters = false;
     bool oneway = false;
     bool more = false;
     bool upgrade = false;
@@ -196,11 +207,10 @@ Decoded callOf(simdjson::dom::object message) {
             }
             method = name;
         } else if (key == "parameters") {
-            if (value.is_object()) {
+            hasParameters = value.is_object();
+            if (hasParameters) {
                 parameters = value.get_object().value_unsafe();
-            } else if (value.is_null()) {
-                parameters.reset();
-            } else {
+            } else if (!value.is_null()) {
                 return DecodeError::InvalidField;
             }
         } else if (key == "oneway" || key == "more" || key == "upgrade") {
@@ -222,7 +232,7 @@ Decoded callOf(simdjson::dom::object message) {
         return DecodeError::ConflictingFlags;
     }
     return CallMessage{.method = std::string(*method),
-                       .parameters = parameters ? toJson(*parameters) : Json::object(),
+                       .parameters = hasParameters ? parametersOf(parameters) : Parameters(),
                        .oneway = oneway,
                        .more = more,
                        .upgrade = upgrade,

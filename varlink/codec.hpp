@@ -21,7 +21,6 @@
 
 #include <cstddef>
 #include <deque>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,10 +28,9 @@
 #include <vector>
 
 #include "nsfd/unique_fd.hpp"
+#include "varlink/parameters.hpp"
 
 namespace nsfd::varlink {
-
-using Json = nlohmann::json;
 
 struct DecodeLimits {
     // nsfd's largest call (GetNamespaces with all ten types) is under 300 bytes;
@@ -78,7 +76,7 @@ const char* toString(DecodeError error) noexcept;
 // One method call as it came off the wire.
 struct CallMessage {
     std::string method;  // "org.nsfd1.Manager.GetNamespace"
-    Json parameters = Json::object();
+    Parameters parameters;
     bool oneway = false;
     bool more = false;
     bool upgrade = false;

@@ -265,11 +265,20 @@ class Parser {
 
 bool matches(const Interface& interface, const Type& type, const Json& value);
 
-// Every field of `fields` in `object` and nothing else; the first field to
-// blame in `bad`.
-bool matchesFields(const Interface& interface, const std::vector<Field>& fields, const Json& object,
-                   std::string* bad) {
-    for (const auto& [key, value] : object.items()) {
+// (name, value) pairs of a call's parameters, or of a Json object within them.
+const Parameters& membersOf(const Parameters& parameters) {
+    return parameters;
+}
+auto membersOf(const Json& object) {
+    return object.items();
+}
+
+// Every field of `fields` in `object` (Parameters, or a Json object) and
+// nothing else; the first field to blame in `bad`.
+template <typename Object>
+bool matchesFields(const Interface& interface, const std::vector<Field>& fields,
+                   const Object& object, std::string* bad) {
+    for (const auto& [key, value] : membersOf(object)) {
         auto field = std::find_if(fields.begin(), fields.end(),
                                   [&key = key](const Field& f) { return f.name == key; });
         if (field == fields.end() || !matches(interface, *field->type, value)) {
@@ -347,12 +356,9 @@ Interface parse(std::string_view text) {
 }
 
 std::optional<std::string> checkInput(const Interface& interface, const Method& method,
-                                      const Json& parameters) noexcept {
+                                      const Parameters& parameters) noexcept {
     try {
         std::string bad;
-        if (!parameters.is_object()) {
-            return std::string();
-        }
         if (matchesFields(interface, method.input, parameters, &bad)) {
             return std::nullopt;
         }

@@ -85,6 +85,6 @@ Interface parse(std::string_view text);
 // Returns the name of the first top-level parameter that fails, or nullopt if
 // the call is valid. Never throws.
 std::optional<std::string> checkInput(const Interface& interface, const Method& method,
-                                      const Json& parameters) noexcept;
+                                      const Parameters& parameters) noexcept;
 
 }  // namespace nsfd::varlink::idl

@@ -19,6 +19,7 @@ namespace nsfd::daemon::varlink {
 using nsfd::varlink::CallMessage;
 using nsfd::varlink::DecodeLimits;
 using nsfd::varlink::Json;
+using nsfd::varlink::Parameters;
 
 class Connection;
 
@@ -30,7 +31,7 @@ class Call final {
     Call& operator=(const Call&) = delete;
 
     const std::string& method() const noexcept { return message_.method; }
-    const Json& parameters() const noexcept { return message_.parameters; }
+    const Parameters& parameters() const noexcept { return message_.parameters; }
     bool more() const noexcept { return message_.more; }
     bool oneway() const noexcept { return message_.oneway; }
     const Peer& peer() const noexcept { return *peer_; }

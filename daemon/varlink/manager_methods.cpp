@@ -19,22 +19,22 @@ constexpr std::uint64_t kMaxInt32 = std::numeric_limits<std::int32_t>::max();
 // -- decoding: the server checked every call against the IDL (names, types,
 // required fields); here, the values' ranges, each error naming its parameter --
 
-std::optional<std::uint64_t> readOptional(const Json& parameters, const std::string& name,
+std::optional<std::uint64_t> readOptional(const Parameters& parameters, const std::string& name,
                                           std::uint64_t min, std::uint64_t max) {
-    auto it = parameters.find(name);
-    if (it == parameters.end() || it->is_null()) {
+    const Json* value = parameters.find(name);
+    if (value == nullptr || value->is_null()) {
         return std::nullopt;
     }
-    if (!it->is_number_unsigned() || it->get<std::uint64_t>() < min ||
-        it->get<std::uint64_t>() > max) {
-        throw ParameterError(name, "Invalid " + name + " " + it->dump() +
+    if (!value->is_number_unsigned() || value->get<std::uint64_t>() < min ||
+        value->get<std::uint64_t>() > max) {
+        throw ParameterError(name, "Invalid " + name + " " + value->dump() +
                                        " (expected an integer from " + std::to_string(min) +
                                        " to " + std::to_string(max) + ")");
     }
-    return it->get<std::uint64_t>();
+    return value->get<std::uint64_t>();
 }
 
-std::uint64_t readRequired(const Json& parameters, const std::string& name, std::uint64_t min,
+std::uint64_t readRequired(const Parameters& parameters, const std::string& name, std::uint64_t min,
                            std::uint64_t max) {
     std::optional<std::uint64_t> value = readOptional(parameters, name, min, max);
     if (!value) {
@@ -43,7 +43,7 @@ std::uint64_t readRequired(const Json& parameters, const std::string& name, std:
     return *value;
 }
 
-std::optional<std::uint32_t> readPid(const Json& parameters, bool required = false) {
+std::optional<std::uint32_t> readPid(const Parameters& parameters, bool required = false) {
     std::optional<std::uint64_t> pid = readOptional(parameters, "pid", 1, kMaxInt32);
     if (required && !pid) {
         throw ParameterError("pid", "Missing parameter 'pid'");
@@ -51,7 +51,7 @@ std::optional<std::uint32_t> readPid(const Json& parameters, bool required = fal
     return pid ? std::optional(static_cast<std::uint32_t>(*pid)) : std::nullopt;
 }
 
-std::uint64_t readId(const Json& parameters) {
+std::uint64_t readId(const Parameters& parameters) {
     return readRequired(parameters, "id", 1, std::numeric_limits<std::uint64_t>::max());
 }
 
@@ -66,24 +66,24 @@ NsType toNsType(const std::string& parameter, const Json& value) {
     return *type;
 }
 
-NsType readNsType(const Json& parameters) {
-    auto it = parameters.find("type");
-    if (it == parameters.end()) {
+NsType readNsType(const Parameters& parameters) {
+    const Json* value = parameters.find("type");
+    if (value == nullptr) {
         throw ParameterError("type", "Missing parameter 'type'");
     }
-    return toNsType("type", *it);
+    return toNsType("type", *value);
 }
 
-std::vector<NsType> readNsTypes(const Json& parameters) {
-    auto it = parameters.find("types");
+std::vector<NsType> readNsTypes(const Parameters& parameters) {
+    const Json* value = parameters.find("types");
     std::vector<NsType> types;
-    if (it == parameters.end() || it->is_null()) {
+    if (value == nullptr || value->is_null()) {
         return types;
     }
-    if (!it->is_array()) {
-        throw ParameterError("types", "Invalid types " + it->dump() + " (expected a list)");
+    if (!value->is_array()) {
+        throw ParameterError("types", "Invalid types " + value->dump() + " (expected a list)");
     }
-    for (const Json& name : *it) {
+    for (const Json& name : *value) {
         types.push_back(toNsType("types", name));
     }
     return types;
@@ -98,19 +98,19 @@ struct Given {
     std::optional<std::string> selector;
 };
 
-std::optional<std::string> readSelector(const Json& parameters) {
-    auto it = parameters.find("selector");
-    if (it == parameters.end() || it->is_null()) {
+std::optional<std::string> readSelector(const Parameters& parameters) {
+    const Json* value = parameters.find("selector");
+    if (value == nullptr || value->is_null()) {
         return std::nullopt;
     }
-    if (!it->is_string()) {
-        throw ParameterError("selector", "Invalid selector " + it->dump() +
+    if (!value->is_string()) {
+        throw ParameterError("selector", "Invalid selector " + value->dump() +
                                              " (expected a string such as container:ID)");
     }
-    return it->get<std::string>();
+    return value->get<std::string>();
 }
 
-Given readGiven(const Json& parameters) {
+Given readGiven(const Parameters& parameters) {
     Given named{readPid(parameters),
                 readOptional(parameters, "id", 1, std::numeric_limits<std::uint64_t>::max()),
                 readOptional(parameters, "pidfd", 0, kMaxInt32), readSelector(parameters)};
@@ -291,7 +291,7 @@ void getNamespaceIds(VarlinkEndpoint& ep, const CallPtr& call, const Caller& cal
 }
 
 void trackProcess(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
-    const Json& parameters = call->parameters();
+    const Parameters& parameters = call->parameters();
     Given given{readPid(parameters), std::nullopt, readOptional(parameters, "pidfd", 0, kMaxInt32),
                 readSelector(parameters)};
     if (given.pid.has_value() + given.pidfd.has_value() + given.selector.has_value() != 1) {
@@ -369,23 +369,24 @@ void getFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
 }
 
 // socket(2)'s integer arguments as written: any int64, checked by the core.
-std::int64_t readInteger(const Json& parameters, const std::string& name) {
-    auto it = parameters.find(name);
-    if (it == parameters.end() || it->is_null()) {
+std::int64_t readInteger(const Parameters& parameters, const std::string& name) {
+    const Json* value = parameters.find(name);
+    if (value == nullptr || value->is_null()) {
         throw ParameterError(name, "Missing parameter '" + name + "'");
     }
-    if (!it->is_number_integer()) {
-        throw ParameterError(name, "Invalid " + name + " " + it->dump() + " (expected an integer)");
+    if (!value->is_number_integer()) {
+        throw ParameterError(name,
+                             "Invalid " + name + " " + value->dump() + " (expected an integer)");
     }
-    if (it->is_number_unsigned() &&
-        it->get<std::uint64_t>() >
+    if (value->is_number_unsigned() &&
+        value->get<std::uint64_t>() >
             static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-        throw ParameterError(name, "Invalid " + name + " " + it->dump() + " (too large)");
+        throw ParameterError(name, "Invalid " + name + " " + value->dump() + " (too large)");
     }
-    return it->get<std::int64_t>();
+    return value->get<std::int64_t>();
 }
 
-SocketSpec readSocketSpec(const Json& parameters) {
+SocketSpec readSocketSpec(const Parameters& parameters) {
     std::int64_t family = readInteger(parameters, "family");
     std::int64_t type = readInteger(parameters, "type");
     std::int64_t protocol = readInteger(parameters, "protocol");
@@ -427,13 +428,13 @@ void openSocket(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) 
 
 // -- Spawn: a brokered run; its first reply {pid, pidfd}, its last {waitStatus} --
 
-std::vector<std::string> readStrings(const Json& parameters, const std::string& name) {
-    auto it = parameters.find(name);
-    if (it == parameters.end() || !it->is_array()) {
+std::vector<std::string> readStrings(const Parameters& parameters, const std::string& name) {
+    const Json* value = parameters.find(name);
+    if (value == nullptr || !value->is_array()) {
         throw ParameterError(name, "Missing parameter '" + name + "' (a list of strings)");
     }
     std::vector<std::string> out;
-    for (const Json& item : *it) {
+    for (const Json& item : *value) {
         if (!item.is_string() ||
             item.get_ref<const std::string&>().find('\0') != std::string::npos) {
             throw ParameterError(name, "Invalid " + name + " entry " + item.dump().substr(0, 80) +
@@ -445,14 +446,14 @@ std::vector<std::string> readStrings(const Json& parameters, const std::string& 
 }
 
 // The spawn types, each once, among net, uts and ipc.
-std::vector<NsType> readSpawnTypes(const Json& parameters) {
-    auto it = parameters.find("namespaces");
-    if (it == parameters.end() || !it->is_array() || it->empty()) {
+std::vector<NsType> readSpawnTypes(const Parameters& parameters) {
+    const Json* value = parameters.find("namespaces");
+    if (value == nullptr || !value->is_array() || value->empty()) {
         throw ParameterError("namespaces",
                              "Missing parameter 'namespaces' (a list of net, uts and ipc)");
     }
     std::vector<NsType> types;
-    for (const Json& name : *it) {
+    for (const Json& name : *value) {
         NsType type = toNsType("namespaces", name);
         if (type != NsType::Net && type != NsType::Uts && type != NsType::Ipc) {
             throw ParameterError(
@@ -479,7 +480,7 @@ UniqueFd readPassedFd(Call& call, const char* name) {
 }
 
 std::shared_ptr<SpawnSpec> readSpawnSpec(Call& call) {
-    const Json& parameters = call.parameters();
+    const Parameters& parameters = call.parameters();
     auto spec = std::make_shared<SpawnSpec>();
     spec->namespaces = readSpawnTypes(parameters);
     spec->argv = readStrings(parameters, "argv");

@@ -108,9 +108,9 @@ Caller VarlinkEndpoint::callerOf(const Call& call) {
     if (it->second.checked) {
         caller.pidfd = std::shared_ptr<const PidFd>(peer, &*peer->pidfd);
     }
-    auto interactive = call.parameters().find(nsfd::varlink::kAllowInteractive);
-    caller.allowInteractive = interactive != call.parameters().end() && interactive->is_boolean() &&
-                              interactive->get<bool>();
+    const Json* interactive = call.parameters().find(nsfd::varlink::kAllowInteractive);
+    caller.allowInteractive =
+        interactive != nullptr && interactive->is_boolean() && interactive->get<bool>();
     return caller;
 }
 

@@ -76,7 +76,7 @@ TEST_F(VarlinkCodecTest, DecodesAFullCall) {
                  {});
     CallMessage message = expectCall(decoder);
     EXPECT_EQ(message.method, "org.nsfd1.Manager.GetNamespace");
-    EXPECT_EQ(message.parameters, (Json{{"pid", 1}, {"type", "net"}}));
+    EXPECT_EQ(message.parameters.toJson(), (Json{{"pid", 1}, {"type", "net"}}));
     EXPECT_TRUE(message.more);
     EXPECT_FALSE(message.oneway);
     EXPECT_FALSE(decoder.hasNext());
@@ -88,10 +88,10 @@ TEST_F(VarlinkCodecTest, ParametersAreOptional) {
     decoder.feed(call(R"({"method":"org.varlink.service.GetInfo"})") +
                      call(R"({"method":"a.b.C","parameters":null,"oneway":true})"),
                  {});
-    EXPECT_EQ(expectCall(decoder).parameters, Json::object());
+    EXPECT_TRUE(expectCall(decoder).parameters.empty());
     CallMessage second = expectCall(decoder);
     EXPECT_TRUE(second.oneway);
-    EXPECT_EQ(second.parameters, Json::object());
+    EXPECT_TRUE(second.parameters.empty());
 }
 
 // The values a call's parameters hold, as Json, whatever reads the text: a
@@ -105,7 +105,7 @@ TEST_F(VarlinkCodecTest, ParameterValuesKeepTheirJsonTypes) {
         R"("o":{"k":"v"},"k":1,"k":2}})",
         {});
     ASSERT_TRUE(std::holds_alternative<CallMessage>(decoded));
-    const Json& p = std::get<CallMessage>(decoded).parameters;
+    const Json p = std::get<CallMessage>(decoded).parameters.toJson();
     EXPECT_TRUE(p["pid"].is_number_unsigned());
     EXPECT_EQ(p["pid"].get<std::uint64_t>(), 7u);
     EXPECT_EQ(p["big"].get<std::uint64_t>(), UINT64_MAX);
@@ -120,11 +120,11 @@ TEST_F(VarlinkCodecTest, ParameterValuesKeepTheirJsonTypes) {
     EXPECT_EQ(p["k"], 2);
     Decoded zero = wire::decodeCall(R"({"method":"a.b.C","parameters":{"n":-0}})", {});
     ASSERT_TRUE(std::holds_alternative<CallMessage>(zero));
-    EXPECT_TRUE(std::get<CallMessage>(zero).parameters["n"].is_number_unsigned());
+    EXPECT_TRUE(std::get<CallMessage>(zero).parameters.at("n").is_number_unsigned());
     Decoded fraction =
         wire::decodeCall(R"({"method":"a.b.C","parameters":{"n":18446744073709551616.0}})", {});
     ASSERT_TRUE(std::holds_alternative<CallMessage>(fraction));
-    EXPECT_TRUE(std::get<CallMessage>(fraction).parameters["n"].is_number_float());
+    EXPECT_TRUE(std::get<CallMessage>(fraction).parameters.at("n").is_number_float());
     EXPECT_EQ(errorOf(R"({"method":"a.b.C","parameters":{"n":18446744073709551616}})"),
               DecodeError::InvalidJson);
     EXPECT_EQ(errorOf(R"({"method":"a.b.C","parameters":{"n":-9223372036854775809}})"),
@@ -141,6 +141,32 @@ TEST_F(VarlinkCodecTest, ParameterValuesKeepTheirJsonTypes) {
     EXPECT_EQ(errorOf(R"({"method":"a.b.C"}{"method":"a.b.C"})"), DecodeError::InvalidJson);
     // At the top level, every occurrence of a key is checked.
     EXPECT_EQ(errorOf(R"({"method":5,"method":"a.b.C"})"), DecodeError::InvalidMethod);
+}
+
+// A call's parameters in any order, a name repeated: looked up by name, the
+// value that came last kept, and the same object again as Json.
+TEST_F(VarlinkCodecTest, ParametersAreFoundByNameInAnyOrder) {
+    Decoded decoded = wire::decodeCall(
+        R"({"method":"a.b.C","parameters":{"type":"net","pid":7,"type":"ipc","a":[1]}})", {});
+    ASSERT_TRUE(std::holds_alternative<CallMessage>(decoded));
+    const varlink::Parameters& p = std::get<CallMessage>(decoded).parameters;
+    EXPECT_EQ(p.size(), 3u);
+    ASSERT_NE(p.find("type"), nullptr);
+    EXPECT_EQ(*p.find("type"), "ipc");
+    EXPECT_EQ(p.at("pid"), 7);
+    EXPECT_EQ(p.find("types"), nullptr);
+    EXPECT_EQ(p.find("ty"), nullptr);
+    EXPECT_FALSE(p.contains("b"));
+    EXPECT_THROW((void)p.at("b"), std::out_of_range);
+    std::vector<std::string> names;
+    for (const auto& [name, value] : p) {
+        names.push_back(name);
+    }
+    EXPECT_EQ(names, (std::vector<std::string>{"a", "pid", "type"}));
+    Json expected = {{"a", {1}}, {"pid", 7}, {"type", "ipc"}};
+    EXPECT_EQ(p.toJson(), expected);
+    EXPECT_EQ(Json(p), expected);  // an object, not an array of pairs
+    EXPECT_EQ(varlink::Parameters::fromJson(expected), p);
 }
 
 TEST_F(VarlinkCodecTest, ReplyParametersKeepTheirJsonTypes) {

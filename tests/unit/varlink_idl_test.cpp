@@ -12,6 +12,7 @@ namespace {
 
 namespace idl = nsfd::varlink::idl;
 using nsfd::varlink::Json;
+using nsfd::varlink::Parameters;
 
 constexpr const char* kIdl = R"idl(# A test interface.
 interface org.example.Shapes
@@ -32,7 +33,7 @@ error NoSuchShape (name: string)
 
 std::optional<std::string> check(const idl::Interface& interface, const std::string& method,
                                  const Json& parameters) {
-    return idl::checkInput(interface, *interface.method(method), parameters);
+    return idl::checkInput(interface, *interface.method(method), Parameters::fromJson(parameters));
 }
 
 TEST(VarlinkIdlParser, ParsesTypesMethodsErrorsAndMoreFlags) {
@@ -98,7 +99,8 @@ TEST(VarlinkIdlCheck, NamesTheFirstBadParameter) {
     EXPECT_EQ(check(interface, "Scale",
                     {{"factor", 1}, {"by", Json::object()}, {"inline", {{"a", "yes"}}}}),
               "inline");
-    EXPECT_EQ(check(interface, "Scale", Json::array()), "");  // not an object at all
+    // Parameters are an object, or the decoder refused the call (InvalidField).
+    EXPECT_THROW(Parameters::fromJson(Json::array()), std::invalid_argument);
 }
 
 }  // namespace

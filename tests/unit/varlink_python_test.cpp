@@ -39,7 +39,8 @@ class VarlinkPythonTest : public VarlinkServerFixture {
             },
             varlink::kTakesFds);
         server_->addMethod("org.example.Test.Count", [](const CallPtr& call) {
-            int to = call->parameters().value("to", 3);
+            const Json* given = call->parameters().find("to");
+            int to = given != nullptr ? given->get<int>() : 3;
             for (int i = 1; i < to; ++i) {
                 call->notify({{"n", i}});
             }
