@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <climits>
 #include <csignal>
 #include <cstring>
@@ -482,8 +483,11 @@ void readNetNamespace(const Caller& caller, const PidFd& pidfd, Target& target) 
 // Trusted only if the pid still names our process afterwards.
 bool isDumpable(const PidFd& pidfd, const Credentials& creds) {
     struct stat st {};
-    std::string path = "/proc/" + std::to_string(pidfd.pid()) + "/status";
-    return ::stat(path.c_str(), &st) == 0 && st.st_uid == creds.euid && !pidfd.hasExited();
+    // On every GetNamespace of a non-root caller: neither an allocation nor printf.
+    char path[32] = "/proc/";
+    char* end = std::to_chars(path + 6, path + 20, pidfd.pid()).ptr;
+    std::memcpy(end, "/status", sizeof("/status"));
+    return ::stat(path, &st) == 0 && st.st_uid == creds.euid && !pidfd.hasExited();
 }
 
 // From /proc/PID/status: whether the process is its pid namespace's init

@@ -26,7 +26,7 @@ bool Call::connected() const {
     return connection && connection->open();
 }
 
-bool Call::send(std::string bytes, std::vector<UniqueFd> fds, bool final) {
+bool Call::send(Outgoing reply, bool final) {
     if (answered_) {
         return false;  // `fds` close here
     }
@@ -38,29 +38,29 @@ bool Call::send(std::string bytes, std::vector<UniqueFd> fds, bool final) {
     if (!connection || !connection->open()) {
         return false;
     }
-    return connection->submit(*this, Outgoing{std::move(bytes), std::move(fds)}, final);
+    return connection->submit(*this, std::move(reply), final);
 }
 
 bool Call::reply(const Json& parameters, std::vector<UniqueFd> fds) {
-    return send(encodeReply(parameters), std::move(fds), true);
+    return send(Outgoing{encodeReply(parameters), nullptr, std::move(fds)}, true);
 }
 
 bool Call::replyWithFd(UniqueFd fd) {
     static const std::string encoded = encodeReply({{"fileDescriptor", 0}});
-    std::vector<UniqueFd> fds;
-    fds.push_back(std::move(fd));
-    return send(encoded, std::move(fds), true);
+    Outgoing reply{{}, &encoded, {}};
+    reply.fds.push_back(std::move(fd));
+    return send(std::move(reply), true);
 }
 
 bool Call::notify(const Json& parameters, std::vector<UniqueFd> fds) {
     if (!message_.more) {
         return false;
     }
-    return send(encodeReply(parameters, true), std::move(fds), false);
+    return send(Outgoing{encodeReply(parameters, true), nullptr, std::move(fds)}, false);
 }
 
 bool Call::error(std::string_view name, const Json& parameters) {
-    return send(encodeError(name, parameters), {}, true);
+    return send(Outgoing{encodeError(name, parameters), nullptr, {}}, true);
 }
 
 bool Call::invalidParameter(std::string_view name) {

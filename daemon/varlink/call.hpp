@@ -22,6 +22,7 @@ using nsfd::varlink::Json;
 using nsfd::varlink::Parameters;
 
 class Connection;
+struct Outgoing;
 
 class Call final {
   public:
@@ -52,7 +53,7 @@ class Call final {
     // Each returns false when the reply was dropped (gone, or already answered).
     bool reply(const Json& parameters = Json::object(), std::vector<UniqueFd> fds = {});
     // The final reply of a method that hands out one fd: {"fileDescriptor": 0}
-    // with `fd`. Its bytes are made once; each reply copies them (figure 11b).
+    // with `fd`. Its bytes are made once, and sent from there (figure 11b).
     bool replyWithFd(UniqueFd fd);
     // One of several replies ("continues": true) to a call made with "more".
     bool notify(const Json& parameters, std::vector<UniqueFd> fds = {});
@@ -68,7 +69,7 @@ class Call final {
   private:
     friend class Connection;
     friend class Server;
-    bool send(std::string bytes, std::vector<UniqueFd> fds, bool final);
+    bool send(Outgoing reply, bool final);
     void disconnected();
 
     std::weak_ptr<Connection> connection_;

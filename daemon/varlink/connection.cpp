@@ -157,7 +157,7 @@ bool Connection::submit(Call& call, Outgoing reply, bool final) {
     if (!open()) {
         return false;
     }
-    unsentBytes_ += reply.bytes.size();
+    unsentBytes_ += reply.bytes().size();
     unsentFds_ += reply.fds.size();
     if (!inFlight_.empty() && inFlight_.front().call.get() == &call) {
         output_.push_back(std::move(reply));
@@ -169,7 +169,7 @@ bool Connection::submit(Call& call, Outgoing reply, bool final) {
         auto pending = std::find_if(inFlight_.begin(), inFlight_.end(),
                                     [&](const Pending& each) { return each.call.get() == &call; });
         if (pending == inFlight_.end()) {
-            unsentBytes_ -= reply.bytes.size();
+            unsentBytes_ -= reply.bytes().size();
             unsentFds_ -= reply.fds.size();
             return false;
         }
@@ -253,15 +253,16 @@ void Connection::flush() {
         if (!front.fds.empty()) {
             unreadWaitUsec_ = 0;
             // A reply with fds goes alone, so that its fds arrive with its first byte.
-            iov[count++] = {front.bytes.data() + front.offset, front.bytes.size() - front.offset};
+            std::string_view bytes = front.bytes().substr(front.offset);
+            iov[count++] = {const_cast<char*>(bytes.data()), bytes.size()};
             fds = front.fds;
         } else {
             for (Outgoing& reply : output_) {
                 if (count == kMaxIovecs || !reply.fds.empty()) {
                     break;
                 }
-                iov[count++] = {reply.bytes.data() + reply.offset,
-                                reply.bytes.size() - reply.offset};
+                std::string_view bytes = reply.bytes().substr(reply.offset);
+                iov[count++] = {const_cast<char*>(bytes.data()), bytes.size()};
             }
         }
         ssize_t sent = sendWithFds(socket_.get(), std::span(iov.data(), count), fds);
@@ -279,7 +280,7 @@ void Connection::flush() {
         unsentBytes_ -= done;
         while (done > 0) {
             Outgoing& reply = output_.front();
-            std::size_t left = reply.bytes.size() - reply.offset;
+            std::size_t left = reply.bytes().size() - reply.offset;
             if (done < left) {
                 reply.offset += done;
                 break;

@@ -7,6 +7,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "call.hpp"
@@ -20,9 +21,13 @@ class Server;
 
 // A reply waiting for the socket; `fds` leave with its first byte.
 struct Outgoing {
-    std::string bytes;
+    std::string owned;  // its bytes, unless
+    // they were encoded once and outlive every reply (Call::replyWithFd's)
+    const std::string* shared = nullptr;
     std::vector<UniqueFd> fds;
-    std::size_t offset = 0;
+    std::size_t offset = 0;  // of bytes() sent
+
+    std::string_view bytes() const noexcept { return shared != nullptr ? *shared : owned; }
 };
 
 class Connection final : public std::enable_shared_from_this<Connection> {
@@ -60,7 +65,6 @@ class Connection final : public std::enable_shared_from_this<Connection> {
     void readSome();
     void dispatchReady();
     void advance();
-    void enqueue(Outgoing reply);
     void flush();
     bool reading() const;
     void updateEvents();

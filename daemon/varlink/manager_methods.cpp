@@ -19,7 +19,8 @@ constexpr std::uint64_t kMaxInt32 = std::numeric_limits<std::int32_t>::max();
 // -- decoding: the server checked every call against the IDL (names, types,
 // required fields); here, the values' ranges, each error naming its parameter --
 
-std::optional<std::uint64_t> readOptional(const Parameters& parameters, const std::string& name,
+// `name` is a literal: a string is made of it only for an error.
+std::optional<std::uint64_t> readOptional(const Parameters& parameters, std::string_view name,
                                           std::uint64_t min, std::uint64_t max) {
     const Json* value = parameters.find(name);
     if (value == nullptr || value->is_null()) {
@@ -27,18 +28,19 @@ std::optional<std::uint64_t> readOptional(const Parameters& parameters, const st
     }
     if (!value->is_number_unsigned() || value->get<std::uint64_t>() < min ||
         value->get<std::uint64_t>() > max) {
-        throw ParameterError(name, "Invalid " + name + " " + value->dump() +
-                                       " (expected an integer from " + std::to_string(min) +
-                                       " to " + std::to_string(max) + ")");
+        throw ParameterError(std::string(name), "Invalid " + std::string(name) + " " +
+                                                    value->dump() + " (expected an integer from " +
+                                                    std::to_string(min) + " to " +
+                                                    std::to_string(max) + ")");
     }
     return value->get<std::uint64_t>();
 }
 
-std::uint64_t readRequired(const Parameters& parameters, const std::string& name, std::uint64_t min,
+std::uint64_t readRequired(const Parameters& parameters, std::string_view name, std::uint64_t min,
                            std::uint64_t max) {
     std::optional<std::uint64_t> value = readOptional(parameters, name, min, max);
     if (!value) {
-        throw ParameterError(name, "Missing parameter '" + name + "'");
+        throw ParameterError(std::string(name), "Missing parameter '" + std::string(name) + "'");
     }
     return *value;
 }
