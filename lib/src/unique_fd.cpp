@@ -11,13 +11,13 @@
 namespace nsfd {
 
 void UniqueFd::reset(int fd) noexcept {
-    int savedErrno = errno;
     if (fd_ >= 0) {
+        int savedErrno = errno;
         // Linux closes the fd even when close() fails (EINTR included): never retry.
         ::close(fd_);
+        errno = savedErrno;
     }
     fd_ = fd;
-    errno = savedErrno;
 }
 
 UniqueFd UniqueFd::duplicate() const {
