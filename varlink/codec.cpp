@@ -49,8 +49,8 @@ bool isAlnum(char c) {
 // The JSON reader of every message, both ways: simdjson, one parser per
 // thread, reused, so that a message costs no allocation once the largest has
 // been seen. nlohmann's lexer alone was most of a small call's time in nsfdd
-// (BENCHMARKS.md, figure 11b). Json (nlohmann) stays the type that calls and
-// replies carry, and what writes them.
+// (BENCHMARKS.md, figure 11b). Json (nlohmann) stays the type of the values
+// that calls (Parameters) and replies carry, and what writes them.
 class Reader {
   public:
     // The message's top-level object, valid until this thread's next parse or
