@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // A call's "parameters" object as a server holds it: each member's name and
 // value, sorted by name, a repeated name keeping the value that came last (as
-// a Json object holds them, and sd-varlink reads them). Its members sit in one
+// nlohmann's Json object did before; sd-varlink refuses a repeated name). Its members sit in one
 // vector where a Json object allocates a node for each: a call's parameters
 // are built, looked up a few times and dropped, and nlohmann's object was a
 // tenth of nsfdd's own time per call (BENCHMARKS.md, figure 11b). The values

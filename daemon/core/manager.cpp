@@ -16,6 +16,7 @@
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "nsfd/features.hpp"
@@ -484,8 +485,10 @@ void readNetNamespace(const Caller& caller, const PidFd& pidfd, Target& target) 
 bool isDumpable(const PidFd& pidfd, const Credentials& creds) {
     struct stat st {};
     // On every GetNamespace of a non-root caller: neither an allocation nor printf.
-    char path[32] = "/proc/";
-    char* end = std::to_chars(path + 6, path + 20, pidfd.pid()).ptr;
+    char path[sizeof("/proc/-2147483648/status")] = "/proc/";
+    char* end =
+        std::to_chars(path + sizeof("/proc/") - 1, std::end(path) - sizeof("/status"), pidfd.pid())
+            .ptr;
     std::memcpy(end, "/status", sizeof("/status"));
     return ::stat(path, &st) == 0 && st.st_uid == creds.euid && !pidfd.hasExited();
 }

@@ -8,6 +8,16 @@ namespace nsfd::daemon::varlink {
 
 using namespace nsfd::varlink;  // the wire format (../../varlink)
 
+namespace {
+
+// A reply whose bytes are its own.
+Outgoing owning(std::string bytes, std::vector<UniqueFd> fds = {}) {
+    return Outgoing{
+        .owned = std::move(bytes), .shared = nullptr, .fds = std::move(fds), .offset = 0};
+}
+
+}  // namespace
+
 Call::Call(std::weak_ptr<Connection> connection, std::shared_ptr<const Peer> peer,
            CallMessage message)
     : connection_(std::move(connection)), peer_(std::move(peer)), message_(std::move(message)) {
@@ -28,7 +38,7 @@ bool Call::connected() const {
 
 bool Call::send(Outgoing reply, bool final) {
     if (answered_) {
-        return false;  // `fds` close here
+        return false;  // `reply`'s fds close here
     }
     if (final) {
         answered_ = true;
@@ -42,12 +52,12 @@ bool Call::send(Outgoing reply, bool final) {
 }
 
 bool Call::reply(const Json& parameters, std::vector<UniqueFd> fds) {
-    return send(Outgoing{encodeReply(parameters), nullptr, std::move(fds)}, true);
+    return send(owning(encodeReply(parameters), std::move(fds)), true);
 }
 
 bool Call::replyWithFd(UniqueFd fd) {
     static const std::string encoded = encodeReply({{"fileDescriptor", 0}});
-    Outgoing reply{{}, &encoded, {}};
+    Outgoing reply{.owned = {}, .shared = &encoded, .fds = {}, .offset = 0};
     reply.fds.push_back(std::move(fd));
     return send(std::move(reply), true);
 }
@@ -56,11 +66,11 @@ bool Call::notify(const Json& parameters, std::vector<UniqueFd> fds) {
     if (!message_.more) {
         return false;
     }
-    return send(Outgoing{encodeReply(parameters, true), nullptr, std::move(fds)}, false);
+    return send(owning(encodeReply(parameters, true), std::move(fds)), false);
 }
 
 bool Call::error(std::string_view name, const Json& parameters) {
-    return send(Outgoing{encodeError(name, parameters), nullptr, {}}, true);
+    return send(owning(encodeError(name, parameters)), true);
 }
 
 bool Call::invalidParameter(std::string_view name) {

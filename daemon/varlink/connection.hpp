@@ -19,10 +19,11 @@ namespace nsfd::daemon::varlink {
 
 class Server;
 
-// A reply waiting for the socket; `fds` leave with its first byte.
+// A reply waiting for the socket; `fds` leave with its first byte. Its bytes
+// are `owned`, or, when `shared` is set, bytes encoded once that outlive every
+// connection (a function-local static: Call::replyWithFd's).
 struct Outgoing {
-    std::string owned;  // its bytes, unless
-    // they were encoded once and outlive every reply (Call::replyWithFd's)
+    std::string owned;
     const std::string* shared = nullptr;
     std::vector<UniqueFd> fds;
     std::size_t offset = 0;  // of bytes() sent

@@ -371,19 +371,20 @@ void getFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
 }
 
 // socket(2)'s integer arguments as written: any int64, checked by the core.
-std::int64_t readInteger(const Parameters& parameters, const std::string& name) {
+std::int64_t readInteger(const Parameters& parameters, std::string_view name) {
     const Json* value = parameters.find(name);
     if (value == nullptr || value->is_null()) {
-        throw ParameterError(name, "Missing parameter '" + name + "'");
+        throw ParameterError(std::string(name), "Missing parameter '" + std::string(name) + "'");
     }
     if (!value->is_number_integer()) {
-        throw ParameterError(name,
-                             "Invalid " + name + " " + value->dump() + " (expected an integer)");
+        throw ParameterError(std::string(name), "Invalid " + std::string(name) + " " +
+                                                    value->dump() + " (expected an integer)");
     }
     if (value->is_number_unsigned() &&
         value->get<std::uint64_t>() >
             static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-        throw ParameterError(name, "Invalid " + name + " " + value->dump() + " (too large)");
+        throw ParameterError(std::string(name),
+                             "Invalid " + std::string(name) + " " + value->dump() + " (too large)");
     }
     return value->get<std::int64_t>();
 }
@@ -430,17 +431,19 @@ void openSocket(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) 
 
 // -- Spawn: a brokered run; its first reply {pid, pidfd}, its last {waitStatus} --
 
-std::vector<std::string> readStrings(const Parameters& parameters, const std::string& name) {
+std::vector<std::string> readStrings(const Parameters& parameters, std::string_view name) {
     const Json* value = parameters.find(name);
     if (value == nullptr || !value->is_array()) {
-        throw ParameterError(name, "Missing parameter '" + name + "' (a list of strings)");
+        throw ParameterError(std::string(name),
+                             "Missing parameter '" + std::string(name) + "' (a list of strings)");
     }
     std::vector<std::string> out;
     for (const Json& item : *value) {
         if (!item.is_string() ||
             item.get_ref<const std::string&>().find('\0') != std::string::npos) {
-            throw ParameterError(name, "Invalid " + name + " entry " + item.dump().substr(0, 80) +
-                                           " (expected a string without NUL)");
+            throw ParameterError(std::string(name), "Invalid " + std::string(name) + " entry " +
+                                                        item.dump().substr(0, 80) +
+                                                        " (expected a string without NUL)");
         }
         out.push_back(item.get<std::string>());
     }
