@@ -32,6 +32,7 @@ class Call final {
     Call& operator=(const Call&) = delete;
 
     const std::string& method() const noexcept { return message_.method; }
+    // By name (Parameters::find); by dispatch they match the method's input in the IDL.
     const Parameters& parameters() const noexcept { return message_.parameters; }
     bool more() const noexcept { return message_.more; }
     bool oneway() const noexcept { return message_.oneway; }
