@@ -28,10 +28,9 @@ std::optional<std::uint64_t> readOptional(const Parameters& parameters, std::str
     }
     if (!value->is_number_unsigned() || value->get<std::uint64_t>() < min ||
         value->get<std::uint64_t>() > max) {
-        throw ParameterError(std::string(name), "Invalid " + std::string(name) + " " +
-                                                    value->dump() + " (expected an integer from " +
-                                                    std::to_string(min) + " to " +
-                                                    std::to_string(max) + ")");
+        throw ParameterError(name, "Invalid " + std::string(name) + " " + value->dump() +
+                                       " (expected an integer from " + std::to_string(min) +
+                                       " to " + std::to_string(max) + ")");
     }
     return value->get<std::uint64_t>();
 }
@@ -40,7 +39,7 @@ std::uint64_t readRequired(const Parameters& parameters, std::string_view name, 
                            std::uint64_t max) {
     std::optional<std::uint64_t> value = readOptional(parameters, name, min, max);
     if (!value) {
-        throw ParameterError(std::string(name), "Missing parameter '" + std::string(name) + "'");
+        throw ParameterError(name, "Missing parameter '" + std::string(name) + "'");
     }
     return *value;
 }
@@ -374,16 +373,16 @@ void getFd(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) {
 std::int64_t readInteger(const Parameters& parameters, std::string_view name) {
     const Json* value = parameters.find(name);
     if (value == nullptr || value->is_null()) {
-        throw ParameterError(std::string(name), "Missing parameter '" + std::string(name) + "'");
+        throw ParameterError(name, "Missing parameter '" + std::string(name) + "'");
     }
     if (!value->is_number_integer()) {
-        throw ParameterError(std::string(name), "Invalid " + std::string(name) + " " +
-                                                    value->dump() + " (expected an integer)");
+        throw ParameterError(
+            name, "Invalid " + std::string(name) + " " + value->dump() + " (expected an integer)");
     }
     if (value->is_number_unsigned() &&
         value->get<std::uint64_t>() >
             static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-        throw ParameterError(std::string(name),
+        throw ParameterError(name,
                              "Invalid " + std::string(name) + " " + value->dump() + " (too large)");
     }
     return value->get<std::int64_t>();
@@ -434,16 +433,16 @@ void openSocket(VarlinkEndpoint& ep, const CallPtr& call, const Caller& caller) 
 std::vector<std::string> readStrings(const Parameters& parameters, std::string_view name) {
     const Json* value = parameters.find(name);
     if (value == nullptr || !value->is_array()) {
-        throw ParameterError(std::string(name),
+        throw ParameterError(name,
                              "Missing parameter '" + std::string(name) + "' (a list of strings)");
     }
     std::vector<std::string> out;
     for (const Json& item : *value) {
         if (!item.is_string() ||
             item.get_ref<const std::string&>().find('\0') != std::string::npos) {
-            throw ParameterError(std::string(name), "Invalid " + std::string(name) + " entry " +
-                                                        item.dump().substr(0, 80) +
-                                                        " (expected a string without NUL)");
+            throw ParameterError(name, "Invalid " + std::string(name) + " entry " +
+                                           item.dump().substr(0, 80) +
+                                           " (expected a string without NUL)");
         }
         out.push_back(item.get<std::string>());
     }

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "core/manager.hpp"
@@ -21,8 +22,8 @@ namespace nsfd::daemon::varlink {
 // A parameter with a value nsfdd cannot use: InvalidArgument naming it.
 class ParameterError : public ServiceError {
   public:
-    ParameterError(std::string parameter, const std::string& message)
-        : ServiceError(ErrorKind::InvalidArgs, message), parameter_(std::move(parameter)) {}
+    ParameterError(std::string_view parameter, const std::string& message)
+        : ServiceError(ErrorKind::InvalidArgs, message), parameter_(parameter) {}
     const std::string& parameter() const noexcept { return parameter_; }
 
   private:
